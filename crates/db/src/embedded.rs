@@ -1,0 +1,329 @@
+//! A private PostgreSQL cluster run from the machine's own PostgreSQL binaries: the default
+//! database when no `DATABASE_URL` is configured, and the database of every test run.
+//!
+//! The cluster lives in `<data dir>/pg`, listens only on a Unix socket, trusts local
+//! connections (the socket directory is private to the cluster's OS user), and is reused on
+//! the next start. PostgreSQL refuses to run as root, so when we are root the cluster runs as
+//! an unprivileged account (`postgres` by default, `VOXANNE_PG_OS_USER` to choose).
+
+use sqlx::postgres::PgConnectOptions;
+use std::ffi::OsStr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The cluster's superuser: bootstrap (roles) and migrations connect as this role.
+pub const ADMIN_ROLE: &str = "postgres";
+const PORT: u16 = 5432;
+/// Unix socket paths are limited to 107 bytes; keep a margin for `/.s.PGSQL.5432`.
+const MAX_SOCKET_DIR_LEN: usize = 90;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH or under \
+         /usr/lib/postgresql/*/bin. Install them (Debian: `apt-get install postgresql`) or set \
+         DATABASE_URL to use an existing server."
+    )]
+    BinariesNotFound,
+    #[error(
+        "running as root, but the OS account `{0}` that should run PostgreSQL does not exist. \
+         Create it (Debian's postgresql package does) or set VOXANNE_PG_OS_USER."
+    )]
+    NoUnprivilegedUser(String),
+    #[error(
+        "the PostgreSQL account `{user}` cannot reach {path} (a parent directory is not \
+         searchable by it). Set VOXANNE_DATA_DIR to a directory it can reach, e.g. /var/tmp/voxanne."
+    )]
+    Unreachable { user: String, path: PathBuf },
+    #[error("{action} failed: {detail}")]
+    Command { action: String, detail: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
+    let context = context.into();
+    move |source| EmbeddedError::Io { context, source }
+}
+
+/// Tuning for where the cluster runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterOptions {
+    /// Trade durability for speed (no fsync): for throwaway test clusters only.
+    pub ephemeral: bool,
+}
+
+/// An OS account other than ours that runs the cluster (only when we are root).
+#[derive(Debug, Clone)]
+struct RunAs {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+#[derive(Debug)]
+pub struct EmbeddedCluster {
+    pg_dir: PathBuf,
+    socket_dir: PathBuf,
+    bin_dir: PathBuf,
+    run_as: Option<RunAs>,
+    started_here: bool,
+}
+
+impl EmbeddedCluster {
+    /// Initialises the cluster on first use, starts it unless it is already running, and
+    /// returns a handle to it. Blocking: call from `spawn_blocking` in async code.
+    pub fn start(data_dir: &Path, options: ClusterOptions) -> Result<Self, EmbeddedError> {
+        let bin_dir = find_bin_dir().ok_or(EmbeddedError::BinariesNotFound)?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(io_err(format!("creating {}", data_dir.display())))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(io_err(format!("resolving {}", data_dir.display())))?;
+        let run_as = run_as_account()?;
+        let pg_dir = data_dir.join("pg");
+        let socket_dir = socket_dir_for(&data_dir);
+        for dir in [&pg_dir, &socket_dir] {
+            std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err(format!("securing {}", dir.display())))?;
+            if let Some(account) = &run_as {
+                std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid)).map_err(
+                    io_err(format!("handing {} to {}", dir.display(), account.name)),
+                )?;
+                check_reachable(dir, account)?;
+            }
+        }
+        let mut cluster = Self {
+            pg_dir,
+            socket_dir,
+            bin_dir,
+            run_as,
+            started_here: false,
+        };
+        if !cluster.pg_dir.join("PG_VERSION").exists() {
+            cluster.initdb(options)?;
+        }
+        if !cluster.is_running() {
+            cluster.pg_ctl_start(options)?;
+            cluster.started_here = true;
+        }
+        Ok(cluster)
+    }
+
+    /// Connection options for `role` on `database`, over the cluster's socket.
+    pub fn connect_options(&self, role: &str, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .socket(&self.socket_dir)
+            .port(PORT)
+            .username(role)
+            .database(database)
+    }
+
+    pub fn pg_dir(&self) -> &Path {
+        &self.pg_dir
+    }
+
+    /// Whether this handle started the server (and so should stop it).
+    pub fn started_here(&self) -> bool {
+        self.started_here
+    }
+
+    /// Stops the server if this handle started it. A cluster that was already running when
+    /// we came (another voxanne process uses it) is left alone.
+    pub fn stop(&self) -> Result<(), EmbeddedError> {
+        if !self.started_here {
+            return Ok(());
+        }
+        self.run("stopping PostgreSQL", "pg_ctl", |c| {
+            c.arg("stop")
+                .arg("-D")
+                .arg(&self.pg_dir)
+                .args(["-m", "fast", "-w"]);
+        })
+        .map(drop)
+    }
+
+    fn is_running(&self) -> bool {
+        self.command("pg_ctl")
+            .arg("status")
+            .arg("-D")
+            .arg(&self.pg_dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    fn initdb(&self, options: ClusterOptions) -> Result<(), EmbeddedError> {
+        tracing::info!(dir = %self.pg_dir.display(), "initialising the embedded PostgreSQL cluster");
+        self.run("initdb", "initdb", |c| {
+            c.arg("-D").arg(&self.pg_dir).args([
+                "-U",
+                ADMIN_ROLE,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]);
+            if options.ephemeral {
+                c.arg("--no-sync");
+            }
+        })
+        .map(drop)
+    }
+
+    fn pg_ctl_start(&self, options: ClusterOptions) -> Result<(), EmbeddedError> {
+        let mut server = format!(
+            "-p {PORT} -c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=300",
+            self.socket_dir.display()
+        );
+        if options.ephemeral {
+            server.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let log = self.pg_dir.join("server.log");
+        tracing::info!(dir = %self.pg_dir.display(), log = %log.display(), "starting the embedded PostgreSQL");
+        self.run("starting PostgreSQL", "pg_ctl", |c| {
+            c.arg("start")
+                .arg("-D")
+                .arg(&self.pg_dir)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o"])
+                .arg(&server);
+        })
+        .map_err(|e| match e {
+            EmbeddedError::Command { action, detail } => EmbeddedError::Command {
+                action,
+                detail: format!("{detail}\n(server log: {})", log.display()),
+            },
+            other => other,
+        })
+        .map(drop)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin_dir.join(program));
+        // The cluster's account may not be able to read our working directory.
+        command.current_dir("/");
+        if let Some(account) = &self.run_as {
+            command.uid(account.uid).gid(account.gid);
+        }
+        command
+    }
+
+    fn run(
+        &self,
+        action: &str,
+        program: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<Output, EmbeddedError> {
+        let mut command = self.command(program);
+        configure(&mut command);
+        let output = command
+            .output()
+            .map_err(io_err(format!("{action}: running {program}")))?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(EmbeddedError::Command {
+                action: action.to_owned(),
+                detail: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stderr).trim(),
+                    String::from_utf8_lossy(&output.stdout).trim()
+                ),
+            })
+        }
+    }
+}
+
+/// `pg_ctl` and `initdb` from PATH, else the newest `/usr/lib/postgresql/<version>/bin`.
+fn find_bin_dir() -> Option<PathBuf> {
+    let has_tools = |dir: &Path| dir.join("pg_ctl").is_file() && dir.join("initdb").is_file();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if has_tools(&dir) {
+                // Follow a symlinked pg_ctl back to its real bin dir, where `postgres` lives.
+                let real = std::fs::canonicalize(dir.join("pg_ctl")).ok();
+                return Some(
+                    real.and_then(|p| p.parent().map(Path::to_path_buf))
+                        .unwrap_or(dir),
+                );
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            has_tools(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn run_as_account() -> Result<Option<RunAs>, EmbeddedError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let name = std::env::var("VOXANNE_PG_OS_USER").unwrap_or_else(|_| "postgres".to_owned());
+    match nix::unistd::User::from_name(&name) {
+        Ok(Some(user)) => Ok(Some(RunAs {
+            name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })),
+        _ => Err(EmbeddedError::NoUnprivilegedUser(name)),
+    }
+}
+
+/// Every ancestor of `dir` must be searchable by the cluster's account.
+fn check_reachable(dir: &Path, account: &RunAs) -> Result<(), EmbeddedError> {
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = meta.mode();
+        let searchable = if meta.uid() == account.uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == account.gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !searchable {
+            return Err(EmbeddedError::Unreachable {
+                user: account.name.clone(),
+                path: dir.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `<data dir>/run`, or a directory under the system temp dir when that path would be too
+/// long for a Unix socket.
+fn socket_dir_for(data_dir: &Path) -> PathBuf {
+    let preferred = data_dir.join("run");
+    if preferred.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
+        return preferred;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    std::env::temp_dir().join(format!("voxanne-{:016x}", hasher.finish()))
+}
+
+/// For tests and tools that need the binaries' location (e.g. to run `psql`).
+pub fn postgres_bin(program: impl AsRef<OsStr>) -> Option<PathBuf> {
+    find_bin_dir().map(|dir| dir.join(program.as_ref()))
+}

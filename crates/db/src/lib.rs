@@ -1,0 +1,81 @@
+//! Voxanne's database layer: the application pool, tenant transactions (the tenant boundary,
+//! in `tenant.rs`), the named cross-org operations (`system.rs`), queries, migrations and the
+//! embedded PostgreSQL cluster.
+
+pub mod calls;
+pub mod demo;
+pub mod embedded;
+pub mod migrate;
+pub mod system;
+mod tenant;
+
+pub use tenant::{Membership, TenantError, TenantTx};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::time::Duration;
+use voxanne_domain::{OrgId, UserId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A row that violates a constraint: the caller asked for something impossible.
+    #[error("constraint `{constraint}` rejected the change")]
+    Constraint { constraint: String },
+    #[error("not found")]
+    NotFound,
+    #[error("the database holds a value this version does not understand: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Sqlx(sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => DbError::NotFound,
+            sqlx::Error::Database(db) if db.constraint().is_some() => DbError::Constraint {
+                constraint: db.constraint().unwrap_or_default().to_owned(),
+            },
+            _ => DbError::Sqlx(e),
+        }
+    }
+}
+
+/// The application's handle to the database. It connects as `voxanne_app`, and its pool is
+/// private: tenant data is reached through [`Db::tenant`] only.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    /// Connects as the application role.
+    pub async fn connect(app: PgConnectOptions, max_connections: u32) -> Result<Self, DbError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(app)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The tenant transaction of `org` for `user`, if the user is a live member of an
+    /// active org.
+    pub async fn tenant(&self, org: OrgId, user: UserId) -> Result<TenantTx, TenantError> {
+        TenantTx::begin(self, org, user).await
+    }
+
+    /// Readiness: can we run a statement? Touches no tenant data.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

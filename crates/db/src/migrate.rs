@@ -1,0 +1,79 @@
+//! Roles and migrations.
+//!
+//! Three roles (TENANCY.md section 3):
+//! - `voxanne_owner` owns every table and runs the migrations (NOLOGIN: the admin connection
+//!   `SET ROLE`s to it). FORCE ROW LEVEL SECURITY binds it like everyone else.
+//! - `voxanne_app` is what the application logs in as: it owns nothing, has no BYPASSRLS, and
+//!   holds only DML grants. Without a tenant context it sees zero rows.
+//! - `voxanne_system` (NOLOGIN, BYPASSRLS) owns the few SECURITY DEFINER functions that work
+//!   across orgs (migrations/0003_cross_org_operations.sql); nobody logs in as it.
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+
+pub const OWNER_ROLE: &str = "voxanne_owner";
+pub const APP_ROLE: &str = "voxanne_app";
+pub const SYSTEM_ROLE: &str = "voxanne_system";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+const BOOTSTRAP: &str = r#"
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'voxanne_owner') THEN
+        CREATE ROLE voxanne_owner NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'voxanne_system') THEN
+        CREATE ROLE voxanne_system NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEROLE NOCREATEDB;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'voxanne_app') THEN
+        CREATE ROLE voxanne_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB;
+    END IF;
+    EXECUTE format('GRANT CONNECT, CREATE, TEMPORARY ON DATABASE %I TO voxanne_owner', current_database());
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO voxanne_app', current_database());
+END
+$$;
+GRANT voxanne_owner TO CURRENT_USER;
+GRANT voxanne_system TO voxanne_owner;
+GRANT USAGE, CREATE ON SCHEMA public TO voxanne_owner;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+"#;
+
+/// `ALTER ROLE ... PASSWORD` takes no bind parameters, so the password is a quoted literal.
+fn password_sql(password: &str) -> String {
+    format!(
+        "ALTER ROLE voxanne_app PASSWORD '{}'",
+        password.replace('\'', "''")
+    )
+}
+
+/// Creates the roles (idempotently) and applies every pending migration as `voxanne_owner`.
+/// `admin` must be allowed to create roles (a superuser, or Supabase's `postgres`).
+pub async fn migrate(
+    admin: &PgConnectOptions,
+    app_password: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let mut conn = PgConnection::connect_with(admin).await?;
+    // Two processes starting at once must not race on CREATE ROLE.
+    conn.execute("SELECT pg_advisory_lock(7286001)").await?;
+    let result = bootstrap_and_migrate(&mut conn, app_password).await;
+    conn.execute("RESET ROLE; SELECT pg_advisory_unlock(7286001)")
+        .await?;
+    conn.close().await?;
+    result
+}
+
+async fn bootstrap_and_migrate(
+    conn: &mut PgConnection,
+    app_password: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(BOOTSTRAP).execute(&mut *conn).await?;
+    if let Some(password) = app_password {
+        sqlx::raw_sql(&password_sql(password))
+            .execute(&mut *conn)
+            .await?;
+    }
+    conn.execute("SET ROLE voxanne_owner").await?;
+    MIGRATOR.run(&mut *conn).await?;
+    Ok(())
+}

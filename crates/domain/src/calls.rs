@@ -1,0 +1,93 @@
+use crate::UnknownVariant;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// Declares a string-valued enum whose text form matches the CHECK constraint in the schema.
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownVariant {
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownVariant;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Who placed the call.
+    CallDirection { Inbound => "inbound", Outbound => "outbound" }
+);
+
+text_enum!(
+    /// Where a call is in its life.
+    CallStatus {
+        Queued => "queued",
+        Ringing => "ringing",
+        InProgress => "in_progress",
+        Completed => "completed",
+        Missed => "missed",
+        Failed => "failed",
+        Voicemail => "voicemail",
+    }
+);
+
+text_enum!(
+    /// Where a call's recording is in the ingest pipeline.
+    RecordingStatus {
+        None => "none",
+        Queued => "queued",
+        Processing => "processing",
+        Stored => "stored",
+        Failed => "failed",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_forms_round_trip() {
+        for s in CallStatus::ALL {
+            assert_eq!(s.as_str().parse::<CallStatus>(), Ok(*s));
+        }
+        assert_eq!("inbound".parse(), Ok(CallDirection::Inbound));
+        assert!("sideways".parse::<CallDirection>().is_err());
+    }
+}

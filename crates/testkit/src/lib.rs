@@ -1,0 +1,189 @@
+//! Test support. One embedded PostgreSQL cluster per test process (in a temp dir, stopped by a
+//! watchdog when the process exits), one migrated template database, and for every test a
+//! fresh database created from the template: no shared state between tests.
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tokio::sync::OnceCell;
+use voxanne_db::embedded::{ClusterOptions, EmbeddedCluster, ADMIN_ROLE};
+use voxanne_db::migrate::APP_ROLE;
+use voxanne_db::Db;
+
+const TEMPLATE: &str = "voxanne_template";
+
+struct Cluster {
+    cluster: EmbeddedCluster,
+    _dir: PathBuf,
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("voxanne-test-")
+            .tempdir()
+            .expect("a temp dir for the test cluster")
+            .keep();
+        // The cluster may run as another OS account (when we are root): let it in.
+        set_mode(&dir, 0o755);
+        let cluster = EmbeddedCluster::start(&dir, ClusterOptions { ephemeral: true })
+            .unwrap_or_else(|e| panic!("starting the test PostgreSQL cluster: {e}"));
+        if cluster.started_here() {
+            spawn_watchdog(cluster.pg_dir(), &dir);
+        }
+        Cluster { cluster, _dir: dir }
+    })
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .expect("setting temp dir permissions");
+}
+
+/// Stops the cluster (fast shutdown) and removes its files once this process is gone.
+// The watchdog outlives this process by design, so it is never waited for.
+#[allow(clippy::zombie_processes)]
+fn spawn_watchdog(pg_dir: &Path, dir: &Path) {
+    let script = format!(
+        "while [ -d /proc/{pid} ]; do sleep 0.5; done; \
+         kill -INT \"$(head -n 1 '{pg}/postmaster.pid')\" 2>/dev/null; \
+         n=0; while [ -f '{pg}/postmaster.pid' ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done; \
+         rm -rf '{dir}'",
+        pid = std::process::id(),
+        pg = pg_dir.display(),
+        dir = dir.display(),
+    );
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning the test cluster watchdog");
+}
+
+async fn template() {
+    static READY: OnceCell<()> = OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            let c = cluster();
+            let mut admin =
+                PgConnection::connect_with(&c.cluster.connect_options(ADMIN_ROLE, "postgres"))
+                    .await
+                    .expect("connecting to the test cluster");
+            admin
+                .execute(format!("DROP DATABASE IF EXISTS {TEMPLATE}").as_str())
+                .await
+                .expect("dropping an old template");
+            admin
+                .execute(format!("CREATE DATABASE {TEMPLATE}").as_str())
+                .await
+                .expect("creating the template database");
+            voxanne_db::migrate::migrate(&c.cluster.connect_options(ADMIN_ROLE, TEMPLATE), None)
+                .await
+                .expect("migrating the template database");
+        })
+        .await;
+}
+
+/// A database of its own for one test, migrated, with an application pool.
+pub struct TestDb {
+    pub name: String,
+    pub db: Db,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        template().await;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin =
+            PgConnection::connect_with(&cluster().cluster.connect_options(ADMIN_ROLE, "postgres"))
+                .await
+                .expect("connecting to the test cluster");
+        admin
+            .execute(format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}").as_str())
+            .await
+            .expect("creating the test database");
+        let db = Db::connect(app_options(&name), 8)
+            .await
+            .expect("connecting as the application role");
+        Self { name, db }
+    }
+
+    /// Options to log in as the application role, e.g. to run raw SQL the way a bug would.
+    pub fn app_options(&self) -> PgConnectOptions {
+        app_options(&self.name)
+    }
+
+    /// Options to log in as the cluster's superuser: for inspecting, never for the code under test.
+    pub fn admin_options(&self) -> PgConnectOptions {
+        cluster().cluster.connect_options(ADMIN_ROLE, &self.name)
+    }
+
+    pub async fn admin(&self) -> PgConnection {
+        PgConnection::connect_with(&self.admin_options())
+            .await
+            .expect("connecting as admin")
+    }
+
+    pub async fn app_conn(&self) -> PgConnection {
+        PgConnection::connect_with(&self.app_options())
+            .await
+            .expect("connecting as the application role")
+    }
+}
+
+fn app_options(database: &str) -> PgConnectOptions {
+    cluster().cluster.connect_options(APP_ROLE, database)
+}
+
+/// Puts at least one row in every tenant table that demo seeding leaves empty, inside the
+/// org's own tenant transaction: with `voxanne_db::demo::seed`, every tenant table has rows.
+pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
+    let org = tx.org().as_uuid();
+    let statements = [
+        "INSERT INTO appointment_holds (org_id, starts_at, ends_at, expires_at)
+         VALUES ($1, now() + interval '3 days', now() + interval '3 days 30 minutes', now() + interval '5 minutes')",
+        "INSERT INTO calendar_connections (org_id, provider, account_email, access_token_enc, key_id)
+         VALUES ($1, 'google', 'desk@clinic.example', '\\x00', 'k1')",
+        "INSERT INTO integration_settings (org_id, provider, config) VALUES ($1, 'twilio', '{}')",
+        "INSERT INTO campaigns (org_id, name) VALUES ($1, 'Flu shots')",
+        "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body)
+         SELECT org_id, id, '+14155550999', 'See you soon' FROM appointments WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO dnc_list (org_id, phone) VALUES ($1, '+14155550998')",
+        "INSERT INTO knowledge_base_documents (org_id, title, body) VALUES ($1, 'Parking', 'Free parking behind the clinic.')",
+        "INSERT INTO knowledge_base_chunks (org_id, document_id, ordinal, content)
+         SELECT org_id, id, 0, body FROM knowledge_base_documents WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO credit_transactions (org_id, amount_cents, reason) VALUES ($1, 5000, 'top-up')",
+        "INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error)
+         SELECT org_id, id, 1, 'HTTP 500' FROM calls WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO security_events (org_id, kind) VALUES ($1, 'test')",
+    ];
+    for sql in statements {
+        sqlx::query(sql)
+            .bind(org)
+            .execute(tx.conn())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// Every table in `public` that holds tenant data, from the catalog: the tables with an
+/// `org_id` column, and `organizations` itself. Paired with the name of its tenant column.
+pub async fn tenant_tables(admin: &mut PgConnection) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT c.relname::text, CASE WHEN c.relname = 'organizations' THEN 'id' ELSE 'org_id' END
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+            AND (c.relname = 'organizations' OR EXISTS (
+                  SELECT 1 FROM pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped))
+          ORDER BY 1",
+    )
+    .fetch_all(admin)
+    .await
+    .expect("listing tenant tables")
+}
