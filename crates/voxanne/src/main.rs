@@ -1,1 +1,228 @@
-fn main() {}
+//! `voxanne`: the command line. Thin on purpose; the work is in the library crates.
+
+mod config;
+mod database;
+mod demo;
+mod secret;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Config, ServeArgs};
+use std::sync::Arc;
+use std::time::Duration;
+use voxanne_domain::{OrgId, Role, UserId};
+use voxanne_http::auth::{mint_hs256, AuthConfig, DevToken, JwtVerifier};
+use voxanne_http::AppState;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "voxanne",
+    version,
+    about = "The backend of an AI phone receptionist for clinics"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (migrates first).
+    Serve(ServeArgs),
+    /// Create the roles and apply pending migrations, then exit.
+    Migrate,
+    /// Mint a development JWT signed with the HS256 secret.
+    Token {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long)]
+        org: OrgId,
+        /// Informational only: the server uses the membership's role.
+        #[arg(long)]
+        role: Option<Role>,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Organization provisioning.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Seed two demo clinics (idempotent) and print their users' tokens and curl lines.
+    Demo {
+        /// Print the same as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The API's base URL, for the curl lines.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an organization with its first owner.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The owner's user id (the `sub` of their tokens).
+        #[arg(long)]
+        owner: UserId,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command {
+        Command::Serve(args) => serve(&config, args).await,
+        Command::Migrate => {
+            let database = database::open(&config).await?;
+            println!("migrations applied");
+            database.shutdown().await;
+            Ok(())
+        }
+        Command::Token {
+            user,
+            org,
+            role,
+            ttl,
+        } => {
+            let secret = secret::jwt_secret(&config)?;
+            let token = mint_hs256(
+                &secret,
+                &config.jwt_audience,
+                &DevToken {
+                    user,
+                    org: Some(org),
+                    role,
+                    ttl,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Org {
+            command: OrgCommand::Create { name, owner },
+        } => {
+            let name = name.trim().to_owned();
+            anyhow::ensure!(
+                !name.is_empty() && name.len() <= 200,
+                "--name must be 1 to 200 characters"
+            );
+            let database = database::open(&config).await?;
+            let org = OrgId::new_random();
+            let created = async {
+                let tx = voxanne_db::system::provision_org(
+                    &database.db,
+                    &voxanne_db::system::NewOrg {
+                        id: org,
+                        name: name.clone(),
+                        owner,
+                    },
+                )
+                .await?;
+                tx.commit().await
+            }
+            .await;
+            database.shutdown().await;
+            created.context("creating the organization")?;
+            println!("{org}");
+            eprintln!("created organization \"{name}\" ({org}) with owner {owner}");
+            Ok(())
+        }
+        Command::Demo { json, base_url } => {
+            let secret = secret::jwt_secret(&config)?;
+            let database = database::open(&config).await?;
+            let seeded = demo::seed(&database.db, &secret, &config.jwt_audience, &base_url).await;
+            database.shutdown().await;
+            let report = seeded?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
+    let secret = secret::jwt_secret(config)?;
+    let auth = JwtVerifier::new(AuthConfig {
+        hs256_secret: Some(secret.clone()),
+        jwks: config.jwks(),
+        audience: config.jwt_audience.clone(),
+    })
+    .await?;
+    let database = database::open(config).await?;
+    let result = async {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("binding {}", args.addr))?;
+        let addr = listener.local_addr()?;
+        if args.demo {
+            let report = demo::seed(
+                &database.db,
+                &secret,
+                &config.jwt_audience,
+                &format!("http://{addr}"),
+            )
+            .await?;
+            print!("{report}");
+        }
+        println!("Voxanne is listening on http://{addr} (Ctrl-C to stop)");
+        tracing::info!(%addr, "listening");
+        let state = AppState {
+            db: database.db.clone(),
+            auth: Arc::new(auth),
+        };
+        voxanne_http::serve(listener, state, shutdown_signal()).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    tracing::info!("shutting down");
+    database.shutdown().await;
+    result
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

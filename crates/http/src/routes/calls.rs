@@ -1,0 +1,143 @@
+use crate::error::ApiError;
+use crate::extract::{AppQuery, Tenant};
+use crate::pagination::{Cursor, Page};
+use axum::extract::Path;
+use axum::Json;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+use voxanne_db::calls::{Call, CallFilter, CallKey};
+use voxanne_domain::{CallDirection, CallStatus};
+
+const DEFAULT_LIMIT: u32 = 25;
+const MAX_LIMIT: u32 = 100;
+
+/// Query parameters as text, parsed below so that each failure names its field. Unknown
+/// parameters (an `org_id`, say) are ignored: they select nothing.
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    direction: Option<String>,
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// An RFC 3339 instant, or a date (`2026-11-23`) meaning the start of that day (UTC); for
+/// an upper bound a date includes the whole day.
+fn parse_bound(field: &str, text: &str, upper: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ApiError::validation(
+            field,
+            "expected an RFC 3339 timestamp or a date (YYYY-MM-DD)",
+        )
+    })?;
+    let date = if upper {
+        date.succ_opt().unwrap_or(date)
+    } else {
+        date
+    };
+    Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+}
+
+impl ListParams {
+    fn parse(&self) -> Result<(CallFilter, Option<CallKey>, u32), ApiError> {
+        let direction = self
+            .direction
+            .as_deref()
+            .map(|d| {
+                d.parse::<CallDirection>()
+                    .map_err(|e| ApiError::validation("direction", e.to_string()))
+            })
+            .transpose()?;
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                s.parse::<CallStatus>()
+                    .map_err(|e| ApiError::validation("status", e.to_string()))
+            })
+            .transpose()?;
+        let from = self
+            .from
+            .as_deref()
+            .map(|t| parse_bound("from", t, false))
+            .transpose()?;
+        let to = self
+            .to
+            .as_deref()
+            .map(|t| parse_bound("to", t, true))
+            .transpose()?;
+        if let (Some(from), Some(to)) = (from, to) {
+            if from >= to {
+                return Err(ApiError::validation("to", "must be after `from`"));
+            }
+        }
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_LIMIT,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::validation(
+                        "limit",
+                        format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    )
+                })?,
+        };
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|c| {
+                Cursor::decode(c)
+                    .map(|c| CallKey {
+                        started_at: c.at,
+                        id: c.id,
+                    })
+                    .ok_or_else(|| ApiError::validation("cursor", "not a cursor this API issued"))
+            })
+            .transpose()?;
+        Ok((
+            CallFilter {
+                direction,
+                status,
+                from,
+                to,
+            },
+            after,
+            limit,
+        ))
+    }
+}
+
+/// `GET /api/v1/calls`: newest first, keyset-paginated.
+pub async fn list(
+    Tenant(mut tx): Tenant,
+    AppQuery(params): AppQuery<ListParams>,
+) -> Result<Json<Page<Call>>, ApiError> {
+    let (filter, after, limit) = params.parse()?;
+    let page = tx.list_calls(&filter, after, limit).await?;
+    tx.commit().await?;
+    Ok(Json(Page {
+        data: page.calls,
+        next_cursor: page.next.map(|k| {
+            Cursor {
+                at: k.started_at,
+                id: k.id,
+            }
+            .encode()
+        }),
+    }))
+}
+
+/// `GET /api/v1/calls/{id}`: another clinic's call is exactly as absent as a missing one.
+pub async fn get(Tenant(mut tx): Tenant, Path(id): Path<Uuid>) -> Result<Json<Call>, ApiError> {
+    let call = tx.get_call(id).await?.ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(Json(call))
+}

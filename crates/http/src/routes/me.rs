@@ -1,0 +1,60 @@
+use crate::error::ApiError;
+use crate::extract::Principal;
+use crate::AppState;
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use voxanne_db::system::{memberships, OrgMembership};
+use voxanne_domain::{OrgId, Role, UserId};
+
+#[derive(Debug, Serialize)]
+pub struct Me {
+    pub user: UserRef,
+    /// The org this request acts in (from `X-Org-Id` or the token), if any.
+    pub active_org: Option<ActiveOrg>,
+    pub role: Option<Role>,
+    /// Every org the user belongs to.
+    pub orgs: Vec<OrgMembership>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserRef {
+    pub id: UserId,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActiveOrg {
+    pub id: OrgId,
+    pub name: String,
+    pub status: String,
+}
+
+/// `GET /api/v1/me`. The active org, when one is asked for, goes through the same membership
+/// check as every tenant request; an org the user does not belong to is a 403 here too.
+pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Me>, ApiError> {
+    let role = match principal.requested_org {
+        None => None,
+        Some(org) => {
+            let tx = state.db.tenant(org, principal.user).await?;
+            let role = tx.membership().role;
+            tx.commit().await?;
+            Some(role)
+        }
+    };
+    let orgs = memberships(&state.db, principal.user).await?;
+    let active_org = principal.requested_org.and_then(|org| {
+        orgs.iter()
+            .find(|m| m.org_id == org.as_uuid())
+            .map(|m| ActiveOrg {
+                id: org,
+                name: m.name.clone(),
+                status: m.status.clone(),
+            })
+    });
+    Ok(Json(Me {
+        user: UserRef { id: principal.user },
+        active_org,
+        role,
+        orgs,
+    }))
+}

@@ -1,0 +1,3 @@
+pub mod calls;
+pub mod health;
+pub mod me;

@@ -1,0 +1,94 @@
+//! Configuration: read once, from the environment (and flags), into one struct.
+
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use voxanne_http::auth::JwksSource;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// PostgreSQL server to use (connects as an admin role to create roles and migrate).
+    /// Unset: a private cluster in VOXANNE_DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// How the application connects (as voxanne_app). Unset with DATABASE_URL: that URL with
+    /// the user voxanne_app and VOXANNE_APP_DB_PASSWORD.
+    #[arg(
+        long,
+        env = "VOXANNE_APP_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub app_database_url: Option<String>,
+    /// Password to set for, and log in as, voxanne_app on an external server.
+    #[arg(
+        long,
+        env = "VOXANNE_APP_DB_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub app_db_password: Option<SecretString>,
+    /// Where the embedded cluster and the generated development secret live.
+    #[arg(
+        long,
+        env = "VOXANNE_DATA_DIR",
+        default_value = ".voxanne",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// HS256 secret for JWTs (a Supabase project's JWT secret). Unset: one is generated into
+    /// the data dir (development only).
+    #[arg(
+        long,
+        env = "VOXANNE_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<SecretString>,
+    /// The `aud` every token must carry.
+    #[arg(
+        long,
+        env = "VOXANNE_JWT_AUDIENCE",
+        default_value = "authenticated",
+        global = true
+    )]
+    pub jwt_audience: String,
+    /// JWKS document URL for RS256/ES256 tokens (e.g. the identity provider's .well-known/jwks.json).
+    #[arg(long, env = "VOXANNE_JWKS_URL", global = true)]
+    pub jwks_url: Option<String>,
+    /// JWKS document file, instead of a URL.
+    #[arg(
+        long,
+        env = "VOXANNE_JWKS_FILE",
+        global = true,
+        conflicts_with = "jwks_url"
+    )]
+    pub jwks_file: Option<PathBuf>,
+    /// Application connection pool size.
+    #[arg(
+        long,
+        env = "VOXANNE_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    pub fn jwks(&self) -> Option<JwksSource> {
+        self.jwks_url
+            .clone()
+            .map(JwksSource::Url)
+            .or_else(|| self.jwks_file.clone().map(JwksSource::File))
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "VOXANNE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Seed the two demo clinics (idempotent) and print their tokens and curl lines.
+    #[arg(long)]
+    pub demo: bool,
+}

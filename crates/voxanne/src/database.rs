@@ -1,0 +1,118 @@
+//! Opening the database: an external server (`DATABASE_URL`) or the embedded cluster. Either
+//! way the roles and migrations are brought up to date first.
+
+use crate::config::Config;
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+use voxanne_db::embedded::{ClusterOptions, EmbeddedCluster, ADMIN_ROLE};
+use voxanne_db::migrate::{migrate, APP_ROLE};
+use voxanne_db::Db;
+
+const EMBEDDED_DATABASE: &str = "voxanne";
+
+pub struct Database {
+    pub db: Db,
+    pub cluster: Option<EmbeddedCluster>,
+}
+
+impl Database {
+    /// Stops the embedded cluster if this process started it.
+    pub async fn shutdown(self) {
+        self.db.close().await;
+        if let Some(cluster) = self.cluster {
+            match tokio::task::spawn_blocking(move || cluster.stop()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "stopping the embedded PostgreSQL"),
+                Err(e) => tracing::error!(error = %e, "stopping the embedded PostgreSQL"),
+            }
+        }
+    }
+}
+
+pub async fn open(config: &Config) -> anyhow::Result<Database> {
+    let password = config
+        .app_db_password
+        .as_ref()
+        .map(|p| p.expose_secret().to_owned());
+    match &config.database_url {
+        Some(url) => {
+            let admin: PgConnectOptions = url
+                .parse()
+                .context("DATABASE_URL is not a PostgreSQL URL")?;
+            migrate(&admin, password.as_deref())
+                .await
+                .context("migrating the database")?;
+            let app = match &config.app_database_url {
+                Some(app_url) => app_url
+                    .parse()
+                    .context("VOXANNE_APP_DATABASE_URL is not a PostgreSQL URL")?,
+                None => app_url_from(url, password.as_deref())?,
+            };
+            let db = Db::connect(app, config.db_max_connections)
+                .await
+                .context("connecting as voxanne_app (set VOXANNE_APP_DATABASE_URL or VOXANNE_APP_DB_PASSWORD)")?;
+            Ok(Database { db, cluster: None })
+        }
+        None => {
+            let data_dir = config.data_dir.clone();
+            let cluster = tokio::task::spawn_blocking(move || {
+                EmbeddedCluster::start(&data_dir, ClusterOptions::default())
+            })
+            .await
+            .context("starting the embedded PostgreSQL")??;
+            let opened = open_embedded(&cluster, config).await;
+            match opened {
+                Ok(db) => Ok(Database {
+                    db,
+                    cluster: Some(cluster),
+                }),
+                Err(e) => {
+                    let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+async fn open_embedded(cluster: &EmbeddedCluster, config: &Config) -> anyhow::Result<Db> {
+    let mut admin = PgConnection::connect_with(&cluster.connect_options(ADMIN_ROLE, "postgres"))
+        .await
+        .context("connecting to the embedded PostgreSQL")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(EMBEDDED_DATABASE)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        admin
+            .execute(format!("CREATE DATABASE {EMBEDDED_DATABASE}").as_str())
+            .await?;
+    }
+    admin.close().await?;
+    migrate(
+        &cluster.connect_options(ADMIN_ROLE, EMBEDDED_DATABASE),
+        None,
+    )
+    .await
+    .context("migrating the embedded database")?;
+    Db::connect(
+        cluster.connect_options(APP_ROLE, EMBEDDED_DATABASE),
+        config.db_max_connections,
+    )
+    .await
+    .context("connecting as voxanne_app")
+}
+
+/// The admin URL with the application role's credentials in it.
+fn app_url_from(admin_url: &str, password: Option<&str>) -> anyhow::Result<PgConnectOptions> {
+    let mut url = url::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
+    url.set_username(APP_ROLE)
+        .and_then(|_| url.set_password(password))
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL cannot carry a user name"))?;
+    url.as_str()
+        .parse()
+        .context("building the application database URL")
+}

@@ -1,0 +1,202 @@
+//! `voxanne demo` and `serve --demo`: seed the two demo clinics and say how to try them.
+
+use secrecy::SecretString;
+use serde::Serialize;
+use std::fmt;
+use std::time::Duration;
+use voxanne_db::calls::CallFilter;
+use voxanne_db::Db;
+use voxanne_domain::{OrgId, Role, UserId};
+use voxanne_http::auth::{mint_hs256, DevToken};
+
+const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug, Serialize)]
+pub struct DemoReport {
+    pub base_url: String,
+    pub clinics: Vec<DemoClinic>,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoClinic {
+    pub name: String,
+    pub org_id: OrgId,
+    pub phone_number: String,
+    pub users: Vec<DemoUser>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoUser {
+    pub role: Role,
+    pub user_id: UserId,
+    pub token: String,
+}
+
+/// A ready-to-paste curl line and the HTTP status it should answer with.
+#[derive(Debug, Serialize)]
+pub struct Example {
+    pub description: String,
+    pub expect_status: u16,
+    pub curl: String,
+}
+
+pub async fn seed(
+    db: &Db,
+    secret: &SecretString,
+    audience: &str,
+    base_url: &str,
+) -> anyhow::Result<DemoReport> {
+    let seeded = voxanne_db::demo::seed(db).await?;
+    let token = |user: UserId, org: OrgId, role: Role| {
+        mint_hs256(
+            secret,
+            audience,
+            &DevToken {
+                user,
+                org: Some(org),
+                role: Some(role),
+                ttl: TOKEN_TTL,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let mut clinics = Vec::new();
+    for c in &seeded {
+        clinics.push(DemoClinic {
+            name: c.name.to_owned(),
+            org_id: c.org,
+            phone_number: c.number.to_owned(),
+            users: vec![
+                DemoUser {
+                    role: Role::Owner,
+                    user_id: c.owner,
+                    token: token(c.owner, c.org, Role::Owner)?,
+                },
+                DemoUser {
+                    role: Role::Staff,
+                    user_id: c.staff,
+                    token: token(c.staff, c.org, Role::Staff)?,
+                },
+            ],
+        });
+    }
+    let [a, _] = &seeded;
+    let mut tx = db.tenant(a.org, a.owner).await?;
+    let newest_a_call = tx
+        .list_calls(&CallFilter::default(), None, 1)
+        .await?
+        .calls
+        .first()
+        .map(|c| c.id)
+        .ok_or_else(|| anyhow::anyhow!("the demo clinic has no calls"))?;
+    tx.commit().await?;
+
+    let a_owner = &clinics[0].users[0].token;
+    let b_owner = &clinics[1].users[0].token;
+    let b_staff = &clinics[1].users[1].token;
+    let auth = |t: &str| format!("-H 'Authorization: Bearer {t}'");
+    let example = |description: &str, expect_status: u16, curl: String| Example {
+        description: description.to_owned(),
+        expect_status,
+        curl,
+    };
+    let examples = vec![
+        example("Liveness", 200, format!("curl -s {base_url}/healthz")),
+        example(
+            "Who am I: Clinic A's owner, with the orgs they belong to",
+            200,
+            format!("curl -s {base_url}/api/v1/me {}", auth(a_owner)),
+        ),
+        example(
+            "Clinic A's three newest calls (note next_cursor)",
+            200,
+            format!(
+                "curl -s '{base_url}/api/v1/calls?limit=3' {}",
+                auth(a_owner)
+            ),
+        ),
+        example(
+            "Clinic B's completed inbound calls, as B's staff user",
+            200,
+            format!(
+                "curl -s '{base_url}/api/v1/calls?direction=inbound&status=completed' {}",
+                auth(b_staff)
+            ),
+        ),
+        example(
+            "One of Clinic A's calls, as Clinic A",
+            200,
+            format!(
+                "curl -s {base_url}/api/v1/calls/{newest_a_call} {}",
+                auth(a_owner)
+            ),
+        ),
+        example(
+            "The same call as Clinic B: exactly like a call that does not exist",
+            404,
+            format!(
+                "curl -s {base_url}/api/v1/calls/{newest_a_call} {}",
+                auth(b_owner)
+            ),
+        ),
+        example(
+            "Clinic B's owner asking to act in Clinic A: not a member",
+            403,
+            format!(
+                "curl -s {base_url}/api/v1/calls {} -H 'X-Org-Id: {}'",
+                auth(b_owner),
+                a.org
+            ),
+        ),
+        example(
+            "An org_id in the query selects nothing: still Clinic B's calls",
+            200,
+            format!(
+                "curl -s '{base_url}/api/v1/calls?org_id={}' {}",
+                a.org,
+                auth(b_owner)
+            ),
+        ),
+    ];
+    Ok(DemoReport {
+        base_url: base_url.to_owned(),
+        clinics,
+        examples,
+    })
+}
+
+impl fmt::Display for DemoReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Demo clinics (tokens valid for {}h):",
+            TOKEN_TTL.as_secs() / 3600
+        )?;
+        for c in &self.clinics {
+            writeln!(
+                f,
+                "\n  {} — org {} — phone {}",
+                c.name, c.org_id, c.phone_number
+            )?;
+            for u in &c.users {
+                writeln!(
+                    f,
+                    "    {:<5} user {}\n          token {}",
+                    u.role.as_str(),
+                    u.user_id,
+                    u.token
+                )?;
+            }
+        }
+        writeln!(f, "\nTry these:")?;
+        for e in &self.examples {
+            writeln!(
+                f,
+                "\n# {} (HTTP {})\n{}",
+                e.description, e.expect_status, e.curl
+            )?;
+        }
+        writeln!(f)
+    }
+}
