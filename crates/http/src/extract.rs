@@ -92,3 +92,16 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for AppQuery<T> {
         Ok(AppQuery(value))
     }
 }
+
+/// `Path` whose rejection is our JSON error (a malformed id is a 404, like a missing one).
+pub struct AppPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for AppPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(AppPath(value))
+    }
+}

@@ -1,7 +1,6 @@
 use crate::error::ApiError;
-use crate::extract::{AppQuery, Tenant};
+use crate::extract::{AppPath, AppQuery, Tenant};
 use crate::pagination::{Cursor, Page};
-use axum::extract::Path;
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -136,7 +135,10 @@ pub async fn list(
 }
 
 /// `GET /api/v1/calls/{id}`: another clinic's call is exactly as absent as a missing one.
-pub async fn get(Tenant(mut tx): Tenant, Path(id): Path<Uuid>) -> Result<Json<Call>, ApiError> {
+pub async fn get(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Call>, ApiError> {
     let call = tx.get_call(id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(Json(call))

@@ -1,0 +1,280 @@
+//! The README's run command as a newcomer meets it: `voxanne serve --demo` on the embedded
+//! default database (what `scripts/run` starts), every printed curl line pasted into a shell,
+//! then Ctrl-C and a second start that reuses the same cluster. And the other subcommands.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_voxanne");
+
+/// A data dir the cluster's OS account can reach even when we are root.
+fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("voxanne-e2e-")
+        .tempdir()
+        .expect("tempdir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+fn voxanne(data: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("VOXANNE_DATA_DIR", data)
+        .env_remove("DATABASE_URL")
+        .env_remove("VOXANNE_JWT_SECRET")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+/// The server process; SIGTERM on drop, so a failing test leaves nothing running.
+struct Server {
+    child: Child,
+    out: Vec<String>,
+}
+
+impl Server {
+    // The child is waited for by `stop` or `Drop`, which clippy cannot follow.
+    #[allow(clippy::zombie_processes)]
+    fn start(data: &Path) -> Self {
+        let mut child = voxanne(data)
+            .args(["serve", "--demo", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting voxanne serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut out = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("reading stdout");
+            let done = line.starts_with("Voxanne is listening on ");
+            out.push(line);
+            if done {
+                return Self { child, out };
+            }
+        }
+        panic!(
+            "voxanne serve exited before listening; it printed:\n{}",
+            out.join("\n")
+        );
+    }
+
+    fn base_url(&self) -> String {
+        let line = self.out.last().expect("listening line");
+        line.trim_start_matches("Voxanne is listening on ")
+            .split_whitespace()
+            .next()
+            .expect("url")
+            .to_owned()
+    }
+
+    /// Ctrl-C's twin: SIGTERM, then wait for a clean exit.
+    fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&self.child);
+        let status = wait_for(&mut self.child);
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        terminate(&self.child);
+        let _ = wait_for(&mut self.child);
+    }
+}
+
+fn terminate(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+}
+
+fn wait_for(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("voxanne did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The printed examples: a `# description (HTTP nnn)` line, then the curl line.
+fn examples(out: &[String]) -> Vec<(u16, String)> {
+    out.windows(2)
+        .filter(|w| w[1].starts_with("curl "))
+        .map(|w| {
+            let status = w[0]
+                .rsplit_once("(HTTP ")
+                .and_then(|(_, s)| s.trim_end_matches(')').parse().ok())
+                .unwrap_or_else(|| panic!("no expected status before {}", w[1]));
+            (status, w[1].clone())
+        })
+        .collect()
+}
+
+/// Runs a printed curl line through bash, as pasted, and returns (status, body).
+fn paste(line: &str) -> (u16, String) {
+    let out = Command::new("bash")
+        .args(["-c", &format!("{line} -w '\\n%{{http_code}}'")])
+        .output()
+        .expect("running curl (is curl installed?)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn the_run_command_serves_demo_data_whose_printed_curl_lines_work_and_stops_cleanly() {
+    let data = data_dir();
+    let server = Server::start(data.path());
+    let base = server.base_url();
+    let examples = examples(&server.out);
+    assert!(examples.len() >= 6, "printed examples: {:?}", server.out);
+    assert!(
+        server.out.iter().any(|l| l.contains("Clinic A"))
+            && server.out.iter().any(|l| l.contains("Clinic B"))
+    );
+
+    let (status, body) = paste(&format!("curl -s {base}/healthz"));
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    for (expected, line) in &examples {
+        let (status, body) = paste(line);
+        assert_eq!(status, *expected, "{line}\n{body}");
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        if *expected >= 400 {
+            assert!(json["error"]["code"].is_string(), "{body}");
+        }
+    }
+    // The calls count as seeded, for the restart check below.
+    let calls_line = examples
+        .iter()
+        .find(|(_, l)| l.contains("calls?limit=3"))
+        .expect("calls example")
+        .1
+        .clone();
+    let all_calls = calls_line.replace("limit=3", "limit=100");
+    let before: serde_json::Value = serde_json::from_str(&paste(&all_calls).1).expect("json");
+
+    let status = server.stop();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        !data.path().join("pg/postmaster.pid").exists(),
+        "the embedded PostgreSQL is still running"
+    );
+
+    // The second start reuses the cluster and does not seed twice.
+    let server = Server::start(data.path());
+    let after: serde_json::Value =
+        serde_json::from_str(&paste(&all_calls.replace(&base, &server.base_url())).1)
+            .expect("json");
+    assert_eq!(
+        after["data"].as_array().map(Vec::len),
+        before["data"].as_array().map(Vec::len)
+    );
+    assert_eq!(after["data"], before["data"]);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn org_create_and_token_give_a_working_owner_login() {
+    let data = data_dir();
+    let owner = uuid::Uuid::new_v4().to_string();
+    let created = voxanne(data.path())
+        .args([
+            "org",
+            "create",
+            "--name",
+            "Harbor Dental",
+            "--owner",
+            &owner,
+        ])
+        .output()
+        .expect("org create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let org = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    uuid::Uuid::parse_str(&org).expect("org create prints the org id");
+
+    let minted = voxanne(data.path())
+        .args([
+            "token", "--user", &owner, "--org", &org, "--role", "owner", "--ttl", "10m",
+        ])
+        .output()
+        .expect("token");
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8_lossy(&minted.stdout).trim().to_owned();
+
+    let server = Server::start(data.path());
+    let (status, body) = paste(&format!(
+        "curl -s {}/api/v1/me -H 'Authorization: Bearer {token}'",
+        server.base_url()
+    ));
+    assert_eq!(status, 200, "{body}");
+    let me: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(me["active_org"]["name"], "Harbor Dental");
+    assert_eq!(me["role"], "owner");
+    drop(server);
+
+    let bad = voxanne(data.path())
+        .args(["token", "--user", "nobody", "--org", &org])
+        .output()
+        .expect("token");
+    assert!(!bad.status.success());
+    let empty = voxanne(data.path())
+        .args(["org", "create", "--name", "  ", "--owner", &owner])
+        .output()
+        .expect("org create");
+    assert!(!empty.status.success());
+}
+
+#[test]
+fn demo_json_prints_clinics_users_tokens_and_examples() {
+    let data = data_dir();
+    let out = voxanne(data.path())
+        .args(["demo", "--json"])
+        .output()
+        .expect("demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("demo --json prints JSON");
+    let clinics = report["clinics"].as_array().expect("clinics");
+    assert_eq!(clinics.len(), 2);
+    for clinic in clinics {
+        let roles: Vec<&str> = clinic["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .filter_map(|u| u["role"].as_str())
+            .collect();
+        assert_eq!(roles, ["owner", "staff"]);
+        assert!(clinic["users"][0]["token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3));
+    }
+    assert!(report["examples"].as_array().is_some_and(|e| e
+        .iter()
+        .all(|x| x["curl"].as_str().is_some_and(|c| c.starts_with("curl ")))));
+    assert!(
+        !data.path().join("pg/postmaster.pid").exists(),
+        "demo must stop the cluster it started"
+    );
+}
