@@ -187,3 +187,28 @@ pub async fn tenant_tables(admin: &mut PgConnection) -> Vec<(String, String)> {
     .await
     .expect("listing tenant tables")
 }
+
+/// A fresh, empty database (not migrated) on the test cluster, and the superuser URL that
+/// reaches it over the Unix socket: for testing what `DATABASE_URL` does.
+pub async fn empty_database_url() -> (String, PgConnectOptions) {
+    let c = cluster();
+    let name = format!("ext_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect_with(&c.cluster.connect_options(ADMIN_ROLE, "postgres"))
+        .await
+        .expect("connecting to the test cluster");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("creating an empty database");
+    let options = c.cluster.connect_options(ADMIN_ROLE, &name);
+    let socket = options
+        .get_socket()
+        .expect("socket dir")
+        .display()
+        .to_string();
+    let url = format!(
+        "postgres://{ADMIN_ROLE}@localhost/{name}?host={socket}&port={}",
+        options.get_port()
+    );
+    (url, options)
+}

@@ -106,13 +106,18 @@ async fn open_embedded(cluster: &EmbeddedCluster, config: &Config) -> anyhow::Re
     .context("connecting as voxanne_app")
 }
 
-/// The admin URL with the application role's credentials in it.
+/// The admin URL with the application role's credentials in it (never the admin's password).
 fn app_url_from(admin_url: &str, password: Option<&str>) -> anyhow::Result<PgConnectOptions> {
     let mut url = url::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
-    url.set_username(APP_ROLE)
-        .and_then(|_| url.set_password(password))
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL cannot carry a user name"))?;
-    url.as_str()
+    // A URL without a host (a Unix socket in `?host=`) cannot carry a password anyway.
+    let _ = url.set_password(None);
+    let options: PgConnectOptions = url
+        .as_str()
         .parse()
-        .context("building the application database URL")
+        .context("DATABASE_URL is not a PostgreSQL URL")?;
+    let options = options.username(APP_ROLE);
+    Ok(match password {
+        Some(password) => options.password(password),
+        None => options,
+    })
 }

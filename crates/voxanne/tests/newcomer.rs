@@ -36,10 +36,14 @@ struct Server {
 }
 
 impl Server {
+    fn start(data: &Path) -> Self {
+        Self::start_with(voxanne(data))
+    }
+
     // The child is waited for by `stop` or `Drop`, which clippy cannot follow.
     #[allow(clippy::zombie_processes)]
-    fn start(data: &Path) -> Self {
-        let mut child = voxanne(data)
+    fn start_with(mut command: Command) -> Self {
+        let mut child = command
             .args(["serve", "--demo", "--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -55,8 +59,9 @@ impl Server {
                 return Self { child, out };
             }
         }
+        let status = wait_for(&mut child);
         panic!(
-            "voxanne serve exited before listening; it printed:\n{}",
+            "voxanne serve exited ({status}) before listening; it printed:\n{}",
             out.join("\n")
         );
     }
@@ -277,4 +282,49 @@ fn demo_json_prints_clinics_users_tokens_and_examples() {
         !data.path().join("pg/postmaster.pid").exists(),
         "demo must stop the cluster it started"
     );
+}
+
+#[test]
+fn with_database_url_it_migrates_that_server_and_serves_as_the_application_role() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (url, admin) = runtime.block_on(voxanne_testkit::empty_database_url());
+    let data = data_dir();
+    let mut command = voxanne(data.path());
+    command.env("DATABASE_URL", &url).env(
+        "VOXANNE_JWT_SECRET",
+        "an-operator-provided-secret-of-some-length",
+    );
+    let server = Server::start_with(command);
+    for (expected, line) in examples(&server.out) {
+        let (status, body) = paste(&line);
+        assert_eq!(status, expected, "{line}\n{body}");
+    }
+    assert!(
+        !data.path().join("pg").exists(),
+        "no embedded cluster with DATABASE_URL"
+    );
+    assert!(
+        !data.path().join("jwt-secret").exists(),
+        "no generated secret when one is configured"
+    );
+
+    // The tables belong to voxanne_owner, and the server's own sessions are voxanne_app's.
+    let (owners, server_roles): (Vec<String>, Vec<String>) = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect_with(&admin).await.expect("admin");
+        let owners = sqlx::query_scalar("SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(&mut conn)
+            .await
+            .expect("owners");
+        let roles = sqlx::query_scalar(
+            "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("sessions");
+        (owners, roles)
+    });
+    assert_eq!(owners, ["voxanne_owner"]);
+    assert_eq!(server_roles, ["voxanne_app"]);
+    assert!(server.stop().success());
 }
