@@ -112,9 +112,28 @@ impl EmbeddedCluster {
         }
         if !cluster.is_running() {
             cluster.pg_ctl_start(options)?;
-            cluster.started_here = true;
+            cluster.adopt()?;
+        } else if !owner_alive(&cluster.owner_file()) {
+            // Left running by a process that died without stopping it: ours to stop now.
+            tracing::info!(
+                "adopting an embedded PostgreSQL left running by a process that is gone"
+            );
+            cluster.adopt()?;
         }
         Ok(cluster)
+    }
+
+    /// The file naming the process responsible for stopping the server.
+    fn owner_file(&self) -> PathBuf {
+        self.pg_dir.with_file_name("pg.owner")
+    }
+
+    fn adopt(&mut self) -> Result<(), EmbeddedError> {
+        let file = self.owner_file();
+        std::fs::write(&file, std::process::id().to_string())
+            .map_err(io_err(format!("writing {}", file.display())))?;
+        self.started_here = true;
+        Ok(())
     }
 
     /// Connection options for `role` on `database`, over the cluster's socket.
@@ -240,6 +259,21 @@ impl EmbeddedCluster {
                 ),
             })
         }
+    }
+}
+
+/// Whether the process named in the owner file still exists.
+fn owner_alive(file: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        Err(_) => true, // exists, but is not ours to signal
     }
 }
 
