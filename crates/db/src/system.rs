@@ -2,7 +2,7 @@
 //! listed here, does one thing, and is reviewed as such (TENANCY.md section 3); nothing else
 //! in the application reads or writes across orgs.
 
-use crate::tenant::begin_with_context;
+use crate::tenant::ScopedTx;
 use crate::{Db, DbError, Membership, TenantTx};
 use serde::Serialize;
 use sqlx::FromRow;
@@ -21,18 +21,18 @@ pub struct NewOrg {
 /// context (RLS checks both rows), and hands back its tenant transaction, uncommitted, so the
 /// caller can seed it in the same transaction.
 pub async fn provision_org(db: &Db, new: &NewOrg) -> Result<TenantTx, DbError> {
-    let mut tx = begin_with_context(db, Some(new.id), Some(new.owner)).await?;
+    let (mut tx, _) = ScopedTx::begin(db, Some(new.id), Some(new.owner), None).await?;
     sqlx::query("INSERT INTO organizations (id, name) VALUES ($1, $2)")
         .bind(new.id.as_uuid())
         .bind(new.name.trim())
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
     sqlx::query(
         "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, 'owner')",
     )
     .bind(new.id.as_uuid())
     .bind(new.owner.as_uuid())
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     Ok(TenantTx::from_parts(
         tx,
@@ -56,11 +56,11 @@ pub struct OrgMembership {
 /// The orgs `user` belongs to, through the SECURITY DEFINER `app.my_memberships()`, which
 /// answers for the user of the transaction's context only.
 pub async fn memberships(db: &Db, user: UserId) -> Result<Vec<OrgMembership>, DbError> {
-    let mut tx = begin_with_context(db, None, Some(user)).await?;
+    let (mut tx, _) = ScopedTx::begin(db, None, Some(user), None).await?;
     let rows = sqlx::query_as::<_, OrgMembership>(
         "SELECT org_id, name, status, role FROM app.my_memberships()",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(tx.conn())
     .await?;
     tx.commit().await?;
     Ok(rows)

@@ -1,10 +1,15 @@
 //! The tenant boundary. Application code reaches tenant data only through a [`TenantTx`]: a
-//! transaction that was opened with the tenant context set (transaction-local, in the same
-//! round trip as BEGIN) and whose org membership was verified in the database before the
-//! handle was handed out. When the handle is dropped without `commit`, sqlx rolls back.
+//! transaction opened with the tenant context set transaction-locally (`SET LOCAL`, so a
+//! pooled connection never carries it into the next transaction), whose org membership was
+//! verified in the database before the handle was handed out.
+//!
+//! Cost: BEGIN, the context and the membership check travel as one statement batch, so a
+//! request pays the round trips of a plain `BEGIN; …; COMMIT` and no more.
 
 use crate::{Db, DbError};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Postgres, Row};
 use voxanne_domain::{OrgId, Role, UserId};
 
 /// A verified answer to "who is acting, for which org, with which role".
@@ -33,48 +38,116 @@ impl From<sqlx::Error> for TenantError {
     }
 }
 
-/// The only handle to tenant data.
-pub struct TenantTx {
-    tx: Transaction<'static, Postgres>,
-    membership: Membership,
-}
-
-/// `BEGIN` and the tenant context in one statement batch, one round trip. The ids are uuids,
-/// whose text form is hex and dashes only, so formatting them into SQL is safe.
-fn begin_statement(org: Option<OrgId>, user: Option<UserId>) -> String {
+/// The one place the tenant context is written: `BEGIN` and `SET LOCAL` of the org and the
+/// user. The ids are uuids, whose text is hex digits and dashes only, so formatting them into
+/// SQL is safe. An absent part is empty, and an empty org matches no row.
+fn begin_with_context_sql(org: Option<OrgId>, user: Option<UserId>) -> String {
     let org = org.map(|o| o.to_string()).unwrap_or_default();
     let user = user.map(|u| u.to_string()).unwrap_or_default();
-    format!(
-        "BEGIN; SELECT set_config('app.org_id', '{org}', true), set_config('app.user_id', '{user}', true)"
-    )
+    format!("BEGIN; SET LOCAL app.org_id = '{org}'; SET LOCAL app.user_id = '{user}'")
 }
 
-/// Opens a transaction with the given tenant context. The one place the context is set;
-/// `None` leaves that part empty (and an empty org matches no row).
-pub(crate) async fn begin_with_context(
-    db: &Db,
-    org: Option<OrgId>,
-    user: Option<UserId>,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    db.pool().begin_with(begin_statement(org, user)).await
+/// The membership check, under the RLS of the context just set (migrations/0004): one row,
+/// NULLs when the user is not a member of the org.
+const MEMBERSHIP_SQL: &str = "SELECT role, status FROM app.current_membership()";
+
+/// A transaction on a pooled connection, opened with a tenant context. It ends in exactly one
+/// of: COMMIT; ROLLBACK (dropped without commit: a spawned task rolls back before the
+/// connection goes back to the pool); or the connection is closed, never reused (any error
+/// on the way, or no runtime to roll back on).
+pub(crate) struct ScopedTx {
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl ScopedTx {
+    /// Begins, sets the context, and runs `then` (if any) in the same batch; returns the rows
+    /// that `then` produced.
+    pub(crate) async fn begin(
+        db: &Db,
+        org: Option<OrgId>,
+        user: Option<UserId>,
+        then: Option<&str>,
+    ) -> Result<(Self, Vec<PgRow>), sqlx::Error> {
+        let mut conn = db.pool().acquire().await?;
+        let mut sql = begin_with_context_sql(org, user);
+        if let Some(then) = then {
+            sql.push_str("; ");
+            sql.push_str(then);
+        }
+        match batch(&mut conn, &sql).await {
+            Ok(rows) => Ok((Self { conn: Some(conn) }, rows)),
+            Err(e) => {
+                conn.close_on_drop();
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        // Present until commit or drop, both of which consume or end `self`.
+        self.conn
+            .as_deref_mut()
+            .expect("ScopedTx used after it ended")
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let result = batch(&mut conn, "COMMIT").await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result.map(drop)
+    }
+}
+
+impl Drop for ScopedTx {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if batch(&mut conn, "ROLLBACK").await.is_err() {
+                        conn.close_on_drop();
+                    }
+                });
+            }
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+}
+
+/// Sends `sql` (one or more statements, simple query protocol) and collects the rows. Boxed
+/// with an explicit `Send` bound: sqlx's executor futures otherwise trip the compiler's
+/// higher-ranked lifetime inference in `spawn` and in axum handlers.
+type BatchFuture<'c> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<PgRow>, sqlx::Error>> + Send + 'c>,
+>;
+
+fn batch<'c>(conn: &'c mut PgConnection, sql: &'c str) -> BatchFuture<'c> {
+    // No bind arguments: sqlx sends it with the simple query protocol, all statements at once.
+    Box::pin(sqlx::Executor::fetch_all(conn, sql))
+}
+
+/// The only handle to tenant data.
+pub struct TenantTx {
+    tx: ScopedTx,
+    membership: Membership,
 }
 
 impl TenantTx {
     /// Opens `org`'s tenant transaction for `user`, after checking in the database, on every
-    /// call, that the user is a member and the org is active.
+    /// call, that the user is a member and the org is active. One round trip.
     pub(crate) async fn begin(db: &Db, org: OrgId, user: UserId) -> Result<Self, TenantError> {
-        let mut tx = begin_with_context(db, Some(org), Some(user)).await?;
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT m.role, o.status
-               FROM organization_members m
-               JOIN organizations o ON o.id = m.org_id
-              WHERE m.org_id = $1 AND m.user_id = $2",
-        )
-        .bind(org.as_uuid())
-        .bind(user.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (role, status) = row.ok_or(TenantError::NotMember)?;
+        let (tx, rows) = ScopedTx::begin(db, Some(org), Some(user), Some(MEMBERSHIP_SQL)).await?;
+        let row = rows.first().ok_or(TenantError::NotMember)?;
+        let (role, status): (Option<String>, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+        let (Some(role), Some(status)) = (role, status) else {
+            return Err(TenantError::NotMember);
+        };
         if status != "active" {
             return Err(TenantError::Suspended);
         }
@@ -89,7 +162,7 @@ impl TenantTx {
 
     /// Wraps a transaction opened by a named operation of this crate (provisioning), whose
     /// membership is established by the operation itself.
-    pub(crate) fn from_parts(tx: Transaction<'static, Postgres>, membership: Membership) -> Self {
+    pub(crate) fn from_parts(tx: ScopedTx, membership: Membership) -> Self {
         Self { tx, membership }
     }
 
@@ -104,7 +177,7 @@ impl TenantTx {
     /// The connection, inside the tenant transaction: every statement run on it is bound by
     /// the org's row level security.
     pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        self.tx.conn()
     }
 
     pub async fn commit(self) -> Result<(), DbError> {

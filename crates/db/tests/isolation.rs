@@ -350,3 +350,43 @@ async fn membership_and_org_status_are_checked_on_every_tenant_transaction() {
     ));
     assert!(t.db.tenant(b.org, b.owner).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_dropped_tenant_transaction_is_rolled_back_never_committed_by_the_next_request() {
+    let (t, [a, b]) = two_clinics().await;
+    let db = Db::connect(t.app_options(), 1).await.expect("pool of one");
+    for round in 0..10 {
+        let mut tx = db.tenant(a.org, a.owner).await.expect("tenant tx");
+        sqlx::query("INSERT INTO contacts (org_id, name) VALUES ($1, $2)")
+            .bind(a.org.as_uuid())
+            .bind(format!("abandoned {round}"))
+            .execute(tx.conn())
+            .await
+            .expect("insert");
+        drop(tx); // an error path: `?` before commit
+
+        // The next request on the same (only) connection commits its own work.
+        let mut tx = db.tenant(b.org, b.owner).await.expect("tenant tx");
+        sqlx::query("INSERT INTO dnc_list (org_id, phone) VALUES ($1, $2)")
+            .bind(b.org.as_uuid())
+            .bind(format!("+1415555{:04}", 2000 + round))
+            .execute(tx.conn())
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+    }
+    let mut admin = t.admin().await;
+    let abandoned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM contacts WHERE name LIKE 'abandoned %'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+    let committed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dnc_list WHERE org_id = $1 AND phone LIKE '+14155552%'",
+    )
+    .bind(b.org.as_uuid())
+    .fetch_one(&mut admin)
+    .await
+    .expect("count");
+    assert_eq!((abandoned, committed), (0, 10));
+}
