@@ -7,7 +7,7 @@ use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::{CallDirection, CallStatus, PhoneNumber, RecordingStatus};
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq)]
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Call {
     pub id: Uuid,
     pub org_id: Uuid,

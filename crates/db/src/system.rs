@@ -45,7 +45,7 @@ pub async fn provision_org(db: &Db, new: &NewOrg) -> Result<TenantTx, DbError> {
 }
 
 /// One org a user belongs to.
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq, utoipa::ToSchema)]
 pub struct OrgMembership {
     pub org_id: Uuid,
     pub name: String,

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod pagination;
 pub mod routes;
 
@@ -11,7 +12,7 @@ use crate::auth::JwtVerifier;
 use crate::error::ApiError;
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderName;
-use axum::routing::get;
+use axum::response::IntoResponse;
 use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::Db;
 
 /// What every handler can reach. The database handle only opens tenant transactions.
@@ -30,16 +34,41 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/me", get(routes::me::me))
-        .route("/calls", get(routes::calls::list))
-        .route("/calls/{id}", get(routes::calls::get));
-
-    Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
+/// Every route, with its OpenAPI operation.
+fn routes() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .routes(routes!(routes::me::me))
+        .routes(routes!(routes::calls::list))
+        .routes(routes!(routes::calls::get));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(routes::health::healthz))
+        .routes(routes!(routes::health::readyz))
         .nest("/api/v1", api)
+}
+
+/// The OpenAPI document of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = routes().split_for_parts();
+    openapi::Conventions.modify(&mut api);
+    api
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi_json() -> axum::response::Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| openapi().to_json().unwrap_or_default());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.as_str(),
+    )
+        .into_response()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

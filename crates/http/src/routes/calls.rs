@@ -13,13 +13,23 @@ const MAX_LIMIT: u32 = 100;
 
 /// Query parameters as text, parsed below so that each failure names its field. Unknown
 /// parameters (an `org_id`, say) are ignored: they select nothing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// `inbound` or `outbound`.
+    #[param(value_type = Option<CallDirection>)]
     direction: Option<String>,
+    /// One of the call statuses.
+    #[param(value_type = Option<CallStatus>)]
     status: Option<String>,
+    /// Calls that started at or after: RFC 3339, or a date (start of day, UTC).
     from: Option<String>,
+    /// Calls that started before: RFC 3339, or a date (that whole day included).
     to: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1 to 100, default 25.
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
 }
 
@@ -114,7 +124,8 @@ impl ListParams {
     }
 }
 
-/// `GET /api/v1/calls`: newest first, keyset-paginated.
+/// The clinic's calls, newest first, keyset-paginated.
+#[utoipa::path(get, path = "/calls", tag = "calls", params(ListParams), responses((status = 200, body = Page<Call>)))]
 pub async fn list(
     Tenant(mut tx): Tenant,
     AppQuery(params): AppQuery<ListParams>,
@@ -134,7 +145,8 @@ pub async fn list(
     }))
 }
 
-/// `GET /api/v1/calls/{id}`: another clinic's call is exactly as absent as a missing one.
+/// One call. Another clinic's call is exactly as absent as a missing one.
+#[utoipa::path(get, path = "/calls/{id}", tag = "calls", params(("id" = Uuid, Path, description = "the call's id")), responses((status = 200, body = Call)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<Uuid>,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use voxanne_db::system::{memberships, OrgMembership};
 use voxanne_domain::{OrgId, Role, UserId};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub user: UserRef,
     /// The org this request acts in (from `X-Org-Id` or the token), if any.
@@ -17,18 +17,23 @@ pub struct Me {
     pub orgs: Vec<OrgMembership>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserRef {
     pub id: UserId,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActiveOrg {
     pub id: OrgId,
     pub name: String,
     pub status: String,
 }
 
+/// The caller: user, active org and role (when one is selected), and every org they belong to.
+///
+/// Needs a verified token but no active org; an org that is selected goes through the same
+/// membership check as every tenant request.
+#[utoipa::path(get, path = "/me", tag = "me", responses((status = 200, body = Me)))]
 /// `GET /api/v1/me`. The active org, when one is asked for, goes through the same membership
 /// check as every tenant request; an org the user does not belong to is a 403 here too.
 pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Me>, ApiError> {

@@ -1,0 +1,167 @@
+//! The OpenAPI document, generated from the routes themselves (utoipa-axum registers a route
+//! and its operation together, so the document cannot miss one). `Conventions` then adds,
+//! once for all, what every operation of a kind shares: bearer auth and `X-Org-Id` on tenant
+//! routes, and the error responses the error policy can produce.
+
+use serde::Serialize;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, ToSchema};
+
+/// Every error answer: `{"error":{"code":"…","message":"…"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: e.g. `not_found`, `validation_failed`, `not_a_member`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+    /// The request field that failed validation (422 only).
+    pub field: Option<String>,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Voxanne API",
+        description = "The clinic API of Voxanne, an AI phone receptionist. Every /api/v1 route \
+            but /api/v1/openapi.json needs a bearer JWT; tenant routes act in the org of the \
+            `X-Org-Id` header, else of the token's `app_metadata.org_id`, and only for a live \
+            member of an active org."
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "me", description = "The caller"),
+        (name = "calls", description = "The voice agent's phone calls"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Paths outside the bearer-protected API.
+fn is_public(path: &str) -> bool {
+    !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json"
+}
+
+/// Paths that need a verified user but no active org.
+fn needs_no_org(path: &str) -> bool {
+    path == "/api/v1/me"
+}
+
+pub struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, api: &mut OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A Supabase-style JWT: HS256, or RS256/ES256 through the configured JWKS.",
+                    ))
+                    .build(),
+            ),
+        );
+        for (path, item) in api.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                apply(path, operation);
+            }
+        }
+    }
+}
+
+fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn apply(path: &str, operation: &mut Operation) {
+    let responses = &mut operation.responses.responses;
+    let mut add = |status: &str, description: &str| {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error(description));
+    };
+    add(
+        "500",
+        "internal error (details only in the server log, under the request id)",
+    );
+    if is_public(path) {
+        return;
+    }
+    add("401", "missing, malformed, expired or badly signed token: `unauthenticated`, `invalid_token`, `token_expired`");
+    operation.security = Some(vec![SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
+    add(
+        "400",
+        "malformed request: `invalid_query`, `invalid_org_header`, `invalid_json`",
+    );
+    let org_header = ParameterBuilder::new()
+        .name("X-Org-Id")
+        .parameter_in(ParameterIn::Header)
+        .description(Some(
+            "The org to act in (a uuid); default: the token's app_metadata.org_id",
+        ))
+        .schema(Some(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Uuid,
+                ))),
+        ))
+        .build();
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(org_header);
+    add("403", "no active org, not a member, suspended org, or role too low: `org_required`, `not_a_member`, `org_suspended`, `forbidden`");
+    if path.contains('{') {
+        add("404", "no such object in the active org (another org's object answers exactly the same): `not_found`");
+    }
+    if operation.request_body.is_some() {
+        add("413", "body too large: `payload_too_large`");
+        add(
+            "415",
+            "body is not application/json: `unsupported_media_type`",
+        );
+        add("422", "a field failed validation, or an unknown field (such as org_id) was sent: `validation_failed`, with `field`");
+    } else if !needs_no_org(path)
+        && operation
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| p.parameter_in == ParameterIn::Query)
+    {
+        add(
+            "422",
+            "a query parameter failed validation: `validation_failed`, with `field`",
+        );
+    }
+}
