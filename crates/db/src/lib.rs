@@ -6,6 +6,7 @@ pub mod calls;
 pub mod demo;
 pub mod embedded;
 pub mod migrate;
+pub mod security_events;
 pub mod system;
 mod tenant;
 

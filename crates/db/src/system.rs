@@ -65,3 +65,73 @@ pub async fn memberships(db: &Db, user: UserId) -> Result<Vec<OrgMembership>, Db
     tx.commit().await?;
     Ok(rows)
 }
+
+/// What a security event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeniedKind {
+    /// A user asked to act in an org they are not a member of.
+    MembershipDenied,
+    /// A token that failed verification named this org (in `X-Org-Id`).
+    InvalidToken,
+}
+
+/// Records a security event for `org` from outside its tenant context (the caller is not a
+/// member of it), through the SECURITY DEFINER `app.record_security_event`.
+pub async fn record_denied(
+    db: &Db,
+    org: OrgId,
+    user: Option<UserId>,
+    kind: DeniedKind,
+    route: &str,
+    detail: serde_json::Value,
+) -> Result<(), DbError> {
+    let kind = match kind {
+        DeniedKind::MembershipDenied => "membership_denied",
+        DeniedKind::InvalidToken => "invalid_token",
+    };
+    let (mut tx, _) = ScopedTx::begin(db, None, user, None).await?;
+    sqlx::query("SELECT app.record_security_event($1, $2, $3, $4)")
+        .bind(org.as_uuid())
+        .bind(kind)
+        .bind(route)
+        .bind(detail)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An id that a member of `org` looked up and did not find in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub org: OrgId,
+    pub user: UserId,
+    /// Table and key column the id was looked up in.
+    pub table: &'static str,
+    pub column: &'static str,
+    pub id: Uuid,
+}
+
+/// Records, in the prober's own org, that they asked for an id that belongs to another org
+/// (a missing id is not an event). Returns whether it was one.
+pub async fn record_probe(db: &Db, probe: &Probe, route: &str) -> Result<bool, DbError> {
+    let (mut tx, _) = ScopedTx::begin(db, Some(probe.org), Some(probe.user), None).await?;
+    let recorded = sqlx::query(
+        "INSERT INTO security_events (org_id, kind, actor_user_id, route, target, detail)
+         SELECT $1, 'cross_tenant_reference', $2, $3, $4, jsonb_build_object('table', $5::text)
+          WHERE app.belongs_to_another_org($5, $6, $7)",
+    )
+    .bind(probe.org.as_uuid())
+    .bind(probe.user.as_uuid())
+    .bind(route)
+    .bind(probe.id.to_string())
+    .bind(probe.table)
+    .bind(probe.column)
+    .bind(probe.id)
+    .execute(tx.conn())
+    .await?
+    .rows_affected()
+        > 0;
+    tx.commit().await?;
+    Ok(recorded)
+}

@@ -3,12 +3,13 @@
 //! `{"error":{"code":"…","message":"…"}}` (plus `field` for validation errors); internal
 //! errors are logged with the request's span and answered with a generic message.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use voxanne_db::{DbError, TenantError};
+use voxanne_db::system::Probe;
+use voxanne_db::{DbError, Membership, TenantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -28,6 +29,14 @@ pub enum ApiError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    /// Answers exactly like `NotFound`; the middleware records the probe if the id belongs to
+    /// another org.
+    #[error("not found")]
+    Missing(Box<Probe>),
+    /// A reference (`field`) to an object the active org does not have: 422, like any
+    /// invalid field, and recorded like a probe.
+    #[error("{field}: no such object in this organization")]
+    InvalidReference { field: String, probe: Box<Probe> },
     #[error("no route for this method and path")]
     NoRoute,
     #[error("method not allowed")]
@@ -36,6 +45,14 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
+    #[error("the request body is larger than the limit")]
+    PayloadTooLarge,
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
     #[error("the database is not reachable")]
     Unavailable,
     #[error("internal error")]
@@ -47,6 +64,41 @@ impl ApiError {
         ApiError::Validation {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// `id` was looked up in `table.column` for `m`'s org and is not there.
+    pub fn missing(
+        m: &Membership,
+        table: &'static str,
+        column: &'static str,
+        id: uuid::Uuid,
+    ) -> Self {
+        ApiError::Missing(Box::new(Probe {
+            org: m.org,
+            user: m.user,
+            table,
+            column,
+            id,
+        }))
+    }
+
+    /// `field` of the body names `id`, which `m`'s org does not have in `table`.
+    pub fn invalid_reference(
+        m: &Membership,
+        field: &str,
+        table: &'static str,
+        id: uuid::Uuid,
+    ) -> Self {
+        ApiError::InvalidReference {
+            field: field.to_owned(),
+            probe: Box::new(Probe {
+                org: m.org,
+                user: m.user,
+                table,
+                column: "id",
+                id,
+            }),
         }
     }
 
@@ -63,7 +115,16 @@ impl ApiError {
             ApiError::NotAMember => (StatusCode::FORBIDDEN, "not_a_member"),
             ApiError::OrgSuspended => (StatusCode::FORBIDDEN, "org_suspended"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound | ApiError::Missing(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::InvalidReference { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            }
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Gone { code, .. } => (StatusCode::GONE, code),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
@@ -85,10 +146,23 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut error = json!({ "code": code, "message": message });
-        if let ApiError::Validation { field, .. } = &self {
-            error["field"] = json!(field);
+        let probe = match self {
+            ApiError::Validation { field, .. } => {
+                error["field"] = json!(field);
+                None
+            }
+            ApiError::InvalidReference { field, probe } => {
+                error["field"] = json!(field);
+                Some(probe)
+            }
+            ApiError::Missing(probe) => Some(probe),
+            _ => None,
+        };
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let Some(probe) = probe {
+            response.extensions_mut().insert(*probe);
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        response
     }
 }
 
@@ -115,15 +189,6 @@ impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
         ApiError::BadRequest {
             code: "invalid_query",
-            message: e.body_text(),
-        }
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> Self {
-        ApiError::BadRequest {
-            code: "invalid_body",
             message: e.body_text(),
         }
     }

@@ -4,10 +4,13 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{FromRequestParts, Query};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
-use voxanne_db::TenantTx;
+use voxanne_db::system::{record_denied, DeniedKind};
+use voxanne_db::{TenantError, TenantTx};
 use voxanne_domain::{OrgId, UserId};
 
 pub const ORG_HEADER: &str = "x-org-id";
@@ -41,7 +44,6 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
-        let verified = state.auth.verify(token).await?;
         let header_org = match parts.headers.get(ORG_HEADER) {
             None => None,
             Some(value) => Some(
@@ -54,6 +56,17 @@ impl FromRequestParts<AppState> for Principal {
                         message: "X-Org-Id must be an organization uuid".into(),
                     })?,
             ),
+        };
+        let verified = match state.auth.verify(token).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                // A bad token that names an org is that org's business.
+                if let Some(org) = header_org {
+                    let detail = serde_json::json!({ "reason": e.to_string() });
+                    record(state, org, None, DeniedKind::InvalidToken, parts, detail).await;
+                }
+                return Err(e);
+            }
         };
         let principal = Principal {
             user: verified.user,
@@ -75,9 +88,52 @@ impl FromRequestParts<AppState> for Tenant {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
         let org = principal.requested_org.ok_or(ApiError::OrgRequired)?;
-        let tx = state.db.tenant(org, principal.user).await?;
-        tracing::Span::current().record("org_id", tracing::field::display(org));
-        Ok(Tenant(tx))
+        open_tenant(state, principal.user, org, parts)
+            .await
+            .map(Tenant)
+    }
+}
+
+/// The tenant transaction of `org` for `user`; a denied membership is recorded for the org.
+pub async fn open_tenant(
+    state: &AppState,
+    user: UserId,
+    org: OrgId,
+    parts: &Parts,
+) -> Result<TenantTx, ApiError> {
+    match state.db.tenant(org, user).await {
+        Ok(tx) => {
+            tracing::Span::current().record("org_id", tracing::field::display(org));
+            Ok(tx)
+        }
+        Err(TenantError::NotMember) => {
+            record(
+                state,
+                org,
+                Some(user),
+                DeniedKind::MembershipDenied,
+                parts,
+                serde_json::json!({}),
+            )
+            .await;
+            Err(ApiError::NotAMember)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Security events are best effort: failing to record one never fails the request.
+async fn record(
+    state: &AppState,
+    org: OrgId,
+    user: Option<UserId>,
+    kind: DeniedKind,
+    parts: &Parts,
+    detail: serde_json::Value,
+) {
+    let route = format!("{} {}", parts.method, parts.uri.path());
+    if let Err(e) = record_denied(&state.db, org, user, kind, &route, detail).await {
+        tracing::warn!(error = %e, "recording a security event failed");
     }
 }
 
@@ -104,4 +160,77 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for AppPath<T> {
             axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(AppPath(value))
     }
+}
+
+/// A JSON request body, answered in our format when it is not one: 415 without
+/// `Content-Type: application/json`, 413 over the body limit, 400 for malformed JSON, and
+/// 422 naming the field for a wrong type, a missing field or an unknown one (request types
+/// deny unknown fields, so an `org_id` in a body is refused, never used).
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest {
+                    code: "invalid_body",
+                    message: e.body_text(),
+                }
+            }
+        })?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::BadRequest {
+                code: "invalid_json",
+                message: format!("malformed JSON: {inner}"),
+            };
+        }
+        let message = inner.to_string();
+        // serde names an unknown field in its message, not in the path.
+        let field = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+            .map(|name| {
+                if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                }
+            })
+            .unwrap_or(if path == "." { "body".to_owned() } else { path });
+        ApiError::validation(
+            field,
+            message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_owned(),
+        )
+    })?;
+    de.end().map_err(|e| ApiError::BadRequest {
+        code: "invalid_json",
+        message: format!("malformed JSON: {e}"),
+    })?;
+    Ok(value)
 }

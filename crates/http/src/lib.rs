@@ -40,7 +40,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .routes(routes!(routes::me::me))
         .routes(routes!(routes::calls::list))
-        .routes(routes!(routes::calls::get));
+        .routes(routes!(routes::calls::get))
+        .routes(routes!(routes::security_events::list));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
@@ -66,9 +67,37 @@ async fn openapi_json() -> axum::response::Response {
         .into_response()
 }
 
+/// Records, after the response is made, the probes that handlers reported (an id that was
+/// not found in the active org: if it belongs to another org, that is a security event).
+async fn record_probes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = format!("{} {}", request.method(), request.uri().path());
+    let mut response = next.run(request).await;
+    if let Some(probe) = response
+        .extensions_mut()
+        .remove::<voxanne_db::system::Probe>()
+    {
+        if let Err(e) = voxanne_db::system::record_probe(&state.db, &probe, &route).await {
+            tracing::warn!(error = %e, "recording a security event failed");
+        }
+    }
+    response
+}
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_probes,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

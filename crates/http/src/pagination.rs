@@ -13,6 +13,68 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// `items` holds up to `limit + 1` rows: the extra one only says that there is more.
+    pub fn from_overfetch(items: &mut Vec<T>, limit: u32, key: impl Fn(&T) -> Cursor) -> Self {
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more {
+            items.last().map(|last| key(last).encode())
+        } else {
+            None
+        };
+        Page {
+            data: std::mem::take(items),
+            next_cursor,
+        }
+    }
+}
+
+/// `cursor` and `limit`, for lists without other filters.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 100, default 25.
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
+}
+
+pub const DEFAULT_LIMIT: u32 = 25;
+pub const MAX_LIMIT: u32 = 100;
+
+impl PageParams {
+    pub fn parse(&self) -> Result<(Option<Cursor>, u32), crate::error::ApiError> {
+        parse_page(self.cursor.as_deref(), self.limit.as_deref())
+    }
+}
+
+/// Validates a cursor and a limit, naming the field that fails.
+pub fn parse_page(
+    cursor: Option<&str>,
+    limit: Option<&str>,
+) -> Result<(Option<Cursor>, u32), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| {
+                ApiError::validation("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))
+            })?,
+    };
+    let cursor = cursor
+        .map(|c| {
+            Cursor::decode(c)
+                .ok_or_else(|| ApiError::validation("cursor", "not a cursor this API issued"))
+        })
+        .transpose()?;
+    Ok((cursor, limit))
+}
+
 /// A position in a list ordered by (timestamp, id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {

@@ -1,15 +1,12 @@
 use crate::error::ApiError;
 use crate::extract::{AppPath, AppQuery, Tenant};
-use crate::pagination::{Cursor, Page};
+use crate::pagination::{parse_page, Cursor, Page};
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 use voxanne_db::calls::{Call, CallFilter, CallKey};
 use voxanne_domain::{CallDirection, CallStatus};
-
-const DEFAULT_LIMIT: u32 = 25;
-const MAX_LIMIT: u32 = 100;
 
 /// Query parameters as text, parsed below so that each failure names its field. Unknown
 /// parameters (an `org_id`, say) are ignored: they select nothing.
@@ -86,31 +83,11 @@ impl ListParams {
                 return Err(ApiError::validation("to", "must be after `from`"));
             }
         }
-        let limit = match self.limit.as_deref() {
-            None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
-                .ok_or_else(|| {
-                    ApiError::validation(
-                        "limit",
-                        format!("must be an integer from 1 to {MAX_LIMIT}"),
-                    )
-                })?,
-        };
-        let after = self
-            .cursor
-            .as_deref()
-            .map(|c| {
-                Cursor::decode(c)
-                    .map(|c| CallKey {
-                        started_at: c.at,
-                        id: c.id,
-                    })
-                    .ok_or_else(|| ApiError::validation("cursor", "not a cursor this API issued"))
-            })
-            .transpose()?;
+        let (cursor, limit) = parse_page(self.cursor.as_deref(), self.limit.as_deref())?;
+        let after = cursor.map(|c| CallKey {
+            started_at: c.at,
+            id: c.id,
+        });
         Ok((
             CallFilter {
                 direction,
@@ -151,7 +128,10 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<Call>, ApiError> {
-    let call = tx.get_call(id).await?.ok_or(ApiError::NotFound)?;
+    let call = tx
+        .get_call(id)
+        .await?
+        .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id))?;
     tx.commit().await?;
     Ok(Json(call))
 }

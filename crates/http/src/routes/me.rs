@@ -36,11 +36,15 @@ pub struct ActiveOrg {
 #[utoipa::path(get, path = "/me", tag = "me", responses((status = 200, body = Me)))]
 /// `GET /api/v1/me`. The active org, when one is asked for, goes through the same membership
 /// check as every tenant request; an org the user does not belong to is a 403 here too.
-pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Me>, ApiError> {
+pub async fn me(
+    State(state): State<AppState>,
+    principal: Principal,
+    parts: axum::http::request::Parts,
+) -> Result<Json<Me>, ApiError> {
     let role = match principal.requested_org {
         None => None,
         Some(org) => {
-            let tx = state.db.tenant(org, principal.user).await?;
+            let tx = crate::extract::open_tenant(&state, principal.user, org, &parts).await?;
             let role = tx.membership().role;
             tx.commit().await?;
             Some(role)
