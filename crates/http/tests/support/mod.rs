@@ -117,6 +117,68 @@ impl TestApp {
     pub async fn get_as(&self, path: &str, token: &str) -> Response {
         self.get(path, Some(token), &[]).await
     }
+
+    /// Any method, with a JSON body (if any), a bearer token and extra headers.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let method: reqwest::Method = method.parse().expect("method");
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"))
+        };
+        Response { status, body }
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.send("POST", path, token, Some(body), &[]).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.send("PUT", path, token, Some(body), &[]).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.send("PATCH", path, token, Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.send("DELETE", path, token, None, &[]).await
+    }
+
+    /// Every row of every tenant table that belongs to `org`, as JSON, read by the superuser:
+    /// compare before and after to prove that nothing of a clinic changed.
+    pub async fn snapshot(&self, org: OrgId) -> Vec<(String, Vec<Value>)> {
+        let mut admin = self.t.admin().await;
+        let mut out = Vec::new();
+        for (table, column) in voxanne_testkit::tenant_tables(&mut admin).await {
+            let rows: Vec<Value> = sqlx::query_scalar(&format!(
+                "SELECT to_jsonb(t) FROM {table} t WHERE {column} = $1 ORDER BY to_jsonb(t)::text"
+            ))
+            .bind(org.as_uuid())
+            .fetch_all(&mut admin)
+            .await
+            .expect("snapshot");
+            out.push((table, rows));
+        }
+        out
+    }
 }
 
 /// A token with arbitrary claims, signed with `key` under `alg` (and `kid`).
