@@ -3,7 +3,10 @@
 //! embedded PostgreSQL cluster.
 
 pub mod calls;
+pub mod campaigns;
+pub mod contacts;
 pub mod demo;
+pub mod dnc;
 pub mod embedded;
 pub mod migrate;
 pub mod security_events;

@@ -195,7 +195,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     }
 }
 
+/// Request bodies are JSON objects.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+            return Err(ApiError::validation("body", "must be a JSON object"));
+        }
+        _ => {
+            return Err(ApiError::BadRequest {
+                code: "invalid_json",
+                message: "the body is not JSON".into(),
+            });
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -207,18 +220,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             };
         }
         let message = inner.to_string();
-        // serde names an unknown field in its message, not in the path.
-        let field = message
-            .strip_prefix("unknown field `")
-            .and_then(|rest| rest.split('`').next())
-            .map(|name| {
-                if path == "." {
-                    name.to_owned()
-                } else {
-                    format!("{path}.{name}")
-                }
-            })
-            .unwrap_or(if path == "." { "body".to_owned() } else { path });
+        // The path names the failing field (an unknown one included); at the top level the
+        // path is "." and only the message names it.
+        let field = if path == "." {
+            message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("body")
+                .to_owned()
+        } else {
+            path
+        };
         ApiError::validation(
             field,
             message

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod fields;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
@@ -41,7 +42,22 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::me::me))
         .routes(routes!(routes::calls::list))
         .routes(routes!(routes::calls::get))
-        .routes(routes!(routes::security_events::list));
+        .routes(routes!(routes::security_events::list))
+        .routes(routes!(routes::contacts::list, routes::contacts::create))
+        .routes(routes!(
+            routes::contacts::get,
+            routes::contacts::update,
+            routes::contacts::delete
+        ))
+        .routes(routes!(routes::campaigns::list, routes::campaigns::create))
+        .routes(routes!(
+            routes::campaigns::get,
+            routes::campaigns::update,
+            routes::campaigns::delete
+        ))
+        .routes(routes!(routes::dnc::list, routes::dnc::add))
+        .routes(routes!(routes::dnc::check))
+        .routes(routes!(routes::dnc::get, routes::dnc::remove));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

@@ -40,6 +40,9 @@ pub struct ErrorDetail {
         (name = "health", description = "Liveness and readiness"),
         (name = "me", description = "The caller"),
         (name = "calls", description = "The voice agent's phone calls"),
+        (name = "contacts", description = "Patients and callers"),
+        (name = "campaigns", description = "Outbound calling campaigns (admins manage them)"),
+        (name = "dnc", description = "The do-not-call list"),
         (name = "security", description = "Security events of the clinic"),
         (name = "meta", description = "This document"),
     )

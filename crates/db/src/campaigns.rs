@@ -1,0 +1,106 @@
+//! Outbound calling campaigns.
+
+use crate::{DbError, TenantTx};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+pub struct Campaign {
+    pub id: Uuid,
+    pub name: String,
+    /// `draft`, `active`, `paused` or `completed`.
+    pub status: String,
+    /// What the agent says or sends.
+    pub message: String,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CampaignFields {
+    pub name: String,
+    pub status: &'static str,
+    pub message: String,
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, name, status, message, scheduled_at, created_at";
+
+impl TenantTx {
+    pub async fn list_campaigns(
+        &mut self,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Campaign>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Campaign>(&format!(
+            "SELECT {COLUMNS} FROM campaigns
+              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+              ORDER BY created_at DESC, id DESC LIMIT $4"
+        ))
+        .bind(org)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?)
+    }
+
+    pub async fn get_campaign(&mut self, id: Uuid) -> Result<Option<Campaign>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Campaign>(&format!(
+            "SELECT {COLUMNS} FROM campaigns WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    pub async fn insert_campaign(&mut self, f: &CampaignFields) -> Result<Campaign, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Campaign>(&format!(
+            "INSERT INTO campaigns (org_id, name, status, message, scheduled_at) VALUES ($1, $2, $3, $4, $5)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(org)
+        .bind(&f.name)
+        .bind(f.status)
+        .bind(&f.message)
+        .bind(f.scheduled_at)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    pub async fn update_campaign(
+        &mut self,
+        id: Uuid,
+        f: &CampaignFields,
+    ) -> Result<Option<Campaign>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Campaign>(&format!(
+            "UPDATE campaigns SET name = $3, status = $4, message = $5, scheduled_at = $6
+              WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
+        ))
+        .bind(org)
+        .bind(id)
+        .bind(&f.name)
+        .bind(f.status)
+        .bind(&f.message)
+        .bind(f.scheduled_at)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    pub async fn delete_campaign(&mut self, id: Uuid) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let done = sqlx::query("DELETE FROM campaigns WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,129 @@
+//! Contacts: the clinic's patients and callers.
+
+use crate::{DbError, TenantTx};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use uuid::Uuid;
+use voxanne_domain::PhoneNumber;
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+pub struct Contact {
+    pub id: Uuid,
+    pub name: String,
+    /// E.164.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A contact's writable fields, already validated.
+#[derive(Debug, Clone)]
+pub struct ContactFields {
+    pub name: String,
+    pub phone: Option<PhoneNumber>,
+    pub email: Option<String>,
+    pub notes: Option<String>,
+}
+
+const COLUMNS: &str = "id, name, phone, email, notes, created_at, updated_at";
+
+/// `text` for use inside LIKE, with its wildcards escaped.
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+impl TenantTx {
+    /// Newest first. `search` matches the name (case-insensitively, anywhere) or, when it has
+    /// three digits or more, the digits of the phone number.
+    pub async fn list_contacts(
+        &mut self,
+        search: Option<&str>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Contact>, DbError> {
+        let org = self.org().as_uuid();
+        let name = search.map(|s| format!("%{}%", like_escape(s.trim())));
+        let digits: Option<String> = search
+            .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
+            .filter(|d| d.len() >= 3)
+            .map(|d| format!("%{d}%"));
+        let rows = sqlx::query_as::<_, Contact>(&format!(
+            "SELECT {COLUMNS} FROM contacts
+              WHERE org_id = $1
+                AND ($2::text IS NULL OR name ILIKE $2 OR phone LIKE $3)
+                AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+              ORDER BY created_at DESC, id DESC
+              LIMIT $6"
+        ))
+        .bind(org)
+        .bind(name)
+        .bind(digits)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows)
+    }
+
+    pub async fn get_contact(&mut self, id: Uuid) -> Result<Option<Contact>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Contact>(&format!(
+            "SELECT {COLUMNS} FROM contacts WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    pub async fn insert_contact(&mut self, fields: &ContactFields) -> Result<Contact, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Contact>(&format!(
+            "INSERT INTO contacts (org_id, name, phone, email, notes) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        ))
+        .bind(org)
+        .bind(&fields.name)
+        .bind(fields.phone.as_ref().map(PhoneNumber::as_str))
+        .bind(&fields.email)
+        .bind(&fields.notes)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    pub async fn update_contact(
+        &mut self,
+        id: Uuid,
+        fields: &ContactFields,
+    ) -> Result<Option<Contact>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Contact>(&format!(
+            "UPDATE contacts SET name = $3, phone = $4, email = $5, notes = $6, updated_at = now()
+              WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
+        ))
+        .bind(org)
+        .bind(id)
+        .bind(&fields.name)
+        .bind(fields.phone.as_ref().map(PhoneNumber::as_str))
+        .bind(&fields.email)
+        .bind(&fields.notes)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    /// Whether there was such a contact.
+    pub async fn delete_contact(&mut self, id: Uuid) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let done = sqlx::query("DELETE FROM contacts WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,88 @@
+//! The do-not-call list: numbers the agent must never call.
+
+use crate::{DbError, TenantTx};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use uuid::Uuid;
+use voxanne_domain::PhoneNumber;
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+pub struct DncEntry {
+    pub id: Uuid,
+    /// E.164.
+    pub phone: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, phone, reason, created_at";
+
+impl TenantTx {
+    pub async fn list_dnc(
+        &mut self,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<DncEntry>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, DncEntry>(&format!(
+            "SELECT {COLUMNS} FROM dnc_list
+              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+              ORDER BY created_at DESC, id DESC LIMIT $4"
+        ))
+        .bind(org)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?)
+    }
+
+    pub async fn get_dnc(&mut self, id: Uuid) -> Result<Option<DncEntry>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, DncEntry>(&format!(
+            "SELECT {COLUMNS} FROM dnc_list WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    pub async fn insert_dnc(
+        &mut self,
+        phone: &PhoneNumber,
+        reason: Option<&str>,
+    ) -> Result<DncEntry, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, DncEntry>(&format!(
+            "INSERT INTO dnc_list (org_id, phone, reason) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+        ))
+        .bind(org)
+        .bind(phone.as_str())
+        .bind(reason)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    pub async fn delete_dnc(&mut self, id: Uuid) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let done = sqlx::query("DELETE FROM dnc_list WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn is_on_dnc(&mut self, phone: &PhoneNumber) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM dnc_list WHERE org_id = $1 AND phone = $2)",
+        )
+        .bind(org)
+        .bind(phone.as_str())
+        .fetch_one(self.conn())
+        .await?)
+    }
+}

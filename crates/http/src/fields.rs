@@ -1,0 +1,67 @@
+//! Validation of request fields, each failure naming its field (422).
+
+use crate::error::ApiError;
+use serde::{Deserialize, Deserializer};
+
+/// For PATCH bodies: absent → `None` (keep), `null` → `Some(None)` (clear), a value →
+/// `Some(Some(v))`. Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Trimmed text of `min..=max` characters.
+pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    let len = value.chars().count();
+    if len < min || len > max {
+        return Err(ApiError::validation(
+            field,
+            format!("must be {min} to {max} characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Optional text: empty after trimming counts as absent.
+pub fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => text(field, v, 1, max).map(Some),
+    }
+}
+
+/// A plausible email address (one `@`, something on both sides, a dot in the domain).
+pub fn email(field: &str, value: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(value) = optional_text(field, value, 320)? else {
+        return Ok(None);
+    };
+    let valid = value.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && domain.contains('.') && !domain.contains('@') && !value.contains(' ')
+    });
+    if valid {
+        Ok(Some(value))
+    } else {
+        Err(ApiError::validation(field, "not an email address"))
+    }
+}
+
+/// One of `allowed`.
+pub fn one_of(
+    field: &str,
+    value: &str,
+    allowed: &[&'static str],
+) -> Result<&'static str, ApiError> {
+    allowed
+        .iter()
+        .find(|a| **a == value)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::validation(field, format!("must be one of: {}", allowed.join(", ")))
+        })
+}

@@ -1,0 +1,151 @@
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
+use crate::fields::{nullable, one_of, text};
+use crate::pagination::{Cursor, Page, PageParams};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+use voxanne_db::campaigns::{Campaign, CampaignFields};
+use voxanne_db::Membership;
+
+const STATUSES: &[&str] = &["draft", "active", "paused", "completed"];
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Flu shot reminders", "status": "draft", "message": "Flu shots are in: reply or call to book.", "scheduled_at": "2026-12-01T09:00:00Z"}))]
+pub struct NewCampaign {
+    name: String,
+    /// `draft` (default), `active`, `paused` or `completed`.
+    status: Option<String>,
+    message: Option<String>,
+    scheduled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "paused"}))]
+pub struct CampaignPatch {
+    name: Option<String>,
+    status: Option<String>,
+    message: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    scheduled_at: Option<Option<DateTime<Utc>>>,
+}
+
+fn validate(
+    name: &str,
+    status: &str,
+    message: &str,
+    scheduled_at: Option<DateTime<Utc>>,
+) -> Result<CampaignFields, ApiError> {
+    Ok(CampaignFields {
+        name: text("name", name, 1, 200)?,
+        status: one_of("status", status, STATUSES)?,
+        message: text("message", message, 0, 2_000)?,
+        scheduled_at,
+    })
+}
+
+/// Campaigns place calls and send messages in the clinic's name: admins manage them.
+fn require_admin(m: &Membership) -> Result<(), ApiError> {
+    if m.role.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+fn missing(m: &Membership, id: Uuid) -> ApiError {
+    ApiError::missing(m, "campaigns", "id", id)
+}
+
+#[utoipa::path(get, path = "/campaigns", tag = "campaigns", params(PageParams), responses((status = 200, body = Page<Campaign>)))]
+pub async fn list(
+    Tenant(mut tx): Tenant,
+    AppQuery(p): AppQuery<PageParams>,
+) -> Result<Json<Page<Campaign>>, ApiError> {
+    let (cursor, limit) = p.parse()?;
+    let mut rows = tx
+        .list_campaigns(cursor.map(|c| (c.at, c.id)), limit + 1)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
+        at: c.created_at,
+        id: c.id,
+    })))
+}
+
+/// Admins only.
+#[utoipa::path(post, path = "/campaigns", tag = "campaigns", request_body = NewCampaign, responses((status = 201, body = Campaign)))]
+pub async fn create(
+    Tenant(mut tx): Tenant,
+    AppJson(body): AppJson<NewCampaign>,
+) -> Result<(StatusCode, Json<Campaign>), ApiError> {
+    require_admin(tx.membership())?;
+    let fields = validate(
+        &body.name,
+        body.status.as_deref().unwrap_or("draft"),
+        body.message.as_deref().unwrap_or(""),
+        body.scheduled_at,
+    )?;
+    let campaign = tx.insert_campaign(&fields).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(campaign)))
+}
+
+#[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)), responses((status = 200, body = Campaign)))]
+pub async fn get(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Campaign>, ApiError> {
+    let campaign = tx
+        .get_campaign(id)
+        .await?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    tx.commit().await?;
+    Ok(Json(campaign))
+}
+
+/// Admins only.
+#[utoipa::path(patch, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)), request_body = CampaignPatch, responses((status = 200, body = Campaign)))]
+pub async fn update(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(patch): AppJson<CampaignPatch>,
+) -> Result<Json<Campaign>, ApiError> {
+    require_admin(tx.membership())?;
+    let current = tx
+        .get_campaign(id)
+        .await?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    let fields = validate(
+        patch.name.as_deref().unwrap_or(&current.name),
+        patch.status.as_deref().unwrap_or(&current.status),
+        patch.message.as_deref().unwrap_or(&current.message),
+        patch.scheduled_at.unwrap_or(current.scheduled_at),
+    )?;
+    let campaign = tx
+        .update_campaign(id, &fields)
+        .await?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    tx.commit().await?;
+    Ok(Json(campaign))
+}
+
+/// Admins only.
+#[utoipa::path(delete, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted")))]
+pub async fn delete(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(tx.membership())?;
+    if !tx.delete_campaign(id).await? {
+        return Err(missing(tx.membership(), id));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

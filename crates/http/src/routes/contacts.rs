@@ -1,0 +1,176 @@
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
+use crate::fields::{email, nullable, optional_text, text};
+use crate::pagination::{parse_page, Cursor, Page};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use voxanne_db::contacts::{Contact, ContactFields};
+use voxanne_db::{DbError, Membership};
+use voxanne_domain::PhoneNumber;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada Lovelace", "phone": "+14155550123", "email": "ada@example.com", "notes": "Prefers mornings"}))]
+pub struct NewContact {
+    name: String,
+    /// E.164; punctuation is accepted and normalised.
+    #[schema(value_type = Option<String>)]
+    phone: Option<PhoneNumber>,
+    email: Option<String>,
+    notes: Option<String>,
+}
+
+/// Fields to change; `null` clears an optional one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada King", "notes": "Called back on Monday"}))]
+pub struct ContactPatch {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    phone: Option<Option<PhoneNumber>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    notes: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Part of the name, or three or more digits of the phone number.
+    q: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 25.
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+}
+
+fn validate(
+    name: &str,
+    phone: Option<PhoneNumber>,
+    mail: Option<&str>,
+    notes: Option<&str>,
+) -> Result<ContactFields, ApiError> {
+    Ok(ContactFields {
+        name: text("name", name, 1, 200)?,
+        phone,
+        email: email("email", mail)?,
+        notes: optional_text("notes", notes, 10_000)?,
+    })
+}
+
+fn write_error(e: DbError) -> ApiError {
+    match e {
+        DbError::Constraint { constraint } if constraint == "contacts_org_phone_key" => {
+            ApiError::Conflict {
+                code: "phone_taken",
+                message: "another contact of this clinic has this phone number".into(),
+            }
+        }
+        e => e.into(),
+    }
+}
+
+fn missing(m: &Membership, id: Uuid) -> ApiError {
+    ApiError::missing(m, "contacts", "id", id)
+}
+
+/// The clinic's contacts, newest first; `q` searches names and phone numbers.
+#[utoipa::path(get, path = "/contacts", tag = "contacts", params(ListParams), responses((status = 200, body = Page<Contact>)))]
+pub async fn list(
+    Tenant(mut tx): Tenant,
+    AppQuery(p): AppQuery<ListParams>,
+) -> Result<Json<Page<Contact>>, ApiError> {
+    let (cursor, limit) = parse_page(p.cursor.as_deref(), p.limit.as_deref())?;
+    let q = p.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let mut rows = tx
+        .list_contacts(q, cursor.map(|c| (c.at, c.id)), limit + 1)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
+        at: c.created_at,
+        id: c.id,
+    })))
+}
+
+#[utoipa::path(post, path = "/contacts", tag = "contacts", request_body = NewContact, responses((status = 201, body = Contact), (status = 409, description = "`phone_taken`", body = crate::openapi::ErrorBody)))]
+pub async fn create(
+    Tenant(mut tx): Tenant,
+    AppJson(body): AppJson<NewContact>,
+) -> Result<(StatusCode, Json<Contact>), ApiError> {
+    let fields = validate(
+        &body.name,
+        body.phone,
+        body.email.as_deref(),
+        body.notes.as_deref(),
+    )?;
+    let contact = tx.insert_contact(&fields).await.map_err(write_error)?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(contact)))
+}
+
+#[utoipa::path(get, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 200, body = Contact)))]
+pub async fn get(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Contact>, ApiError> {
+    let contact = tx
+        .get_contact(id)
+        .await?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    tx.commit().await?;
+    Ok(Json(contact))
+}
+
+#[utoipa::path(patch, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), request_body = ContactPatch, responses((status = 200, body = Contact), (status = 409, description = "`phone_taken`", body = crate::openapi::ErrorBody)))]
+pub async fn update(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(patch): AppJson<ContactPatch>,
+) -> Result<Json<Contact>, ApiError> {
+    let current = tx
+        .get_contact(id)
+        .await?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    let phone = match patch.phone {
+        Some(phone) => phone,
+        None => current
+            .phone
+            .as_deref()
+            .map(PhoneNumber::parse)
+            .transpose()
+            .map_err(ApiError::internal)?,
+    };
+    let fields = validate(
+        patch.name.as_deref().unwrap_or(&current.name),
+        phone,
+        patch.email.unwrap_or(current.email).as_deref(),
+        patch.notes.unwrap_or(current.notes).as_deref(),
+    )?;
+    let contact = tx
+        .update_contact(id, &fields)
+        .await
+        .map_err(write_error)?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    tx.commit().await?;
+    Ok(Json(contact))
+}
+
+#[utoipa::path(delete, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted; its calls and appointments keep their history without it")))]
+pub async fn delete(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if !tx.delete_contact(id).await? {
+        return Err(missing(tx.membership(), id));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,118 @@
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
+use crate::fields::optional_text;
+use crate::pagination::{Cursor, Page, PageParams};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use voxanne_db::dnc::DncEntry;
+use voxanne_db::DbError;
+use voxanne_domain::PhoneNumber;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"phone": "+1 (415) 555-0142", "reason": "Asked not to be called"}))]
+pub struct NewDncEntry {
+    /// Normalised to E.164.
+    #[schema(value_type = String)]
+    phone: PhoneNumber,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckParams {
+    /// The number to check, in any common notation.
+    phone: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DncCheck {
+    /// The number, normalised to E.164.
+    pub phone: String,
+    pub listed: bool,
+}
+
+#[utoipa::path(get, path = "/dnc", tag = "dnc", params(PageParams), responses((status = 200, body = Page<DncEntry>)))]
+pub async fn list(
+    Tenant(mut tx): Tenant,
+    AppQuery(p): AppQuery<PageParams>,
+) -> Result<Json<Page<DncEntry>>, ApiError> {
+    let (cursor, limit) = p.parse()?;
+    let mut rows = tx.list_dnc(cursor.map(|c| (c.at, c.id)), limit + 1).await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_overfetch(&mut rows, limit, |e| Cursor {
+        at: e.created_at,
+        id: e.id,
+    })))
+}
+
+/// Anyone at the clinic may add a number (a patient asked not to be called).
+#[utoipa::path(post, path = "/dnc", tag = "dnc", request_body = NewDncEntry, responses((status = 201, body = DncEntry), (status = 409, description = "`already_listed`", body = crate::openapi::ErrorBody)))]
+pub async fn add(
+    Tenant(mut tx): Tenant,
+    AppJson(body): AppJson<NewDncEntry>,
+) -> Result<(StatusCode, Json<DncEntry>), ApiError> {
+    let reason = optional_text("reason", body.reason.as_deref(), 500)?;
+    let entry = tx
+        .insert_dnc(&body.phone, reason.as_deref())
+        .await
+        .map_err(|e| match e {
+            DbError::Constraint { constraint } if constraint == "dnc_list_org_id_phone_key" => {
+                ApiError::Conflict {
+                    code: "already_listed",
+                    message: "this number is already on the do-not-call list".into(),
+                }
+            }
+            e => e.into(),
+        })?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+#[utoipa::path(get, path = "/dnc/{id}", tag = "dnc", params(("id" = Uuid, Path)), responses((status = 200, body = DncEntry)))]
+pub async fn get(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<DncEntry>, ApiError> {
+    let entry = tx
+        .get_dnc(id)
+        .await?
+        .ok_or_else(|| ApiError::missing(tx.membership(), "dnc_list", "id", id))?;
+    tx.commit().await?;
+    Ok(Json(entry))
+}
+
+/// Admins only: taking a number off the list lets the agent call it again.
+#[utoipa::path(delete, path = "/dnc/{id}", tag = "dnc", params(("id" = Uuid, Path)), responses((status = 204, description = "removed")))]
+pub async fn remove(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if !tx.membership().role.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    if !tx.delete_dnc(id).await? {
+        return Err(ApiError::missing(tx.membership(), "dnc_list", "id", id));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether a number may be called.
+#[utoipa::path(get, path = "/dnc/check", tag = "dnc", params(CheckParams), responses((status = 200, body = DncCheck)))]
+pub async fn check(
+    Tenant(mut tx): Tenant,
+    AppQuery(p): AppQuery<CheckParams>,
+) -> Result<Json<DncCheck>, ApiError> {
+    let phone =
+        PhoneNumber::parse(&p.phone).map_err(|e| ApiError::validation("phone", e.to_string()))?;
+    let listed = tx.is_on_dnc(&phone).await?;
+    tx.commit().await?;
+    Ok(Json(DncCheck {
+        phone: phone.to_string(),
+        listed,
+    }))
+}
