@@ -8,8 +8,10 @@ pub mod contacts;
 pub mod demo;
 pub mod dnc;
 pub mod embedded;
+pub mod knowledge_base;
 pub mod migrate;
 pub mod security_events;
+pub mod sms_confirmations;
 pub mod system;
 mod tenant;
 

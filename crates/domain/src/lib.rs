@@ -2,11 +2,13 @@
 //! is valid wherever it appears; no I/O happens here.
 
 mod calls;
+mod chunks;
 mod ids;
 mod phone;
 mod role;
 
 pub use calls::{CallDirection, CallStatus, RecordingStatus};
+pub use chunks::chunks;
 pub use ids::{CallId, ContactId, OrgId, UserId};
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use role::Role;

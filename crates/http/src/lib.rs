@@ -57,7 +57,19 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(routes::dnc::list, routes::dnc::add))
         .routes(routes!(routes::dnc::check))
-        .routes(routes!(routes::dnc::get, routes::dnc::remove));
+        .routes(routes!(routes::dnc::get, routes::dnc::remove))
+        .routes(routes!(
+            routes::knowledge_base::list,
+            routes::knowledge_base::create
+        ))
+        .routes(routes!(
+            routes::knowledge_base::get,
+            routes::knowledge_base::update,
+            routes::knowledge_base::delete
+        ))
+        .routes(routes!(routes::knowledge_base::search))
+        .routes(routes!(routes::sms_confirmations::list))
+        .routes(routes!(routes::sms_confirmations::get));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

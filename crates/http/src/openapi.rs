@@ -43,6 +43,8 @@ pub struct ErrorDetail {
         (name = "contacts", description = "Patients and callers"),
         (name = "campaigns", description = "Outbound calling campaigns (admins manage them)"),
         (name = "dnc", description = "The do-not-call list"),
+        (name = "knowledge-base", description = "What the voice agent answers from (admins write it)"),
+        (name = "sms-confirmations", description = "SMS confirmations sent for appointments"),
         (name = "security", description = "Security events of the clinic"),
         (name = "meta", description = "This document"),
     )

@@ -3,5 +3,7 @@ pub mod campaigns;
 pub mod contacts;
 pub mod dnc;
 pub mod health;
+pub mod knowledge_base;
 pub mod me;
 pub mod security_events;
+pub mod sms_confirmations;

@@ -1,0 +1,166 @@
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
+use crate::fields::text;
+use crate::pagination::{Cursor, Page, PageParams};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use voxanne_db::knowledge_base::{Document, SearchHit};
+use voxanne_db::Membership;
+
+const MAX_BODY_CHARS: usize = 200_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Parking", "body": "Free parking is behind the clinic.\n\nThe entrance is on Elm Street."}))]
+pub struct NewDocument {
+    title: String,
+    body: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"body": "Free parking is behind the clinic, and two spaces are reserved for wheelchair users."}))]
+pub struct DocumentPatch {
+    title: Option<String>,
+    body: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// The question, in web-search syntax: words, "quoted phrases", -excluded.
+    q: String,
+    /// 1 to 50, default 10.
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResults {
+    pub data: Vec<SearchHit>,
+}
+
+/// What the agent tells callers: admins write it.
+fn require_admin(m: &Membership) -> Result<(), ApiError> {
+    if m.role.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+fn missing(m: &Membership, id: Uuid) -> ApiError {
+    ApiError::missing(m, "knowledge_base_documents", "id", id)
+}
+
+#[utoipa::path(get, path = "/knowledge-base/documents", tag = "knowledge-base", params(PageParams), responses((status = 200, body = Page<Document>)))]
+pub async fn list(
+    Tenant(mut tx): Tenant,
+    AppQuery(p): AppQuery<PageParams>,
+) -> Result<Json<Page<Document>>, ApiError> {
+    let (cursor, limit) = p.parse()?;
+    let mut rows = tx
+        .list_documents(cursor.map(|c| (c.at, c.id)), limit + 1)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_overfetch(&mut rows, limit, |d| Cursor {
+        at: d.created_at,
+        id: d.id,
+    })))
+}
+
+/// Admins only. The body is split into chunks for search.
+#[utoipa::path(post, path = "/knowledge-base/documents", tag = "knowledge-base", request_body = NewDocument, responses((status = 201, body = Document)))]
+pub async fn create(
+    Tenant(mut tx): Tenant,
+    AppJson(body): AppJson<NewDocument>,
+) -> Result<(StatusCode, Json<Document>), ApiError> {
+    require_admin(tx.membership())?;
+    let title = text("title", &body.title, 1, 300)?;
+    let content = text("body", &body.body, 1, MAX_BODY_CHARS)?;
+    let document = tx.insert_document(&title, &content).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(document)))
+}
+
+#[utoipa::path(get, path = "/knowledge-base/documents/{id}", tag = "knowledge-base", params(("id" = Uuid, Path)), responses((status = 200, body = Document)))]
+pub async fn get(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Document>, ApiError> {
+    let document = tx
+        .get_document(id)
+        .await?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    tx.commit().await?;
+    Ok(Json(document))
+}
+
+/// Admins only. A new body is split into chunks again.
+#[utoipa::path(patch, path = "/knowledge-base/documents/{id}", tag = "knowledge-base", params(("id" = Uuid, Path)), request_body = DocumentPatch, responses((status = 200, body = Document)))]
+pub async fn update(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(patch): AppJson<DocumentPatch>,
+) -> Result<Json<Document>, ApiError> {
+    require_admin(tx.membership())?;
+    let current = tx
+        .get_document(id)
+        .await?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    let title = text(
+        "title",
+        patch.title.as_deref().unwrap_or(&current.title),
+        1,
+        300,
+    )?;
+    let content = text(
+        "body",
+        patch.body.as_deref().unwrap_or(&current.body),
+        1,
+        MAX_BODY_CHARS,
+    )?;
+    let document = tx
+        .update_document(id, &title, &content)
+        .await?
+        .ok_or_else(|| missing(tx.membership(), id))?;
+    tx.commit().await?;
+    Ok(Json(document))
+}
+
+/// Admins only.
+#[utoipa::path(delete, path = "/knowledge-base/documents/{id}", tag = "knowledge-base", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted with its chunks")))]
+pub async fn delete(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(tx.membership())?;
+    if !tx.delete_document(id).await? {
+        return Err(missing(tx.membership(), id));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The chunks that best answer `q`, best first (PostgreSQL full-text search).
+#[utoipa::path(get, path = "/knowledge-base/search", tag = "knowledge-base", params(SearchParams), responses((status = 200, body = SearchResults)))]
+pub async fn search(
+    Tenant(mut tx): Tenant,
+    AppQuery(p): AppQuery<SearchParams>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let q = text("q", &p.q, 1, 500)?;
+    let limit = match p.limit.as_deref() {
+        None => 10,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=50).contains(l))
+            .ok_or_else(|| ApiError::validation("limit", "must be an integer from 1 to 50"))?,
+    };
+    let data = tx.search_knowledge_base(&q, limit).await?;
+    tx.commit().await?;
+    Ok(Json(SearchResults { data }))
+}
