@@ -37,6 +37,8 @@ pub enum ApiError {
     /// invalid field, and recorded like a probe.
     #[error("{field}: no such object in this organization")]
     InvalidReference { field: String, probe: Box<Probe> },
+    #[error("this call has no stored recording")]
+    NoRecording,
     #[error("no route for this method and path")]
     NoRoute,
     #[error("method not allowed")]
@@ -126,6 +128,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            ApiError::NoRecording => (StatusCode::NOT_FOUND, "no_recording"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),

@@ -8,6 +8,7 @@ pub mod fields;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
+pub mod storage;
 
 use crate::auth::JwtVerifier;
 use crate::error::ApiError;
@@ -31,6 +32,8 @@ use voxanne_db::Db;
 pub struct AppState {
     pub db: Db,
     pub auth: Arc<JwtVerifier>,
+    /// Where call recordings are stored, keyed `{org_id}/recordings/...`.
+    pub recordings: Arc<dyn object_store::ObjectStore>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,6 +45,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::me::me))
         .routes(routes!(routes::calls::list))
         .routes(routes!(routes::calls::get))
+        .routes(routes!(routes::calls::recording))
         .routes(routes!(routes::security_events::list))
         .routes(routes!(routes::contacts::list, routes::contacts::create))
         .routes(routes!(

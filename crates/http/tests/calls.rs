@@ -219,3 +219,63 @@ async fn a_call_of_another_clinic_is_exactly_as_absent_as_a_missing_one() {
     assert_eq!(malformed.status, 404);
     assert_eq!(malformed.body, missing.body);
 }
+
+#[tokio::test]
+async fn a_stored_recording_streams_to_its_clinic_only() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    let a_token = app.token(a.staff, Some(a.org));
+    let calls = app.get_as("/api/v1/calls", &a_token).await;
+    let id = data(&calls)[0]["id"].as_str().expect("id").to_owned();
+    let key = format!("{}/recordings/{id}.wav", a.org);
+    let audio: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let file = app.storage.path().join(&key);
+    std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&file, &audio).expect("write");
+
+    let url = format!("{}/api/v1/calls/{id}/recording", app.base);
+    let none = app
+        .get_as(&format!("/api/v1/calls/{id}/recording"), &a_token)
+        .await;
+    assert_eq!(
+        (none.status.as_u16(), none.code()),
+        (404, "no_recording"),
+        "not stored yet"
+    );
+
+    let mut admin = app.t.admin().await;
+    sqlx::query(
+        "UPDATE calls SET recording_status = 'stored', recording_path = $2 WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .bind(&key)
+    .execute(&mut admin)
+    .await
+    .expect("mark stored");
+    let response = app
+        .client
+        .get(&url)
+        .bearer_auth(&a_token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "audio/wav");
+    assert_eq!(response.bytes().await.expect("bytes").to_vec(), audio);
+
+    let b_token = app.token(b.owner, Some(b.org));
+    let theirs = app
+        .get_as(&format!("/api/v1/calls/{id}/recording"), &b_token)
+        .await;
+    assert_eq!((theirs.status.as_u16(), theirs.code()), (404, "not_found"));
+
+    std::fs::remove_file(&file).expect("rm");
+    let gone = app
+        .get_as(&format!("/api/v1/calls/{id}/recording"), &a_token)
+        .await;
+    assert_eq!(
+        (gone.status.as_u16(), gone.code()),
+        (404, "no_recording"),
+        "a missing object is no recording, not a 500"
+    );
+}

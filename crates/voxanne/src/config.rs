@@ -64,6 +64,9 @@ pub struct Config {
         conflicts_with = "jwks_url"
     )]
     pub jwks_file: Option<PathBuf>,
+    /// Where recordings are stored (local filesystem). Default: `<data dir>/objects`.
+    #[arg(long, env = "VOXANNE_STORAGE_DIR", global = true)]
+    pub storage_dir: Option<PathBuf>,
     /// Application connection pool size.
     #[arg(
         long,
@@ -75,6 +78,12 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn storage_dir(&self) -> PathBuf {
+        self.storage_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("objects"))
+    }
+
     pub fn jwks(&self) -> Option<JwksSource> {
         self.jwks_url
             .clone()

@@ -195,9 +195,15 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         }
         println!("Voxanne is listening on http://{addr} (Ctrl-C to stop)");
         tracing::info!(%addr, "listening");
+        let storage = config.storage_dir();
+        std::fs::create_dir_all(&storage)
+            .with_context(|| format!("creating {}", storage.display()))?;
+        let recordings = object_store::local::LocalFileSystem::new_with_prefix(&storage)
+            .with_context(|| format!("opening the storage in {}", storage.display()))?;
         let state = AppState {
             db: database.db.clone(),
             auth: Arc::new(auth),
+            recordings: Arc::new(recordings),
         };
         voxanne_http::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())

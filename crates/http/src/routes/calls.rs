@@ -135,3 +135,31 @@ pub async fn get(
     tx.commit().await?;
     Ok(Json(call))
 }
+
+/// The call's recording, streamed from storage. 404 `no_recording` when the call has none
+/// stored (yet).
+#[utoipa::path(get, path = "/calls/{id}/recording", tag = "calls", params(("id" = Uuid, Path, description = "the call's id")), responses(
+    (status = 200, description = "the recording's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+))]
+pub async fn recording(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    let call = tx
+        .get_call(id)
+        .await?
+        .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id))?;
+    tx.commit().await?;
+    let key = match (call.recording_status, call.recording_path) {
+        (voxanne_domain::RecordingStatus::Stored, Some(key)) => key,
+        _ => return Err(ApiError::NoRecording),
+    };
+    // Keys are `{org_id}/recordings/...`: a key outside the org's prefix is a bug, not data.
+    if !key.starts_with(&format!("{}/", call.org_id)) {
+        return Err(ApiError::internal(format!(
+            "recording key {key} is outside its org's prefix"
+        )));
+    }
+    crate::storage::stream(state.recordings.as_ref(), &key).await
+}

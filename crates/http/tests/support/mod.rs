@@ -22,6 +22,8 @@ pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"
 pub struct TestApp {
     pub base: String,
     pub t: TestDb,
+    /// The recordings storage (a real directory).
+    pub storage: tempfile::TempDir,
     pub client: reqwest::Client,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -57,9 +59,13 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let storage = tempfile::tempdir().expect("storage dir");
+        let recordings =
+            object_store::local::LocalFileSystem::new_with_prefix(storage.path()).expect("storage");
         let state = AppState {
             db: t.db.clone(),
             auth: Arc::new(auth),
+            recordings: Arc::new(recordings),
         };
         tokio::spawn(voxanne_http::serve(listener, state, async {
             let _ = rx.await;
@@ -71,6 +77,7 @@ impl TestApp {
         Self {
             base,
             t,
+            storage,
             client,
             _shutdown: tx,
         }
