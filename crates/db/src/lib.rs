@@ -5,7 +5,9 @@
 pub mod calls;
 pub mod demo;
 pub mod embedded;
+pub mod members;
 pub mod migrate;
+pub mod organizations;
 pub mod security_events;
 pub mod system;
 mod tenant;

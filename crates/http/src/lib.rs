@@ -41,7 +41,15 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::me::me))
         .routes(routes!(routes::calls::list))
         .routes(routes!(routes::calls::get))
-        .routes(routes!(routes::security_events::list));
+        .routes(routes!(routes::security_events::list))
+        .routes(routes!(routes::organizations::create))
+        .routes(routes!(
+            routes::organizations::get,
+            routes::organizations::update,
+            routes::organizations::delete
+        ))
+        .routes(routes!(routes::members::list, routes::members::add))
+        .routes(routes!(routes::members::update, routes::members::remove));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

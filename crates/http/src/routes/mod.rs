@@ -1,4 +1,6 @@
 pub mod calls;
 pub mod health;
 pub mod me;
+pub mod members;
+pub mod organizations;
 pub mod security_events;
