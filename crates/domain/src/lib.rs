@@ -4,12 +4,16 @@
 mod calls;
 mod chunks;
 mod ids;
+mod members;
+mod org;
 mod phone;
 mod role;
 
 pub use calls::{CallDirection, CallStatus, RecordingStatus};
 pub use chunks::chunks;
 pub use ids::{CallId, ContactId, OrgId, UserId};
+pub use members::{check_member_change, MemberChange, MemberRefusal};
+pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use role::Role;
 

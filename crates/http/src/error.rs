@@ -188,6 +188,18 @@ impl From<TenantError> for ApiError {
     }
 }
 
+impl From<voxanne_domain::MemberRefusal> for ApiError {
+    fn from(e: voxanne_domain::MemberRefusal) -> Self {
+        match e {
+            voxanne_domain::MemberRefusal::RoleTooLow => ApiError::Forbidden,
+            voxanne_domain::MemberRefusal::LastOwner => ApiError::Conflict {
+                code: "last_owner",
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
         ApiError::BadRequest {

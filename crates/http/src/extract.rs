@@ -246,3 +246,41 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        x: u8,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        inner: Option<Inner>,
+    }
+
+    fn field(json: &str) -> String {
+        match parse_json::<Body>(json.as_bytes()) {
+            Err(ApiError::Validation { field, .. }) => field,
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_once_with_its_path() {
+        assert_eq!(field(r#"{"name":"a","org_id":"x"}"#), "org_id");
+        assert_eq!(
+            field(r#"{"name":"a","inner":{"x":1,"org_id":"x"}}"#),
+            "inner.org_id"
+        );
+        assert_eq!(field(r#"{"name":7}"#), "name");
+        assert_eq!(field(r#"{}"#), "body");
+    }
+}

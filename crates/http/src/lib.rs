@@ -73,7 +73,15 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(routes::knowledge_base::search))
         .routes(routes!(routes::sms_confirmations::list))
-        .routes(routes!(routes::sms_confirmations::get));
+        .routes(routes!(routes::sms_confirmations::get))
+        .routes(routes!(routes::organizations::create))
+        .routes(routes!(
+            routes::organizations::get,
+            routes::organizations::update,
+            routes::organizations::delete
+        ))
+        .routes(routes!(routes::members::list, routes::members::add))
+        .routes(routes!(routes::members::update, routes::members::remove));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

@@ -46,6 +46,8 @@ pub struct ErrorDetail {
         (name = "knowledge-base", description = "What the voice agent answers from (admins write it)"),
         (name = "sms-confirmations", description = "SMS confirmations sent for appointments"),
         (name = "security", description = "Security events of the clinic"),
+        (name = "organizations", description = "Creating a clinic (onboarding), and the active clinic itself"),
+        (name = "members", description = "The clinic's members and their roles"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -58,7 +60,13 @@ fn is_public(path: &str) -> bool {
 
 /// Paths that need a verified user but no active org.
 fn needs_no_org(path: &str) -> bool {
-    path == "/api/v1/me"
+    path == "/api/v1/me" || !uses_org(path)
+}
+
+/// Paths that never act in an org, so `X-Org-Id` means nothing to them: onboarding creates
+/// one. (`/api/v1/me` reports on the org it is sent, so it takes the header.)
+pub fn uses_org(path: &str) -> bool {
+    path != "/api/v1/organizations"
 }
 
 pub struct Conventions;
@@ -107,57 +115,56 @@ fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
 }
 
 fn apply(path: &str, operation: &mut Operation) {
-    let responses = &mut operation.responses.responses;
-    let mut add = |status: &str, description: &str| {
-        responses
-            .entry(status.to_owned())
-            .or_insert_with(|| error(description));
-    };
     add(
+        operation,
         "500",
         "internal error (details only in the server log, under the request id)",
     );
     if is_public(path) {
         return;
     }
-    add("401", "missing, malformed, expired or badly signed token: `unauthenticated`, `invalid_token`, `token_expired`");
+    add(operation, "401", "missing, malformed, expired or badly signed token: `unauthenticated`, `invalid_token`, `token_expired`");
     operation.security = Some(vec![SecurityRequirement::new(
         "bearer",
         Vec::<String>::new(),
     )]);
     add(
+        operation,
         "400",
         "malformed request: `invalid_query`, `invalid_org_header`, `invalid_json`",
     );
-    let org_header = ParameterBuilder::new()
-        .name("X-Org-Id")
-        .parameter_in(ParameterIn::Header)
-        .description(Some(
-            "The org to act in (a uuid); default: the token's app_metadata.org_id",
-        ))
-        .schema(Some(
-            utoipa::openapi::ObjectBuilder::new()
-                .schema_type(utoipa::openapi::Type::String)
-                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                    utoipa::openapi::KnownFormat::Uuid,
-                ))),
-        ))
-        .build();
-    operation
-        .parameters
-        .get_or_insert_with(Vec::new)
-        .push(org_header);
-    add("403", "no active org, not a member, suspended org, or role too low: `org_required`, `not_a_member`, `org_suspended`, `forbidden`");
+    if uses_org(path) {
+        let org_header = ParameterBuilder::new()
+            .name("X-Org-Id")
+            .parameter_in(ParameterIn::Header)
+            .description(Some(
+                "The org to act in (a uuid); default: the token's app_metadata.org_id",
+            ))
+            .schema(Some(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::Type::String)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Uuid,
+                    ))),
+            ))
+            .build();
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(org_header);
+        add(operation, "403", "no active org, not a member, suspended org, or role too low: `org_required`, `not_a_member`, `org_suspended`, `forbidden`");
+    }
     if path.contains('{') {
-        add("404", "no such object in the active org (another org's object answers exactly the same): `not_found`");
+        add(operation, "404", "no such object in the active org (another org's object answers exactly the same): `not_found`");
     }
     if operation.request_body.is_some() {
-        add("413", "body too large: `payload_too_large`");
+        add(operation, "413", "body too large: `payload_too_large`");
         add(
+            operation,
             "415",
             "body is not application/json: `unsupported_media_type`",
         );
-        add("422", "a field failed validation, or an unknown field (such as org_id) was sent: `validation_failed`, with `field`");
+        add(operation, "422", "a field failed validation, or an unknown field (such as org_id) was sent: `validation_failed`, with `field`");
     } else if !needs_no_org(path)
         && operation
             .parameters
@@ -166,8 +173,18 @@ fn apply(path: &str, operation: &mut Operation) {
             .any(|p| p.parameter_in == ParameterIn::Query)
     {
         add(
+            operation,
             "422",
             "a query parameter failed validation: `validation_failed`, with `field`",
         );
     }
+}
+
+/// Documents an error response, unless the operation documents that status itself.
+fn add(operation: &mut Operation, status: &str, description: &str) {
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| error(description));
 }

@@ -5,5 +5,7 @@ pub mod dnc;
 pub mod health;
 pub mod knowledge_base;
 pub mod me;
+pub mod members;
+pub mod organizations;
 pub mod security_events;
 pub mod sms_confirmations;
