@@ -2,9 +2,13 @@
 //! in `tenant.rs`), the named cross-org operations (`system.rs`), queries, migrations and the
 //! embedded PostgreSQL cluster.
 
+pub mod agent_configuration;
+pub mod calendar_connections;
 pub mod calls;
+pub mod crypto;
 pub mod demo;
 pub mod embedded;
+pub mod integrations;
 pub mod migrate;
 pub mod security_events;
 pub mod system;
@@ -26,6 +30,8 @@ pub enum DbError {
     NotFound,
     #[error("the database holds a value this version does not understand: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
     #[error(transparent)]
     Sqlx(sqlx::Error),
 }

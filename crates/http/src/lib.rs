@@ -23,6 +23,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::{Modify, OpenApi as _};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use voxanne_db::crypto::Keyring;
 use voxanne_db::Db;
 
 /// What every handler can reach. The database handle only opens tenant transactions.
@@ -30,6 +31,8 @@ use voxanne_db::Db;
 pub struct AppState {
     pub db: Db,
     pub auth: Arc<JwtVerifier>,
+    /// Seals and opens the secrets stored in tenant rows (Debug shows key ids only).
+    pub keyring: Arc<Keyring>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -41,7 +44,24 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::me::me))
         .routes(routes!(routes::calls::list))
         .routes(routes!(routes::calls::get))
-        .routes(routes!(routes::security_events::list));
+        .routes(routes!(routes::security_events::list))
+        .routes(routes!(
+            routes::calendar_connections::list,
+            routes::calendar_connections::link
+        ))
+        .routes(routes!(
+            routes::calendar_connections::get,
+            routes::calendar_connections::unlink
+        ))
+        .routes(routes!(routes::integrations::list))
+        .routes(routes!(
+            routes::integrations::get,
+            routes::integrations::put
+        ))
+        .routes(routes!(
+            routes::agent_configuration::get,
+            routes::agent_configuration::put
+        ));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

@@ -41,6 +41,9 @@ pub struct ErrorDetail {
         (name = "me", description = "The caller"),
         (name = "calls", description = "The voice agent's phone calls"),
         (name = "security", description = "Security events of the clinic"),
+        (name = "calendar", description = "Linked calendars (tokens are write-only, encrypted at rest)"),
+        (name = "integrations", description = "Telephony and SMS providers (secrets are write-only, encrypted at rest)"),
+        (name = "agent", description = "The voice agent's configuration"),
         (name = "meta", description = "This document"),
     )
 )]

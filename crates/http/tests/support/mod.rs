@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use voxanne_db::crypto::Keyring;
 use voxanne_db::demo::{self, DemoClinic};
 use voxanne_domain::{OrgId, UserId};
 use voxanne_http::auth::{mint_hs256, AuthConfig, DevToken, JwksSource, JwtVerifier};
@@ -17,6 +18,10 @@ use voxanne_testkit::TestDb;
 
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 pub const AUDIENCE: &str = "authenticated";
+/// The test server's encryption keys: `test2` is current, `test1` is an older key it still
+/// reads (as after a rotation).
+pub const ENCRYPTION_KEY: &str = "test2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+pub const ENCRYPTION_KEYS_OLD: &str = "test1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 pub struct TestApp {
@@ -60,6 +65,7 @@ impl TestApp {
         let state = AppState {
             db: t.db.clone(),
             auth: Arc::new(auth),
+            keyring: Arc::new(keyring()),
         };
         tokio::spawn(voxanne_http::serve(listener, state, async {
             let _ = rx.await;
@@ -128,7 +134,10 @@ impl TestApp {
         headers: &[(&str, &str)],
     ) -> Response {
         let method: reqwest::Method = method.parse().expect("method");
-        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -141,7 +150,8 @@ impl TestApp {
         let body = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"))
         };
         Response { status, body }
     }
@@ -179,6 +189,20 @@ impl TestApp {
         }
         out
     }
+}
+
+/// The test server's keyring.
+pub fn keyring() -> Keyring {
+    Keyring::from_config(
+        &SecretString::from(ENCRYPTION_KEY),
+        Some(&SecretString::from(ENCRYPTION_KEYS_OLD)),
+    )
+    .expect("test keyring")
+}
+
+/// A keyring from before the rotation: `test1` is its current key.
+pub fn keyring_before_rotation() -> Keyring {
+    Keyring::from_config(&SecretString::from(ENCRYPTION_KEYS_OLD), None).expect("old keyring")
 }
 
 /// A token with arbitrary claims, signed with `key` under `alg` (and `kid`).
