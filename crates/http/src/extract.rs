@@ -207,13 +207,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             };
         }
         let message = inner.to_string();
-        // serde names an unknown field in its message, not in the path.
+        // serde names an unknown field in its message; the path may or may not end with it.
         let field = message
             .strip_prefix("unknown field `")
             .and_then(|rest| rest.split('`').next())
             .map(|name| {
                 if path == "." {
                     name.to_owned()
+                } else if path == name || path.ends_with(&format!(".{name}")) {
+                    path.clone()
                 } else {
                     format!("{path}.{name}")
                 }
