@@ -2,12 +2,16 @@
 //! in `tenant.rs`), the named cross-org operations (`system.rs`), queries, migrations and the
 //! embedded PostgreSQL cluster.
 
+pub mod agent_configuration;
+pub mod calendar_connections;
 pub mod calls;
 pub mod campaigns;
 pub mod contacts;
+pub mod crypto;
 pub mod demo;
 pub mod dnc;
 pub mod embedded;
+pub mod integrations;
 pub mod knowledge_base;
 pub mod members;
 pub mod migrate;
@@ -33,6 +37,8 @@ pub enum DbError {
     NotFound,
     #[error("the database holds a value this version does not understand: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
     #[error(transparent)]
     Sqlx(sqlx::Error),
 }

@@ -1,20 +1,24 @@
 //! Voxanne's domain types. They validate on construction, so a value of one of these types
 //! is valid wherever it appears; no I/O happens here.
 
+mod agent;
 mod calls;
 mod chunks;
 mod ids;
 mod members;
 mod org;
 mod phone;
+mod providers;
 mod role;
 
+pub use agent::{Interval, OpeningHours, OpeningHoursError, TimeZoneError, TimeZoneName, Weekday};
 pub use calls::{CallDirection, CallStatus, RecordingStatus};
 pub use chunks::chunks;
 pub use ids::{CallId, ContactId, OrgId, UserId};
 pub use members::{check_member_change, MemberChange, MemberRefusal};
 pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};
 pub use phone::{PhoneNumber, PhoneNumberError};
+pub use providers::{CalendarProvider, IntegrationProvider};
 pub use role::Role;
 
 /// A string that did not name any variant of an enumeration.

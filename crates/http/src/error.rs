@@ -27,6 +27,9 @@ pub enum ApiError {
     OrgSuspended,
     #[error("your role in this organization does not allow this")]
     Forbidden,
+    /// Like `Forbidden`, saying which action the role does not allow.
+    #[error("{0}")]
+    RoleTooLow(&'static str),
     #[error("not found")]
     NotFound,
     /// Answers exactly like `NotFound`; the middleware records the probe if the id belongs to
@@ -116,7 +119,7 @@ impl ApiError {
             ApiError::OrgRequired => (StatusCode::FORBIDDEN, "org_required"),
             ApiError::NotAMember => (StatusCode::FORBIDDEN, "not_a_member"),
             ApiError::OrgSuspended => (StatusCode::FORBIDDEN, "org_suspended"),
-            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Forbidden | ApiError::RoleTooLow(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound | ApiError::Missing(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::InvalidReference { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")

@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::{Modify, OpenApi as _};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use voxanne_db::crypto::Keyring;
 use voxanne_db::Db;
 
 /// What every handler can reach. The database handle only opens tenant transactions.
@@ -34,6 +35,8 @@ pub struct AppState {
     pub auth: Arc<JwtVerifier>,
     /// Where call recordings are stored, keyed `{org_id}/recordings/...`.
     pub recordings: Arc<dyn object_store::ObjectStore>,
+    /// Seals and opens the secrets stored in tenant rows (Debug shows key ids only).
+    pub keyring: Arc<Keyring>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -81,7 +84,24 @@ fn routes() -> OpenApiRouter<AppState> {
             routes::organizations::delete
         ))
         .routes(routes!(routes::members::list, routes::members::add))
-        .routes(routes!(routes::members::update, routes::members::remove));
+        .routes(routes!(routes::members::update, routes::members::remove))
+        .routes(routes!(
+            routes::calendar_connections::list,
+            routes::calendar_connections::link
+        ))
+        .routes(routes!(
+            routes::calendar_connections::get,
+            routes::calendar_connections::unlink
+        ))
+        .routes(routes!(routes::integrations::list))
+        .routes(routes!(
+            routes::integrations::get,
+            routes::integrations::put
+        ))
+        .routes(routes!(
+            routes::agent_configuration::get,
+            routes::agent_configuration::put
+        ));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

@@ -48,6 +48,9 @@ pub struct ErrorDetail {
         (name = "security", description = "Security events of the clinic"),
         (name = "organizations", description = "Creating a clinic (onboarding), and the active clinic itself"),
         (name = "members", description = "The clinic's members and their roles"),
+        (name = "calendar", description = "Linked calendars (tokens are write-only, encrypted at rest)"),
+        (name = "integrations", description = "Telephony and SMS providers (secrets are write-only, encrypted at rest)"),
+        (name = "agent", description = "The voice agent's configuration"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -45,6 +45,24 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret: Option<SecretString>,
+    /// AES-256 key that encrypts secrets at rest: base64 of 32 bytes, or `keyid:base64`
+    /// (default key id `k1`). Unset: one is generated into the data dir (development only).
+    #[arg(
+        long,
+        env = "VOXANNE_ENCRYPTION_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub encryption_key: Option<SecretString>,
+    /// Older keys (`keyid:base64`, comma-separated) that still decrypt values written before a
+    /// rotation.
+    #[arg(
+        long,
+        env = "VOXANNE_ENCRYPTION_KEYS_OLD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub encryption_keys_old: Option<SecretString>,
     /// The `aud` every token must carry.
     #[arg(
         long,

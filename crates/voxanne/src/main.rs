@@ -171,6 +171,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
     let secret = secret::jwt_secret(config)?;
+    let keyring = Arc::new(secret::encryption_keyring(config)?);
+    tracing::info!(
+        current_key = keyring.current_key_id(),
+        "encryption keys loaded"
+    );
     let auth = JwtVerifier::new(AuthConfig {
         hs256_secret: Some(secret.clone()),
         jwks: config.jwks(),
@@ -204,6 +209,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             db: database.db.clone(),
             auth: Arc::new(auth),
             recordings: Arc::new(recordings),
+            keyring,
         };
         voxanne_http::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())

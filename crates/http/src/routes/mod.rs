@@ -1,8 +1,11 @@
+pub mod agent_configuration;
+pub mod calendar_connections;
 pub mod calls;
 pub mod campaigns;
 pub mod contacts;
 pub mod dnc;
 pub mod health;
+pub mod integrations;
 pub mod knowledge_base;
 pub mod me;
 pub mod members;

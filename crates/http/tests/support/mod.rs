@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use voxanne_db::crypto::Keyring;
 use voxanne_db::demo::{self, DemoClinic};
 use voxanne_domain::{OrgId, UserId};
 use voxanne_http::auth::{mint_hs256, AuthConfig, DevToken, JwksSource, JwtVerifier};
@@ -17,6 +18,10 @@ use voxanne_testkit::TestDb;
 
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 pub const AUDIENCE: &str = "authenticated";
+/// The test server's encryption keys: `test2` is current, `test1` is an older key it still
+/// reads (as after a rotation).
+pub const ENCRYPTION_KEY: &str = "test2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+pub const ENCRYPTION_KEYS_OLD: &str = "test1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 pub struct TestApp {
@@ -66,6 +71,7 @@ impl TestApp {
             db: t.db.clone(),
             auth: Arc::new(auth),
             recordings: Arc::new(recordings),
+            keyring: Arc::new(keyring()),
         };
         tokio::spawn(voxanne_http::serve(listener, state, async {
             let _ = rx.await;
@@ -190,6 +196,20 @@ impl TestApp {
         }
         out
     }
+}
+
+/// The test server's keyring.
+pub fn keyring() -> Keyring {
+    Keyring::from_config(
+        &SecretString::from(ENCRYPTION_KEY),
+        Some(&SecretString::from(ENCRYPTION_KEYS_OLD)),
+    )
+    .expect("test keyring")
+}
+
+/// A keyring from before the rotation: `test1` is its current key.
+pub fn keyring_before_rotation() -> Keyring {
+    Keyring::from_config(&SecretString::from(ENCRYPTION_KEYS_OLD), None).expect("old keyring")
 }
 
 /// A token with arbitrary claims, signed with `key` under `alg` (and `kid`).

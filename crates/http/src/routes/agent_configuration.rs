@@ -1,0 +1,85 @@
+//! The voice agent's configuration: greeting, voice, opening hours, time zone and transfer
+//! number. One per clinic; staff may read it, admins change it.
+
+use crate::error::ApiError;
+use crate::extract::{AppJson, Tenant};
+use axum::Json;
+use serde::Deserialize;
+use voxanne_db::agent_configuration::AgentConfiguration;
+use voxanne_domain::{OpeningHours, PhoneNumber, TimeZoneName};
+
+const MAX_GREETING_CHARS: usize = 1000;
+const MAX_VOICE_CHARS: usize = 64;
+
+/// The whole configuration (PUT replaces it). Opening hours are keyed `mon`..`sun`, each a
+/// list of non-overlapping `["HH:MM","HH:MM"]` intervals; a missing day is closed.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "greeting": "Thank you for calling Riverside Clinic, how can I help?",
+    "voice": "alloy",
+    "opening_hours": {"mon": [["09:00", "12:30"], ["13:30", "17:00"]], "tue": [["09:00", "17:00"]], "sat": []},
+    "time_zone": "Europe/London",
+    "transfer_number": "+442079460958"
+}))]
+pub struct PutAgentConfiguration {
+    greeting: String,
+    voice: String,
+    opening_hours: OpeningHours,
+    time_zone: TimeZoneName,
+    /// E.164; `null` or absent: no transfer.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    transfer_number: Option<PhoneNumber>,
+}
+
+impl PutAgentConfiguration {
+    fn parse(self) -> Result<AgentConfiguration, ApiError> {
+        if self.greeting.chars().count() > MAX_GREETING_CHARS {
+            return Err(ApiError::validation(
+                "greeting",
+                format!("must be at most {MAX_GREETING_CHARS} characters"),
+            ));
+        }
+        let voice = self.voice.trim();
+        if voice.is_empty() || voice.chars().count() > MAX_VOICE_CHARS {
+            return Err(ApiError::validation(
+                "voice",
+                format!("must be 1 to {MAX_VOICE_CHARS} characters"),
+            ));
+        }
+        Ok(AgentConfiguration {
+            greeting: self.greeting,
+            voice: voice.to_owned(),
+            opening_hours: self.opening_hours,
+            time_zone: self.time_zone,
+            transfer_number: self.transfer_number,
+            updated_at: None,
+        })
+    }
+}
+
+/// The clinic's agent configuration; the defaults (`updated_at: null`) until one is saved.
+#[utoipa::path(get, path = "/agent-configuration", tag = "agent", responses((status = 200, body = AgentConfiguration)))]
+pub async fn get(Tenant(mut tx): Tenant) -> Result<Json<AgentConfiguration>, ApiError> {
+    let config = tx.get_agent_configuration().await?;
+    tx.commit().await?;
+    Ok(Json(config))
+}
+
+/// Replaces the clinic's agent configuration (admins).
+#[utoipa::path(put, path = "/agent-configuration", tag = "agent", request_body = PutAgentConfiguration, responses((status = 200, body = AgentConfiguration)))]
+pub async fn put(
+    Tenant(mut tx): Tenant,
+    AppJson(body): AppJson<PutAgentConfiguration>,
+) -> Result<Json<AgentConfiguration>, ApiError> {
+    if !tx.membership().role.is_admin() {
+        return Err(ApiError::RoleTooLow(
+            "staff cannot change the agent configuration",
+        ));
+    }
+    let config = body.parse()?;
+    let saved = tx.put_agent_configuration(&config).await?;
+    tx.commit().await?;
+    Ok(Json(saved))
+}

@@ -1,0 +1,171 @@
+//! Calendar connections. Tokens go in (encrypted before they reach SQL) and never come out:
+//! responses say whether a token is stored, not what it is. Admins link and unlink; staff
+//! may look.
+
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
+use crate::pagination::{Cursor, Page, PageParams};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use uuid::Uuid;
+use voxanne_db::calendar_connections::{CalendarConnection, NewCalendarConnection, UNIQUE_ACCOUNT};
+use voxanne_db::DbError;
+use voxanne_domain::CalendarProvider;
+
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Links a calendar account. The tokens are write-only.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "provider": "google",
+    "account_email": "frontdesk@clinic.example",
+    "access_token": "ya29.a0-example-access-token",
+    "refresh_token": "1//0g-example-refresh-token",
+    "token_expires_at": "2030-01-01T10:00:00Z"
+}))]
+pub struct LinkCalendar {
+    provider: CalendarProvider,
+    account_email: String,
+    /// Write-only: stored encrypted, never returned.
+    #[schema(value_type = String, write_only)]
+    access_token: SecretString,
+    /// Write-only: stored encrypted, never returned.
+    #[schema(value_type = Option<String>, write_only)]
+    refresh_token: Option<SecretString>,
+    token_expires_at: Option<DateTime<Utc>>,
+}
+
+fn token(field: &str, value: SecretString) -> Result<SecretString, ApiError> {
+    let text = value.expose_secret();
+    if text.trim().is_empty() {
+        return Err(ApiError::validation(field, "must not be empty"));
+    }
+    if text.len() > MAX_TOKEN_BYTES {
+        return Err(ApiError::validation(
+            field,
+            format!("must be at most {MAX_TOKEN_BYTES} bytes"),
+        ));
+    }
+    Ok(value)
+}
+
+fn email(text: &str) -> Result<String, ApiError> {
+    let email = text.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::validation(
+            "account_email",
+            "must be an email address, e.g. frontdesk@clinic.example",
+        ))
+    }
+}
+
+impl LinkCalendar {
+    fn parse(self) -> Result<NewCalendarConnection, ApiError> {
+        Ok(NewCalendarConnection {
+            provider: self.provider,
+            account_email: email(&self.account_email)?,
+            access_token: token("access_token", self.access_token)?,
+            refresh_token: self
+                .refresh_token
+                .map(|t| token("refresh_token", t))
+                .transpose()?,
+            token_expires_at: self.token_expires_at,
+        })
+    }
+}
+
+/// The clinic's linked calendars, newest first.
+#[utoipa::path(get, path = "/calendar-connections", tag = "calendar", params(PageParams), responses((status = 200, body = Page<CalendarConnection>)))]
+pub async fn list(
+    Tenant(mut tx): Tenant,
+    AppQuery(params): AppQuery<PageParams>,
+) -> Result<Json<Page<CalendarConnection>>, ApiError> {
+    let (after, limit) = params.parse()?;
+    let mut rows = tx
+        .list_calendar_connections(after.map(|c| (c.at, c.id)), i64::from(limit) + 1)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
+        at: c.created_at,
+        id: c.id,
+    })))
+}
+
+/// Links a calendar (admins). One link per provider and account.
+#[utoipa::path(post, path = "/calendar-connections", tag = "calendar", request_body = LinkCalendar, responses((status = 201, body = CalendarConnection), (status = 409, description = "this account is already linked: `calendar_already_linked`")))]
+pub async fn link(
+    State(state): State<AppState>,
+    Tenant(mut tx): Tenant,
+    AppJson(body): AppJson<LinkCalendar>,
+) -> Result<(StatusCode, Json<CalendarConnection>), ApiError> {
+    if !tx.membership().role.is_admin() {
+        return Err(ApiError::RoleTooLow(
+            "staff cannot link or unlink calendars",
+        ));
+    }
+    let new = body.parse()?;
+    let created = match tx.insert_calendar_connection(&state.keyring, &new).await {
+        Err(DbError::Constraint { constraint }) if constraint == UNIQUE_ACCOUNT => {
+            return Err(ApiError::Conflict {
+                code: "calendar_already_linked",
+                message: format!(
+                    "{} account {} is already linked",
+                    new.provider, new.account_email
+                ),
+            })
+        }
+        other => other?,
+    };
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// One linked calendar.
+#[utoipa::path(get, path = "/calendar-connections/{id}", tag = "calendar", params(("id" = Uuid, Path, description = "the connection's id")), responses((status = 200, body = CalendarConnection)))]
+pub async fn get(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<CalendarConnection>, ApiError> {
+    let row = tx
+        .get_calendar_connection(id)
+        .await?
+        .ok_or_else(|| ApiError::missing(tx.membership(), "calendar_connections", "id", id))?;
+    tx.commit().await?;
+    Ok(Json(row))
+}
+
+/// Unlinks a calendar (admins): its tokens are deleted with it.
+#[utoipa::path(delete, path = "/calendar-connections/{id}", tag = "calendar", params(("id" = Uuid, Path, description = "the connection's id")), responses((status = 204, description = "unlinked")))]
+pub async fn unlink(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if !tx.membership().role.is_admin() {
+        return Err(ApiError::RoleTooLow(
+            "staff cannot link or unlink calendars",
+        ));
+    }
+    if !tx.delete_calendar_connection(id).await? {
+        return Err(ApiError::missing(
+            tx.membership(),
+            "calendar_connections",
+            "id",
+            id,
+        ));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
