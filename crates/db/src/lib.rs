@@ -2,9 +2,11 @@
 //! in `tenant.rs`), the named cross-org operations (`system.rs`), queries, migrations and the
 //! embedded PostgreSQL cluster.
 
+pub mod appointments;
 pub mod calls;
 pub mod demo;
 pub mod embedded;
+pub mod idempotency;
 pub mod migrate;
 pub mod security_events;
 pub mod system;

@@ -1,12 +1,13 @@
 //! Voxanne's domain types. They validate on construction, so a value of one of these types
 //! is valid wherever it appears; no I/O happens here.
 
+pub mod availability;
 mod calls;
 mod ids;
 mod phone;
 mod role;
 
-pub use calls::{CallDirection, CallStatus, RecordingStatus};
+pub use calls::{AppointmentStatus, CallDirection, CallStatus, RecordingStatus};
 pub use ids::{CallId, ContactId, OrgId, UserId};
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use role::Role;

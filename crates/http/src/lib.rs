@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
@@ -41,7 +42,20 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::me::me))
         .routes(routes!(routes::calls::list))
         .routes(routes!(routes::calls::get))
-        .routes(routes!(routes::security_events::list));
+        .routes(routes!(routes::security_events::list))
+        .routes(routes!(
+            routes::appointments::list,
+            routes::appointments::create
+        ))
+        .routes(routes!(
+            routes::appointments::get,
+            routes::appointments::update
+        ))
+        .routes(routes!(routes::appointments::cancel))
+        .routes(routes!(routes::availability::get))
+        .routes(routes!(routes::holds::list, routes::holds::create))
+        .routes(routes!(routes::holds::confirm))
+        .routes(routes!(routes::holds::release));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

@@ -40,6 +40,7 @@ pub struct ErrorDetail {
         (name = "health", description = "Liveness and readiness"),
         (name = "me", description = "The caller"),
         (name = "calls", description = "The voice agent's phone calls"),
+        (name = "appointments", description = "Appointments, holds and availability"),
         (name = "security", description = "Security events of the clinic"),
         (name = "meta", description = "This document"),
     )

@@ -128,7 +128,10 @@ impl TestApp {
         headers: &[(&str, &str)],
     ) -> Response {
         let method: reqwest::Method = method.parse().expect("method");
-        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -141,7 +144,8 @@ impl TestApp {
         let body = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"))
         };
         Response { status, body }
     }
