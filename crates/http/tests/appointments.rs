@@ -39,9 +39,20 @@ async fn race(
     token: &str,
     body: Option<Value>,
 ) -> Vec<(u16, String)> {
-    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    race_paths(app, &vec![path; n], method, token, body).await
+}
+
+/// Sends one request to each of `paths` at once.
+async fn race_paths(
+    app: &TestApp,
+    paths: &[&str],
+    method: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Vec<(u16, String)> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(paths.len()));
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..n {
+    for path in paths {
         let client = app.client.clone();
         let url = format!("{}{path}", app.base);
         let method: reqwest::Method = method.parse().expect("method");
@@ -400,6 +411,37 @@ async fn fifty_concurrent_bookings_of_one_slot_make_exactly_one_appointment() {
     assert_eq!(count(&results, 201, ""), 1, "{results:?}");
     assert_eq!(count(&results, 409, "slot_taken"), 49, "{results:?}");
     assert_eq!(appointment_count(&app, &a).await, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_holds_and_bookings_of_one_slot_leave_exactly_one_winner() {
+    let app = TestApp::spawn().await;
+    let (a, token, _, _) = staff(&app).await;
+    let before = appointment_count(&app, &a).await;
+    let paths: Vec<&str> = (0..50)
+        .map(|i| {
+            if i % 2 == 0 {
+                "/api/v1/appointments"
+            } else {
+                "/api/v1/appointment-holds"
+            }
+        })
+        .collect();
+    let results = race_paths(
+        &app,
+        &paths,
+        "POST",
+        &token,
+        Some(slot(&at(18, 0), &at(18, 30))),
+    )
+    .await;
+    assert_eq!(count(&results, 201, ""), 1, "{results:?}");
+    assert_eq!(count(&results, 409, "slot_taken"), 49, "{results:?}");
+    let holds = app.get_as("/api/v1/appointment-holds", &token).await.body["data"]
+        .as_array()
+        .map_or(0, Vec::len) as i64;
+    let booked = appointment_count(&app, &a).await - before;
+    assert_eq!(holds + booked, 1, "one hold or one appointment, never both");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
