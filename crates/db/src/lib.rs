@@ -3,6 +3,7 @@
 //! embedded PostgreSQL cluster.
 
 pub mod agent_configuration;
+pub mod appointments;
 pub mod calendar_connections;
 pub mod calls;
 pub mod campaigns;
@@ -11,6 +12,7 @@ pub mod crypto;
 pub mod demo;
 pub mod dnc;
 pub mod embedded;
+pub mod idempotency;
 pub mod integrations;
 pub mod knowledge_base;
 pub mod members;

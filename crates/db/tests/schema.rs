@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use voxanne_db::migrate::{APP_ROLE, OWNER_ROLE, SYSTEM_ROLE};
 use voxanne_testkit::{tenant_tables, TestDb};
 
-const REQUIRED_TABLES: [&str; 18] = [
+const REQUIRED_TABLES: [&str; 19] = [
     "organizations",
     "organization_members",
     "contacts",
@@ -24,6 +24,7 @@ const REQUIRED_TABLES: [&str; 18] = [
     "credit_transactions",
     "failed_recording_uploads",
     "security_events",
+    "idempotency_keys",
 ];
 
 async fn scalar_bool(admin: &mut PgConnection, sql: &str, table: &str) -> bool {

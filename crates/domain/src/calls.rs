@@ -69,6 +69,16 @@ text_enum!(
 );
 
 text_enum!(
+    /// Where an appointment is in its life. A cancelled one no longer blocks its slot.
+    AppointmentStatus {
+        Booked => "booked",
+        Cancelled => "cancelled",
+        Completed => "completed",
+        NoShow => "no_show",
+    }
+);
+
+text_enum!(
     /// Where a call's recording is in the ingest pipeline.
     RecordingStatus {
         None => "none",

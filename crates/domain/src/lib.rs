@@ -2,6 +2,7 @@
 //! is valid wherever it appears; no I/O happens here.
 
 mod agent;
+pub mod availability;
 mod calls;
 mod chunks;
 mod ids;
@@ -12,7 +13,7 @@ mod providers;
 mod role;
 
 pub use agent::{Interval, OpeningHours, OpeningHoursError, TimeZoneError, TimeZoneName, Weekday};
-pub use calls::{CallDirection, CallStatus, RecordingStatus};
+pub use calls::{AppointmentStatus, CallDirection, CallStatus, RecordingStatus};
 pub use chunks::chunks;
 pub use ids::{CallId, ContactId, OrgId, UserId};
 pub use members::{check_member_change, MemberChange, MemberRefusal};

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use voxanne_db::appointments::BookingError;
 use voxanne_db::system::Probe;
 use voxanne_db::{DbError, Membership, TenantError};
 
@@ -54,6 +55,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
     Gone { code: &'static str, message: String },
+    /// Well-formed, but not acceptable as it stands (e.g. a reused idempotency key).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     #[error("the request body is larger than the limit")]
     PayloadTooLarge,
     #[error("the request body must be JSON (Content-Type: application/json)")]
@@ -107,6 +111,35 @@ impl ApiError {
         }
     }
 
+    /// A refused booking write. `subject` is the table and id the request was about, for a
+    /// `NotFound`.
+    pub fn booking(m: &Membership, subject: (&'static str, uuid::Uuid), e: BookingError) -> Self {
+        match e {
+            BookingError::SlotTaken => ApiError::Conflict {
+                code: "slot_taken",
+                message: e.to_string(),
+            },
+            BookingError::HoldAlreadyConfirmed => ApiError::Conflict {
+                code: "hold_already_confirmed",
+                message: e.to_string(),
+            },
+            BookingError::NotBooked(_) => ApiError::Conflict {
+                code: "appointment_not_booked",
+                message: e.to_string(),
+            },
+            BookingError::HoldExpired => ApiError::Gone {
+                code: "hold_expired",
+                message: e.to_string(),
+            },
+            BookingError::EmptyRange => ApiError::validation("ends_at", e.to_string()),
+            BookingError::InvalidReference { field, table, id } => {
+                ApiError::invalid_reference(m, field, table, id)
+            }
+            BookingError::NotFound => ApiError::missing(m, subject.0, "id", subject.1),
+            BookingError::Db(e) => e.into(),
+        }
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::Internal(e.to_string())
     }
@@ -126,6 +159,7 @@ impl ApiError {
             }
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Gone { code, .. } => (StatusCode::GONE, code),
+            ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod idempotency;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
@@ -101,7 +102,20 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(
             routes::agent_configuration::get,
             routes::agent_configuration::put
-        ));
+        ))
+        .routes(routes!(
+            routes::appointments::list,
+            routes::appointments::create
+        ))
+        .routes(routes!(
+            routes::appointments::get,
+            routes::appointments::update
+        ))
+        .routes(routes!(routes::appointments::cancel))
+        .routes(routes!(routes::availability::get))
+        .routes(routes!(routes::holds::list, routes::holds::create))
+        .routes(routes!(routes::holds::confirm))
+        .routes(routes!(routes::holds::release));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

@@ -45,6 +45,7 @@ pub struct ErrorDetail {
         (name = "dnc", description = "The do-not-call list"),
         (name = "knowledge-base", description = "What the voice agent answers from (admins write it)"),
         (name = "sms-confirmations", description = "SMS confirmations sent for appointments"),
+        (name = "appointments", description = "Appointments, holds and availability"),
         (name = "security", description = "Security events of the clinic"),
         (name = "organizations", description = "Creating a clinic (onboarding), and the active clinic itself"),
         (name = "members", description = "The clinic's members and their roles"),

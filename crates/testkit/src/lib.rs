@@ -161,6 +161,8 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
         "INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error)
          SELECT org_id, id, 1, 'HTTP 500' FROM calls WHERE org_id = $1 LIMIT 1",
         "INSERT INTO security_events (org_id, kind) VALUES ($1, 'test')",
+        "INSERT INTO idempotency_keys (org_id, key, request_hash, status, response)
+         VALUES ($1, 'fixture-key', 'fixture-hash', 201, '{}')",
     ];
     for sql in statements {
         sqlx::query(sql)

@@ -32,7 +32,7 @@ pub struct ListParams {
 
 /// An RFC 3339 instant, or a date (`2026-11-23`) meaning the start of that day (UTC); for
 /// an upper bound a date includes the whole day.
-fn parse_bound(field: &str, text: &str, upper: bool) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_bound(field: &str, text: &str, upper: bool) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
         return Ok(instant.with_timezone(&Utc));
     }

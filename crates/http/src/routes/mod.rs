@@ -1,10 +1,13 @@
 pub mod agent_configuration;
+pub mod appointments;
+pub mod availability;
 pub mod calendar_connections;
 pub mod calls;
 pub mod campaigns;
 pub mod contacts;
 pub mod dnc;
 pub mod health;
+pub mod holds;
 pub mod integrations;
 pub mod knowledge_base;
 pub mod me;

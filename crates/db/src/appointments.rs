@@ -1,0 +1,478 @@
+//! Appointments, appointment holds and what availability needs. No double booking is the
+//! database's job (migrations/0006_booking.sql); this module names its refusals.
+
+use crate::{DbError, TenantTx};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use uuid::Uuid;
+use voxanne_domain::availability::{OpeningHours, Span};
+use voxanne_domain::AppointmentStatus;
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+pub struct Appointment {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub contact_id: Option<Uuid>,
+    pub call_id: Option<Uuid>,
+    /// The hold this appointment was confirmed from, if any.
+    pub hold_id: Option<Uuid>,
+    pub resource: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[sqlx(try_from = "String")]
+    pub status: AppointmentStatus,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const APPOINTMENT_COLUMNS: &str = "id, org_id, contact_id, call_id, hold_id, resource, starts_at, \
+     ends_at, status, notes, created_at, updated_at";
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+pub struct AppointmentHold {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub contact_id: Option<Uuid>,
+    pub call_id: Option<Uuid>,
+    pub resource: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// After this instant the hold blocks nothing and cannot be confirmed.
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+const HOLD_COLUMNS: &str =
+    "id, org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at, created_at";
+
+/// What a new appointment or hold is about; validated by the caller.
+#[derive(Debug, Clone)]
+pub struct SlotRequest {
+    pub contact_id: Option<Uuid>,
+    pub call_id: Option<Uuid>,
+    pub resource: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Why a booking write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    /// An overlapping appointment or live hold has the slot.
+    #[error("the slot is already booked or held")]
+    SlotTaken,
+    /// `field` names `id`, which the org does not have in `table`.
+    #[error("{field}: no such object in this organization")]
+    InvalidReference {
+        field: &'static str,
+        table: &'static str,
+        id: Uuid,
+    },
+    #[error("the hold has expired")]
+    HoldExpired,
+    #[error("the hold was already confirmed")]
+    HoldAlreadyConfirmed,
+    #[error("the appointment is {0}")]
+    NotBooked(AppointmentStatus),
+    /// The appointment would end before it starts.
+    #[error("ends_at must be after starts_at")]
+    EmptyRange,
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(DbError),
+}
+
+impl BookingError {
+    /// Names a violated constraint of the booking tables; `slot` supplies the referenced ids.
+    fn from_db(e: impl Into<DbError>, slot: Option<&SlotRequest>) -> Self {
+        let e = e.into();
+        let DbError::Constraint { constraint } = &e else {
+            return BookingError::Db(e);
+        };
+        let reference = |field, table, id: Option<Uuid>| match id {
+            Some(id) => BookingError::InvalidReference { field, table, id },
+            None => BookingError::Db(DbError::Constraint {
+                constraint: constraint.clone(),
+            }),
+        };
+        match constraint.as_str() {
+            "appointments_no_overlap"
+            | "appointments_held_slot"
+            | "appointment_holds_no_overlap"
+            | "appointment_holds_booked_slot" => BookingError::SlotTaken,
+            "appointments_org_hold_key" => BookingError::HoldAlreadyConfirmed,
+            "appointments_org_id_contact_id_fkey" | "appointment_holds_org_id_contact_id_fkey" => {
+                reference("contact_id", "contacts", slot.and_then(|s| s.contact_id))
+            }
+            "appointments_org_id_call_id_fkey" | "appointment_holds_org_id_call_id_fkey" => {
+                reference("call_id", "calls", slot.and_then(|s| s.call_id))
+            }
+            _ => BookingError::Db(e),
+        }
+    }
+}
+
+impl From<DbError> for BookingError {
+    fn from(e: DbError) -> Self {
+        BookingError::from_db(e, None)
+    }
+}
+
+impl From<sqlx::Error> for BookingError {
+    fn from(e: sqlx::Error) -> Self {
+        BookingError::from_db(e, None)
+    }
+}
+
+/// A keyset position in a list ordered by (starts_at, id).
+pub type StartKey = (DateTime<Utc>, Uuid);
+
+/// What availability subtracts from the opening hours.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// `None` when the clinic has no agent configuration yet.
+    pub opening_hours: Option<OpeningHours>,
+    pub time_zone: String,
+    /// Live appointments and unexpired holds of the resource that touch the window.
+    pub busy: Vec<Span>,
+    /// The database's clock, which decides expiry.
+    pub now: DateTime<Utc>,
+}
+
+impl TenantTx {
+    /// Appointments starting in `[from, to)`, by (starts_at, id), after `after`; up to `limit`.
+    pub async fn list_appointments(
+        &mut self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        after: Option<StartKey>,
+        limit: u32,
+    ) -> Result<Vec<Appointment>, DbError> {
+        let org = self.org().as_uuid();
+        let rows = sqlx::query_as::<_, Appointment>(&format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments
+              WHERE org_id = $1
+                AND ($2::timestamptz IS NULL OR starts_at >= $2)
+                AND ($3::timestamptz IS NULL OR starts_at < $3)
+                AND ($4::timestamptz IS NULL OR (starts_at, id) > ($4, $5))
+              ORDER BY starts_at, id
+              LIMIT $6"
+        ))
+        .bind(org)
+        .bind(from)
+        .bind(to)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows)
+    }
+
+    pub async fn get_appointment(&mut self, id: Uuid) -> Result<Option<Appointment>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Appointment>(&format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    pub async fn insert_appointment(
+        &mut self,
+        slot: &SlotRequest,
+        notes: Option<&str>,
+    ) -> Result<Appointment, BookingError> {
+        self.insert_appointment_from(slot, notes, None).await
+    }
+
+    async fn insert_appointment_from(
+        &mut self,
+        slot: &SlotRequest,
+        notes: Option<&str>,
+        hold_id: Option<Uuid>,
+    ) -> Result<Appointment, BookingError> {
+        let org = self.org().as_uuid();
+        sqlx::query_as::<_, Appointment>(&format!(
+            "INSERT INTO appointments (org_id, contact_id, call_id, hold_id, resource, starts_at, ends_at, notes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING {APPOINTMENT_COLUMNS}"
+        ))
+        .bind(org)
+        .bind(slot.contact_id)
+        .bind(slot.call_id)
+        .bind(hold_id)
+        .bind(&slot.resource)
+        .bind(slot.starts_at)
+        .bind(slot.ends_at)
+        .bind(notes)
+        .fetch_one(self.conn())
+        .await
+        .map_err(|e| BookingError::from_db(e, Some(slot)))
+    }
+
+    /// Moves a booked appointment and/or changes its notes (`Some(None)` clears them).
+    pub async fn reschedule_appointment(
+        &mut self,
+        id: Uuid,
+        starts_at: Option<DateTime<Utc>>,
+        ends_at: Option<DateTime<Utc>>,
+        notes: Option<Option<&str>>,
+    ) -> Result<Appointment, BookingError> {
+        let current = self
+            .lock_appointment(id)
+            .await?
+            .ok_or(BookingError::NotFound)?;
+        if current.status != AppointmentStatus::Booked {
+            return Err(BookingError::NotBooked(current.status));
+        }
+        let starts_at = starts_at.unwrap_or(current.starts_at);
+        let ends_at = ends_at.unwrap_or(current.ends_at);
+        if ends_at <= starts_at {
+            return Err(BookingError::EmptyRange);
+        }
+        let org = self.org().as_uuid();
+        let (set_notes, notes) = match notes {
+            Some(n) => (true, n),
+            None => (false, None),
+        };
+        sqlx::query_as::<_, Appointment>(&format!(
+            "UPDATE appointments
+                SET starts_at = $3, ends_at = $4,
+                    notes = CASE WHEN $5 THEN $6 ELSE notes END,
+                    updated_at = now()
+              WHERE org_id = $1 AND id = $2
+              RETURNING {APPOINTMENT_COLUMNS}"
+        ))
+        .bind(org)
+        .bind(id)
+        .bind(starts_at)
+        .bind(ends_at)
+        .bind(set_notes)
+        .bind(notes)
+        .fetch_one(self.conn())
+        .await
+        .map_err(BookingError::from)
+    }
+
+    /// Cancels a booked appointment (a cancelled one is answered as it is).
+    pub async fn cancel_appointment(&mut self, id: Uuid) -> Result<Appointment, BookingError> {
+        let current = self
+            .lock_appointment(id)
+            .await?
+            .ok_or(BookingError::NotFound)?;
+        match current.status {
+            AppointmentStatus::Cancelled => return Ok(current),
+            AppointmentStatus::Booked => {}
+            other => return Err(BookingError::NotBooked(other)),
+        }
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Appointment>(&format!(
+            "UPDATE appointments SET status = 'cancelled', updated_at = now()
+              WHERE org_id = $1 AND id = $2
+              RETURNING {APPOINTMENT_COLUMNS}"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    async fn lock_appointment(&mut self, id: Uuid) -> Result<Option<Appointment>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Appointment>(&format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE org_id = $1 AND id = $2 FOR UPDATE"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    /// Unexpired holds, by (starts_at, id), after `after`; up to `limit`.
+    pub async fn list_live_holds(
+        &mut self,
+        after: Option<StartKey>,
+        limit: u32,
+    ) -> Result<Vec<AppointmentHold>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, AppointmentHold>(&format!(
+            "SELECT {HOLD_COLUMNS} FROM appointment_holds
+              WHERE org_id = $1 AND expires_at > now()
+                AND ($2::timestamptz IS NULL OR (starts_at, id) > ($2, $3))
+              ORDER BY starts_at, id
+              LIMIT $4"
+        ))
+        .bind(org)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?)
+    }
+
+    /// Holds a slot for `ttl_seconds`, by the database's clock.
+    pub async fn insert_hold(
+        &mut self,
+        slot: &SlotRequest,
+        ttl_seconds: u32,
+    ) -> Result<AppointmentHold, BookingError> {
+        let org = self.org().as_uuid();
+        sqlx::query_as::<_, AppointmentHold>(&format!(
+            "INSERT INTO appointment_holds (org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+             RETURNING {HOLD_COLUMNS}"
+        ))
+        .bind(org)
+        .bind(slot.contact_id)
+        .bind(slot.call_id)
+        .bind(&slot.resource)
+        .bind(slot.starts_at)
+        .bind(slot.ends_at)
+        .bind(f64::from(ttl_seconds))
+        .fetch_one(self.conn())
+        .await
+        .map_err(|e| BookingError::from_db(e, Some(slot)))
+    }
+
+    /// Releases a hold (expired or not). False if there was none.
+    pub async fn delete_hold(&mut self, id: Uuid) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let done = sqlx::query("DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Turns a live hold into an appointment, in this transaction: the hold is deleted and the
+    /// appointment inserted, or neither. The booking lock of the hold's resource is taken
+    /// first, as the triggers take it, so that this never waits for a row while holding
+    /// something a lock holder waits for.
+    pub async fn confirm_hold(
+        &mut self,
+        id: Uuid,
+        notes: Option<&str>,
+    ) -> Result<Appointment, BookingError> {
+        let org = self.org().as_uuid();
+        let resource: Option<String> = sqlx::query_scalar(
+            "SELECT resource FROM appointment_holds WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        let Some(resource) = resource else {
+            return Err(self.absent_hold(id).await?);
+        };
+        sqlx::query("SELECT app.lock_booking($1, $2)")
+            .bind(org)
+            .bind(&resource)
+            .execute(self.conn())
+            .await?;
+        #[derive(FromRow)]
+        struct Taken {
+            contact_id: Option<Uuid>,
+            call_id: Option<Uuid>,
+            resource: String,
+            starts_at: DateTime<Utc>,
+            ends_at: DateTime<Utc>,
+            live: bool,
+        }
+        let taken = sqlx::query_as::<_, Taken>(
+            "DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2
+             RETURNING contact_id, call_id, resource, starts_at, ends_at, expires_at > now() AS live",
+        )
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        let Some(taken) = taken else {
+            // Confirmed or released while we waited for the lock.
+            return Err(self.absent_hold(id).await?);
+        };
+        if !taken.live {
+            // The caller rolls back: the expired hold stays until something needs its slot.
+            return Err(BookingError::HoldExpired);
+        }
+        let slot = SlotRequest {
+            contact_id: taken.contact_id,
+            call_id: taken.call_id,
+            resource: taken.resource,
+            starts_at: taken.starts_at,
+            ends_at: taken.ends_at,
+        };
+        self.insert_appointment_from(&slot, notes, Some(id)).await
+    }
+
+    /// Why hold `id` is not there: confirmed already, or never was (or was released).
+    async fn absent_hold(&mut self, id: Uuid) -> Result<BookingError, DbError> {
+        let org = self.org().as_uuid();
+        let confirmed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM appointments WHERE org_id = $1 AND hold_id = $2)",
+        )
+        .bind(org)
+        .bind(id)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(if confirmed {
+            BookingError::HoldAlreadyConfirmed
+        } else {
+            BookingError::NotFound
+        })
+    }
+
+    /// The clinic's opening hours and time zone, and what is busy for `resource` in `window`.
+    pub async fn schedule(&mut self, resource: &str, window: Span) -> Result<Schedule, DbError> {
+        let org = self.org().as_uuid();
+        let config: Option<(serde_json::Value, String)> = sqlx::query_as(
+            "SELECT opening_hours, time_zone FROM agent_configurations WHERE org_id = $1",
+        )
+        .bind(org)
+        .fetch_optional(self.conn())
+        .await?;
+        let (opening_hours, time_zone) = match config {
+            Some((hours, tz)) => (
+                Some(
+                    serde_json::from_value::<OpeningHours>(hours)
+                        .map_err(|e| DbError::Corrupt(e.to_string()))?,
+                ),
+                tz,
+            ),
+            None => (None, "UTC".to_owned()),
+        };
+        let rows: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT starts_at, ends_at FROM appointments
+              WHERE org_id = $1 AND resource = $2 AND status <> 'cancelled'
+                AND tstzrange(starts_at, ends_at) && tstzrange($3, $4)
+             UNION ALL
+             SELECT starts_at, ends_at FROM appointment_holds
+              WHERE org_id = $1 AND resource = $2 AND expires_at > now()
+                AND tstzrange(starts_at, ends_at) && tstzrange($3, $4)",
+        )
+        .bind(org)
+        .bind(resource)
+        .bind(window.start)
+        .bind(window.end)
+        .fetch_all(self.conn())
+        .await?;
+        let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(self.conn())
+            .await?;
+        Ok(Schedule {
+            opening_hours,
+            time_zone,
+            busy: rows
+                .into_iter()
+                .map(|(start, end)| Span { start, end })
+                .collect(),
+            now,
+        })
+    }
+}

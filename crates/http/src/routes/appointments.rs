@@ -1,0 +1,259 @@
+//! Appointments: booking, listing, rescheduling, cancelling. Front-desk work: every member,
+//! staff included, may do it. Overlaps are refused by the database (`slot_taken`).
+
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
+use crate::idempotency::IdempotencyKey;
+use crate::pagination::{parse_page, Cursor, Page};
+use crate::routes::calls::parse_bound;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+use voxanne_db::appointments::{Appointment, SlotRequest};
+
+/// The longest appointment or hold.
+const MAX_LENGTH: Duration = Duration::hours(24);
+const MAX_NOTES: usize = 2000;
+
+/// Validates what a new appointment or hold asks for, naming the field that fails.
+pub(crate) fn slot_request(
+    contact_id: Option<Uuid>,
+    call_id: Option<Uuid>,
+    resource: Option<&str>,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+) -> Result<SlotRequest, ApiError> {
+    let resource = resource.map(str::trim).unwrap_or("default");
+    if !(1..=100).contains(&resource.chars().count()) {
+        return Err(ApiError::validation(
+            "resource",
+            "must be 1 to 100 characters",
+        ));
+    }
+    check_range(starts_at, ends_at)?;
+    Ok(SlotRequest {
+        contact_id,
+        call_id,
+        resource: resource.to_owned(),
+        starts_at,
+        ends_at,
+    })
+}
+
+fn check_range(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Result<(), ApiError> {
+    if ends_at <= starts_at {
+        return Err(ApiError::validation("ends_at", "must be after starts_at"));
+    }
+    if ends_at - starts_at > MAX_LENGTH {
+        return Err(ApiError::validation(
+            "ends_at",
+            "at most 24 hours after starts_at",
+        ));
+    }
+    Ok(())
+}
+
+fn check_notes(notes: Option<&str>) -> Result<(), ApiError> {
+    if notes.is_some_and(|n| n.chars().count() > MAX_NOTES) {
+        return Err(ApiError::validation("notes", "at most 2000 characters"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Appointments starting at or after: RFC 3339, or a date (start of day, UTC).
+    from: Option<String>,
+    /// Appointments starting before: RFC 3339, or a date (that whole day included).
+    to: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 25.
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+}
+
+/// The clinic's appointments (cancelled ones included) by start time, keyset-paginated.
+#[utoipa::path(get, path = "/appointments", tag = "appointments", params(ListParams), responses((status = 200, body = Page<Appointment>)))]
+pub async fn list(
+    Tenant(mut tx): Tenant,
+    AppQuery(params): AppQuery<ListParams>,
+) -> Result<Json<Page<Appointment>>, ApiError> {
+    let from = params
+        .from
+        .as_deref()
+        .map(|t| parse_bound("from", t, false))
+        .transpose()?;
+    let to = params
+        .to
+        .as_deref()
+        .map(|t| parse_bound("to", t, true))
+        .transpose()?;
+    if let (Some(from), Some(to)) = (from, to) {
+        if from >= to {
+            return Err(ApiError::validation("to", "must be after `from`"));
+        }
+    }
+    let (cursor, limit) = parse_page(params.cursor.as_deref(), params.limit.as_deref())?;
+    let mut rows = tx
+        .list_appointments(from, to, cursor.map(|c| (c.at, c.id)), limit + 1)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_overfetch(&mut rows, limit, |a| Cursor {
+        at: a.starts_at,
+        id: a.id,
+    })))
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "resource": "default",
+    "starts_at": "2031-03-03T17:00:00Z",
+    "ends_at": "2031-03-03T17:30:00Z",
+    "notes": "Annual check-up"
+}))]
+pub struct NewAppointment {
+    /// A contact of this clinic.
+    #[serde(default)]
+    pub contact_id: Option<Uuid>,
+    /// The call that booked it, of this clinic.
+    #[serde(default)]
+    pub call_id: Option<Uuid>,
+    /// What is booked (a room, a practitioner); default `default`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    /// After `starts_at`, at most 24 hours later.
+    pub ends_at: DateTime<Utc>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// Books a slot. `Idempotency-Key` replays the first response to the same request.
+#[utoipa::path(post, path = "/appointments", tag = "appointments", request_body = NewAppointment,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response to the same request")),
+    responses((status = 201, body = Appointment),
+              (status = 409, description = "the slot overlaps an appointment or a live hold: `slot_taken`", body = crate::openapi::ErrorBody)))]
+pub async fn create(
+    Tenant(mut tx): Tenant,
+    key: IdempotencyKey,
+    AppJson(body): AppJson<NewAppointment>,
+) -> Result<Response, ApiError> {
+    let slot = slot_request(
+        body.contact_id,
+        body.call_id,
+        body.resource.as_deref(),
+        body.starts_at,
+        body.ends_at,
+    )?;
+    check_notes(body.notes.as_deref())?;
+    let request = json!({ "op": "create_appointment", "body": body });
+    if let Some(replay) = key.claim(&mut tx, &request).await? {
+        return Ok(replay);
+    }
+    let m = *tx.membership();
+    let appointment = tx
+        .insert_appointment(&slot, body.notes.as_deref())
+        .await
+        .map_err(|e| ApiError::booking(&m, ("appointments", Uuid::nil()), e))?;
+    let response = key
+        .respond(&mut tx, StatusCode::CREATED, &appointment)
+        .await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// One appointment.
+#[utoipa::path(get, path = "/appointments/{id}", tag = "appointments", params(("id" = Uuid, Path, description = "the appointment's id")), responses((status = 200, body = Appointment)))]
+pub async fn get(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Appointment>, ApiError> {
+    let appointment = tx
+        .get_appointment(id)
+        .await?
+        .ok_or_else(|| ApiError::missing(tx.membership(), "appointments", "id", id))?;
+    tx.commit().await?;
+    Ok(Json(appointment))
+}
+
+/// `Some(None)` for an explicit `null`, `None` when absent.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "starts_at": "2031-03-03T18:00:00Z",
+    "ends_at": "2031-03-03T18:30:00Z",
+    "notes": "Moved at the patient's request"
+}))]
+pub struct AppointmentChange {
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// `null` clears the notes.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+}
+
+/// Reschedules a booked appointment and/or changes its notes.
+#[utoipa::path(patch, path = "/appointments/{id}", tag = "appointments", request_body = AppointmentChange,
+    params(("id" = Uuid, Path, description = "the appointment's id")),
+    responses((status = 200, body = Appointment),
+              (status = 409, description = "the new slot is taken (`slot_taken`), or the appointment is not booked (`appointment_not_booked`)", body = crate::openapi::ErrorBody)))]
+pub async fn update(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<AppointmentChange>,
+) -> Result<Json<Appointment>, ApiError> {
+    if let (Some(starts_at), Some(ends_at)) = (body.starts_at, body.ends_at) {
+        check_range(starts_at, ends_at)?;
+    }
+    check_notes(body.notes.as_ref().and_then(|n| n.as_deref()))?;
+    let m = *tx.membership();
+    let appointment = tx
+        .reschedule_appointment(
+            id,
+            body.starts_at,
+            body.ends_at,
+            body.notes.as_ref().map(|n| n.as_deref()),
+        )
+        .await
+        .map_err(|e| ApiError::booking(&m, ("appointments", id), e))?;
+    if appointment.ends_at - appointment.starts_at > MAX_LENGTH {
+        return Err(ApiError::validation(
+            "ends_at",
+            "at most 24 hours after starts_at",
+        ));
+    }
+    tx.commit().await?;
+    Ok(Json(appointment))
+}
+
+/// Cancels an appointment: its slot is free again. Cancelling a cancelled one is a no-op.
+#[utoipa::path(post, path = "/appointments/{id}/cancel", tag = "appointments",
+    params(("id" = Uuid, Path, description = "the appointment's id")),
+    responses((status = 200, body = Appointment),
+              (status = 409, description = "completed or no-show: `appointment_not_booked`", body = crate::openapi::ErrorBody)))]
+pub async fn cancel(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Json<Appointment>, ApiError> {
+    let m = *tx.membership();
+    let appointment = tx
+        .cancel_appointment(id)
+        .await
+        .map_err(|e| ApiError::booking(&m, ("appointments", id), e))?;
+    tx.commit().await?;
+    Ok(Json(appointment))
+}

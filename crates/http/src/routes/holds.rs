@@ -1,0 +1,137 @@
+//! Appointment holds: a slot kept for a caller for a short time (while the voice agent
+//! confirms with the patient), then confirmed into an appointment or released. An expired
+//! hold blocks nothing and cannot be confirmed.
+
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
+use crate::idempotency::IdempotencyKey;
+use crate::pagination::{Cursor, Page, PageParams};
+use crate::routes::appointments::slot_request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+use voxanne_db::appointments::{Appointment, AppointmentHold};
+
+pub const DEFAULT_TTL_SECONDS: u32 = 120;
+pub const MAX_TTL_SECONDS: u32 = 900;
+
+/// The live (unexpired) holds, by start time, keyset-paginated.
+#[utoipa::path(get, path = "/appointment-holds", tag = "appointments", params(PageParams), responses((status = 200, body = Page<AppointmentHold>)))]
+pub async fn list(
+    Tenant(mut tx): Tenant,
+    AppQuery(params): AppQuery<PageParams>,
+) -> Result<Json<Page<AppointmentHold>>, ApiError> {
+    let (cursor, limit) = params.parse()?;
+    let mut rows = tx
+        .list_live_holds(cursor.map(|c| (c.at, c.id)), limit + 1)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_overfetch(&mut rows, limit, |h| Cursor {
+        at: h.starts_at,
+        id: h.id,
+    })))
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "resource": "default",
+    "starts_at": "2031-03-04T17:00:00Z",
+    "ends_at": "2031-03-04T17:30:00Z",
+    "ttl_seconds": 120
+}))]
+pub struct NewHold {
+    #[serde(default)]
+    pub contact_id: Option<Uuid>,
+    #[serde(default)]
+    pub call_id: Option<Uuid>,
+    /// Default `default`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// 1 to 900, default 120.
+    #[serde(default)]
+    pub ttl_seconds: Option<u32>,
+}
+
+/// Holds a slot for `ttl_seconds`.
+#[utoipa::path(post, path = "/appointment-holds", tag = "appointments", request_body = NewHold,
+    responses((status = 201, body = AppointmentHold),
+              (status = 409, description = "the slot overlaps an appointment or a live hold: `slot_taken`", body = crate::openapi::ErrorBody)))]
+pub async fn create(
+    Tenant(mut tx): Tenant,
+    AppJson(body): AppJson<NewHold>,
+) -> Result<(StatusCode, Json<AppointmentHold>), ApiError> {
+    let slot = slot_request(
+        body.contact_id,
+        body.call_id,
+        body.resource.as_deref(),
+        body.starts_at,
+        body.ends_at,
+    )?;
+    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+    if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
+        return Err(ApiError::validation("ttl_seconds", "must be 1 to 900"));
+    }
+    let m = *tx.membership();
+    let hold = tx
+        .insert_hold(&slot, ttl)
+        .await
+        .map_err(|e| ApiError::booking(&m, ("appointment_holds", Uuid::nil()), e))?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(hold)))
+}
+
+/// Turns a live hold into an appointment, atomically. `Idempotency-Key` replays the first
+/// response to the same request.
+#[utoipa::path(post, path = "/appointment-holds/{id}/confirm", tag = "appointments",
+    params(("id" = Uuid, Path, description = "the hold's id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "replays the first response to the same request")),
+    responses((status = 201, body = Appointment),
+              (status = 409, description = "confirmed already (`hold_already_confirmed`) or the slot is taken (`slot_taken`)", body = crate::openapi::ErrorBody),
+              (status = 410, description = "the hold has expired: `hold_expired`", body = crate::openapi::ErrorBody)))]
+pub async fn confirm(
+    Tenant(mut tx): Tenant,
+    key: IdempotencyKey,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let request = json!({ "op": "confirm_hold", "hold_id": id });
+    if let Some(replay) = key.claim(&mut tx, &request).await? {
+        return Ok(replay);
+    }
+    let m = *tx.membership();
+    let appointment: Appointment = tx
+        .confirm_hold(id, None)
+        .await
+        .map_err(|e| ApiError::booking(&m, ("appointment_holds", id), e))?;
+    let response = key
+        .respond(&mut tx, StatusCode::CREATED, &appointment)
+        .await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// Releases a hold.
+#[utoipa::path(delete, path = "/appointment-holds/{id}", tag = "appointments",
+    params(("id" = Uuid, Path, description = "the hold's id")),
+    responses((status = 204, description = "released")))]
+pub async fn release(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Response, ApiError> {
+    if !tx.delete_hold(id).await? {
+        return Err(ApiError::missing(
+            tx.membership(),
+            "appointment_holds",
+            "id",
+            id,
+        ));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
