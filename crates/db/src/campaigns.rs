@@ -34,18 +34,7 @@ impl TenantTx {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Campaign>, DbError> {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Campaign>(&format!(
-            "SELECT {COLUMNS} FROM campaigns
-              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-              ORDER BY created_at DESC, id DESC LIMIT $4"
-        ))
-        .bind(org)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
-        .fetch_all(self.conn())
-        .await?)
+        self.list_recent("campaigns", COLUMNS, after, limit).await
     }
 
     pub async fn get_campaign(&mut self, id: Uuid) -> Result<Option<Campaign>, DbError> {
@@ -95,12 +84,6 @@ impl TenantTx {
     }
 
     pub async fn delete_campaign(&mut self, id: Uuid) -> Result<bool, DbError> {
-        let org = self.org().as_uuid();
-        let done = sqlx::query("DELETE FROM campaigns WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .execute(self.conn())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_by_id("campaigns", id).await
     }
 }

@@ -118,12 +118,6 @@ impl TenantTx {
 
     /// Whether there was such a contact.
     pub async fn delete_contact(&mut self, id: Uuid) -> Result<bool, DbError> {
-        let org = self.org().as_uuid();
-        let done = sqlx::query("DELETE FROM contacts WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .execute(self.conn())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_by_id("contacts", id).await
     }
 }

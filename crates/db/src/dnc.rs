@@ -24,18 +24,7 @@ impl TenantTx {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<DncEntry>, DbError> {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, DncEntry>(&format!(
-            "SELECT {COLUMNS} FROM dnc_list
-              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-              ORDER BY created_at DESC, id DESC LIMIT $4"
-        ))
-        .bind(org)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
-        .fetch_all(self.conn())
-        .await?)
+        self.list_recent("dnc_list", COLUMNS, after, limit).await
     }
 
     pub async fn get_dnc(&mut self, id: Uuid) -> Result<Option<DncEntry>, DbError> {
@@ -66,13 +55,7 @@ impl TenantTx {
     }
 
     pub async fn delete_dnc(&mut self, id: Uuid) -> Result<bool, DbError> {
-        let org = self.org().as_uuid();
-        let done = sqlx::query("DELETE FROM dnc_list WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .execute(self.conn())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_by_id("dnc_list", id).await
     }
 
     pub async fn is_on_dnc(&mut self, phone: &PhoneNumber) -> Result<bool, DbError> {

@@ -122,14 +122,7 @@ impl TenantTx {
 
     /// Chunks are deleted with their document (composite foreign key, cascade).
     pub async fn delete_document(&mut self, id: Uuid) -> Result<bool, DbError> {
-        let org = self.org().as_uuid();
-        let done =
-            sqlx::query("DELETE FROM knowledge_base_documents WHERE org_id = $1 AND id = $2")
-                .bind(org)
-                .bind(id)
-                .execute(self.conn())
-                .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_by_id("knowledge_base_documents", id).await
     }
 
     /// The best chunks for a question, in web-search syntax (`parking -street "opening hours"`).

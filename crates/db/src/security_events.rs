@@ -23,6 +23,8 @@ pub struct SecurityEvent {
     pub created_at: DateTime<Utc>,
 }
 
+const COLUMNS: &str = "id, kind, actor_user_id, route, target, detail, created_at";
+
 impl TenantTx {
     /// Newest first; `after` is the (created_at, id) of the last event of the previous page.
     pub async fn list_security_events(
@@ -30,20 +32,7 @@ impl TenantTx {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<SecurityEvent>, DbError> {
-        let org = self.org().as_uuid();
-        let rows = sqlx::query_as::<_, SecurityEvent>(
-            "SELECT id, kind, actor_user_id, route, target, detail, created_at
-               FROM security_events
-              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-              ORDER BY created_at DESC, id DESC
-              LIMIT $4",
-        )
-        .bind(org)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
-        .fetch_all(self.conn())
-        .await?;
-        Ok(rows)
+        self.list_recent("security_events", COLUMNS, after, limit)
+            .await
     }
 }

@@ -27,18 +27,8 @@ impl TenantTx {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<SmsConfirmation>, DbError> {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, SmsConfirmation>(&format!(
-            "SELECT {COLUMNS} FROM sms_confirmation_logs
-              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-              ORDER BY created_at DESC, id DESC LIMIT $4"
-        ))
-        .bind(org)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
-        .fetch_all(self.conn())
-        .await?)
+        self.list_recent("sms_confirmation_logs", COLUMNS, after, limit)
+            .await
     }
 
     pub async fn get_sms_confirmation(

@@ -140,6 +140,15 @@ impl ApiError {
         }
     }
 
+    /// Admin actions: `Ok` for admins and owners, else 403 saying what staff cannot do.
+    pub fn require_admin(m: &Membership, refused: &'static str) -> Result<(), ApiError> {
+        if m.role.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::RoleTooLow(refused))
+        }
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::Internal(e.to_string())
     }

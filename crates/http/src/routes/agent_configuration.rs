@@ -73,11 +73,10 @@ pub async fn put(
     Tenant(mut tx): Tenant,
     AppJson(body): AppJson<PutAgentConfiguration>,
 ) -> Result<Json<AgentConfiguration>, ApiError> {
-    if !tx.membership().role.is_admin() {
-        return Err(ApiError::RoleTooLow(
-            "staff cannot change the agent configuration",
-        ));
-    }
+    ApiError::require_admin(
+        tx.membership(),
+        "staff cannot change the agent configuration",
+    )?;
     let config = body.parse()?;
     let saved = tx.put_agent_configuration(&config).await?;
     tx.commit().await?;

@@ -111,11 +111,7 @@ pub async fn link(
     Tenant(mut tx): Tenant,
     AppJson(body): AppJson<LinkCalendar>,
 ) -> Result<(StatusCode, Json<CalendarConnection>), ApiError> {
-    if !tx.membership().role.is_admin() {
-        return Err(ApiError::RoleTooLow(
-            "staff cannot link or unlink calendars",
-        ));
-    }
+    ApiError::require_admin(tx.membership(), "staff cannot link or unlink calendars")?;
     let new = body.parse()?;
     let created = match tx.insert_calendar_connection(&state.keyring, &new).await {
         Err(DbError::Constraint { constraint }) if constraint == UNIQUE_ACCOUNT => {
@@ -153,11 +149,7 @@ pub async fn unlink(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    if !tx.membership().role.is_admin() {
-        return Err(ApiError::RoleTooLow(
-            "staff cannot link or unlink calendars",
-        ));
-    }
+    ApiError::require_admin(tx.membership(), "staff cannot link or unlink calendars")?;
     if !tx.delete_calendar_connection(id).await? {
         return Err(ApiError::missing(
             tx.membership(),

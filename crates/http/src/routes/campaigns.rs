@@ -50,15 +50,6 @@ fn validate(
     })
 }
 
-/// Campaigns place calls and send messages in the clinic's name: admins manage them.
-fn require_admin(m: &Membership) -> Result<(), ApiError> {
-    if m.role.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden)
-    }
-}
-
 fn missing(m: &Membership, id: Uuid) -> ApiError {
     ApiError::missing(m, "campaigns", "id", id)
 }
@@ -85,7 +76,10 @@ pub async fn create(
     Tenant(mut tx): Tenant,
     AppJson(body): AppJson<NewCampaign>,
 ) -> Result<(StatusCode, Json<Campaign>), ApiError> {
-    require_admin(tx.membership())?;
+    ApiError::require_admin(
+        tx.membership(),
+        "campaigns place calls in the clinic's name: admins manage them",
+    )?;
     let fields = validate(
         &body.name,
         body.status.as_deref().unwrap_or("draft"),
@@ -117,7 +111,10 @@ pub async fn update(
     AppPath(id): AppPath<Uuid>,
     AppJson(patch): AppJson<CampaignPatch>,
 ) -> Result<Json<Campaign>, ApiError> {
-    require_admin(tx.membership())?;
+    ApiError::require_admin(
+        tx.membership(),
+        "campaigns place calls in the clinic's name: admins manage them",
+    )?;
     let current = tx
         .get_campaign(id)
         .await?
@@ -142,7 +139,10 @@ pub async fn delete(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(tx.membership())?;
+    ApiError::require_admin(
+        tx.membership(),
+        "campaigns place calls in the clinic's name: admins manage them",
+    )?;
     if !tx.delete_campaign(id).await? {
         return Err(missing(tx.membership(), id));
     }

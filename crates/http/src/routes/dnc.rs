@@ -91,9 +91,10 @@ pub async fn remove(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    if !tx.membership().role.is_admin() {
-        return Err(ApiError::Forbidden);
-    }
+    ApiError::require_admin(
+        tx.membership(),
+        "staff cannot take numbers off the do-not-call list",
+    )?;
     if !tx.delete_dnc(id).await? {
         return Err(ApiError::missing(tx.membership(), "dnc_list", "id", id));
     }

@@ -233,9 +233,7 @@ pub async fn put(
     AppJson(body): AppJson<PutIntegration>,
 ) -> Result<Json<IntegrationView>, ApiError> {
     let provider = provider(&name)?;
-    if !tx.membership().role.is_admin() {
-        return Err(ApiError::RoleTooLow("staff cannot change integrations"));
-    }
+    ApiError::require_admin(tx.membership(), "staff cannot change integrations")?;
     let (config, secrets) = body.parse()?;
     let stored = tx
         .put_integration(&state.keyring, provider, &config, secrets.as_ref())

@@ -43,15 +43,6 @@ pub struct SearchResults {
     pub data: Vec<SearchHit>,
 }
 
-/// What the agent tells callers: admins write it.
-fn require_admin(m: &Membership) -> Result<(), ApiError> {
-    if m.role.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden)
-    }
-}
-
 fn missing(m: &Membership, id: Uuid) -> ApiError {
     ApiError::missing(m, "knowledge_base_documents", "id", id)
 }
@@ -78,7 +69,10 @@ pub async fn create(
     Tenant(mut tx): Tenant,
     AppJson(body): AppJson<NewDocument>,
 ) -> Result<(StatusCode, Json<Document>), ApiError> {
-    require_admin(tx.membership())?;
+    ApiError::require_admin(
+        tx.membership(),
+        "what the agent tells callers is written by admins",
+    )?;
     let title = text("title", &body.title, 1, 300)?;
     let content = text("body", &body.body, 1, MAX_BODY_CHARS)?;
     let document = tx.insert_document(&title, &content).await?;
@@ -106,7 +100,10 @@ pub async fn update(
     AppPath(id): AppPath<Uuid>,
     AppJson(patch): AppJson<DocumentPatch>,
 ) -> Result<Json<Document>, ApiError> {
-    require_admin(tx.membership())?;
+    ApiError::require_admin(
+        tx.membership(),
+        "what the agent tells callers is written by admins",
+    )?;
     let current = tx
         .get_document(id)
         .await?
@@ -137,7 +134,10 @@ pub async fn delete(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(tx.membership())?;
+    ApiError::require_admin(
+        tx.membership(),
+        "what the agent tells callers is written by admins",
+    )?;
     if !tx.delete_document(id).await? {
         return Err(missing(tx.membership(), id));
     }

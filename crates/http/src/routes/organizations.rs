@@ -67,9 +67,7 @@ pub async fn update(
     Tenant(mut tx): Tenant,
     AppJson(body): AppJson<OrganizationChanges>,
 ) -> Result<Json<Organization>, ApiError> {
-    if !tx.membership().role.is_admin() {
-        return Err(ApiError::Forbidden);
-    }
+    ApiError::require_admin(tx.membership(), "staff cannot change the organization")?;
     let org = tx.rename_organization(&body.name).await?;
     tx.commit().await?;
     Ok(Json(org))

@@ -11,9 +11,7 @@ pub async fn list(
     Tenant(mut tx): Tenant,
     AppQuery(params): AppQuery<PageParams>,
 ) -> Result<Json<Page<SecurityEvent>>, ApiError> {
-    if !tx.membership().role.is_admin() {
-        return Err(ApiError::Forbidden);
-    }
+    ApiError::require_admin(tx.membership(), "only admins read security events")?;
     let (after, limit) = params.parse()?;
     let mut events = tx
         .list_security_events(after.map(|c| (c.at, c.id)), limit + 1)
