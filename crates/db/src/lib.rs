@@ -18,6 +18,7 @@ pub mod knowledge_base;
 pub mod members;
 pub mod migrate;
 pub mod organizations;
+pub mod phone_numbers;
 mod rows;
 pub mod security_events;
 pub mod sms_confirmations;

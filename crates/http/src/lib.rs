@@ -115,7 +115,15 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::availability::get))
         .routes(routes!(routes::holds::list, routes::holds::create))
         .routes(routes!(routes::holds::confirm))
-        .routes(routes!(routes::holds::release));
+        .routes(routes!(routes::holds::release))
+        .routes(routes!(
+            routes::phone_numbers::list,
+            routes::phone_numbers::add
+        ))
+        .routes(routes!(
+            routes::phone_numbers::get,
+            routes::phone_numbers::remove
+        ));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

@@ -13,5 +13,6 @@ pub mod knowledge_base;
 pub mod me;
 pub mod members;
 pub mod organizations;
+pub mod phone_numbers;
 pub mod security_events;
 pub mod sms_confirmations;
