@@ -1,0 +1,429 @@
+//! The checks: each one catalog query over every table at once (never one per table). Every
+//! query gets the same parameters and returns one row per object it checked:
+//! `(object, failed, message, fix, severity override)`.
+//!
+//! Parameters: `$1` schemas (text[]), `$2` tenant tables (oids as int8[], the tenant table
+//! included), `$3` tenant column, `$4` tenant table (oid as int8, 0 when absent), `$5` the
+//! tenant table's key column, `$6` the application role, `$7` the admin roles (text[]).
+
+use crate::Severity;
+
+pub struct Check {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub severity: Severity,
+    pub why: &'static str,
+    pub sql: &'static str,
+}
+
+/// The tenant tables with their tenant column (the tenant table's key for the tenant table).
+macro_rules! tt {
+    ($rest:literal) => {
+        concat!(
+            "WITH tt AS (
+               SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname) AS qname,
+                      CASE WHEN c.oid::int8 = $4 THEN $5 ELSE $3 END AS tcol,
+                      c.relrowsecurity, c.relforcerowsecurity, c.relowner, c.relacl
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid::int8 = ANY($2)),
+             ctx AS (SELECT $1::text[] AS schemas, $6::text AS app_role, $7::text[] AS admins,
+                            CASE WHEN $4 = 0 THEN NULL ELSE $4::oid::regclass::text END AS tenant_table)
+             ",
+            $rest
+        )
+    };
+}
+
+/// A policy's expressions as text, and whether it calls a tenant function outside a
+/// `(SELECT …)` wrapper (nested parentheses up to two levels are understood).
+macro_rules! policies {
+    () => {
+        ",
+  pol AS (
+    SELECT tt.qname, tt.oid AS relid, p.polname, p.polcmd, p.polpermissive, p.polroles,
+           format('%s policy %I', tt.qname, p.polname) AS object,
+           coalesce(pg_get_expr(p.polqual, p.polrelid), '') AS qual,
+           coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') AS wcheck,
+           p.polwithcheck IS NULL AS no_check
+      FROM pg_policy p JOIN tt ON tt.oid = p.polrelid)
+"
+    };
+}
+
+pub const CHECKS: &[Check] = &[
+    Check {
+        id: "tenant.missing_column",
+        title: "Tables that reference tenant data have the tenant column",
+        severity: Severity::High,
+        why: "A row without a tenant column belongs to no tenant: no policy can isolate it, and it can join tenants together.",
+        sql: tt!("
+            SELECT format('%I.%I', n.nspname, c.relname),
+                   EXISTS (SELECT 1 FROM pg_constraint k
+                            WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.confrelid::int8 = ANY($2)),
+                   format('references tenant data but has no %I column', $3::text),
+                   format('ALTER TABLE %I.%I ADD COLUMN %I uuid NOT NULL REFERENCES %s ON DELETE CASCADE; -- then secure it like the other tenant tables',
+                          n.nspname, c.relname, $3::text, (SELECT tenant_table FROM ctx)),
+                   NULL::text
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND NOT (c.oid::int8 = ANY($2))
+             ORDER BY 1"),
+    },
+    Check {
+        id: "tenant.nullable_column",
+        title: "The tenant column is NOT NULL",
+        severity: Severity::High,
+        why: "A row with a NULL tenant matches no tenant's policy yet sits in a shared table: orphaned data that any bypassing path exposes.",
+        sql: tt!("
+            SELECT tt.qname, NOT a.attnotnull,
+                   format('%I is nullable', tt.tcol),
+                   format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL;', tt.qname, tt.tcol),
+                   NULL::text
+              FROM tt JOIN pg_attribute a ON a.attrelid = tt.oid AND a.attname = tt.tcol AND NOT a.attisdropped
+             ORDER BY 1"),
+    },
+    Check {
+        id: "fk.tenant_missing",
+        title: "The tenant column references the tenant table",
+        severity: Severity::High,
+        why: "Without the foreign key a row can name a tenant that does not exist, and deleting a tenant leaves its data behind.",
+        sql: tt!("
+            SELECT tt.qname,
+                   NOT EXISTS (SELECT 1 FROM pg_constraint k
+                                 JOIN pg_attribute a ON a.attrelid = tt.oid AND a.attname = tt.tcol
+                                WHERE k.conrelid = tt.oid AND k.contype = 'f' AND k.confrelid::int8 = $4
+                                  AND k.conkey = ARRAY[a.attnum]),
+                   format('%I does not reference %s', tt.tcol, (SELECT tenant_table FROM ctx)),
+                   format('ALTER TABLE %s ADD FOREIGN KEY (%I) REFERENCES %s (%I) ON DELETE CASCADE;',
+                          tt.qname, tt.tcol, (SELECT tenant_table FROM ctx), $5::text),
+                   NULL::text
+              FROM tt WHERE tt.oid::int8 <> $4
+             ORDER BY 1"),
+    },
+    Check {
+        id: "fk.tenant_not_cascade",
+        title: "Deleting a tenant deletes its data (ON DELETE CASCADE)",
+        severity: Severity::Medium,
+        why: "Without CASCADE a tenant cannot be deleted cleanly, and the workarounds (nulling, detaching) leave data that no tenant owns.",
+        sql: tt!("
+            SELECT format('%s (%I)', tt.qname, k.conname), k.confdeltype <> 'c',
+                   format('the tenant foreign key is ON DELETE %s',
+                          CASE k.confdeltype WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT'
+                               WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' ELSE 'CASCADE' END),
+                   format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES %s (%I) ON DELETE CASCADE;',
+                          tt.qname, k.conname, k.conname, tt.tcol, (SELECT tenant_table FROM ctx), $5::text),
+                   NULL::text
+              FROM tt
+              JOIN pg_attribute a ON a.attrelid = tt.oid AND a.attname = tt.tcol
+              JOIN pg_constraint k ON k.conrelid = tt.oid AND k.contype = 'f' AND k.confrelid::int8 = $4
+                                  AND k.conkey = ARRAY[a.attnum]
+             WHERE tt.oid::int8 <> $4
+             ORDER BY 1"),
+    },
+    Check {
+        id: "fk.cross_tenant",
+        title: "Foreign keys between tenant tables include the tenant column",
+        severity: Severity::High,
+        why: "A foreign key on the id alone lets a row of one tenant point at a row of another; including the tenant column makes that impossible.",
+        sql: tt!("
+            SELECT format('%s (%I)', ch.qname, k.conname),
+                   NOT EXISTS (SELECT 1 FROM generate_subscripts(k.conkey, 1) i
+                                WHERE k.conkey[i] = (SELECT attnum FROM pg_attribute WHERE attrelid = ch.oid AND attname = ch.tcol)
+                                  AND k.confkey[i] = (SELECT attnum FROM pg_attribute WHERE attrelid = pa.oid AND attname = pa.tcol)),
+                   format('references %s without the tenant column: a row can point into another tenant', pa.qname),
+                   format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I FOREIGN KEY (%I, %s) REFERENCES %s (%I, %s); -- needs UNIQUE (%I, %s) on %s',
+                          ch.qname, k.conname, k.conname, ch.tcol,
+                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
+                             JOIN pg_attribute a ON a.attrelid = ch.oid AND a.attnum = u.n),
+                          pa.qname, pa.tcol,
+                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
+                             JOIN pg_attribute a ON a.attrelid = pa.oid AND a.attnum = u.n),
+                          pa.tcol,
+                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
+                             JOIN pg_attribute a ON a.attrelid = pa.oid AND a.attnum = u.n),
+                          pa.qname),
+                   NULL::text
+              FROM pg_constraint k JOIN tt ch ON ch.oid = k.conrelid JOIN tt pa ON pa.oid = k.confrelid
+             WHERE k.contype = 'f'
+             ORDER BY 1"),
+    },
+    Check {
+        id: "rls.disabled",
+        title: "Row level security is enabled",
+        severity: Severity::Critical,
+        why: "Without RLS the database does not isolate tenants at all: one missing WHERE in the application leaks every tenant's rows.",
+        sql: tt!("
+            SELECT tt.qname, NOT tt.relrowsecurity, 'row level security is disabled',
+                   format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY; ALTER TABLE %s FORCE ROW LEVEL SECURITY;', tt.qname, tt.qname),
+                   NULL::text
+              FROM tt ORDER BY 1"),
+    },
+    Check {
+        id: "rls.not_forced",
+        title: "Row level security is forced",
+        severity: Severity::High,
+        why: "The table's owner bypasses RLS unless it is forced: any connection or SECURITY DEFINER function running as the owner sees every tenant.",
+        sql: tt!("
+            SELECT tt.qname, NOT tt.relforcerowsecurity, 'row level security is enabled but not forced',
+                   format('ALTER TABLE %s FORCE ROW LEVEL SECURITY;', tt.qname), NULL::text
+              FROM tt WHERE tt.relrowsecurity ORDER BY 1"),
+    },
+    Check {
+        id: "rls.no_policy",
+        title: "Tables with RLS have at least one policy",
+        severity: Severity::Medium,
+        why: "With RLS and no policy every query returns nothing: someone will 'fix' it with a USING (true) policy or by disabling RLS.",
+        sql: tt!("
+            SELECT tt.qname, NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tt.oid),
+                   'row level security is enabled but the table has no policy',
+                   format('CREATE POLICY tenant_isolation ON %s USING (%I = (select <current tenant>)) WITH CHECK (%I = (select <current tenant>));',
+                          tt.qname, tt.tcol, tt.tcol),
+                   NULL::text
+              FROM tt WHERE tt.relrowsecurity ORDER BY 1"),
+    },
+    Check {
+        id: "rls.always_true",
+        title: "No policy on tenant data is USING (true) or WITH CHECK (true)",
+        severity: Severity::Critical,
+        why: "A true policy is OR-ed with the others: every tenant reads (or writes) every other tenant's rows, whatever the other policies say.",
+        sql: concat!(tt!(""), ",
+  pol AS (
+    SELECT tt.qname, format('%s policy %I', tt.qname, p.polname) AS object, p.polname,
+           coalesce(pg_get_expr(p.polqual, p.polrelid), '') AS qual,
+           coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') AS wcheck
+      FROM pg_policy p JOIN tt ON tt.oid = p.polrelid)
+            SELECT object, btrim(qual, ' ()') = 'true' OR btrim(wcheck, ' ()') = 'true',
+                   CASE WHEN btrim(qual, ' ()') = 'true' THEN 'USING (true): every row is visible to every tenant'
+                        ELSE 'WITH CHECK (true): any tenant can write rows of any tenant' END,
+                   format('DROP POLICY %I ON %s; -- and rely on the tenant policy', polname, qname),
+                   NULL::text
+              FROM pol ORDER BY 1"),
+    },
+    Check {
+        id: "rls.user_metadata",
+        title: "No policy reads user-editable metadata",
+        severity: Severity::High,
+        why: "user_metadata (raw_user_meta_data) is written by the user: a policy that trusts it lets a user name the tenant they read.",
+        sql: concat!(tt!(""), policies!(), "
+            SELECT object, (qual || wcheck) ~* '(user_metadata|raw_user_meta_data)',
+                   'the policy reads user_metadata, which the user can edit',
+                   format('-- read the tenant from app_metadata or a membership table instead; then: ALTER POLICY %I ON %s USING (...);', polname, qname),
+                   NULL::text
+              FROM pol ORDER BY 1"),
+    },
+    Check {
+        id: "rls.unwrapped_function",
+        title: "Tenant functions in policies are wrapped in (select …)",
+        severity: Severity::Low,
+        why: "Unwrapped, the function runs once per row instead of once per statement: large scans get slower by orders of magnitude.",
+        sql: concat!(tt!(""), policies!(), "
+            SELECT object,
+                   regexp_replace(qual || ' ' || wcheck,
+                                  '\\( SELECT (?:[^()]|\\((?:[^()]|\\([^()]*\\))*\\))*\\)', '', 'g')
+                     ~* '(\\m(app|auth)\\.[a-z_0-9]+\\(|\\mcurrent_setting\\()',
+                   'a tenant function is called per row (not wrapped in (select ...))',
+                   format('-- wrap the call, e.g. org_id = (select app.current_org_id()); then ALTER POLICY %I ON %s ...;', polname, qname),
+                   NULL::text
+              FROM pol ORDER BY 1"),
+    },
+    Check {
+        id: "rls.overlapping_permissive",
+        title: "No two permissive policies overlap for the same command and role",
+        severity: Severity::Medium,
+        why: "Permissive policies are OR-ed: the weaker one wins, so a broad policy added later silently widens a strict one.",
+        sql: concat!(tt!(""), policies!(), "
+            SELECT tt.qname,
+                   o.pairs IS NOT NULL,
+                   'overlapping permissive policies: ' || o.pairs,
+                   format('-- merge them into one policy, or make the extra ones AS RESTRICTIVE, on %s', tt.qname),
+                   NULL::text
+              FROM tt
+              LEFT JOIN (
+                SELECT a.relid, string_agg(format('%I and %I', a.polname, b.polname), ', ' ORDER BY a.polname, b.polname) AS pairs
+                  FROM pol a JOIN pol b ON a.relid = b.relid AND a.polname < b.polname
+                 WHERE a.polpermissive AND b.polpermissive
+                   AND (a.polcmd = b.polcmd OR a.polcmd = '*' OR b.polcmd = '*')
+                   AND (a.polroles && b.polroles OR 0::oid = ANY(a.polroles) OR 0::oid = ANY(b.polroles))
+                 GROUP BY a.relid) o ON o.relid = tt.oid
+             WHERE EXISTS (SELECT 1 FROM pol WHERE pol.relid = tt.oid)
+             ORDER BY 1"),
+    },
+    Check {
+        id: "rls.missing_with_check",
+        title: "INSERT and UPDATE policies have a WITH CHECK",
+        severity: Severity::Medium,
+        why: "Without WITH CHECK the rows written are checked only by the USING expression, or (INSERT) not at all: rows can be moved or written into another tenant.",
+        sql: concat!(tt!(""), policies!(), "
+            SELECT object, no_check,
+                   CASE polcmd WHEN 'a' THEN 'an INSERT policy without WITH CHECK'
+                               WHEN 'w' THEN 'an UPDATE policy without WITH CHECK'
+                               ELSE 'a FOR ALL policy without WITH CHECK (USING is reused for new rows)' END,
+                   format('ALTER POLICY %I ON %s WITH CHECK (...); -- the same tenant condition as USING', polname, qname),
+                   CASE WHEN polcmd = 'a' THEN 'high' END
+              FROM pol WHERE polcmd IN ('a', 'w', '*') ORDER BY 1"),
+    },
+    Check {
+        id: "index.tenant_leading",
+        title: "Every tenant table has an index leading with the tenant column",
+        severity: Severity::Medium,
+        why: "Every tenant query filters on the tenant column (and so does RLS): without an index each one scans the whole table, all tenants included.",
+        sql: tt!("
+            SELECT tt.qname,
+                   NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = tt.oid AND a.attname = tt.tcol
+                                WHERE i.indrelid = tt.oid AND i.indkey[0] = a.attnum),
+                   format('no index leads with %I', tt.tcol),
+                   format('CREATE INDEX ON %s (%I);', tt.qname, tt.tcol),
+                   NULL::text
+              FROM tt ORDER BY 1"),
+    },
+    Check {
+        id: "index.fk_unindexed",
+        title: "Every foreign key has a supporting index",
+        severity: Severity::Low,
+        why: "Deleting or updating a referenced row (a tenant included, by cascade) scans the referencing table once per row without an index.",
+        sql: tt!("
+            SELECT format('%I.%I (%I)', n.nspname, c.relname, k.conname),
+                   NOT EXISTS (
+                     SELECT 1 FROM pg_index i, LATERAL (SELECT i.indkey::int2[] AS cols) x
+                      WHERE i.indrelid = c.oid
+                        AND cardinality(x.cols) >= cardinality(k.conkey)
+                        AND x.cols[array_lower(x.cols, 1):array_lower(x.cols, 1) + cardinality(k.conkey) - 1] @> k.conkey
+                        AND x.cols[array_lower(x.cols, 1):array_lower(x.cols, 1) + cardinality(k.conkey) - 1] <@ k.conkey),
+                   'the foreign key has no index on its columns',
+                   format('CREATE INDEX ON %I.%I (%s);', n.nspname, c.relname,
+                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
+                             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.n)),
+                   NULL::text
+              FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE k.contype = 'f' AND n.nspname = ANY($1) AND c.relkind IN ('r', 'p')
+             ORDER BY 1"),
+    },
+    Check {
+        id: "bypass.view_definer",
+        title: "Views run with the caller's rights (security_invoker)",
+        severity: Severity::High,
+        why: "A view runs as its owner unless security_invoker is set: RLS of the owner (usually unforced or bypassed) applies, not the caller's, so the view shows every tenant.",
+        sql: tt!("
+            SELECT format('%I.%I', n.nspname, c.relname),
+                   NOT EXISTS (SELECT 1 FROM unnest(coalesce(c.reloptions, '{}')) o
+                                WHERE lower(o) IN ('security_invoker=true', 'security_invoker=on', 'security_invoker=1', 'security_invoker=yes')),
+                   'the view runs with its owner''s rights (no security_invoker)',
+                   format('ALTER VIEW %I.%I SET (security_invoker = true);', n.nspname, c.relname),
+                   NULL::text
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = ANY($1) AND c.relkind = 'v'
+             ORDER BY 1"),
+    },
+    Check {
+        id: "bypass.definer_search_path",
+        title: "SECURITY DEFINER functions have a fixed search_path",
+        severity: Severity::High,
+        why: "A SECURITY DEFINER function resolves names through the caller's search_path: a caller can plant an object it calls and run code with the owner's rights.",
+        sql: tt!("
+            SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+                   NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) s WHERE s LIKE 'search_path=%'),
+                   'SECURITY DEFINER without SET search_path',
+                   format('ALTER FUNCTION %I.%I(%s) SET search_path = pg_catalog, pg_temp;',
+                          n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+                   NULL::text
+              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.prosecdef
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                                  AND d.objid = p.oid AND d.deptype = 'e')
+             ORDER BY 1"),
+    },
+    Check {
+        id: "bypass.matview",
+        title: "No materialized view of tenant data",
+        severity: Severity::High,
+        why: "A materialized view has no row level security: whoever can select from it reads the rows of every tenant it stored.",
+        sql: tt!("
+            SELECT format('%I.%I', n.nspname, c.relname),
+                   EXISTS (SELECT 1 FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                            WHERE r.ev_class = c.oid AND d.refobjid::int8 = ANY($2)),
+                   'a materialized view of tenant data (no RLS applies to it)',
+                   format('DROP MATERIALIZED VIEW %I.%I; -- or REVOKE ALL ON %I.%I FROM PUBLIC and every application role',
+                          n.nspname, c.relname, n.nspname, c.relname),
+                   NULL::text
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = ANY($1) AND c.relkind = 'm'
+             ORDER BY 1"),
+    },
+    Check {
+        id: "roles.bypass_rls",
+        title: "Only the admin logs in with SUPERUSER or BYPASSRLS",
+        severity: Severity::Critical,
+        why: "A login role with SUPERUSER or BYPASSRLS ignores every policy: its credentials read every tenant.",
+        sql: tt!("
+            SELECT format('role %I', r.rolname), r.rolsuper OR r.rolbypassrls,
+                   format('login role with %s', concat_ws(' and ', CASE WHEN r.rolsuper THEN 'SUPERUSER' END,
+                                                               CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END)),
+                   format('ALTER ROLE %I NOSUPERUSER NOBYPASSRLS;', r.rolname),
+                   NULL::text
+              FROM pg_roles r
+             WHERE r.rolcanlogin AND NOT (r.rolname = ANY($7))
+             ORDER BY 1"),
+    },
+    Check {
+        id: "roles.app_owns_tables",
+        title: "Tenant tables are not owned by a login role",
+        severity: Severity::High,
+        why: "The owner bypasses unforced RLS and can disable or rewrite policies: the role the application logs in as must not own tenant tables.",
+        sql: tt!("
+            SELECT tt.qname, (r.rolname = $6 OR r.rolcanlogin) AND NOT (r.rolname = ANY($7)),
+                   format('owned by %I, a role that logs in', r.rolname),
+                   format('ALTER TABLE %s OWNER TO <a NOLOGIN owner role>;', tt.qname),
+                   NULL::text
+              FROM tt JOIN pg_roles r ON r.oid = tt.relowner ORDER BY 1"),
+    },
+    Check {
+        id: "grants.public",
+        title: "No privilege on tenant tables is granted to PUBLIC",
+        severity: Severity::High,
+        why: "PUBLIC is every role, present and future: a grant to it hands tenant data to roles nobody reviewed, and leaves only RLS in the way.",
+        sql: tt!("
+            SELECT tt.qname, EXISTS (SELECT 1 FROM aclexplode(tt.relacl) a WHERE a.grantee = 0),
+                   'privileges granted to PUBLIC',
+                   format('REVOKE ALL ON %s FROM PUBLIC;', tt.qname),
+                   NULL::text
+              FROM tt ORDER BY 1"),
+    },
+];
+
+/// The per-table row counts (one query per tenant table by nature).
+pub const NULL_ROWS: (&str, &str, Severity) = (
+    "tenant.null_rows",
+    "Rows whose tenant is NULL (orphans) belong to nobody and leak through any path that bypasses RLS.",
+    Severity::High,
+);
+pub const DANGLING_ROWS: (&str, &str, Severity) = (
+    "tenant.dangling_rows",
+    "Rows whose tenant does not exist are left-overs of a deleted tenant, or rows written into a tenant that never was.",
+    Severity::High,
+);
+pub const CROSS_ROWS: (&str, &str, Severity) = (
+    "fk.cross_tenant_rows",
+    "Rows that already point into another tenant: data of one tenant is linked to (and often shown with) another's.",
+    Severity::Critical,
+);
+
+/// Foreign keys between two tenant tables that lack the tenant column: for counting the rows
+/// that already cross tenants.
+pub const CROSS_FKS: &str = tt!("
+    SELECT format('%s (%I)', ch.qname, k.conname), ch.qname, pa.qname, ch.tcol, pa.tcol,
+           (SELECT array_agg(a.attname::text ORDER BY u.o) FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
+              JOIN pg_attribute a ON a.attrelid = ch.oid AND a.attnum = u.n),
+           (SELECT array_agg(a.attname::text ORDER BY u.o) FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
+              JOIN pg_attribute a ON a.attrelid = pa.oid AND a.attnum = u.n)
+      FROM pg_constraint k JOIN tt ch ON ch.oid = k.conrelid JOIN tt pa ON pa.oid = k.confrelid
+     WHERE k.contype = 'f'
+       AND NOT EXISTS (SELECT 1 FROM generate_subscripts(k.conkey, 1) i
+                        WHERE k.conkey[i] = (SELECT attnum FROM pg_attribute WHERE attrelid = ch.oid AND attname = ch.tcol)
+                          AND k.confkey[i] = (SELECT attnum FROM pg_attribute WHERE attrelid = pa.oid AND attname = pa.tcol))
+     ORDER BY 1");
+
+/// The tenant tables for the counts, and the summary numbers.
+pub const TENANT_TABLES: &str = tt!("
+    SELECT tt.qname, tt.tcol, tt.oid::int8 = $4, tt.relrowsecurity, tt.relforcerowsecurity,
+           EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tt.oid)
+      FROM tt ORDER BY 1");
