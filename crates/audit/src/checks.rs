@@ -35,7 +35,7 @@ macro_rules! tt {
 }
 
 /// A policy's expressions as text, and whether it calls a tenant function outside a
-/// `(SELECT …)` wrapper (nested parentheses up to two levels are understood).
+/// `(SELECT …)` wrapper (nested parentheses up to three levels deep are understood).
 macro_rules! policies {
     () => {
         ",
@@ -218,7 +218,7 @@ pub const CHECKS: &[Check] = &[
         sql: concat!(tt!(""), policies!(), "
             SELECT object,
                    regexp_replace(qual || ' ' || wcheck,
-                                  '\\( SELECT (?:[^()]|\\((?:[^()]|\\([^()]*\\))*\\))*\\)', '', 'g')
+                                  '\\( SELECT (?:[^()]|\\((?:[^()]|\\((?:[^()]|\\([^()]*\\))*\\))*\\))*\\)', '', 'g')
                      ~* '(\\m(app|auth)\\.[a-z_0-9]+\\(|\\mcurrent_setting\\()',
                    'a tenant function is called per row (not wrapped in (select ...))',
                    format('-- wrap the call, e.g. org_id = (select app.current_org_id()); then ALTER POLICY %I ON %s ...;', polname, qname),
