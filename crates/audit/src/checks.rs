@@ -14,6 +14,9 @@ pub struct Check {
     pub severity: Severity,
     pub why: &'static str,
     pub sql: &'static str,
+    /// For checks that need more than SQL can say: given the row's message column (then the
+    /// text to analyse), whether the row really fails.
+    pub refine: Option<fn(&str) -> bool>,
 }
 
 /// The tenant tables with their tenant column (the tenant table's key for the tenant table).
@@ -34,8 +37,7 @@ macro_rules! tt {
     };
 }
 
-/// A policy's expressions as text, and whether it calls a tenant function outside a
-/// `(SELECT …)` wrapper (nested parentheses up to three levels deep are understood).
+/// A policy's expressions as text.
 macro_rules! policies {
     () => {
         ",
@@ -67,6 +69,7 @@ pub const CHECKS: &[Check] = &[
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND NOT (c.oid::int8 = ANY($2))
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "tenant.nullable_column",
@@ -80,6 +83,7 @@ pub const CHECKS: &[Check] = &[
                    NULL::text
               FROM tt JOIN pg_attribute a ON a.attrelid = tt.oid AND a.attname = tt.tcol AND NOT a.attisdropped
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "fk.tenant_missing",
@@ -98,6 +102,7 @@ pub const CHECKS: &[Check] = &[
                    NULL::text
               FROM tt WHERE tt.oid::int8 <> $4
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "fk.tenant_not_cascade",
@@ -118,6 +123,7 @@ pub const CHECKS: &[Check] = &[
                                   AND k.conkey = ARRAY[a.attnum]
              WHERE tt.oid::int8 <> $4
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "fk.cross_tenant",
@@ -145,6 +151,7 @@ pub const CHECKS: &[Check] = &[
               FROM pg_constraint k JOIN tt ch ON ch.oid = k.conrelid JOIN tt pa ON pa.oid = k.confrelid
              WHERE k.contype = 'f'
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "rls.disabled",
@@ -156,6 +163,7 @@ pub const CHECKS: &[Check] = &[
                    format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY; ALTER TABLE %s FORCE ROW LEVEL SECURITY;', tt.qname, tt.qname),
                    NULL::text
               FROM tt ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "rls.not_forced",
@@ -166,6 +174,7 @@ pub const CHECKS: &[Check] = &[
             SELECT tt.qname, NOT tt.relforcerowsecurity, 'row level security is enabled but not forced',
                    format('ALTER TABLE %s FORCE ROW LEVEL SECURITY;', tt.qname), NULL::text
               FROM tt WHERE tt.relrowsecurity ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "rls.no_policy",
@@ -179,6 +188,7 @@ pub const CHECKS: &[Check] = &[
                           tt.qname, tt.tcol, tt.tcol),
                    NULL::text
               FROM tt WHERE tt.relrowsecurity ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "rls.always_true",
@@ -197,6 +207,7 @@ pub const CHECKS: &[Check] = &[
                    format('DROP POLICY %I ON %s; -- and rely on the tenant policy', polname, qname),
                    NULL::text
               FROM pol ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "rls.user_metadata",
@@ -209,6 +220,7 @@ pub const CHECKS: &[Check] = &[
                    format('-- read the tenant from app_metadata or a membership table instead; then: ALTER POLICY %I ON %s USING (...);', polname, qname),
                    NULL::text
               FROM pol ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "rls.unwrapped_function",
@@ -216,14 +228,12 @@ pub const CHECKS: &[Check] = &[
         severity: Severity::Low,
         why: "Unwrapped, the function runs once per row instead of once per statement: large scans get slower by orders of magnitude.",
         sql: concat!(tt!(""), policies!(), "
-            SELECT object,
-                   regexp_replace(qual || ' ' || wcheck,
-                                  '\\( SELECT (?:[^()]|\\((?:[^()]|\\((?:[^()]|\\([^()]*\\))*\\))*\\))*\\)', '', 'g')
-                     ~* '(\\m(app|auth)\\.[a-z_0-9]+\\(|\\mcurrent_setting\\()',
-                   'a tenant function is called per row (not wrapped in (select ...))',
+            SELECT object, (qual || ' ' || wcheck) ~* '(\\m(app|auth)\\.[a-z_0-9]+\\(|\\mcurrent_setting\\()',
+                   qual || ' ' || wcheck,
                    format('-- wrap the call, e.g. org_id = (select app.current_org_id()); then ALTER POLICY %I ON %s ...;', polname, qname),
                    NULL::text
               FROM pol ORDER BY 1"),
+        refine: Some(calls_tenant_function_per_row),
     },
     Check {
         id: "rls.overlapping_permissive",
@@ -246,6 +256,7 @@ pub const CHECKS: &[Check] = &[
                  GROUP BY a.relid) o ON o.relid = tt.oid
              WHERE EXISTS (SELECT 1 FROM pol WHERE pol.relid = tt.oid)
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "rls.missing_with_check",
@@ -260,6 +271,7 @@ pub const CHECKS: &[Check] = &[
                    format('ALTER POLICY %I ON %s WITH CHECK (...); -- the same tenant condition as USING', polname, qname),
                    CASE WHEN polcmd = 'a' THEN 'high' END
               FROM pol WHERE polcmd IN ('a', 'w', '*') ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "index.tenant_leading",
@@ -274,6 +286,7 @@ pub const CHECKS: &[Check] = &[
                    format('CREATE INDEX ON %s (%I);', tt.qname, tt.tcol),
                    NULL::text
               FROM tt ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "index.fk_unindexed",
@@ -296,6 +309,7 @@ pub const CHECKS: &[Check] = &[
               FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE k.contype = 'f' AND n.nspname = ANY($1) AND c.relkind IN ('r', 'p')
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "bypass.view_definer",
@@ -312,6 +326,7 @@ pub const CHECKS: &[Check] = &[
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = ANY($1) AND c.relkind = 'v'
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "bypass.definer_search_path",
@@ -331,6 +346,7 @@ pub const CHECKS: &[Check] = &[
                AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                                   AND d.objid = p.oid AND d.deptype = 'e')
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "bypass.matview",
@@ -348,6 +364,7 @@ pub const CHECKS: &[Check] = &[
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = ANY($1) AND c.relkind = 'm'
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "roles.bypass_rls",
@@ -363,6 +380,7 @@ pub const CHECKS: &[Check] = &[
               FROM pg_roles r
              WHERE r.rolcanlogin AND NOT (r.rolname = ANY($7))
              ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "roles.app_owns_tables",
@@ -375,6 +393,7 @@ pub const CHECKS: &[Check] = &[
                    format('ALTER TABLE %s OWNER TO <a NOLOGIN owner role>;', tt.qname),
                    NULL::text
               FROM tt JOIN pg_roles r ON r.oid = tt.relowner ORDER BY 1"),
+        refine: None,
     },
     Check {
         id: "grants.public",
@@ -387,6 +406,7 @@ pub const CHECKS: &[Check] = &[
                    format('REVOKE ALL ON %s FROM PUBLIC;', tt.qname),
                    NULL::text
               FROM tt ORDER BY 1"),
+        refine: None,
     },
 ];
 
@@ -427,3 +447,87 @@ pub const TENANT_TABLES: &str = tt!("
     SELECT tt.qname, tt.tcol, tt.oid::int8 = $4, tt.relrowsecurity, tt.relforcerowsecurity,
            EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tt.oid)
       FROM tt ORDER BY 1");
+
+/// Whether a policy expression (as `pg_get_expr` prints it) calls a tenant function
+/// (`app.*`, `auth.*`, `current_setting`) outside any `( SELECT …)`: such a call is evaluated
+/// once per row instead of once per statement.
+pub fn calls_tenant_function_per_row(expr: &str) -> bool {
+    let b = expr.as_bytes();
+    let mut wrapped: Vec<bool> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\'' => {
+                // A string literal ('' is an escaped quote inside it).
+                i += 1;
+                while i < b.len() {
+                    if b[i] == b'\'' {
+                        if b.get(i + 1) == Some(&b'\'') {
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            b'(' => {
+                let rest = expr[i + 1..].trim_start();
+                let select = rest.len() >= 6 && rest[..6].eq_ignore_ascii_case("select");
+                wrapped.push(select);
+            }
+            b')' => {
+                wrapped.pop();
+            }
+            _ => {
+                let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.');
+                if boundary && !wrapped.iter().any(|w| *w) && tenant_call_at(&expr[i..]) {
+                    return true;
+                }
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn tenant_call_at(s: &str) -> bool {
+    let lower = s.get(..s.len().min(64)).unwrap_or("").to_ascii_lowercase();
+    if lower.starts_with("current_setting(") {
+        return true;
+    }
+    for schema in ["app.", "auth."] {
+        if let Some(rest) = lower.strip_prefix(schema) {
+            let name_len = rest
+                .bytes()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                .count();
+            return name_len > 0 && rest[name_len..].starts_with('(');
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::calls_tenant_function_per_row as per_row;
+
+    #[test]
+    fn wrapped_calls_are_once_per_statement() {
+        assert!(!per_row("(org_id = ( SELECT app.current_org_id() AS current_org_id))"));
+        assert!(!per_row(
+            "(tenant_id = ( SELECT (((auth.jwt() -> 'user_metadata'::text) ->> 'tenant_id'::text))::uuid AS uuid))"
+        ));
+        assert!(!per_row("(owner = ( SELECT auth.uid() AS uid)) "));
+        assert!(!per_row("(name = 'app.x()'::text)"));
+    }
+
+    #[test]
+    fn unwrapped_calls_are_per_row() {
+        assert!(per_row("(org_id = app.current_org_id())"));
+        assert!(per_row("(tenant_id = ((auth.jwt() ->> 'tenant_id'::text))::uuid)"));
+        assert!(per_row("(owner = auth.uid())"));
+        assert!(per_row("(org_id = (current_setting('app.org_id'::text))::uuid)"));
+        assert!(per_row("((a = ( SELECT 1 AS one)) AND (org_id = app.current_org_id()))"));
+    }
+}

@@ -280,6 +280,13 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
             query_ms: ms(started.elapsed()),
         };
         for (object, failed, message, fix, severity) in rows {
+            let (failed, message) = match check.refine {
+                Some(refine) => (
+                    failed && refine(message.as_deref().unwrap_or("")),
+                    Some("a tenant function is called per row (not wrapped in (select ...))".into()),
+                ),
+                None => (failed, message),
+            };
             if failed {
                 result.findings.push(Finding {
                     check: check.id.into(),

@@ -7,8 +7,19 @@ use voxanne_audit::{audit, markdown, Options, Report, Severity};
 async fn fixture() -> PgConnection {
     let (_url, options) = voxanne_testkit::empty_database_url().await;
     let mut admin = PgConnection::connect_with(&options).await.expect("admin");
+    let (roles, schema) = include_str!("fixture.sql")
+        .split_once("-- END ROLES")
+        .expect("the roles marker");
+    // Roles belong to the cluster, not the database: create them once, not concurrently.
+    static ROLES: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+    let mut created = ROLES.lock().await;
+    if !*created {
+        admin.execute(roles).await.expect("creating the fixture roles");
+        *created = true;
+    }
+    drop(created);
     admin
-        .execute(include_str!("fixture.sql"))
+        .execute(schema)
         .await
         .expect("loading the fixture schema");
     admin

@@ -10,6 +10,8 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fixture_bypass') THEN
         CREATE ROLE fixture_bypass LOGIN BYPASSRLS; END IF;
 END $$;
+-- The roles above belong to the cluster: the test creates them once per process.
+-- END ROLES
 
 CREATE SCHEMA auth;
 CREATE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE
