@@ -480,7 +480,8 @@ pub fn calls_tenant_function_per_row(expr: &str) -> bool {
                 wrapped.pop();
             }
             _ => {
-                let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.');
+                let boundary = i == 0
+                    || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.');
                 if boundary && !wrapped.iter().any(|w| *w) && tenant_call_at(&expr[i..]) {
                     return true;
                 }
@@ -514,7 +515,9 @@ mod tests {
 
     #[test]
     fn wrapped_calls_are_once_per_statement() {
-        assert!(!per_row("(org_id = ( SELECT app.current_org_id() AS current_org_id))"));
+        assert!(!per_row(
+            "(org_id = ( SELECT app.current_org_id() AS current_org_id))"
+        ));
         assert!(!per_row(
             "(tenant_id = ( SELECT (((auth.jwt() -> 'user_metadata'::text) ->> 'tenant_id'::text))::uuid AS uuid))"
         ));
@@ -525,9 +528,15 @@ mod tests {
     #[test]
     fn unwrapped_calls_are_per_row() {
         assert!(per_row("(org_id = app.current_org_id())"));
-        assert!(per_row("(tenant_id = ((auth.jwt() ->> 'tenant_id'::text))::uuid)"));
+        assert!(per_row(
+            "(tenant_id = ((auth.jwt() ->> 'tenant_id'::text))::uuid)"
+        ));
         assert!(per_row("(owner = auth.uid())"));
-        assert!(per_row("(org_id = (current_setting('app.org_id'::text))::uuid)"));
-        assert!(per_row("((a = ( SELECT 1 AS one)) AND (org_id = app.current_org_id()))"));
+        assert!(per_row(
+            "(org_id = (current_setting('app.org_id'::text))::uuid)"
+        ));
+        assert!(per_row(
+            "((a = ( SELECT 1 AS one)) AND (org_id = app.current_org_id()))"
+        ));
     }
 }

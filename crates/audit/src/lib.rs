@@ -283,7 +283,9 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
             let (failed, message) = match check.refine {
                 Some(refine) => (
                     failed && refine(message.as_deref().unwrap_or("")),
-                    Some("a tenant function is called per row (not wrapped in (select ...))".into()),
+                    Some(
+                        "a tenant function is called per row (not wrapped in (select ...))".into(),
+                    ),
                 ),
                 None => (failed, message),
             };
@@ -309,7 +311,15 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
         .fetch_all(&mut *conn)
         .await
         .map_err(ctx("listing the tenant tables"))?;
-    type FkRow = (String, String, String, String, String, Vec<String>, Vec<String>);
+    type FkRow = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Vec<String>,
+        Vec<String>,
+    );
     let cross: Vec<FkRow> = bind(sqlx::query_as(checks::CROSS_FKS), &params)
         .fetch_all(&mut *conn)
         .await

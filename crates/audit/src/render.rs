@@ -76,17 +76,15 @@ pub fn markdown(report: &Report) -> String {
             format!("{} failed", check.findings.len())
         };
         let _ = writeln!(out, "## `{}`: {} ({status})\n", check.id, check.title);
-        let _ = writeln!(
-            out,
-            "Severity {}. {}\n",
-            check.severity.as_str(),
-            check.why
-        );
+        let _ = writeln!(out, "Severity {}. {}\n", check.severity.as_str(), check.why);
         if check.findings.is_empty() && check.passed.is_empty() {
             let _ = writeln!(out, "Nothing to check.\n");
             continue;
         }
-        let _ = writeln!(out, "| Result | Object | Problem | Fix |\n| --- | --- | --- | --- |");
+        let _ = writeln!(
+            out,
+            "| Result | Object | Problem | Fix |\n| --- | --- | --- | --- |"
+        );
         for f in &check.findings {
             let _ = writeln!(
                 out,

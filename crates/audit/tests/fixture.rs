@@ -14,7 +14,10 @@ async fn fixture() -> PgConnection {
     static ROLES: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
     let mut created = ROLES.lock().await;
     if !*created {
-        admin.execute(roles).await.expect("creating the fixture roles");
+        admin
+            .execute(roles)
+            .await
+            .expect("creating the fixture roles");
         *created = true;
     }
     drop(created);
@@ -44,28 +47,84 @@ async fn report() -> Report {
 /// Every check of the audit, with the object planted for it and the severity expected.
 const PLANTED: &[(&str, &str, Severity)] = &[
     ("tenant.missing_column", "public.audit_log", Severity::High),
-    ("tenant.nullable_column", "public.t_nullable", Severity::High),
+    (
+        "tenant.nullable_column",
+        "public.t_nullable",
+        Severity::High,
+    ),
     ("tenant.null_rows", "public.t_nullable", Severity::High),
     ("fk.tenant_missing", "public.t_no_fk", Severity::High),
     ("tenant.dangling_rows", "public.t_no_fk", Severity::High),
-    ("fk.tenant_not_cascade", "public.t_restrict (t_restrict_tenant_id_fkey)", Severity::Medium),
-    ("fk.cross_tenant", "public.t_cross (t_cross_parent_fkey)", Severity::High),
-    ("fk.cross_tenant_rows", "public.t_cross (t_cross_parent_fkey)", Severity::Critical),
+    (
+        "fk.tenant_not_cascade",
+        "public.t_restrict (t_restrict_tenant_id_fkey)",
+        Severity::Medium,
+    ),
+    (
+        "fk.cross_tenant",
+        "public.t_cross (t_cross_parent_fkey)",
+        Severity::High,
+    ),
+    (
+        "fk.cross_tenant_rows",
+        "public.t_cross (t_cross_parent_fkey)",
+        Severity::Critical,
+    ),
     ("rls.disabled", "public.t_rls_off", Severity::Critical),
     ("rls.not_forced", "public.t_not_forced", Severity::High),
     ("rls.no_policy", "public.t_no_policy", Severity::Medium),
-    ("rls.always_true", "public.t_true policy open", Severity::Critical),
-    ("rls.user_metadata", "public.t_metadata policy by_metadata", Severity::High),
-    ("rls.unwrapped_function", "public.t_unwrapped policy per_row", Severity::Low),
-    ("rls.overlapping_permissive", "public.t_overlap", Severity::Medium),
-    ("rls.missing_with_check", "public.t_no_check policy no_check", Severity::Medium),
-    ("index.tenant_leading", "public.t_no_index", Severity::Medium),
-    ("index.fk_unindexed", "public.t_fk_noidx (t_fk_noidx_item_fkey)", Severity::Low),
+    (
+        "rls.always_true",
+        "public.t_true policy open",
+        Severity::Critical,
+    ),
+    (
+        "rls.user_metadata",
+        "public.t_metadata policy by_metadata",
+        Severity::High,
+    ),
+    (
+        "rls.unwrapped_function",
+        "public.t_unwrapped policy per_row",
+        Severity::Low,
+    ),
+    (
+        "rls.overlapping_permissive",
+        "public.t_overlap",
+        Severity::Medium,
+    ),
+    (
+        "rls.missing_with_check",
+        "public.t_no_check policy no_check",
+        Severity::Medium,
+    ),
+    (
+        "index.tenant_leading",
+        "public.t_no_index",
+        Severity::Medium,
+    ),
+    (
+        "index.fk_unindexed",
+        "public.t_fk_noidx (t_fk_noidx_item_fkey)",
+        Severity::Low,
+    ),
     ("bypass.view_definer", "public.v_definer", Severity::High),
-    ("bypass.definer_search_path", "public.leak()", Severity::High),
+    (
+        "bypass.definer_search_path",
+        "public.leak()",
+        Severity::High,
+    ),
     ("bypass.matview", "public.mv_items", Severity::High),
-    ("roles.bypass_rls", "role fixture_bypass", Severity::Critical),
-    ("roles.app_owns_tables", "public.t_app_owned", Severity::High),
+    (
+        "roles.bypass_rls",
+        "role fixture_bypass",
+        Severity::Critical,
+    ),
+    (
+        "roles.app_owns_tables",
+        "public.t_app_owned",
+        Severity::High,
+    ),
     ("grants.public", "public.t_public", Severity::High),
 ];
 
@@ -123,10 +182,10 @@ async fn the_clean_objects_beside_them_are_not_flagged() {
     // ...and they were looked at: each is in the passed list of some check.
     for c in clean {
         assert!(
-            report
-                .checks
+            report.checks.iter().any(|r| r
+                .passed
                 .iter()
-                .any(|r| r.passed.iter().any(|p| p == c || p.starts_with(&format!("{c} ")))),
+                .any(|p| p == c || p.starts_with(&format!("{c} ")))),
             "{c} was never checked"
         );
     }
@@ -163,9 +222,15 @@ async fn the_audit_leaves_the_database_unchanged() {
           FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
         UNION ALL SELECT polname || coalesce(pg_get_expr(polqual, polrelid), '') FROM pg_policy
         UNION ALL SELECT count(*)::text FROM t_cross) s";
-    let before: String = sqlx::query_scalar(snapshot).fetch_one(&mut admin).await.expect("before");
+    let before: String = sqlx::query_scalar(snapshot)
+        .fetch_one(&mut admin)
+        .await
+        .expect("before");
     audit(&mut admin, &options()).await.expect("audit");
-    let after: String = sqlx::query_scalar(snapshot).fetch_one(&mut admin).await.expect("after");
+    let after: String = sqlx::query_scalar(snapshot)
+        .fetch_one(&mut admin)
+        .await
+        .expect("after");
     assert_eq!(before, after);
     // The read-only transaction is over: the caller's connection is back to read-write.
     let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
@@ -189,19 +254,30 @@ async fn the_markdown_report_renders_a_summary_and_a_table_per_check() {
     let md = markdown(&report);
     assert!(md.starts_with("# Tenant isolation audit"), "{md}");
     assert!(md.contains("| Tables checked |"), "{md}");
-    assert!(md.contains("| RLS enabled / forced / with a policy |"), "{md}");
+    assert!(
+        md.contains("| RLS enabled / forced / with a policy |"),
+        "{md}"
+    );
     for check in &report.checks {
         let heading = format!("## `{}`", check.id);
-        let at = md.find(&heading).unwrap_or_else(|| panic!("no section {heading}"));
+        let at = md
+            .find(&heading)
+            .unwrap_or_else(|| panic!("no section {heading}"));
         let section = &md[at..];
         assert!(section.contains("| Result | Object | Problem | Fix |\n| --- | --- | --- | --- |"));
     }
     // Every table row has the same number of cells as its header (pipes in SQL are escaped).
-    for line in md.lines().filter(|l| l.starts_with("| FAIL") || l.starts_with("| pass")) {
+    for line in md
+        .lines()
+        .filter(|l| l.starts_with("| FAIL") || l.starts_with("| pass"))
+    {
         let cells = line.replace("\\|", "").matches('|').count();
         assert_eq!(cells, 5, "{line}");
     }
-    assert!(md.contains("| FAIL critical | `public.t_rls_off` |"), "{md}");
+    assert!(
+        md.contains("| FAIL critical | `public.t_rls_off` |"),
+        "{md}"
+    );
 }
 
 #[tokio::test]
@@ -218,10 +294,18 @@ async fn the_json_report_has_the_documented_shape() {
             assert!(f[key].is_string(), "{key} in {f}");
         }
         let sev = f["severity"].as_str().unwrap_or_default();
-        assert!(["critical", "high", "medium", "low"].contains(&sev), "{sev}");
+        assert!(
+            ["critical", "high", "medium", "low"].contains(&sev),
+            "{sev}"
+        );
         assert!(!f["fix"].as_str().unwrap_or_default().is_empty(), "{f}");
     }
-    for key in ["tables_checked", "tables_with_tenant_column", "rls_enabled", "rls_forced"] {
+    for key in [
+        "tables_checked",
+        "tables_with_tenant_column",
+        "rls_enabled",
+        "rls_forced",
+    ] {
         assert!(json["summary"][key].is_number(), "{key}");
     }
     for sev in ["critical", "high", "medium", "low"] {
