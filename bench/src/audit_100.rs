@@ -52,7 +52,9 @@ async fn main() {
             sql.push_str(&format!("CREATE INDEX ON t{i:03} (org_id, parent_id);\n"));
         }
     }
-    conn.execute(sql.as_str()).await.expect("building the schema");
+    conn.execute(sql.as_str())
+        .await
+        .expect("building the schema");
     conn.execute("ANALYZE").await.expect("analyze");
 
     let options = Options {
@@ -74,6 +76,12 @@ async fn main() {
         }
         if !report.findings.is_empty() {
             eprintln!("unexpected findings: {:#?}", report.findings);
+        }
+    }
+    if std::env::var_os("AUDIT_CHECK_TIMES").is_some() {
+        let report = audit(&mut conn, &options).await.expect("audit");
+        for c in &report.checks {
+            println!("{:>8.1} ms  {}", c.query_ms, c.id);
         }
     }
     catalog.sort_by(f64::total_cmp);

@@ -26,8 +26,10 @@ macro_rules! tt {
             "WITH tt AS (
                SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname) AS qname,
                       CASE WHEN c.oid::int8 = $4 THEN $5 ELSE $3 END AS tcol,
-                      c.relrowsecurity, c.relforcerowsecurity, c.relowner, c.relacl
+                      c.relrowsecurity, c.relforcerowsecurity, c.relowner, c.relacl, a.attnum AS tatt
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND NOT a.attisdropped
+                       AND a.attname = CASE WHEN c.oid::int8 = $4 THEN $5 ELSE $3 END
                 WHERE c.oid::int8 = ANY($2)),
              ctx AS (SELECT $1::text[] AS schemas, $6::text AS app_role, $7::text[] AS admins,
                             CASE WHEN $4 = 0 THEN NULL ELSE $4::oid::regclass::text END AS tenant_table)
@@ -48,6 +50,28 @@ macro_rules! policies {
            coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') AS wcheck,
            p.polwithcheck IS NULL AS no_check
       FROM pg_policy p JOIN tt ON tt.oid = p.polrelid)
+"
+    };
+}
+
+/// Foreign keys between two tenant tables, with both tenant columns. Straight from
+/// pg_constraint (joins by oid index): no join of the tenant-table CTE with itself, which the
+/// planner can turn quadratic.
+macro_rules! xfk {
+    () => {
+        ",
+  xfk AS (
+    SELECT k.conname, k.conkey, k.confkey, k.conrelid AS coid, k.confrelid AS poid,
+           format('%I.%I', cn.nspname, cc.relname) AS cq, format('%I.%I', pn.nspname, pc.relname) AS pq,
+           ca.attname::text AS ctcol, pa.attname::text AS ptcol, ca.attnum AS catt, pa.attnum AS patt
+      FROM pg_constraint k
+      JOIN pg_class cc ON cc.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+      JOIN pg_class pc ON pc.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+      JOIN pg_attribute ca ON ca.attrelid = k.conrelid AND NOT ca.attisdropped
+                          AND ca.attname = CASE WHEN k.conrelid::int8 = $4 THEN $5 ELSE $3 END
+      JOIN pg_attribute pa ON pa.attrelid = k.confrelid AND NOT pa.attisdropped
+                          AND pa.attname = CASE WHEN k.confrelid::int8 = $4 THEN $5 ELSE $3 END
+     WHERE k.contype = 'f' AND k.conrelid::int8 = ANY($2) AND k.confrelid::int8 = ANY($2))
 "
     };
 }
@@ -130,26 +154,24 @@ pub const CHECKS: &[Check] = &[
         title: "Foreign keys between tenant tables include the tenant column",
         severity: Severity::High,
         why: "A foreign key on the id alone lets a row of one tenant point at a row of another; including the tenant column makes that impossible.",
-        sql: tt!("
-            SELECT format('%s (%I)', ch.qname, k.conname),
-                   NOT EXISTS (SELECT 1 FROM generate_subscripts(k.conkey, 1) i
-                                WHERE k.conkey[i] = (SELECT attnum FROM pg_attribute WHERE attrelid = ch.oid AND attname = ch.tcol)
-                                  AND k.confkey[i] = (SELECT attnum FROM pg_attribute WHERE attrelid = pa.oid AND attname = pa.tcol)),
-                   format('references %s without the tenant column: a row can point into another tenant', pa.qname),
+        sql: concat!(tt!(""), xfk!(), "
+            SELECT format('%s (%I)', cq, conname),
+                   NOT EXISTS (SELECT 1 FROM generate_subscripts(conkey, 1) i
+                                WHERE conkey[i] = catt AND confkey[i] = patt),
+                   format('references %s without the tenant column: a row can point into another tenant', pq),
                    format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I FOREIGN KEY (%I, %s) REFERENCES %s (%I, %s); -- needs UNIQUE (%I, %s) on %s',
-                          ch.qname, k.conname, k.conname, ch.tcol,
-                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
-                             JOIN pg_attribute a ON a.attrelid = ch.oid AND a.attnum = u.n),
-                          pa.qname, pa.tcol,
-                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
-                             JOIN pg_attribute a ON a.attrelid = pa.oid AND a.attnum = u.n),
-                          pa.tcol,
-                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
-                             JOIN pg_attribute a ON a.attrelid = pa.oid AND a.attnum = u.n),
-                          pa.qname),
+                          cq, conname, conname, ctcol,
+                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(conkey) WITH ORDINALITY u(n, o)
+                             JOIN pg_attribute a ON a.attrelid = coid AND a.attnum = u.n),
+                          pq, ptcol,
+                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(confkey) WITH ORDINALITY u(n, o)
+                             JOIN pg_attribute a ON a.attrelid = poid AND a.attnum = u.n),
+                          ptcol,
+                          (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.o) FROM unnest(confkey) WITH ORDINALITY u(n, o)
+                             JOIN pg_attribute a ON a.attrelid = poid AND a.attnum = u.n),
+                          pq),
                    NULL::text
-              FROM pg_constraint k JOIN tt ch ON ch.oid = k.conrelid JOIN tt pa ON pa.oid = k.confrelid
-             WHERE k.contype = 'f'
+              FROM xfk
              ORDER BY 1"),
         refine: None,
     },
@@ -429,17 +451,15 @@ pub const CROSS_ROWS: (&str, &str, Severity) = (
 
 /// Foreign keys between two tenant tables that lack the tenant column: for counting the rows
 /// that already cross tenants.
-pub const CROSS_FKS: &str = tt!("
-    SELECT format('%s (%I)', ch.qname, k.conname), ch.qname, pa.qname, ch.tcol, pa.tcol,
-           (SELECT array_agg(a.attname::text ORDER BY u.o) FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
-              JOIN pg_attribute a ON a.attrelid = ch.oid AND a.attnum = u.n),
-           (SELECT array_agg(a.attname::text ORDER BY u.o) FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
-              JOIN pg_attribute a ON a.attrelid = pa.oid AND a.attnum = u.n)
-      FROM pg_constraint k JOIN tt ch ON ch.oid = k.conrelid JOIN tt pa ON pa.oid = k.confrelid
-     WHERE k.contype = 'f'
-       AND NOT EXISTS (SELECT 1 FROM generate_subscripts(k.conkey, 1) i
-                        WHERE k.conkey[i] = (SELECT attnum FROM pg_attribute WHERE attrelid = ch.oid AND attname = ch.tcol)
-                          AND k.confkey[i] = (SELECT attnum FROM pg_attribute WHERE attrelid = pa.oid AND attname = pa.tcol))
+pub const CROSS_FKS: &str = concat!(tt!(""), xfk!(), "
+    SELECT format('%s (%I)', cq, conname), cq, pq, ctcol, ptcol,
+           (SELECT array_agg(a.attname::text ORDER BY u.o) FROM unnest(conkey) WITH ORDINALITY u(n, o)
+              JOIN pg_attribute a ON a.attrelid = coid AND a.attnum = u.n),
+           (SELECT array_agg(a.attname::text ORDER BY u.o) FROM unnest(confkey) WITH ORDINALITY u(n, o)
+              JOIN pg_attribute a ON a.attrelid = poid AND a.attnum = u.n)
+      FROM xfk
+     WHERE NOT EXISTS (SELECT 1 FROM generate_subscripts(conkey, 1) i
+                        WHERE conkey[i] = catt AND confkey[i] = patt)
      ORDER BY 1");
 
 /// The tenant tables for the counts, and the summary numbers.
