@@ -5,10 +5,10 @@ use std::fmt::Write;
 
 /// The documented JSON shape (also in the README), checked by the tests.
 pub const JSON_SHAPE: &str = r#"{
-  "summary": { "database", "role", "counts_bypass_rls", "schemas", "tenant_table", "tenant_column",
-               "tables_checked", "tables_with_tenant_column", "rls_enabled", "rls_forced",
-               "with_policy", "findings": { "critical", "high", "medium", "low" },
-               "catalog_query_ms", "count_query_ms" },
+  "summary":  { "database", "role", "counts_bypass_rls", "schemas", "tenant_table", "tenant_column",
+                "tables_checked", "tables_with_tenant_column", "rls_enabled", "rls_forced",
+                "with_policy", "findings": { "critical", "high", "medium", "low" },
+                "catalog_query_ms", "count_query_ms" },
   "checks":   [ { "id", "title", "severity", "why", "passed": [object], "findings": [finding], "query_ms" } ],
   "findings": [ { "check", "severity", "object", "message", "fix" } ]
 }"#;

@@ -287,7 +287,20 @@ async fn the_json_report_has_the_documented_shape() {
     for key in ["summary", "checks", "findings"] {
         assert!(json.get(key).is_some(), "{key}");
     }
+    // Every key the JSON has is documented, and a finding has exactly the documented keys.
+    let documented = voxanne_audit::JSON_SHAPE;
+    for object in [&json["summary"], &json["checks"][0]] {
+        for key in object.as_object().expect("an object").keys() {
+            assert!(
+                documented.contains(&format!("\"{key}\"")),
+                "undocumented key {key}"
+            );
+        }
+    }
     let findings = json["findings"].as_array().expect("findings array");
+    for f in findings {
+        assert_eq!(f.as_object().map(|o| o.len()), Some(5), "{f}");
+    }
     assert_eq!(findings.len(), report.findings.len());
     for f in findings {
         for key in ["check", "severity", "object", "message", "fix"] {
@@ -333,4 +346,24 @@ async fn fail_on_thresholds_decide_the_exit_code() {
     assert_eq!(only_low.exit_code(Severity::High), 0);
     only_low.findings.clear();
     assert_eq!(only_low.exit_code(Severity::Low), 0);
+}
+
+#[tokio::test]
+async fn the_readme_documents_every_check_and_the_json_shape() {
+    let readme = include_str!("../../../README.md");
+    let report = report().await;
+    for check in &report.checks {
+        assert!(
+            readme.contains(&format!("| `{}` | {}", check.id, check.severity.as_str())),
+            "README lacks check {} ({})",
+            check.id,
+            check.severity.as_str()
+        );
+    }
+    for line in voxanne_audit::JSON_SHAPE.lines() {
+        assert!(
+            readme.contains(line.trim()),
+            "README lacks JSON shape line {line}"
+        );
+    }
 }
