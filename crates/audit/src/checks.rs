@@ -410,7 +410,7 @@ pub const CHECKS: &[Check] = &[
         severity: Severity::High,
         why: "The owner bypasses unforced RLS and can disable or rewrite policies: the role the application logs in as must not own tenant tables.",
         sql: tt!("
-            SELECT tt.qname, (r.rolname = $6 OR r.rolcanlogin) AND NOT (r.rolname = ANY($7)),
+            SELECT tt.qname, r.rolname = $6 OR (r.rolcanlogin AND NOT (r.rolname = ANY($7))),
                    format('owned by %I, a role that logs in', r.rolname),
                    format('ALTER TABLE %s OWNER TO <a NOLOGIN owner role>;', tt.qname),
                    NULL::text

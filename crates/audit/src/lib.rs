@@ -251,8 +251,11 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
     .fetch_one(&mut *conn)
     .await
     .map_err(ctx("counting tables"))?;
+    // The connecting role is the admin, unless it is the application's own role.
     let mut admins = options.admin_roles.clone();
-    admins.push(role.clone());
+    if role != options.app_role {
+        admins.push(role.clone());
+    }
     let params = Params {
         schemas: options.schemas.clone(),
         tenant_tables,
