@@ -10,7 +10,7 @@ use voxanne_db::embedded::{ClusterOptions, EmbeddedCluster, ADMIN_ROLE};
 use voxanne_db::migrate::{migrate, APP_ROLE};
 use voxanne_db::Db;
 
-const EMBEDDED_DATABASE: &str = "voxanne";
+pub const EMBEDDED_DATABASE: &str = "voxanne";
 
 pub struct Database {
     pub db: Db,

@@ -1,5 +1,6 @@
 //! `voxanne`: the command line. Thin on purpose; the work is in the library crates.
 
+mod audit;
 mod config;
 mod database;
 mod demo;
@@ -46,6 +47,9 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+    /// Verify tenant isolation in the database (read-only): a report, and exit 1 when a
+    /// finding reaches --fail-on, 2 when the audit could not run.
+    Audit(audit::AuditArgs),
     /// Organization provisioning.
     Org {
         #[command(subcommand)]
@@ -84,6 +88,9 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if let Command::Audit(args) = cli.command {
+        return audit::run(&cli.config, args).await;
+    }
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -97,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
     match cli.command {
         Command::Serve(args) => serve(&config, args).await,
+        Command::Audit(_) => anyhow::bail!("audit runs from main"),
         Command::Migrate => {
             let database = database::open(&config).await?;
             println!("migrations applied");
