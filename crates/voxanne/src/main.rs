@@ -31,6 +31,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (migrates first).
     Serve(ServeArgs),
+    /// Run the background jobs (recording ingest) until SIGTERM. Several may run at once.
+    Worker,
     /// Create the roles and apply pending migrations, then exit.
     Migrate,
     /// Mint a development JWT signed with the HS256 secret.
@@ -97,6 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
     match cli.command {
         Command::Serve(args) => serve(&config, args).await,
+        Command::Worker => worker(&config).await,
         Command::Migrate => {
             let database = database::open(&config).await?;
             println!("migrations applied");
@@ -200,22 +203,83 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         }
         println!("Voxanne is listening on http://{addr} (Ctrl-C to stop)");
         tracing::info!(%addr, "listening");
-        let storage = config.storage_dir();
-        std::fs::create_dir_all(&storage)
-            .with_context(|| format!("creating {}", storage.display()))?;
-        let recordings = object_store::local::LocalFileSystem::new_with_prefix(&storage)
-            .with_context(|| format!("opening the storage in {}", storage.display()))?;
+        let recordings = open_storage(config)?;
+        let metrics = Arc::new(voxanne_jobs::Metrics::default());
         let state = AppState {
             db: database.db.clone(),
             auth: Arc::new(auth),
-            recordings: Arc::new(recordings),
-            keyring,
+            recordings: recordings.clone(),
+            keyring: keyring.clone(),
+            metrics: metrics.clone(),
         };
-        voxanne_http::serve(listener, state, shutdown_signal()).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = if args.no_worker {
+            None
+        } else {
+            let worker = voxanne_jobs::Worker::new(
+                database.db.clone(),
+                recordings,
+                keyring,
+                voxanne_jobs::WorkerConfig::default(),
+                metrics,
+            )?;
+            let mut stopped = stopped.clone();
+            Some(tokio::spawn(worker.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })))
+        };
+        let mut server_stopped = stopped;
+        let signal = tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let served = voxanne_http::serve(listener, state, async move {
+            let _ = server_stopped.wait_for(|stop| *stop).await;
+        })
+        .await;
+        signal.abort();
+        if let Some(worker) = worker {
+            // Finishes the batch in flight.
+            let _ = worker.await;
+        }
+        served?;
         anyhow::Ok(())
     }
     .await;
     tracing::info!("shutting down");
+    database.shutdown().await;
+    result
+}
+
+/// The recordings' object store: a local directory (`VOXANNE_STORAGE_DIR`, default
+/// `<data dir>/objects`).
+fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
+    let storage = config.storage_dir();
+    std::fs::create_dir_all(&storage)
+        .with_context(|| format!("creating {}", storage.display()))?;
+    let recordings = object_store::local::LocalFileSystem::new_with_prefix(&storage)
+        .with_context(|| format!("opening the storage in {}", storage.display()))?;
+    Ok(Arc::new(recordings))
+}
+
+/// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batch in
+/// flight is finished first).
+async fn worker(config: &Config) -> anyhow::Result<()> {
+    let keyring = Arc::new(secret::encryption_keyring(config)?);
+    let database = database::open(config).await?;
+    let result = async {
+        let worker = voxanne_jobs::Worker::new(
+            database.db.clone(),
+            open_storage(config)?,
+            keyring,
+            voxanne_jobs::WorkerConfig::default(),
+            Arc::default(),
+        )?;
+        tracing::info!("recording worker started");
+        worker.run(shutdown_signal()).await;
+        anyhow::Ok(())
+    }
+    .await;
     database.shutdown().await;
     result
 }
