@@ -103,7 +103,11 @@ impl TenantTx {
 
     /// Gives a claimed job back to the queue untouched (graceful shutdown): the attempt it
     /// used is returned too.
-    pub async fn release_recording(&mut self, call_id: Uuid, attempt: i32) -> Result<bool, DbError> {
+    pub async fn release_recording(
+        &mut self,
+        call_id: Uuid,
+        attempt: i32,
+    ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
         let updated = sqlx::query(
             "UPDATE calls

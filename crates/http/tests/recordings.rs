@@ -21,8 +21,12 @@ struct Provider {
 }
 
 fn audio_for(path: &str) -> Vec<u8> {
-    let seed = path.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    (0..20_000u32).map(|i| (seed.wrapping_add(i) % 251) as u8).collect()
+    let seed = path
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (0..20_000u32)
+        .map(|i| (seed.wrapping_add(i) % 251) as u8)
+        .collect()
 }
 
 impl Provider {
@@ -33,7 +37,9 @@ impl Provider {
         let h = hits.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
                 let hits = h.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
@@ -62,11 +68,17 @@ impl Provider {
                     let response = if path.starts_with("/ok/") {
                         ok(&body)
                     } else if path.starts_with("/flaky/") {
-                        if n <= 2 { error } else { ok(&body) }
+                        if n <= 2 {
+                            error
+                        } else {
+                            ok(&body)
+                        }
                     } else if path.starts_with("/fail/") {
                         error
                     } else if path.starts_with("/truncate/") {
-                        let mut r = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n".to_vec();
+                        let mut r =
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n"
+                                .to_vec();
                         r.extend_from_slice(&body[..10]);
                         r
                     } else if path.starts_with("/slowok/") {
@@ -76,7 +88,8 @@ impl Provider {
                         tokio::time::sleep(Duration::from_secs(3)).await;
                         ok(&body)
                     } else {
-                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_vec()
                     };
                     let _ = socket.write_all(&response).await;
                     let _ = socket.shutdown().await;
@@ -105,9 +118,16 @@ fn config() -> WorkerConfig {
 }
 
 fn worker(app: &TestApp, config: WorkerConfig) -> Worker {
-    let store = object_store::local::LocalFileSystem::new_with_prefix(app.storage.path()).expect("store");
-    Worker::new(app.t.db.clone(), Arc::new(store), Arc::new(keyring()), config, Arc::new(Metrics::default()))
-        .expect("worker")
+    let store =
+        object_store::local::LocalFileSystem::new_with_prefix(app.storage.path()).expect("store");
+    Worker::new(
+        app.t.db.clone(),
+        Arc::new(store),
+        Arc::new(keyring()),
+        config,
+        Arc::new(Metrics::default()),
+    )
+    .expect("worker")
 }
 
 /// Runs rounds until the queue is empty (nothing claimed, nothing waiting for its backoff).
@@ -166,11 +186,13 @@ async fn queue(app: &TestApp, org: OrgId, urls: &[String]) -> Vec<Uuid> {
 
 async fn call_state(app: &TestApp, id: Uuid) -> (String, Option<String>, i32) {
     let mut admin = app.t.admin().await;
-    sqlx::query_as("SELECT recording_status, recording_path, recording_attempts FROM calls WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut admin)
-        .await
-        .expect("call")
+    sqlx::query_as(
+        "SELECT recording_status, recording_path, recording_attempts FROM calls WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut admin)
+    .await
+    .expect("call")
 }
 
 fn stored_files(app: &TestApp) -> Vec<String> {
@@ -180,7 +202,12 @@ fn stored_files(app: &TestApp) -> Vec<String> {
             if path.is_dir() {
                 walk(&path, root, out);
             } else {
-                out.push(path.strip_prefix(root).expect("prefix").to_string_lossy().into_owned());
+                out.push(
+                    path.strip_prefix(root)
+                        .expect("prefix")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
@@ -191,12 +218,18 @@ fn stored_files(app: &TestApp) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_to_their_clinic_only() {
+async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_to_their_clinic_only(
+) {
     let app = TestApp::spawn().await;
     let [a, b] = app.clinics().await;
     quiet_demo_queue(&app).await;
     let provider = Provider::spawn().await;
-    let a_calls = queue(&app, a.org, &[provider.url("ok", "a1"), provider.url("ok", "a2")]).await;
+    let a_calls = queue(
+        &app,
+        a.org,
+        &[provider.url("ok", "a1"), provider.url("ok", "a2")],
+    )
+    .await;
     let b_calls = queue(&app, b.org, &[provider.url("ok", "b1")]).await;
     let w = worker(&app, config());
     drain(&app, &w).await;
@@ -205,7 +238,10 @@ async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_
         for id in calls.iter() {
             let (status, path, attempts) = call_state(&app, *id).await;
             assert_eq!(status, "stored");
-            assert_eq!(path.as_deref(), Some(format!("{org}/recordings/{id}.wav").as_str()));
+            assert_eq!(
+                path.as_deref(),
+                Some(format!("{org}/recordings/{id}.wav").as_str())
+            );
             assert_eq!(attempts, 1);
         }
     }
@@ -218,8 +254,16 @@ async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_
         let client = app.client.clone();
         let url = format!("{}/api/v1/calls/{id}/recording", app.base);
         async move {
-            let r = client.get(url).bearer_auth(token).send().await.expect("get");
-            (r.status().as_u16(), r.bytes().await.expect("bytes").to_vec())
+            let r = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get");
+            (
+                r.status().as_u16(),
+                r.bytes().await.expect("bytes").to_vec(),
+            )
         }
     };
     let (status, bytes) = fetch(a_calls[0], a_token.clone()).await;
@@ -228,8 +272,16 @@ async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_
     let (status, bytes) = fetch(b_calls[0], b_token.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(bytes, audio_for("/ok/b1.wav"));
-    assert_eq!(fetch(a_calls[0], b_token).await.0, 404, "B reads A's recording");
-    assert_eq!(fetch(b_calls[0], a_token).await.0, 404, "A reads B's recording");
+    assert_eq!(
+        fetch(a_calls[0], b_token).await.0,
+        404,
+        "B reads A's recording"
+    );
+    assert_eq!(
+        fetch(b_calls[0], a_token).await.0,
+        404,
+        "A reads B's recording"
+    );
 }
 
 #[tokio::test]
@@ -245,18 +297,23 @@ async fn a_provider_that_fails_twice_then_succeeds_ends_stored_after_retries() {
     assert_eq!((status.as_str(), attempts), ("stored", 3));
     assert!(path.is_some());
     assert_eq!(provider.hits.lock().expect("lock")["/flaky/x.wav"], 3);
-    assert_eq!((w.metrics().retried.get(), w.metrics().processed.get()), (2, 1));
+    assert_eq!(
+        (w.metrics().retried.get(), w.metrics().processed.get()),
+        (2, 1)
+    );
     let mut admin = app.t.admin().await;
-    let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM failed_recording_uploads WHERE call_id = $1")
-        .bind(ids[0])
-        .fetch_one(&mut admin)
-        .await
-        .expect("count");
+    let failures: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM failed_recording_uploads WHERE call_id = $1")
+            .bind(ids[0])
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
     assert_eq!(failures, 0, "a stored recording keeps no failure record");
 }
 
 #[tokio::test]
-async fn an_always_failing_provider_ends_failed_with_attempts_counted_and_visible_through_the_api() {
+async fn an_always_failing_provider_ends_failed_with_attempts_counted_and_visible_through_the_api()
+{
     let app = TestApp::spawn().await;
     let [a, _] = app.clinics().await;
     quiet_demo_queue(&app).await;
@@ -264,7 +321,11 @@ async fn an_always_failing_provider_ends_failed_with_attempts_counted_and_visibl
     let ids = queue(
         &app,
         a.org,
-        &[provider.url("fail", "x"), provider.url("truncate", "y"), provider.url("slow", "z")],
+        &[
+            provider.url("fail", "x"),
+            provider.url("truncate", "y"),
+            provider.url("slow", "z"),
+        ],
     )
     .await;
     let w = worker(&app, config());
@@ -285,11 +346,20 @@ async fn an_always_failing_provider_ends_failed_with_attempts_counted_and_visibl
         assert!(error.contains(expected_error), "{error}");
     }
     assert_eq!(provider.hits.lock().expect("lock")["/fail/x.wav"], 3);
-    assert!(stored_files(&app).is_empty(), "no partial object: {:?}", stored_files(&app));
-    assert_eq!((w.metrics().failed.get(), w.metrics().retried.get()), (3, 6));
+    assert!(
+        stored_files(&app).is_empty(),
+        "no partial object: {:?}",
+        stored_files(&app)
+    );
+    assert_eq!(
+        (w.metrics().failed.get(), w.metrics().retried.get()),
+        (3, 6)
+    );
 
     let token = app.token(a.staff, Some(a.org));
-    let r = app.get_as(&format!("/api/v1/calls/{}", ids[0]), &token).await;
+    let r = app
+        .get_as(&format!("/api/v1/calls/{}", ids[0]), &token)
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["recording_status"], "failed");
 }
@@ -300,11 +370,33 @@ async fn a_worker_dropped_mid_batch_loses_nothing_and_duplicates_nothing_after_s
     let [a, b] = app.clinics().await;
     quiet_demo_queue(&app).await;
     let provider = Provider::spawn().await;
-    let mut ids = queue(&app, a.org, &(0..6).map(|i| provider.url("slowok", &format!("a{i}"))).collect::<Vec<_>>()).await;
-    ids.extend(queue(&app, b.org, &(0..6).map(|i| provider.url("slowok", &format!("b{i}"))).collect::<Vec<_>>()).await);
+    let mut ids = queue(
+        &app,
+        a.org,
+        &(0..6)
+            .map(|i| provider.url("slowok", &format!("a{i}")))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    ids.extend(
+        queue(
+            &app,
+            b.org,
+            &(0..6)
+                .map(|i| provider.url("slowok", &format!("b{i}")))
+                .collect::<Vec<_>>(),
+        )
+        .await,
+    );
 
     // The first worker claims everything with a short lease and dies mid-download.
-    let first = worker(&app, WorkerConfig { lease: Duration::from_millis(800), ..config() });
+    let first = worker(
+        &app,
+        WorkerConfig {
+            lease: Duration::from_millis(800),
+            ..config()
+        },
+    );
     let task = tokio::spawn(async move { first.run_once().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     task.abort();
@@ -327,7 +419,10 @@ async fn a_worker_dropped_mid_batch_loses_nothing_and_duplicates_nothing_after_s
     let files = stored_files(&app);
     assert_eq!(files.len(), ids.len(), "one object per call: {files:?}");
     for id in &ids {
-        assert_eq!(files.iter().filter(|f| f.contains(&id.to_string())).count(), 1);
+        assert_eq!(
+            files.iter().filter(|f| f.contains(&id.to_string())).count(),
+            1
+        );
     }
 }
 
@@ -344,7 +439,10 @@ async fn a_job_run_twice_stores_one_object_and_one_final_state() {
     // Two runs of the same claim (as after a crash between the upload and the commit).
     let first = w.process(&claimed[0]).await.expect("first");
     let second = w.process(&claimed[0]).await.expect("second");
-    assert!(matches!(first, voxanne_jobs::Outcome::Stored { .. }), "{first:?}");
+    assert!(
+        matches!(first, voxanne_jobs::Outcome::Stored { .. }),
+        "{first:?}"
+    );
     assert_eq!(second, voxanne_jobs::Outcome::Abandoned);
     assert_eq!(stored_files(&app).len(), 1);
     assert_eq!(call_state(&app, ids[0]).await.0, "stored");
@@ -357,7 +455,12 @@ async fn a_suspended_clinics_queue_is_not_touched_until_it_is_active_again() {
     quiet_demo_queue(&app).await;
     let provider = Provider::spawn().await;
     let a_ids = queue(&app, a.org, &[provider.url("ok", "a")]).await;
-    let b_ids = queue(&app, b.org, &[provider.url("ok", "b1"), provider.url("ok", "b2")]).await;
+    let b_ids = queue(
+        &app,
+        b.org,
+        &[provider.url("ok", "b1"), provider.url("ok", "b2")],
+    )
+    .await;
     let mut admin = app.t.admin().await;
     // One of B's rows was left processing by a dead worker, its lease long gone.
     sqlx::query("UPDATE calls SET recording_status = 'processing', recording_lease_until = now() - interval '1 hour', recording_attempts = 1 WHERE id = $1")
@@ -377,8 +480,21 @@ async fn a_suspended_clinics_queue_is_not_touched_until_it_is_active_again() {
         w.run_once().await.expect("round");
     }
     assert_eq!(call_state(&app, a_ids[0]).await.0, "stored");
-    assert_eq!(app.snapshot(b.org).await, before, "the suspended clinic's rows changed");
-    assert_eq!(provider.hits.lock().expect("lock").keys().filter(|k| k.contains("/b")).count(), 0);
+    assert_eq!(
+        app.snapshot(b.org).await,
+        before,
+        "the suspended clinic's rows changed"
+    );
+    assert_eq!(
+        provider
+            .hits
+            .lock()
+            .expect("lock")
+            .keys()
+            .filter(|k| k.contains("/b"))
+            .count(),
+        0
+    );
 
     sqlx::query("UPDATE organizations SET status = 'active' WHERE id = $1")
         .bind(b.org.as_uuid())
@@ -397,12 +513,20 @@ async fn erasing_a_clinic_removes_its_stored_recordings() {
     let [a, b] = app.clinics().await;
     quiet_demo_queue(&app).await;
     let provider = Provider::spawn().await;
-    queue(&app, a.org, &[provider.url("ok", "a1"), provider.url("ok", "a2")]).await;
+    queue(
+        &app,
+        a.org,
+        &[provider.url("ok", "a1"), provider.url("ok", "a2")],
+    )
+    .await;
     queue(&app, b.org, &[provider.url("ok", "b1")]).await;
     let w = worker(&app, config());
     drain(&app, &w).await;
     // An object without a row (stored by a job whose commit never happened).
-    let stray = app.storage.path().join(format!("{}/recordings/{}.wav", a.org, Uuid::new_v4()));
+    let stray = app
+        .storage
+        .path()
+        .join(format!("{}/recordings/{}.wav", a.org, Uuid::new_v4()));
     std::fs::write(&stray, b"stray").expect("stray");
     assert_eq!(stored_files(&app).len(), 4);
 
@@ -410,7 +534,10 @@ async fn erasing_a_clinic_removes_its_stored_recordings() {
     let r = app.delete("/api/v1/organization", &owner).await;
     assert_eq!(r.status, 204);
     let files = stored_files(&app);
-    assert!(files.iter().all(|f| !f.starts_with(&a.org.to_string())), "{files:?}");
+    assert!(
+        files.iter().all(|f| !f.starts_with(&a.org.to_string())),
+        "{files:?}"
+    );
     assert_eq!(files.len(), 1, "B's recording stays: {files:?}");
     assert!(files[0].starts_with(&b.org.to_string()));
 }
@@ -419,12 +546,26 @@ async fn erasing_a_clinic_removes_its_stored_recordings() {
 async fn metrics_report_the_queue_depth_by_status_and_the_job_counters() {
     let app = TestApp::spawn().await;
     app.clinics().await;
-    let r = app.client.get(format!("{}/metrics", app.base)).send().await.expect("get");
+    let r = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("text");
     for status in ["queued", "processing", "stored", "failed"] {
-        assert!(text.contains(&format!("voxanne_recordings{{status=\"{status}\"}} ")), "{text}");
+        assert!(
+            text.contains(&format!("voxanne_recordings{{status=\"{status}\"}} ")),
+            "{text}"
+        );
     }
-    assert!(text.contains("voxanne_recordings_processed_total 0"), "{text}");
-    assert!(text.contains("voxanne_recordings_retried_total 0"), "{text}");
+    assert!(
+        text.contains("voxanne_recordings_processed_total 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("voxanne_recordings_retried_total 0"),
+        "{text}"
+    );
 }

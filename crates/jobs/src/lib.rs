@@ -70,11 +70,17 @@ impl Default for WorkerConfig {
 /// What one job ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Stored { path: String },
+    Stored {
+        path: String,
+    },
     /// Failed; back in the queue for a later attempt.
-    Retry { error: String },
+    Retry {
+        error: String,
+    },
     /// Failed for good.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// The claim no longer held (taken over after a lease ran out), or the org is no longer
     /// active: nothing written.
     Abandoned,
@@ -101,7 +107,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("config", &self.config).finish()
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -137,7 +145,10 @@ impl Worker {
     pub async fn run_once(&self) -> Result<Vec<(ClaimedRecording, Outcome)>, JobError> {
         let requeued = system::requeue_stale_recordings(&self.db).await?;
         if requeued > 0 {
-            tracing::warn!(requeued, "recordings whose worker died went back to the queue");
+            tracing::warn!(
+                requeued,
+                "recordings whose worker died went back to the queue"
+            );
         }
         let batch = self.claim().await?;
         let outcomes = futures_util::future::join_all(batch.into_iter().map(|job| async move {
@@ -254,11 +265,8 @@ impl Worker {
             .saturating_mul(2u32.saturating_pow(exp))
             .min(self.config.backoff_max);
         let full_ms = u64::try_from(full.as_millis()).unwrap_or(u64::MAX);
-        let random = u64::from_le_bytes(
-            Uuid::new_v4().as_bytes()[..8]
-                .try_into()
-                .unwrap_or([0; 8]),
-        );
+        let random =
+            u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8]));
         let half = full_ms / 2;
         let ms = half + if half == 0 { 0 } else { random % (half + 1) };
         chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))
@@ -337,7 +345,10 @@ pub fn object_key(org: OrgId, call: Uuid, url: &str, content_type: Option<&str>)
 }
 
 /// Deletes every stored object under `{org}/` (an erased clinic). Returns how many.
-pub async fn remove_org_objects(store: &dyn ObjectStore, org: OrgId) -> Result<usize, object_store::Error> {
+pub async fn remove_org_objects(
+    store: &dyn ObjectStore,
+    org: OrgId,
+) -> Result<usize, object_store::Error> {
     use futures_util::TryStreamExt;
     let prefix = Path::from(org.to_string());
     let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await?;

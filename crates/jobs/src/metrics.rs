@@ -38,11 +38,27 @@ impl Metrics {
             let _ = writeln!(out, "voxanne_recordings{{status=\"{status}\"}} {n}");
         }
         for (name, help, counter) in [
-            ("voxanne_recordings_processed_total", "Recordings stored by this process.", &self.processed),
-            ("voxanne_recordings_failed_total", "Recordings that failed for good in this process.", &self.failed),
-            ("voxanne_recordings_retried_total", "Failed recording attempts put back in the queue.", &self.retried),
+            (
+                "voxanne_recordings_processed_total",
+                "Recordings stored by this process.",
+                &self.processed,
+            ),
+            (
+                "voxanne_recordings_failed_total",
+                "Recordings that failed for good in this process.",
+                &self.failed,
+            ),
+            (
+                "voxanne_recordings_retried_total",
+                "Failed recording attempts put back in the queue.",
+                &self.retried,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.get()
+            );
         }
         Ok(out)
     }

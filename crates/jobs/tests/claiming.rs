@@ -64,7 +64,10 @@ async fn a_huge_backlog_does_not_starve_small_clinics() {
                 big_served += 1;
             }
         }
-        assert!(batches <= 7, "small clinics still waiting after {batches} batches");
+        assert!(
+            batches <= 7,
+            "small clinics still waiting after {batches} batches"
+        );
     }
     eprintln!("all 100 small-clinic recordings claimed in {batches} batches of 20 (big clinic got {big_served})");
     assert!(big_served > 0, "the big clinic is served too");
@@ -76,10 +79,13 @@ async fn claiming_is_one_statement_whose_cost_does_not_follow_the_number_of_orgs
     for n in [10, 1000] {
         let t = TestDb::new().await;
         for org in orgs(&t, n).await {
-            queue(&t, org, 3, 1).await;
+            queue(&t, org, 5, 1).await;
         }
         let mut admin = t.admin().await;
-        sqlx::query("ANALYZE calls").execute(&mut admin).await.expect("analyze");
+        sqlx::query("ANALYZE calls")
+            .execute(&mut admin)
+            .await
+            .expect("analyze");
         // Warm up, then measure one claim: a single round trip to a single SQL statement.
         claim_recordings(&t.db, 20, LEASE).await.expect("warm up");
         let started = Instant::now();
@@ -91,7 +97,11 @@ async fn claiming_is_one_statement_whose_cost_does_not_follow_the_number_of_orgs
             m
         });
         if n >= 20 {
-            assert_eq!(per_org.len(), 20, "one job per org while there are more orgs than the batch");
+            assert_eq!(
+                per_org.len(),
+                20,
+                "one job per org while there are more orgs than the batch"
+            );
         }
         timings.push((n, elapsed));
     }
@@ -110,6 +120,13 @@ async fn the_claim_function_is_a_single_sql_statement_owned_by_the_system_role()
     .fetch_one(&mut admin)
     .await
     .expect("function");
-    assert_eq!((lang.as_str(), owner.as_str(), definer), ("sql", "voxanne_system", true));
-    assert_eq!(body.trim().trim_end_matches(';').matches(';').count(), 0, "more than one statement");
+    assert_eq!(
+        (lang.as_str(), owner.as_str(), definer),
+        ("sql", "voxanne_system", true)
+    );
+    assert_eq!(
+        body.trim().trim_end_matches(';').matches(';').count(),
+        0,
+        "more than one statement"
+    );
 }

@@ -255,8 +255,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
 /// `<data dir>/objects`).
 fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
     let storage = config.storage_dir();
-    std::fs::create_dir_all(&storage)
-        .with_context(|| format!("creating {}", storage.display()))?;
+    std::fs::create_dir_all(&storage).with_context(|| format!("creating {}", storage.display()))?;
     let recordings = object_store::local::LocalFileSystem::new_with_prefix(&storage)
         .with_context(|| format!("opening the storage in {}", storage.display()))?;
     Ok(Arc::new(recordings))

@@ -41,7 +41,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<axum::response::Re
         .await
         .map_err(ApiError::internal)?;
     Ok(axum::response::IntoResponse::into_response((
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         text,
     )))
 }

@@ -114,6 +114,8 @@ async fn remove_stored_objects(state: &AppState, org: OrgId, erased: &ErasedOrg)
             recordings = erased.recording_paths.len(),
             "erased organization's stored objects removed"
         ),
-        Err(e) => tracing::error!(org_id = %org, error = %e, "removing an erased organization's objects failed"),
+        Err(e) => {
+            tracing::error!(org_id = %org, error = %e, "removing an erased organization's objects failed")
+        }
     }
 }
