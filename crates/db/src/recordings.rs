@@ -126,3 +126,40 @@ impl TenantTx {
         Ok(updated)
     }
 }
+
+impl TenantTx {
+    /// The call says its recording is stored at `path`, and storage has no such object: the
+    /// recording is `failed`, with the reason kept in `failed_recording_uploads`.
+    pub async fn recording_object_missing(
+        &mut self,
+        call_id: Uuid,
+        path: &str,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let updated = sqlx::query(
+            "UPDATE calls SET recording_status = 'failed'
+              WHERE org_id = $1 AND id = $2 AND recording_status = 'stored' AND recording_path = $3",
+        )
+        .bind(org)
+        .bind(call_id)
+        .bind(path)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0;
+        if updated {
+            sqlx::query(
+                "INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error)
+                 SELECT org_id, id, recording_attempts, 'the stored object is missing from storage'
+                   FROM calls WHERE org_id = $1 AND id = $2
+                 ON CONFLICT (org_id, call_id) DO UPDATE
+                    SET last_error = EXCLUDED.last_error, next_attempt_at = NULL, updated_at = now()",
+            )
+            .bind(org)
+            .bind(call_id)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(updated)
+    }
+}

@@ -185,3 +185,39 @@ pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbErro
         .await?;
     Ok(rows)
 }
+
+/// Of the stored objects named by `(org, call, key)`, the keys a call row still points at,
+/// through the SECURITY DEFINER `app.known_recording_objects` (the orphan sweep).
+pub async fn known_recording_objects(
+    db: &Db,
+    objects: &[(Uuid, Uuid, String)],
+) -> Result<Vec<String>, DbError> {
+    let orgs: Vec<Uuid> = objects.iter().map(|o| o.0).collect();
+    let calls: Vec<Uuid> = objects.iter().map(|o| o.1).collect();
+    let keys: Vec<String> = objects.iter().map(|o| o.2.clone()).collect();
+    let known = sqlx::query_scalar("SELECT app.known_recording_objects($1, $2, $3)")
+        .bind(orgs)
+        .bind(calls)
+        .bind(keys)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(known)
+}
+
+/// A page of stored recordings of active orgs after `after` (by org, then call), through the
+/// SECURITY DEFINER `app.stored_recordings` (the orphan sweep).
+pub async fn stored_recordings(
+    db: &Db,
+    after: Option<(Uuid, Uuid)>,
+    limit: u32,
+) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
+    let rows = sqlx::query_as(
+        "SELECT org_id, call_id, recording_path FROM app.stored_recordings($1, $2, $3)",
+    )
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows)
+}

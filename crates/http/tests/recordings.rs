@@ -114,6 +114,7 @@ fn config() -> WorkerConfig {
         backoff_max: Duration::from_millis(5),
         http_timeout: Duration::from_secs(1),
         max_bytes: 1024 * 1024,
+        orphan_sweep_every: Duration::from_secs(3600),
     }
 }
 
@@ -568,4 +569,49 @@ async fn metrics_report_the_queue_depth_by_status_and_the_job_counters() {
         text.contains("voxanne_recordings_retried_total 0"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_orphan_sweep_deletes_objects_without_a_row_and_marks_rows_without_an_object() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let a_ids = queue(
+        &app,
+        a.org,
+        &[provider.url("ok", "a1"), provider.url("ok", "a2")],
+    )
+    .await;
+    let b_ids = queue(&app, b.org, &[provider.url("ok", "b1")]).await;
+    // A zero lease: every object is past the grace period at once.
+    let w = worker(
+        &app,
+        WorkerConfig {
+            lease: Duration::ZERO,
+            ..config()
+        },
+    );
+    drain(&app, &w).await;
+    let orphan = format!("{}/recordings/{}.wav", a.org, Uuid::new_v4());
+    let erased_clinic = format!("{}/recordings/{}.wav", Uuid::new_v4(), Uuid::new_v4());
+    for key in [&orphan, &erased_clinic] {
+        let file = app.storage.path().join(key);
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, b"orphan").expect("write");
+    }
+    // B's object disappears from storage.
+    let b_path = call_state(&app, b_ids[0]).await.1.expect("path");
+    std::fs::remove_file(app.storage.path().join(&b_path)).expect("rm");
+
+    let report = w.sweep_orphans().await.expect("sweep");
+    assert_eq!((report.objects_deleted, report.rows_marked), (2, 1));
+    let files = stored_files(&app);
+    assert_eq!(files.len(), 2, "{files:?}");
+    for id in &a_ids {
+        assert_eq!(call_state(&app, *id).await.0, "stored");
+    }
+    assert_eq!(call_state(&app, b_ids[0]).await.0, "failed");
+    let again = w.sweep_orphans().await.expect("sweep");
+    assert_eq!((again.objects_deleted, again.rows_marked), (0, 0));
 }

@@ -50,6 +50,8 @@ pub struct WorkerConfig {
     pub http_timeout: Duration,
     /// Recordings larger than this are refused.
     pub max_bytes: u64,
+    /// How often `run` sweeps orphans (objects without a row, rows without an object).
+    pub orphan_sweep_every: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -63,6 +65,7 @@ impl Default for WorkerConfig {
             backoff_max: Duration::from_secs(3600),
             http_timeout: Duration::from_secs(60),
             max_bytes: 200 * 1024 * 1024,
+            orphan_sweep_every: Duration::from_secs(3600),
         }
     }
 }
@@ -92,6 +95,17 @@ pub enum JobError {
     Db(#[from] DbError),
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    #[error(transparent)]
+    Storage(#[from] object_store::Error),
+}
+
+/// What an orphan sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Objects with no call row pointing at them, deleted.
+    pub objects_deleted: usize,
+    /// Calls whose stored object was missing, marked `failed`.
+    pub rows_marked: usize,
 }
 
 /// A recording worker. Several may run at once against one database.
@@ -178,7 +192,15 @@ impl Worker {
     /// is bounded by the HTTP timeout); no new batch is claimed after.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut last_sweep: Option<std::time::Instant> = None;
         loop {
+            if last_sweep.is_none_or(|at| at.elapsed() >= self.config.orphan_sweep_every) {
+                last_sweep = Some(std::time::Instant::now());
+                match self.sweep_orphans().await {
+                    Ok(report) => tracing::info!(?report, "orphan sweep done"),
+                    Err(e) => tracing::error!(error = %e, "orphan sweep failed"),
+                }
+            }
             let idle = match self.run_once().await {
                 Ok(done) => done.is_empty(),
                 Err(e) => {
@@ -245,6 +267,67 @@ impl Worker {
         };
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// The orphan sweep. Deletes stored recordings that no call row points at (e.g. an erased
+    /// clinic's, or a job's whose commit never happened), once they are older than a lease
+    /// (so a job between its upload and its commit is left alone); and marks `failed` the
+    /// calls of active orgs whose stored object is missing. Both cross-org reads are named
+    /// operations; each mark runs in its org's tenant transaction.
+    pub async fn sweep_orphans(&self) -> Result<SweepReport, JobError> {
+        use futures_util::TryStreamExt;
+        let mut report = SweepReport::default();
+        let cutoff = Utc::now()
+            - chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::zero());
+        let objects: Vec<_> = self.store.list(None).try_collect().await?;
+        let candidates: Vec<(Uuid, Uuid, String)> = objects
+            .iter()
+            .filter(|o| o.last_modified < cutoff)
+            .filter_map(|o| parse_key(o.location.as_ref()))
+            .collect();
+        for chunk in candidates.chunks(500) {
+            let known: std::collections::HashSet<String> =
+                system::known_recording_objects(&self.db, chunk)
+                    .await?
+                    .into_iter()
+                    .collect();
+            for (_, _, key) in chunk {
+                if !known.contains(key) {
+                    match self.store.delete(&Path::from(key.as_str())).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                            report.objects_deleted += 1;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        let mut after = None;
+        loop {
+            let page = system::stored_recordings(&self.db, after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.0, last.1));
+            for (org, call, key) in &page {
+                let Ok(path) = Path::parse(key) else { continue };
+                match self.store.head(&path).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::NotFound { .. }) => {
+                        let mut tx = match self.db.job_tenant(OrgId::from_uuid(*org)).await {
+                            Ok(tx) => tx,
+                            Err(TenantError::Suspended | TenantError::NotMember) => continue,
+                            Err(e) => return Err(e.into()),
+                        };
+                        if tx.recording_object_missing(*call, key).await? {
+                            report.rows_marked += 1;
+                            tracing::warn!(org_id = %org, call_id = %call, %key, "a stored recording is missing from storage");
+                        }
+                        tx.commit().await?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Gives claimed jobs back to the queue without running them (used when a worker stops
@@ -342,6 +425,15 @@ pub fn object_key(org: OrgId, call: Uuid, url: &str, content_type: Option<&str>)
     });
     let ext = from_url.or(from_type).unwrap_or_else(|| "wav".to_owned());
     format!("{org}/recordings/{call}.{ext}")
+}
+
+/// `{org}/recordings/{call}.{ext}` to (org, call, key); `None` for any other shape.
+fn parse_key(key: &str) -> Option<(Uuid, Uuid, String)> {
+    let mut parts = key.split('/');
+    let org = parts.next()?.parse().ok()?;
+    (parts.next()? == "recordings").then_some(())?;
+    let call = parts.next()?.split_once('.')?.0.parse().ok()?;
+    parts.next().is_none().then(|| (org, call, key.to_owned()))
 }
 
 /// Deletes every stored object under `{org}/` (an erased clinic). Returns how many.
