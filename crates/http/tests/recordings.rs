@@ -615,3 +615,44 @@ async fn the_orphan_sweep_deletes_objects_without_a_row_and_marks_rows_without_a
     let again = w.sweep_orphans().await.expect("sweep");
     assert_eq!((again.objects_deleted, again.rows_marked), (0, 0));
 }
+
+#[tokio::test]
+async fn a_stopping_worker_finishes_its_batch_in_flight_and_claims_no_more() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let urls: Vec<String> = (0..5)
+        .map(|i| provider.url("slowok", &format!("s{i}")))
+        .collect();
+    let ids = queue(&app, a.org, &urls).await;
+    let w = worker(
+        &app,
+        WorkerConfig {
+            batch: 3,
+            ..config()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(w.run(async move {
+        let _ = stopped.await;
+    }));
+    // The first batch (3 jobs, 600 ms each) is in flight when the signal comes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the worker stops")
+        .expect("no panic");
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(call_state(&app, *id).await.0);
+    }
+    states.sort();
+    assert_eq!(
+        states,
+        ["queued", "queued", "stored", "stored", "stored"],
+        "in flight finished, nothing else claimed"
+    );
+    assert_eq!(stored_files(&app).len(), 3);
+}

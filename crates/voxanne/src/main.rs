@@ -186,6 +186,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
     })
     .await?;
     let database = database::open(config).await?;
+    let shutdown = shutdown_signal();
     let result = async {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
@@ -230,7 +231,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         };
         let mut server_stopped = stopped;
         let signal = tokio::spawn(async move {
-            shutdown_signal().await;
+            shutdown.await;
             let _ = stop.send(true);
         });
         let served = voxanne_http::serve(listener, state, async move {
@@ -274,8 +275,9 @@ async fn worker(config: &Config) -> anyhow::Result<()> {
             voxanne_jobs::WorkerConfig::default(),
             Arc::default(),
         )?;
+        let shutdown = shutdown_signal();
         tracing::info!("recording worker started");
-        worker.run(shutdown_signal()).await;
+        worker.run(shutdown).await;
         anyhow::Ok(())
     }
     .await;
@@ -283,21 +285,32 @@ async fn worker(config: &Config) -> anyhow::Result<()> {
     result
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that comes early is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| tracing::error!(error = %e, "cannot listen for SIGTERM"))
+        .ok();
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| tracing::error!(error = %e, "cannot listen for SIGINT"))
+        .ok();
+    async move {
+        let term = async {
+            match terminate.as_mut() {
+                Some(s) => drop(s.recv().await),
+                None => std::future::pending::<()>().await,
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
+        };
+        let int = async {
+            match interrupt.as_mut() {
+                Some(s) => drop(s.recv().await),
+                None => std::future::pending::<()>().await,
             }
+        };
+        tokio::select! {
+            () = term => {}
+            () = int => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
     }
 }
