@@ -18,6 +18,8 @@ use voxanne_jobs::{Metrics, Worker, WorkerConfig};
 struct Provider {
     base: String,
     hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// The Authorization header of each request, by path.
+    auth: Arc<Mutex<HashMap<String, Option<String>>>>,
 }
 
 fn audio_for(path: &str) -> Vec<u8> {
@@ -34,13 +36,16 @@ impl Provider {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let auth: Arc<Mutex<HashMap<String, Option<String>>>> = Arc::default();
         let h = hits.clone();
+        let au = auth.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut socket, _)) = listener.accept().await else {
                     return;
                 };
                 let hits = h.clone();
+                let auth = au.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
                     let mut len = 0;
@@ -52,6 +57,13 @@ impl Provider {
                     }
                     let head = String::from_utf8_lossy(&buf[..len]).to_string();
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let authorization = head
+                        .lines()
+                        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                        .map(|l| l["authorization:".len()..].trim().to_owned());
+                    auth.lock()
+                        .expect("lock")
+                        .insert(path.clone(), authorization);
                     let n = {
                         let mut hits = hits.lock().expect("lock");
                         let n = hits.entry(path.clone()).or_default();
@@ -96,7 +108,7 @@ impl Provider {
                 });
             }
         });
-        Self { base, hits }
+        Self { base, hits, auth }
     }
 
     fn url(&self, kind: &str, name: &str) -> String {
@@ -655,4 +667,38 @@ async fn a_stopping_worker_finishes_its_batch_in_flight_and_claims_no_more() {
         "in flight finished, nothing else claimed"
     );
     assert_eq!(stored_files(&app).len(), 3);
+}
+
+#[tokio::test]
+async fn downloads_use_the_clinics_own_twilio_credentials_and_none_without_them() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let admin_token = app.token(a.owner, Some(a.org));
+    let r = app
+        .put(
+            "/api/v1/integrations/twilio",
+            &admin_token,
+            &serde_json::json!({"config": {"account_sid": "AC-clinic-a"}, "secrets": {"auth_token": "token-a"}}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    queue(&app, a.org, &[provider.url("ok", "with-auth")]).await;
+    queue(&app, b.org, &[provider.url("ok", "without-auth")]).await;
+    drain(&app, &worker(&app, config())).await;
+    let auth = provider.auth.lock().expect("lock").clone();
+    use base64::Engine as _;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("AC-clinic-a:token-a")
+    );
+    assert_eq!(
+        auth["/ok/with-auth.wav"].as_deref(),
+        Some(expected.as_str())
+    );
+    assert_eq!(
+        auth["/ok/without-auth.wav"], None,
+        "B has no integration: no credentials"
+    );
 }
