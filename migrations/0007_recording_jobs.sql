@@ -92,17 +92,22 @@ ALTER FUNCTION app.requeue_stale_recordings() OWNER TO voxanne_system;
 REVOKE ALL ON FUNCTION app.requeue_stale_recordings() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.requeue_stale_recordings() TO voxanne_app;
 
--- The queue depth by recording status, over all orgs: counts only, for /metrics.
+-- The queue depth over all orgs, counts only, for /metrics: `queued` (due now), `waiting`
+-- (queued, in backoff after a failure) and `processing`. Both partial indexes cover it, so a
+-- scrape never reads the stored history.
 CREATE FUNCTION app.recording_queue_depth()
     RETURNS TABLE (status text, depth bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.status, count(c.id)
-      FROM unnest(ARRAY['queued', 'processing', 'stored', 'failed']) AS s(status)
-      LEFT JOIN public.calls c ON c.recording_status = s.status
-     GROUP BY s.status
-     ORDER BY s.status
+    SELECT 'queued', count(*) FROM public.calls c
+     WHERE c.recording_status = 'queued'
+       AND (c.recording_next_attempt_at IS NULL OR c.recording_next_attempt_at <= now())
+    UNION ALL
+    SELECT 'waiting', count(*) FROM public.calls c
+     WHERE c.recording_status = 'queued' AND c.recording_next_attempt_at > now()
+    UNION ALL
+    SELECT 'processing', count(*) FROM public.calls c WHERE c.recording_status = 'processing'
 $$;
 ALTER FUNCTION app.recording_queue_depth() OWNER TO voxanne_system;
 REVOKE ALL ON FUNCTION app.recording_queue_depth() FROM PUBLIC;

@@ -558,7 +558,30 @@ async fn erasing_a_clinic_removes_its_stored_recordings() {
 #[tokio::test]
 async fn metrics_report_the_queue_depth_by_status_and_the_job_counters() {
     let app = TestApp::spawn().await;
-    app.clinics().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    queue(
+        &app,
+        a.org,
+        &[provider.url("ok", "1"), provider.url("ok", "2")],
+    )
+    .await;
+    let waiting = queue(&app, b.org, &[provider.url("ok", "3")]).await;
+    let processing = queue(&app, b.org, &[provider.url("ok", "4")]).await;
+    let mut admin = app.t.admin().await;
+    sqlx::query(
+        "UPDATE calls SET recording_next_attempt_at = now() + interval '1 hour' WHERE id = $1",
+    )
+    .bind(waiting[0])
+    .execute(&mut admin)
+    .await
+    .expect("backoff");
+    sqlx::query("UPDATE calls SET recording_status = 'processing', recording_lease_until = now() + interval '1 hour' WHERE id = $1")
+        .bind(processing[0])
+        .execute(&mut admin)
+        .await
+        .expect("processing");
     let r = app
         .client
         .get(format!("{}/metrics", app.base))
@@ -567,20 +590,18 @@ async fn metrics_report_the_queue_depth_by_status_and_the_job_counters() {
         .expect("get");
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("text");
-    for status in ["queued", "processing", "stored", "failed"] {
+    for (status, n) in [("queued", 2), ("waiting", 1), ("processing", 1)] {
         assert!(
-            text.contains(&format!("voxanne_recordings{{status=\"{status}\"}} ")),
+            text.contains(&format!("voxanne_recordings{{status=\"{status}\"}} {n}\n")),
             "{text}"
         );
     }
-    assert!(
-        text.contains("voxanne_recordings_processed_total 0"),
-        "{text}"
-    );
-    assert!(
-        text.contains("voxanne_recordings_retried_total 0"),
-        "{text}"
-    );
+    for counter in ["processed", "failed", "retried"] {
+        assert!(
+            text.contains(&format!("voxanne_recordings_{counter}_total 0\n")),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ impl Metrics {
     pub async fn render(&self, db: &Db) -> Result<String, DbError> {
         let depth = voxanne_db::system::recording_queue_depth(db).await?;
         let mut out = String::new();
-        out.push_str("# HELP voxanne_recordings Calls by recording status.\n# TYPE voxanne_recordings gauge\n");
+        out.push_str("# HELP voxanne_recordings Recording jobs in the queue, by state (all orgs).\n# TYPE voxanne_recordings gauge\n");
         for (status, n) in depth {
             let _ = writeln!(out, "voxanne_recordings{{status=\"{status}\"}} {n}");
         }

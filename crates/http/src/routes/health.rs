@@ -29,7 +29,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({ "status": "ready" })))
 }
 
-/// Prometheus text: calls by recording status (all orgs, counts only) and the recording
+/// Prometheus text: the recording queue depth (all orgs, counts only) and the recording
 /// jobs' counters of this process.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses(
     (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
