@@ -19,13 +19,14 @@ pub mod members;
 pub mod migrate;
 pub mod organizations;
 pub mod phone_numbers;
+pub mod recordings;
 mod rows;
 pub mod security_events;
 pub mod sms_confirmations;
 pub mod system;
 mod tenant;
 
-pub use tenant::{Membership, TenantError, TenantTx};
+pub use tenant::{Membership, TenantError, TenantTx, SYSTEM_ACTOR};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -85,6 +86,12 @@ impl Db {
     /// active org.
     pub async fn tenant(&self, org: OrgId, user: UserId) -> Result<TenantTx, TenantError> {
         TenantTx::begin(self, org, user).await
+    }
+
+    /// `org`'s tenant transaction for a background job (no user): the only way jobs reach
+    /// tenant data. Refused when the org is gone or suspended.
+    pub async fn job_tenant(&self, org: OrgId) -> Result<TenantTx, TenantError> {
+        TenantTx::begin_job(self, org).await
     }
 
     /// Readiness: can we run a statement? Touches no tenant data.

@@ -135,3 +135,89 @@ pub async fn record_probe(db: &Db, probe: &Probe, route: &str) -> Result<bool, D
     tx.commit().await?;
     Ok(recorded)
 }
+
+/// A recording job, claimed for one worker until its lease runs out.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ClaimedRecording {
+    pub org_id: Uuid,
+    pub call_id: Uuid,
+    pub recording_url: Option<String>,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+}
+
+/// Claims the next batch of recording jobs, shared out round-robin across the active orgs
+/// that have due work, through the SECURITY DEFINER `app.claim_recordings`
+/// (migrations/0007): ONE statement, whatever the number of orgs. The claimed calls are
+/// `processing` with a lease of `lease`.
+pub async fn claim_recordings(
+    db: &Db,
+    batch: u32,
+    lease: std::time::Duration,
+) -> Result<Vec<ClaimedRecording>, DbError> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let rows = sqlx::query_as::<_, ClaimedRecording>(
+        "SELECT org_id, call_id, recording_url, attempt
+           FROM app.claim_recordings($1, $2 * interval '1 millisecond')",
+    )
+    .bind(batch)
+    .bind(lease_ms)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows)
+}
+
+/// Puts back in the queue the recordings whose worker died (lease run out), through the
+/// SECURITY DEFINER `app.requeue_stale_recordings`. Returns how many.
+pub async fn requeue_stale_recordings(db: &Db) -> Result<i64, DbError> {
+    let n = sqlx::query_scalar("SELECT app.requeue_stale_recordings()")
+        .fetch_one(db.pool())
+        .await?;
+    Ok(n)
+}
+
+/// The number of calls per recording status, over all orgs (counts only), through the
+/// SECURITY DEFINER `app.recording_queue_depth`: for the metrics.
+pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    let rows = sqlx::query_as("SELECT status, depth FROM app.recording_queue_depth()")
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows)
+}
+
+/// Of the stored objects named by `(org, call, key)`, the keys a call row still points at,
+/// through the SECURITY DEFINER `app.known_recording_objects` (the orphan sweep).
+pub async fn known_recording_objects(
+    db: &Db,
+    objects: &[(Uuid, Uuid, String)],
+) -> Result<Vec<String>, DbError> {
+    let orgs: Vec<Uuid> = objects.iter().map(|o| o.0).collect();
+    let calls: Vec<Uuid> = objects.iter().map(|o| o.1).collect();
+    let keys: Vec<String> = objects.iter().map(|o| o.2.clone()).collect();
+    let known = sqlx::query_scalar("SELECT app.known_recording_objects($1, $2, $3)")
+        .bind(orgs)
+        .bind(calls)
+        .bind(keys)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(known)
+}
+
+/// A page of stored recordings of active orgs after `after` (by org, then call), through the
+/// SECURITY DEFINER `app.stored_recordings` (the orphan sweep).
+pub async fn stored_recordings(
+    db: &Db,
+    after: Option<(Uuid, Uuid)>,
+    limit: u32,
+) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
+    let rows = sqlx::query_as(
+        "SELECT org_id, call_id, recording_path FROM app.stored_recordings($1, $2, $3)",
+    )
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows)
+}

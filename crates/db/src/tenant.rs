@@ -51,6 +51,13 @@ fn begin_with_context_sql(org: Option<OrgId>, user: Option<UserId>) -> String {
 /// NULLs when the user is not a member of the org.
 const MEMBERSHIP_SQL: &str = "SELECT role, status FROM app.current_membership()";
 
+/// The org's status, under the RLS of the context just set: no row when the org is gone.
+const ORG_STATUS_SQL: &str = "SELECT status FROM organizations WHERE id = app.current_org_id()";
+
+/// The actor named by a background job's tenant transaction: the nil uuid, which no identity
+/// provider issues as a `sub`, so it is never a member of anything.
+pub const SYSTEM_ACTOR: UserId = UserId::from_uuid(uuid::Uuid::nil());
+
 /// A transaction on a pooled connection, opened with a tenant context. It ends in exactly one
 /// of: COMMIT; ROLLBACK (dropped without commit: a spawned task rolls back before the
 /// connection goes back to the pool); or the connection is closed, never reused (any error
@@ -157,6 +164,27 @@ impl TenantTx {
         Ok(Self {
             tx,
             membership: Membership { org, user, role },
+        })
+    }
+
+    /// The jobs' entry point: `org`'s tenant transaction for background work that no user
+    /// started (the recording pipeline). No user is set in the context; the handle's
+    /// membership names [`SYSTEM_ACTOR`] with the lowest role. Checked in the database, in
+    /// the same round trip, that the org exists and is active.
+    pub(crate) async fn begin_job(db: &Db, org: OrgId) -> Result<Self, TenantError> {
+        let (tx, rows) = ScopedTx::begin(db, Some(org), None, Some(ORG_STATUS_SQL)).await?;
+        let row = rows.first().ok_or(TenantError::NotMember)?;
+        let status: String = row.try_get(0)?;
+        if status != "active" {
+            return Err(TenantError::Suspended);
+        }
+        Ok(Self {
+            tx,
+            membership: Membership {
+                org,
+                user: SYSTEM_ACTOR,
+                role: Role::Staff,
+            },
         })
     }
 

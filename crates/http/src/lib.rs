@@ -38,6 +38,8 @@ pub struct AppState {
     pub recordings: Arc<dyn object_store::ObjectStore>,
     /// Seals and opens the secrets stored in tenant rows (Debug shows key ids only).
     pub keyring: Arc<Keyring>,
+    /// The recording jobs' counters of this process (zero when no worker runs in it).
+    pub metrics: Arc<voxanne_jobs::Metrics>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -127,6 +129,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
+        .routes(routes!(routes::health::metrics))
         .nest("/api/v1", api)
 }
 

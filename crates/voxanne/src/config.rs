@@ -118,4 +118,7 @@ pub struct ServeArgs {
     /// Seed the two demo clinics (idempotent) and print their tokens and curl lines.
     #[arg(long)]
     pub demo: bool,
+    /// Do not run the background jobs in this process (run `voxanne worker` instead).
+    #[arg(long)]
+    pub no_worker: bool,
 }

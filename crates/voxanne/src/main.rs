@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (migrates first).
     Serve(ServeArgs),
+    /// Run the background jobs (recording ingest) until SIGTERM. Several may run at once.
+    Worker,
     /// Create the roles and apply pending migrations, then exit.
     Migrate,
     /// Mint a development JWT signed with the HS256 secret.
@@ -105,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(&config, args).await,
         Command::Audit(_) => anyhow::bail!("audit runs from main"),
+        Command::Worker => worker(&config).await,
         Command::Migrate => {
             let database = database::open(&config).await?;
             println!("migrations applied");
@@ -191,6 +194,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
     })
     .await?;
     let database = database::open(config).await?;
+    let shutdown = shutdown_signal();
     let result = async {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
@@ -208,18 +212,46 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         }
         println!("Voxanne is listening on http://{addr} (Ctrl-C to stop)");
         tracing::info!(%addr, "listening");
-        let storage = config.storage_dir();
-        std::fs::create_dir_all(&storage)
-            .with_context(|| format!("creating {}", storage.display()))?;
-        let recordings = object_store::local::LocalFileSystem::new_with_prefix(&storage)
-            .with_context(|| format!("opening the storage in {}", storage.display()))?;
+        let recordings = open_storage(config)?;
+        let metrics = Arc::new(voxanne_jobs::Metrics::default());
         let state = AppState {
             db: database.db.clone(),
             auth: Arc::new(auth),
-            recordings: Arc::new(recordings),
-            keyring,
+            recordings: recordings.clone(),
+            keyring: keyring.clone(),
+            metrics: metrics.clone(),
         };
-        voxanne_http::serve(listener, state, shutdown_signal()).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = if args.no_worker {
+            None
+        } else {
+            let worker = voxanne_jobs::Worker::new(
+                database.db.clone(),
+                recordings,
+                keyring,
+                voxanne_jobs::WorkerConfig::default(),
+                metrics,
+            )?;
+            let mut stopped = stopped.clone();
+            Some(tokio::spawn(worker.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })))
+        };
+        let mut server_stopped = stopped;
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let served = voxanne_http::serve(listener, state, async move {
+            let _ = server_stopped.wait_for(|stop| *stop).await;
+        })
+        .await;
+        signal.abort();
+        if let Some(worker) = worker {
+            // Finishes the batch in flight.
+            let _ = worker.await;
+        }
+        served?;
         anyhow::Ok(())
     }
     .await;
@@ -228,21 +260,65 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// The recordings' object store: a local directory (`VOXANNE_STORAGE_DIR`, default
+/// `<data dir>/objects`).
+fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
+    let storage = config.storage_dir();
+    std::fs::create_dir_all(&storage).with_context(|| format!("creating {}", storage.display()))?;
+    let recordings = object_store::local::LocalFileSystem::new_with_prefix(&storage)
+        .with_context(|| format!("opening the storage in {}", storage.display()))?;
+    Ok(Arc::new(recordings))
+}
+
+/// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batch in
+/// flight is finished first).
+async fn worker(config: &Config) -> anyhow::Result<()> {
+    let keyring = Arc::new(secret::encryption_keyring(config)?);
+    let database = database::open(config).await?;
+    let result = async {
+        let worker = voxanne_jobs::Worker::new(
+            database.db.clone(),
+            open_storage(config)?,
+            keyring,
+            voxanne_jobs::WorkerConfig::default(),
+            Arc::default(),
+        )?;
+        let shutdown = shutdown_signal();
+        tracing::info!("recording worker started");
+        worker.run(shutdown).await;
+        anyhow::Ok(())
+    }
+    .await;
+    database.shutdown().await;
+    result
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that comes early is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| tracing::error!(error = %e, "cannot listen for SIGTERM"))
+        .ok();
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| tracing::error!(error = %e, "cannot listen for SIGINT"))
+        .ok();
+    async move {
+        let term = async {
+            match terminate.as_mut() {
+                Some(s) => drop(s.recv().await),
+                None => std::future::pending::<()>().await,
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
+        };
+        let int = async {
+            match interrupt.as_mut() {
+                Some(s) => drop(s.recv().await),
+                None => std::future::pending::<()>().await,
             }
+        };
+        tokio::select! {
+            () = term => {}
+            () = int => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
     }
 }

@@ -28,3 +28,23 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     })?;
     Ok(Json(json!({ "status": "ready" })))
 }
+
+/// Prometheus text: the recording queue depth (all orgs, counts only) and the recording
+/// jobs' counters of this process.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+))]
+pub async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    let text = state
+        .metrics
+        .render(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::response::IntoResponse::into_response((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )))
+}

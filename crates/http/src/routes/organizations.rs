@@ -100,16 +100,20 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The erase's extension point for stored objects: runs after the rows are gone (so nothing
-/// can reference an object any more), with the recording paths the org's calls held. This
-/// service stores no objects yet (calls only carry a `recording_path`); object storage,
-/// when added, deletes `erased.recording_paths` here.
-async fn remove_stored_objects(_state: &AppState, org: OrgId, erased: &ErasedOrg) {
-    if !erased.recording_paths.is_empty() {
-        tracing::info!(
+/// Removes the erased org's stored objects: runs after the rows are gone (so nothing can
+/// reference an object any more). Deletes everything under the org's prefix, which covers
+/// the paths its calls held and any object a job stored without a row. A failure is logged,
+/// not returned: the erase itself has committed; the orphan sweep removes what is left.
+async fn remove_stored_objects(state: &AppState, org: OrgId, erased: &ErasedOrg) {
+    match voxanne_jobs::remove_org_objects(state.recordings.as_ref(), org).await {
+        Ok(removed) => tracing::info!(
             org_id = %org,
+            objects = removed,
             recordings = erased.recording_paths.len(),
-            "erased organization's recordings have no object store to be removed from"
-        );
+            "erased organization's stored objects removed"
+        ),
+        Err(e) => {
+            tracing::error!(org_id = %org, error = %e, "removing an erased organization's objects failed")
+        }
     }
 }

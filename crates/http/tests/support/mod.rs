@@ -72,6 +72,7 @@ impl TestApp {
             auth: Arc::new(auth),
             recordings: Arc::new(recordings),
             keyring: Arc::new(keyring()),
+            metrics: Arc::default(),
         };
         tokio::spawn(voxanne_http::serve(listener, state, async {
             let _ = rx.await;

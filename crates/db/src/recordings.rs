@@ -1,0 +1,165 @@
+//! The recording pipeline's work on one call, inside its org's tenant transaction (opened
+//! with [`crate::Db::job_tenant`]). Claiming, which spans orgs, is in `system.rs`.
+
+use crate::{DbError, TenantTx};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// How a failed attempt ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Back in the queue, not before this time.
+    RetryAt(DateTime<Utc>),
+    /// No more attempts: the recording is `failed`.
+    GiveUp,
+}
+
+impl TenantTx {
+    /// Marks the call's recording stored at `path`, if this claim (`attempt`) still holds it,
+    /// and clears its failure record. Returns whether it did: `false` when the lease was lost
+    /// (another worker took the job over, or the call is gone).
+    pub async fn recording_stored(
+        &mut self,
+        call_id: Uuid,
+        attempt: i32,
+        path: &str,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let updated = sqlx::query(
+            "UPDATE calls
+                SET recording_status = 'stored', recording_path = $3,
+                    recording_lease_until = NULL, recording_next_attempt_at = NULL
+              WHERE org_id = $1 AND id = $2 AND recording_status = 'processing'
+                AND recording_attempts = $4",
+        )
+        .bind(org)
+        .bind(call_id)
+        .bind(path)
+        .bind(attempt)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0;
+        if updated {
+            sqlx::query("DELETE FROM failed_recording_uploads WHERE org_id = $1 AND call_id = $2")
+                .bind(org)
+                .bind(call_id)
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(updated)
+    }
+
+    /// Records a failed attempt: the call goes back to the queue or ends `failed`, and
+    /// `failed_recording_uploads` keeps the attempts and the last error. Returns whether this
+    /// claim still held the job (if not, nothing is written).
+    pub async fn recording_failed(
+        &mut self,
+        call_id: Uuid,
+        attempt: i32,
+        error: &str,
+        after: AfterFailure,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let (status, next) = match after {
+            AfterFailure::RetryAt(at) => ("queued", Some(at)),
+            AfterFailure::GiveUp => ("failed", None),
+        };
+        let updated = sqlx::query(
+            "UPDATE calls
+                SET recording_status = $3, recording_next_attempt_at = $4,
+                    recording_lease_until = NULL
+              WHERE org_id = $1 AND id = $2 AND recording_status = 'processing'
+                AND recording_attempts = $5",
+        )
+        .bind(org)
+        .bind(call_id)
+        .bind(status)
+        .bind(next)
+        .bind(attempt)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0;
+        if updated {
+            let error: String = error.chars().take(2000).collect();
+            sqlx::query(
+                "INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error, next_attempt_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (org_id, call_id) DO UPDATE
+                    SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
+                        next_attempt_at = EXCLUDED.next_attempt_at, updated_at = now()",
+            )
+            .bind(org)
+            .bind(call_id)
+            .bind(attempt)
+            .bind(error)
+            .bind(next)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(updated)
+    }
+
+    /// Gives a claimed job back to the queue untouched (graceful shutdown): the attempt it
+    /// used is returned too.
+    pub async fn release_recording(
+        &mut self,
+        call_id: Uuid,
+        attempt: i32,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let updated = sqlx::query(
+            "UPDATE calls
+                SET recording_status = 'queued', recording_lease_until = NULL,
+                    recording_attempts = greatest(recording_attempts - 1, 0)
+              WHERE org_id = $1 AND id = $2 AND recording_status = 'processing'
+                AND recording_attempts = $3",
+        )
+        .bind(org)
+        .bind(call_id)
+        .bind(attempt)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0;
+        Ok(updated)
+    }
+}
+
+impl TenantTx {
+    /// The call says its recording is stored at `path`, and storage has no such object: the
+    /// recording is `failed`, with the reason kept in `failed_recording_uploads`.
+    pub async fn recording_object_missing(
+        &mut self,
+        call_id: Uuid,
+        path: &str,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let updated = sqlx::query(
+            "UPDATE calls SET recording_status = 'failed'
+              WHERE org_id = $1 AND id = $2 AND recording_status = 'stored' AND recording_path = $3",
+        )
+        .bind(org)
+        .bind(call_id)
+        .bind(path)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0;
+        if updated {
+            sqlx::query(
+                "INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error)
+                 SELECT org_id, id, recording_attempts, 'the stored object is missing from storage'
+                   FROM calls WHERE org_id = $1 AND id = $2
+                 ON CONFLICT (org_id, call_id) DO UPDATE
+                    SET last_error = EXCLUDED.last_error, next_attempt_at = NULL, updated_at = now()",
+            )
+            .bind(org)
+            .bind(call_id)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(updated)
+    }
+}

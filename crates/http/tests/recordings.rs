@@ -1,0 +1,725 @@
+//! The recording pipeline, end to end: a real PostgreSQL, a real HTTP server on loopback
+//! serving recordings with injected faults, real files in a temp dir.
+mod support;
+use support::*;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+use voxanne_domain::OrgId;
+use voxanne_jobs::{Metrics, Worker, WorkerConfig};
+
+/// A provider on 127.0.0.1: `/ok/x` answers the recording; `/flaky/x` answers 500 twice,
+/// then the recording; `/fail/x` always 500; `/truncate/x` promises 1000 bytes and sends 10;
+/// `/slow/x` answers after 3 s; `/slowok/x` answers the recording after 600 ms.
+struct Provider {
+    base: String,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// The Authorization header of each request, by path.
+    auth: Arc<Mutex<HashMap<String, Option<String>>>>,
+}
+
+fn audio_for(path: &str) -> Vec<u8> {
+    let seed = path
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (0..20_000u32)
+        .map(|i| (seed.wrapping_add(i) % 251) as u8)
+        .collect()
+}
+
+impl Provider {
+    async fn spawn() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let auth: Arc<Mutex<HashMap<String, Option<String>>>> = Arc::default();
+        let h = hits.clone();
+        let au = auth.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let hits = h.clone();
+                let auth = au.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut len = 0;
+                    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf[len..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => len += n,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf[..len]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let authorization = head
+                        .lines()
+                        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                        .map(|l| l["authorization:".len()..].trim().to_owned());
+                    auth.lock()
+                        .expect("lock")
+                        .insert(path.clone(), authorization);
+                    let n = {
+                        let mut hits = hits.lock().expect("lock");
+                        let n = hits.entry(path.clone()).or_default();
+                        *n += 1;
+                        *n
+                    };
+                    let body = audio_for(&path);
+                    let ok = |body: &[u8]| {
+                        let mut r = format!("HTTP/1.1 200 OK\r\ncontent-type: audio/wav\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).into_bytes();
+                        r.extend_from_slice(body);
+                        r
+                    };
+                    let error = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec();
+                    let response = if path.starts_with("/ok/") {
+                        ok(&body)
+                    } else if path.starts_with("/flaky/") {
+                        if n <= 2 {
+                            error
+                        } else {
+                            ok(&body)
+                        }
+                    } else if path.starts_with("/fail/") {
+                        error
+                    } else if path.starts_with("/truncate/") {
+                        let mut r =
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n"
+                                .to_vec();
+                        r.extend_from_slice(&body[..10]);
+                        r
+                    } else if path.starts_with("/slowok/") {
+                        tokio::time::sleep(Duration::from_millis(600)).await;
+                        ok(&body)
+                    } else if path.starts_with("/slow/") {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        ok(&body)
+                    } else {
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_vec()
+                    };
+                    let _ = socket.write_all(&response).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self { base, hits, auth }
+    }
+
+    fn url(&self, kind: &str, name: &str) -> String {
+        format!("{}/{kind}/{name}.wav", self.base)
+    }
+}
+
+fn config() -> WorkerConfig {
+    WorkerConfig {
+        batch: 20,
+        lease: Duration::from_secs(60),
+        idle_poll: Duration::from_millis(20),
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        http_timeout: Duration::from_secs(1),
+        max_bytes: 1024 * 1024,
+        orphan_sweep_every: Duration::from_secs(3600),
+    }
+}
+
+fn worker(app: &TestApp, config: WorkerConfig) -> Worker {
+    let store =
+        object_store::local::LocalFileSystem::new_with_prefix(app.storage.path()).expect("store");
+    Worker::new(
+        app.t.db.clone(),
+        Arc::new(store),
+        Arc::new(keyring()),
+        config,
+        Arc::new(Metrics::default()),
+    )
+    .expect("worker")
+}
+
+/// Runs rounds until the queue is empty (nothing claimed, nothing waiting for its backoff).
+async fn drain(app: &TestApp, worker: &Worker) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = worker.run_once().await.expect("round");
+        if done.is_empty() && queued(app).await == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn queued(app: &TestApp) -> i64 {
+    let mut admin = app.t.admin().await;
+    sqlx::query_scalar(
+        "SELECT count(*) FROM calls c JOIN organizations o ON o.id = c.org_id
+          WHERE o.status = 'active' AND c.recording_status IN ('queued', 'processing')",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("count")
+}
+
+/// The demo's recordings point at an unreachable host: take them out of the queue.
+async fn quiet_demo_queue(app: &TestApp) {
+    let mut admin = app.t.admin().await;
+    sqlx::query("UPDATE calls SET recording_status = 'none' WHERE recording_status IN ('queued', 'processing')")
+        .execute(&mut admin)
+        .await
+        .expect("quiet");
+}
+
+/// Queues `n` new calls of `org` whose recordings are at `url(i)`. Returns their ids.
+async fn queue(app: &TestApp, org: OrgId, urls: &[String]) -> Vec<Uuid> {
+    let mut admin = app.t.admin().await;
+    let mut ids = Vec::new();
+    for url in urls {
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO calls (org_id, direction, status, from_number, to_number, started_at,
+                                recording_status, recording_url)
+             VALUES ($1, 'inbound', 'completed', '+14155550100', '+14155550101', now(), 'queued', $2)
+             RETURNING id",
+        )
+        .bind(org.as_uuid())
+        .bind(url)
+        .fetch_one(&mut admin)
+        .await
+        .expect("queue");
+        ids.push(id);
+    }
+    ids
+}
+
+async fn call_state(app: &TestApp, id: Uuid) -> (String, Option<String>, i32) {
+    let mut admin = app.t.admin().await;
+    sqlx::query_as(
+        "SELECT recording_status, recording_path, recording_attempts FROM calls WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut admin)
+    .await
+    .expect("call")
+}
+
+fn stored_files(app: &TestApp) -> Vec<String> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.push(
+                    path.strip_prefix(root)
+                        .expect("prefix")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(app.storage.path(), app.storage.path(), &mut out);
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_to_their_clinic_only(
+) {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let a_calls = queue(
+        &app,
+        a.org,
+        &[provider.url("ok", "a1"), provider.url("ok", "a2")],
+    )
+    .await;
+    let b_calls = queue(&app, b.org, &[provider.url("ok", "b1")]).await;
+    let w = worker(&app, config());
+    drain(&app, &w).await;
+
+    for (org, calls) in [(a.org, &a_calls), (b.org, &b_calls)] {
+        for id in calls.iter() {
+            let (status, path, attempts) = call_state(&app, *id).await;
+            assert_eq!(status, "stored");
+            assert_eq!(
+                path.as_deref(),
+                Some(format!("{org}/recordings/{id}.wav").as_str())
+            );
+            assert_eq!(attempts, 1);
+        }
+    }
+    assert_eq!(stored_files(&app).len(), 3, "{:?}", stored_files(&app));
+    assert_eq!(w.metrics().processed.get(), 3);
+
+    let a_token = app.token(a.owner, Some(a.org));
+    let b_token = app.token(b.owner, Some(b.org));
+    let fetch = |id: Uuid, token: String| {
+        let client = app.client.clone();
+        let url = format!("{}/api/v1/calls/{id}/recording", app.base);
+        async move {
+            let r = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get");
+            (
+                r.status().as_u16(),
+                r.bytes().await.expect("bytes").to_vec(),
+            )
+        }
+    };
+    let (status, bytes) = fetch(a_calls[0], a_token.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, audio_for("/ok/a1.wav"));
+    let (status, bytes) = fetch(b_calls[0], b_token.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, audio_for("/ok/b1.wav"));
+    assert_eq!(
+        fetch(a_calls[0], b_token).await.0,
+        404,
+        "B reads A's recording"
+    );
+    assert_eq!(
+        fetch(b_calls[0], a_token).await.0,
+        404,
+        "A reads B's recording"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_twice_then_succeeds_ends_stored_after_retries() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let ids = queue(&app, a.org, &[provider.url("flaky", "x")]).await;
+    let w = worker(&app, config());
+    drain(&app, &w).await;
+    let (status, path, attempts) = call_state(&app, ids[0]).await;
+    assert_eq!((status.as_str(), attempts), ("stored", 3));
+    assert!(path.is_some());
+    assert_eq!(provider.hits.lock().expect("lock")["/flaky/x.wav"], 3);
+    assert_eq!(
+        (w.metrics().retried.get(), w.metrics().processed.get()),
+        (2, 1)
+    );
+    let mut admin = app.t.admin().await;
+    let failures: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM failed_recording_uploads WHERE call_id = $1")
+            .bind(ids[0])
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+    assert_eq!(failures, 0, "a stored recording keeps no failure record");
+}
+
+#[tokio::test]
+async fn an_always_failing_provider_ends_failed_with_attempts_counted_and_visible_through_the_api()
+{
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let ids = queue(
+        &app,
+        a.org,
+        &[
+            provider.url("fail", "x"),
+            provider.url("truncate", "y"),
+            provider.url("slow", "z"),
+        ],
+    )
+    .await;
+    let w = worker(&app, config());
+    drain(&app, &w).await;
+
+    let mut admin = app.t.admin().await;
+    for (id, expected_error) in ids.iter().zip(["HTTP 500", "truncated", "download failed"]) {
+        let (status, path, attempts) = call_state(&app, *id).await;
+        assert_eq!((status.as_str(), path, attempts), ("failed", None, 3));
+        let (n, error): (i32, String) = sqlx::query_as(
+            "SELECT attempts, last_error FROM failed_recording_uploads WHERE call_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut admin)
+        .await
+        .expect("failure record");
+        assert_eq!(n, 3);
+        assert!(error.contains(expected_error), "{error}");
+    }
+    assert_eq!(provider.hits.lock().expect("lock")["/fail/x.wav"], 3);
+    assert!(
+        stored_files(&app).is_empty(),
+        "no partial object: {:?}",
+        stored_files(&app)
+    );
+    assert_eq!(
+        (w.metrics().failed.get(), w.metrics().retried.get()),
+        (3, 6)
+    );
+
+    let token = app.token(a.staff, Some(a.org));
+    let r = app
+        .get_as(&format!("/api/v1/calls/{}", ids[0]), &token)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["recording_status"], "failed");
+}
+
+#[tokio::test]
+async fn a_worker_dropped_mid_batch_loses_nothing_and_duplicates_nothing_after_stale_cleanup() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let mut ids = queue(
+        &app,
+        a.org,
+        &(0..6)
+            .map(|i| provider.url("slowok", &format!("a{i}")))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    ids.extend(
+        queue(
+            &app,
+            b.org,
+            &(0..6)
+                .map(|i| provider.url("slowok", &format!("b{i}")))
+                .collect::<Vec<_>>(),
+        )
+        .await,
+    );
+
+    // The first worker claims everything with a short lease and dies mid-download.
+    let first = worker(
+        &app,
+        WorkerConfig {
+            lease: Duration::from_millis(800),
+            ..config()
+        },
+    );
+    let task = tokio::spawn(async move { first.run_once().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    task.abort();
+    let _ = task.await;
+    for id in &ids {
+        assert_eq!(call_state(&app, *id).await.0, "processing");
+    }
+    // A second worker, before the lease runs out, does not take them.
+    let second = worker(&app, config());
+    assert!(second.run_once().await.expect("round").is_empty());
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    drain(&app, &second).await;
+
+    for id in &ids {
+        let (status, path, attempts) = call_state(&app, *id).await;
+        assert_eq!(status, "stored");
+        assert!(path.is_some());
+        assert_eq!(attempts, 2, "one dead claim, one that finished");
+    }
+    let files = stored_files(&app);
+    assert_eq!(files.len(), ids.len(), "one object per call: {files:?}");
+    for id in &ids {
+        assert_eq!(
+            files.iter().filter(|f| f.contains(&id.to_string())).count(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_run_twice_stores_one_object_and_one_final_state() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let ids = queue(&app, a.org, &[provider.url("ok", "twice")]).await;
+    let w = worker(&app, config());
+    let claimed = w.claim().await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // Two runs of the same claim (as after a crash between the upload and the commit).
+    let first = w.process(&claimed[0]).await.expect("first");
+    let second = w.process(&claimed[0]).await.expect("second");
+    assert!(
+        matches!(first, voxanne_jobs::Outcome::Stored { .. }),
+        "{first:?}"
+    );
+    assert_eq!(second, voxanne_jobs::Outcome::Abandoned);
+    assert_eq!(stored_files(&app).len(), 1);
+    assert_eq!(call_state(&app, ids[0]).await.0, "stored");
+}
+
+#[tokio::test]
+async fn a_suspended_clinics_queue_is_not_touched_until_it_is_active_again() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let a_ids = queue(&app, a.org, &[provider.url("ok", "a")]).await;
+    let b_ids = queue(
+        &app,
+        b.org,
+        &[provider.url("ok", "b1"), provider.url("ok", "b2")],
+    )
+    .await;
+    let mut admin = app.t.admin().await;
+    // One of B's rows was left processing by a dead worker, its lease long gone.
+    sqlx::query("UPDATE calls SET recording_status = 'processing', recording_lease_until = now() - interval '1 hour', recording_attempts = 1 WHERE id = $1")
+        .bind(b_ids[1])
+        .execute(&mut admin)
+        .await
+        .expect("stale");
+    sqlx::query("UPDATE organizations SET status = 'suspended' WHERE id = $1")
+        .bind(b.org.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("suspend");
+    let before = app.snapshot(b.org).await;
+
+    let w = worker(&app, config());
+    for _ in 0..3 {
+        w.run_once().await.expect("round");
+    }
+    assert_eq!(call_state(&app, a_ids[0]).await.0, "stored");
+    assert_eq!(
+        app.snapshot(b.org).await,
+        before,
+        "the suspended clinic's rows changed"
+    );
+    assert_eq!(
+        provider
+            .hits
+            .lock()
+            .expect("lock")
+            .keys()
+            .filter(|k| k.contains("/b"))
+            .count(),
+        0
+    );
+
+    sqlx::query("UPDATE organizations SET status = 'active' WHERE id = $1")
+        .bind(b.org.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("reactivate");
+    drain(&app, &w).await;
+    for id in &b_ids {
+        assert_eq!(call_state(&app, *id).await.0, "stored");
+    }
+}
+
+#[tokio::test]
+async fn erasing_a_clinic_removes_its_stored_recordings() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    queue(
+        &app,
+        a.org,
+        &[provider.url("ok", "a1"), provider.url("ok", "a2")],
+    )
+    .await;
+    queue(&app, b.org, &[provider.url("ok", "b1")]).await;
+    let w = worker(&app, config());
+    drain(&app, &w).await;
+    // An object without a row (stored by a job whose commit never happened).
+    let stray = app
+        .storage
+        .path()
+        .join(format!("{}/recordings/{}.wav", a.org, Uuid::new_v4()));
+    std::fs::write(&stray, b"stray").expect("stray");
+    assert_eq!(stored_files(&app).len(), 4);
+
+    let owner = app.token(a.owner, Some(a.org));
+    let r = app.delete("/api/v1/organization", &owner).await;
+    assert_eq!(r.status, 204);
+    let files = stored_files(&app);
+    assert!(
+        files.iter().all(|f| !f.starts_with(&a.org.to_string())),
+        "{files:?}"
+    );
+    assert_eq!(files.len(), 1, "B's recording stays: {files:?}");
+    assert!(files[0].starts_with(&b.org.to_string()));
+}
+
+#[tokio::test]
+async fn metrics_report_the_queue_depth_by_status_and_the_job_counters() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    queue(
+        &app,
+        a.org,
+        &[provider.url("ok", "1"), provider.url("ok", "2")],
+    )
+    .await;
+    let waiting = queue(&app, b.org, &[provider.url("ok", "3")]).await;
+    let processing = queue(&app, b.org, &[provider.url("ok", "4")]).await;
+    let mut admin = app.t.admin().await;
+    sqlx::query(
+        "UPDATE calls SET recording_next_attempt_at = now() + interval '1 hour' WHERE id = $1",
+    )
+    .bind(waiting[0])
+    .execute(&mut admin)
+    .await
+    .expect("backoff");
+    sqlx::query("UPDATE calls SET recording_status = 'processing', recording_lease_until = now() + interval '1 hour' WHERE id = $1")
+        .bind(processing[0])
+        .execute(&mut admin)
+        .await
+        .expect("processing");
+    let r = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("text");
+    for (status, n) in [("queued", 2), ("waiting", 1), ("processing", 1)] {
+        assert!(
+            text.contains(&format!("voxanne_recordings{{status=\"{status}\"}} {n}\n")),
+            "{text}"
+        );
+    }
+    for counter in ["processed", "failed", "retried"] {
+        assert!(
+            text.contains(&format!("voxanne_recordings_{counter}_total 0\n")),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_orphan_sweep_deletes_objects_without_a_row_and_marks_rows_without_an_object() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let a_ids = queue(
+        &app,
+        a.org,
+        &[provider.url("ok", "a1"), provider.url("ok", "a2")],
+    )
+    .await;
+    let b_ids = queue(&app, b.org, &[provider.url("ok", "b1")]).await;
+    // A zero lease: every object is past the grace period at once.
+    let w = worker(
+        &app,
+        WorkerConfig {
+            lease: Duration::ZERO,
+            ..config()
+        },
+    );
+    drain(&app, &w).await;
+    let orphan = format!("{}/recordings/{}.wav", a.org, Uuid::new_v4());
+    let erased_clinic = format!("{}/recordings/{}.wav", Uuid::new_v4(), Uuid::new_v4());
+    for key in [&orphan, &erased_clinic] {
+        let file = app.storage.path().join(key);
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, b"orphan").expect("write");
+    }
+    // B's object disappears from storage.
+    let b_path = call_state(&app, b_ids[0]).await.1.expect("path");
+    std::fs::remove_file(app.storage.path().join(&b_path)).expect("rm");
+
+    let report = w.sweep_orphans().await.expect("sweep");
+    assert_eq!((report.objects_deleted, report.rows_marked), (2, 1));
+    let files = stored_files(&app);
+    assert_eq!(files.len(), 2, "{files:?}");
+    for id in &a_ids {
+        assert_eq!(call_state(&app, *id).await.0, "stored");
+    }
+    assert_eq!(call_state(&app, b_ids[0]).await.0, "failed");
+    let again = w.sweep_orphans().await.expect("sweep");
+    assert_eq!((again.objects_deleted, again.rows_marked), (0, 0));
+}
+
+#[tokio::test]
+async fn a_stopping_worker_finishes_its_batch_in_flight_and_claims_no_more() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let urls: Vec<String> = (0..5)
+        .map(|i| provider.url("slowok", &format!("s{i}")))
+        .collect();
+    let ids = queue(&app, a.org, &urls).await;
+    let w = worker(
+        &app,
+        WorkerConfig {
+            batch: 3,
+            ..config()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(w.run(async move {
+        let _ = stopped.await;
+    }));
+    // The first batch (3 jobs, 600 ms each) is in flight when the signal comes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the worker stops")
+        .expect("no panic");
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(call_state(&app, *id).await.0);
+    }
+    states.sort();
+    assert_eq!(
+        states,
+        ["queued", "queued", "stored", "stored", "stored"],
+        "in flight finished, nothing else claimed"
+    );
+    assert_eq!(stored_files(&app).len(), 3);
+}
+
+#[tokio::test]
+async fn downloads_use_the_clinics_own_twilio_credentials_and_none_without_them() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let admin_token = app.token(a.owner, Some(a.org));
+    let r = app
+        .put(
+            "/api/v1/integrations/twilio",
+            &admin_token,
+            &serde_json::json!({"config": {"account_sid": "AC-clinic-a"}, "secrets": {"auth_token": "token-a"}}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    queue(&app, a.org, &[provider.url("ok", "with-auth")]).await;
+    queue(&app, b.org, &[provider.url("ok", "without-auth")]).await;
+    drain(&app, &worker(&app, config())).await;
+    let auth = provider.auth.lock().expect("lock").clone();
+    use base64::Engine as _;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("AC-clinic-a:token-a")
+    );
+    assert_eq!(
+        auth["/ok/with-auth.wav"].as_deref(),
+        Some(expected.as_str())
+    );
+    assert_eq!(
+        auth["/ok/without-auth.wav"], None,
+        "B has no integration: no credentials"
+    );
+}

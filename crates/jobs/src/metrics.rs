@@ -1,0 +1,65 @@
+//! The worker's counters and the Prometheus text of `GET /metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use voxanne_db::{Db, DbError};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of this process's recording jobs.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Recordings stored.
+    pub processed: Counter,
+    /// Recordings that failed for good.
+    pub failed: Counter,
+    /// Failed attempts put back in the queue.
+    pub retried: Counter,
+}
+
+impl Metrics {
+    /// Prometheus text format: the queue depth by status (all orgs, counts only) and this
+    /// process's counters.
+    pub async fn render(&self, db: &Db) -> Result<String, DbError> {
+        let depth = voxanne_db::system::recording_queue_depth(db).await?;
+        let mut out = String::new();
+        out.push_str("# HELP voxanne_recordings Recording jobs in the queue, by state (all orgs).\n# TYPE voxanne_recordings gauge\n");
+        for (status, n) in depth {
+            let _ = writeln!(out, "voxanne_recordings{{status=\"{status}\"}} {n}");
+        }
+        for (name, help, counter) in [
+            (
+                "voxanne_recordings_processed_total",
+                "Recordings stored by this process.",
+                &self.processed,
+            ),
+            (
+                "voxanne_recordings_failed_total",
+                "Recordings that failed for good in this process.",
+                &self.failed,
+            ),
+            (
+                "voxanne_recordings_retried_total",
+                "Failed recording attempts put back in the queue.",
+                &self.retried,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.get()
+            );
+        }
+        Ok(out)
+    }
+}
