@@ -204,6 +204,10 @@ impl EmbeddedCluster {
         );
         if options.ephemeral {
             server.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            // Tests count statements (e.g. per claimed job batch) where the library exists.
+            if self.has_library("pg_stat_statements") {
+                server.push_str(" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all");
+            }
         }
         let log = self.pg_dir.join("server.log");
         tracing::info!(dir = %self.pg_dir.display(), log = %log.display(), "starting the embedded PostgreSQL");
@@ -224,6 +228,13 @@ impl EmbeddedCluster {
             other => other,
         })
         .map(drop)
+    }
+
+    /// Whether the server has the extension library `name` (Debian: `<version>/lib/<name>.so`).
+    fn has_library(&self, name: &str) -> bool {
+        self.bin_dir
+            .parent()
+            .is_some_and(|version_dir| version_dir.join("lib").join(format!("{name}.so")).is_file())
     }
 
     fn command(&self, program: &str) -> Command {

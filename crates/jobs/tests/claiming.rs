@@ -76,6 +76,7 @@ async fn a_huge_backlog_does_not_starve_small_clinics() {
 #[tokio::test]
 async fn claiming_is_one_statement_whose_cost_does_not_follow_the_number_of_orgs() {
     let mut timings = Vec::new();
+    let mut statement_counts = Vec::new();
     for n in [10, 1000] {
         let t = TestDb::new().await;
         for org in orgs(&t, n).await {
@@ -86,11 +87,29 @@ async fn claiming_is_one_statement_whose_cost_does_not_follow_the_number_of_orgs
             .execute(&mut admin)
             .await
             .expect("analyze");
-        // Warm up, then measure one claim: a single round trip to a single SQL statement.
+        // Warm up, then measure one claim: a single round trip to a single SQL statement,
+        // counting every statement the server runs for it (nested ones included).
         claim_recordings(&t.db, 20, LEASE).await.expect("warm up");
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&mut admin)
+            .await
+            .expect("pg_stat_statements (PostgreSQL's contrib; the test cluster preloads it)");
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&mut admin)
+            .await
+            .expect("reset");
         let started = Instant::now();
         let batch = claim_recordings(&t.db, 20, LEASE).await.expect("claim");
         let elapsed = started.elapsed();
+        let statements: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
+              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND query NOT ILIKE '%pg_stat_statements%'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("count statements");
+        statement_counts.push((n, statements));
         assert_eq!(batch.len(), 20);
         let per_org: HashMap<Uuid, usize> = batch.iter().fold(HashMap::new(), |mut m, j| {
             *m.entry(j.org_id).or_default() += 1;
@@ -105,7 +124,12 @@ async fn claiming_is_one_statement_whose_cost_does_not_follow_the_number_of_orgs
         }
         timings.push((n, elapsed));
     }
-    eprintln!("one claim of 20: {timings:?}");
+    eprintln!("one claim of 20: {timings:?}; statements executed (orgs, statements): {statement_counts:?}");
+    assert!(statement_counts[0].1 > 0, "the statements were not counted");
+    assert_eq!(
+        statement_counts[0].1, statement_counts[1].1,
+        "statements per claimed batch grow with the number of orgs: {statement_counts:?}"
+    );
 }
 
 #[tokio::test]
