@@ -85,6 +85,29 @@ pub struct Config {
     /// Where recordings are stored (local filesystem). Default: `<data dir>/objects`.
     #[arg(long, env = "VOXANNE_STORAGE_DIR", global = true)]
     pub storage_dir: Option<PathBuf>,
+    /// Recording jobs claimed (and run concurrently) per batch, per worker.
+    #[arg(
+        long,
+        env = "VOXANNE_WORKER_BATCH",
+        default_value_t = 20,
+        global = true
+    )]
+    pub worker_batch: u32,
+    /// How long a claimed job is held before another worker may take it over (the worker
+    /// died); must exceed the download timeout. E.g. 5m.
+    #[arg(long, env = "VOXANNE_WORKER_LEASE", default_value = "5m", value_parser = humantime::parse_duration, global = true)]
+    pub worker_lease: std::time::Duration,
+    /// The attempt that fails with this number ends `failed`.
+    #[arg(
+        long,
+        env = "VOXANNE_WORKER_MAX_ATTEMPTS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub worker_max_attempts: i32,
+    /// Timeout of one recording download, connect included. E.g. 60s.
+    #[arg(long, env = "VOXANNE_WORKER_HTTP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    pub worker_http_timeout: std::time::Duration,
     /// Application connection pool size.
     #[arg(
         long,
@@ -96,6 +119,29 @@ pub struct Config {
 }
 
 impl Config {
+    /// The recording worker's settings, checked: a lease shorter than a download would let a
+    /// second worker take over a job that is still running.
+    pub fn worker_config(&self) -> anyhow::Result<voxanne_jobs::WorkerConfig> {
+        anyhow::ensure!(self.worker_batch >= 1, "--worker-batch must be at least 1");
+        anyhow::ensure!(
+            self.worker_max_attempts >= 1,
+            "--worker-max-attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.worker_lease > self.worker_http_timeout,
+            "--worker-lease ({}) must be longer than --worker-http-timeout ({})",
+            humantime::format_duration(self.worker_lease),
+            humantime::format_duration(self.worker_http_timeout)
+        );
+        Ok(voxanne_jobs::WorkerConfig {
+            batch: self.worker_batch,
+            lease: self.worker_lease,
+            max_attempts: self.worker_max_attempts,
+            http_timeout: self.worker_http_timeout,
+            ..voxanne_jobs::WorkerConfig::default()
+        })
+    }
+
     pub fn storage_dir(&self) -> PathBuf {
         self.storage_dir
             .clone()

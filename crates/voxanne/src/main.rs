@@ -229,7 +229,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
                 database.db.clone(),
                 recordings,
                 keyring,
-                voxanne_jobs::WorkerConfig::default(),
+                config.worker_config()?,
                 metrics,
             )?;
             let mut stopped = stopped.clone();
@@ -280,7 +280,7 @@ async fn worker(config: &Config) -> anyhow::Result<()> {
             database.db.clone(),
             open_storage(config)?,
             keyring,
-            voxanne_jobs::WorkerConfig::default(),
+            config.worker_config()?,
             Arc::default(),
         )?;
         let shutdown = shutdown_signal();
