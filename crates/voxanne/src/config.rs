@@ -85,6 +85,10 @@ pub struct Config {
     /// Where recordings are stored (local filesystem). Default: `<data dir>/objects`.
     #[arg(long, env = "VOXANNE_STORAGE_DIR", global = true)]
     pub storage_dir: Option<PathBuf>,
+    /// Recordings in S3-compatible storage instead: `s3://bucket[/prefix]` (credentials,
+    /// region and endpoint from the AWS_* variables).
+    #[arg(long, env = "VOXANNE_STORAGE_URL", global = true)]
+    pub storage_url: Option<String>,
     /// Recording jobs claimed (and run concurrently) per batch, per worker.
     #[arg(
         long,

@@ -260,14 +260,15 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-/// The recordings' object store: a local directory (`VOXANNE_STORAGE_DIR`, default
-/// `<data dir>/objects`).
+/// The recordings' object store: `VOXANNE_STORAGE_URL` (S3-compatible) when set, else a local
+/// directory (`VOXANNE_STORAGE_DIR`, default `<data dir>/objects`).
 fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
-    let storage = config.storage_dir();
-    std::fs::create_dir_all(&storage).with_context(|| format!("creating {}", storage.display()))?;
-    let recordings = object_store::local::LocalFileSystem::new_with_prefix(&storage)
-        .with_context(|| format!("opening the storage in {}", storage.display()))?;
-    Ok(Arc::new(recordings))
+    let location = match &config.storage_url {
+        Some(url) => url.clone(),
+        None => config.storage_dir().display().to_string(),
+    };
+    voxanne_http::storage::open(&location)
+        .with_context(|| format!("opening the recordings storage at {location}"))
 }
 
 /// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batch in

@@ -53,6 +53,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(jwks: Option<JwksSource>) -> Self {
+        Self::spawn_on(jwks, None).await
+    }
+
+    /// With the recordings in `store` instead of a local temp dir.
+    pub async fn spawn_on(
+        jwks: Option<JwksSource>,
+        store: Option<Arc<dyn object_store::ObjectStore>>,
+    ) -> Self {
         let t = TestDb::new().await;
         let auth = JwtVerifier::new(AuthConfig {
             hs256_secret: Some(SecretString::from(SECRET)),
@@ -65,12 +73,17 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let storage = tempfile::tempdir().expect("storage dir");
-        let recordings =
-            object_store::local::LocalFileSystem::new_with_prefix(storage.path()).expect("storage");
+        let recordings: Arc<dyn object_store::ObjectStore> = match store {
+            Some(store) => store,
+            None => Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(storage.path())
+                    .expect("storage"),
+            ),
+        };
         let state = AppState {
             db: t.db.clone(),
             auth: Arc::new(auth),
-            recordings: Arc::new(recordings),
+            recordings: recordings.clone(),
             keyring: Arc::new(keyring()),
             metrics: Arc::default(),
         };
