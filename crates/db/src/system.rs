@@ -73,6 +73,8 @@ pub enum DeniedKind {
     MembershipDenied,
     /// A token that failed verification named this org (in `X-Org-Id`).
     InvalidToken,
+    /// A webhook to one of this org's numbers that was not signed with its secret.
+    InvalidWebhookSignature,
 }
 
 /// Records a security event for `org` from outside its tenant context (the caller is not a
@@ -88,6 +90,7 @@ pub async fn record_denied(
     let kind = match kind {
         DeniedKind::MembershipDenied => "membership_denied",
         DeniedKind::InvalidToken => "invalid_token",
+        DeniedKind::InvalidWebhookSignature => "invalid_webhook_signature",
     };
     let (mut tx, _) = ScopedTx::begin(db, None, user, None).await?;
     sqlx::query("SELECT app.record_security_event($1, $2, $3, $4)")
@@ -220,4 +223,20 @@ pub async fn stored_recordings(
     .fetch_all(db.pool())
     .await?;
     Ok(rows)
+}
+
+/// The clinic that owns `number`, and whether it is active, through the SECURITY DEFINER
+/// `app.org_for_number`: how a webhook, which carries no JWT, finds its clinic.
+pub async fn org_for_number(
+    db: &Db,
+    number: &voxanne_domain::PhoneNumber,
+) -> Result<Option<(OrgId, bool)>, DbError> {
+    let (mut tx, _) = ScopedTx::begin(db, None, None, None).await?;
+    let row: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT org_id, status FROM app.org_for_number($1)")
+            .bind(number.as_str())
+            .fetch_optional(tx.conn())
+            .await?;
+    tx.commit().await?;
+    Ok(row.map(|(org, status)| (OrgId::from_uuid(org), status == "active")))
 }

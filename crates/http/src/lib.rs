@@ -129,6 +129,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
+        .routes(routes!(routes::webhooks::vapi))
         .routes(routes!(routes::health::metrics))
         .nest("/api/v1", api)
 }

@@ -3,3 +3,4 @@
 //! called number and loading its secret happen in the HTTP layer.
 
 pub mod signature;
+pub mod vapi;

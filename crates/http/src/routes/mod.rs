@@ -16,3 +16,4 @@ pub mod organizations;
 pub mod phone_numbers;
 pub mod security_events;
 pub mod sms_confirmations;
+pub mod webhooks;

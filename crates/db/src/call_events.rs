@@ -1,0 +1,87 @@
+//! Call events from a voice platform, applied idempotently: keyed by the provider's call id,
+//! a retried event changes nothing and a late one never moves a call backwards (an ended call
+//! stays ended).
+
+use crate::{DbError, TenantTx};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use voxanne_domain::{CallDirection, CallStatus};
+
+/// What one webhook says about one call.
+#[derive(Debug, Clone)]
+pub struct CallEvent {
+    pub provider: &'static str,
+    pub provider_call_id: String,
+    pub direction: CallDirection,
+    pub status: CallStatus,
+    /// The end-of-call report: the one event allowed to settle a call's final status.
+    pub is_final_report: bool,
+    pub from_number: String,
+    pub to_number: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i32>,
+    pub transcript: Option<String>,
+    pub summary: Option<String>,
+    pub ended_reason: Option<String>,
+    pub recording_url: Option<String>,
+}
+
+/// A status's place in a call's life; statuses only move up.
+const RANK: &str =
+    "CASE %s WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END";
+
+fn rank(expr: &str) -> String {
+    RANK.replace("%s", expr)
+}
+
+impl TenantTx {
+    /// Creates the call on its first event and merges later ones; returns its id.
+    pub async fn apply_call_event(&mut self, e: &CallEvent) -> Result<Uuid, DbError> {
+        let org = self.org().as_uuid();
+        let sql = format!(
+            "INSERT INTO calls AS c (org_id, provider, provider_call_id, direction, status, from_number,
+                                     to_number, started_at, ended_at, duration_seconds, transcript,
+                                     summary, ended_reason, recording_url, recording_status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, $9, now()), $9, $10, $11, $12, $13, $14,
+                     CASE WHEN $14::text IS NULL THEN 'none' ELSE 'queued' END)
+             ON CONFLICT (org_id, provider, provider_call_id) WHERE provider_call_id IS NOT NULL DO UPDATE SET
+                 status = CASE
+                     WHEN {new} > {old} THEN EXCLUDED.status
+                     WHEN {new} = 3 AND {old} = 3 AND $15 THEN EXCLUDED.status
+                     ELSE c.status END,
+                 started_at = least(c.started_at, EXCLUDED.started_at),
+                 ended_at = coalesce(c.ended_at, EXCLUDED.ended_at),
+                 duration_seconds = coalesce(EXCLUDED.duration_seconds, c.duration_seconds),
+                 transcript = coalesce(EXCLUDED.transcript, c.transcript),
+                 summary = coalesce(EXCLUDED.summary, c.summary),
+                 ended_reason = coalesce(EXCLUDED.ended_reason, c.ended_reason),
+                 recording_url = coalesce(c.recording_url, EXCLUDED.recording_url),
+                 recording_status = CASE
+                     WHEN c.recording_status = 'none' AND EXCLUDED.recording_url IS NOT NULL THEN 'queued'
+                     ELSE c.recording_status END
+             RETURNING c.id",
+            new = rank("EXCLUDED.status"),
+            old = rank("c.status"),
+        );
+        let id = sqlx::query_scalar(&sql)
+            .bind(org)
+            .bind(e.provider)
+            .bind(&e.provider_call_id)
+            .bind(e.direction.as_str())
+            .bind(e.status.as_str())
+            .bind(&e.from_number)
+            .bind(&e.to_number)
+            .bind(e.started_at)
+            .bind(e.ended_at)
+            .bind(e.duration_seconds)
+            .bind(&e.transcript)
+            .bind(&e.summary)
+            .bind(&e.ended_reason)
+            .bind(&e.recording_url)
+            .bind(e.is_final_report)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(id)
+    }
+}

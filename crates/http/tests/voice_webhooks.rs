@@ -1,0 +1,294 @@
+//! Voice-platform webhooks: the clinic is whoever owns the called number and signed with its
+//! own secret; everything else is refused before a row is written.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+use voxanne_db::demo::DemoClinic;
+use voxanne_webhooks::signature::timestamped_sign;
+
+const A_SECRET: &str = "whsec-clinic-a-0123456789";
+const B_SECRET: &str = "whsec-clinic-b-9876543210";
+
+async fn set_secret(app: &TestApp, clinic: &DemoClinic, secret: &str) {
+    let r = app
+        .put(
+            "/api/v1/integrations/vapi",
+            &app.token(clinic.owner, Some(clinic.org)),
+            &json!({"config": {}, "secrets": {"webhook_secret": secret}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+async fn world() -> (TestApp, DemoClinic, DemoClinic) {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    set_secret(&app, &a, A_SECRET).await;
+    set_secret(&app, &b, B_SECRET).await;
+    (app, a, b)
+}
+
+/// POSTs `body` signed with `secret` at `timestamp` (None: unsigned).
+async fn post(app: &TestApp, body: &[u8], signed: Option<(&str, i64)>) -> Response {
+    let mut request = app
+        .client
+        .post(format!("{}/webhooks/voice/vapi", app.base))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some((secret, ts)) = signed {
+        request = request.header("x-vapi-timestamp", ts.to_string()).header(
+            "x-vapi-signature",
+            timestamped_sign(secret.as_bytes(), ts, body),
+        );
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Response { status, body }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn status_update(call: &str, to: &str, status: &str) -> Vec<u8> {
+    json!({"message": {"type": "status-update", "status": status,
+        "call": {"id": call, "type": "inboundPhoneCall"},
+        "phoneNumber": {"number": to}, "customer": {"number": "+14155559876"}}})
+    .to_string()
+    .into_bytes()
+}
+
+fn end_of_call(call: &str, to: &str) -> Vec<u8> {
+    json!({"message": {"type": "end-of-call-report", "endedReason": "customer-ended-call",
+        "call": {"id": call, "type": "inboundPhoneCall"},
+        "phoneNumber": {"number": to}, "customer": {"number": "+14155559876"},
+        "startedAt": "2026-11-23T10:00:00Z", "endedAt": "2026-11-23T10:03:00Z", "durationSeconds": 180.2,
+        "artifact": {"transcript": "I'd like a cleaning next week.", "recordingUrl": "https://recordings.vapi.example/abc.wav"},
+        "analysis": {"summary": "Caller booked a cleaning."}}})
+    .to_string()
+    .into_bytes()
+}
+
+async fn calls_of(app: &TestApp, clinic: &DemoClinic) -> Vec<Value> {
+    let r = app
+        .get_as(
+            "/api/v1/calls?limit=100",
+            &app.token(clinic.owner, Some(clinic.org)),
+        )
+        .await;
+    r.body["data"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_signed_call_to_clinic_as_number_lands_in_clinic_a_only() {
+    let (app, a, b) = world().await;
+    let before_b = calls_of(&app, &b).await.len();
+
+    let r = post(
+        &app,
+        &status_update("vapi-call-1", a.number, "in-progress"),
+        Some((A_SECRET, now())),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = post(
+        &app,
+        &end_of_call("vapi-call-1", a.number),
+        Some((A_SECRET, now())),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["call_id"].as_str().expect("call id").to_owned();
+
+    let call = app
+        .get_as(
+            &format!("/api/v1/calls/{id}"),
+            &app.token(a.staff, Some(a.org)),
+        )
+        .await;
+    assert_eq!(call.status, 200);
+    assert_eq!(call.body["status"], "completed");
+    assert_eq!(call.body["direction"], "inbound");
+    assert_eq!(
+        (
+            call.body["from_number"].as_str(),
+            call.body["to_number"].as_str()
+        ),
+        (Some("+14155559876"), Some(a.number))
+    );
+    assert_eq!(call.body["transcript"], "I'd like a cleaning next week.");
+    assert_eq!(call.body["summary"], "Caller booked a cleaning.");
+    assert_eq!(call.body["duration_seconds"], 180);
+    assert_eq!(
+        call.body["recording_status"], "queued",
+        "the recording goes to the pipeline"
+    );
+    assert_eq!(
+        calls_of(&app, &b).await.len(),
+        before_b,
+        "Clinic B sees none of it"
+    );
+    assert_eq!(
+        app.get_as(
+            &format!("/api/v1/calls/{id}"),
+            &app.token(b.owner, Some(b.org))
+        )
+        .await
+        .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn unsigned_wrongly_signed_replayed_tampered_or_unknown_webhooks_write_nothing() {
+    let (app, a, b) = world().await;
+    let before_a = app.snapshot(a.org).await;
+    let before_b = app.snapshot(b.org).await;
+    let body = end_of_call("vapi-attack", a.number);
+
+    let mut tampered = body.clone();
+    let at = tampered
+        .iter()
+        .position(|c| *c == b'3')
+        .expect("a digit to change");
+    tampered[at] = b'4';
+    let sign_other =
+        |payload: &[u8]| (timestamped_sign(A_SECRET.as_bytes(), now(), payload), now());
+
+    let cases: Vec<(&str, Response)> = vec![
+        ("unsigned", post(&app, &body, None).await),
+        (
+            "wrong secret",
+            post(&app, &body, Some(("not-the-secret", now()))).await,
+        ),
+        (
+            "clinic B's secret on clinic A's number",
+            post(&app, &body, Some((B_SECRET, now()))).await,
+        ),
+        (
+            "replayed",
+            post(&app, &body, Some((A_SECRET, now() - 3600))).await,
+        ),
+        ("tampered", {
+            let (signature, ts) = sign_other(&body);
+            let response = app
+                .client
+                .post(format!("{}/webhooks/voice/vapi", app.base))
+                .header("x-vapi-timestamp", ts.to_string())
+                .header("x-vapi-signature", signature)
+                .body(tampered.clone())
+                .send()
+                .await
+                .expect("send");
+            let status = response.status();
+            Response {
+                status,
+                body: response.json().await.unwrap_or(Value::Null),
+            }
+        }),
+    ];
+    for (what, r) in &cases {
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (401, "invalid_signature"),
+            "{what}: {:?}",
+            r.body
+        );
+    }
+    let unknown = post(
+        &app,
+        &end_of_call("vapi-attack", "+15005550006"),
+        Some((A_SECRET, now())),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.code()),
+        (404, "unknown_number")
+    );
+    let garbage = post(&app, b"{\"not\": \"vapi\"}", Some((A_SECRET, now()))).await;
+    assert_eq!(
+        (garbage.status.as_u16(), garbage.code()),
+        (400, "invalid_webhook")
+    );
+
+    // No call, no anything, in either clinic; only the security events of clinic A.
+    let without_events = |s: Vec<(String, Vec<Value>)>| {
+        s.into_iter()
+            .filter(|(t, _)| t != "security_events")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        without_events(app.snapshot(a.org).await),
+        without_events(before_a)
+    );
+    assert_eq!(app.snapshot(b.org).await, before_b);
+    let events = app
+        .get_as(
+            "/api/v1/security-events?limit=100",
+            &app.token(a.owner, Some(a.org)),
+        )
+        .await;
+    let kinds: Vec<&str> = events.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["invalid_webhook_signature"; 5],
+        "one per refused request to clinic A's number"
+    );
+}
+
+#[tokio::test]
+async fn retried_and_reordered_events_keep_one_call_and_its_final_state() {
+    let (app, a, _) = world().await;
+    let before = calls_of(&app, &a).await.len();
+    let report = end_of_call("vapi-call-2", a.number);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = post(&app, &report, Some((A_SECRET, now()))).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        ids.push(r.body["call_id"].clone());
+    }
+    // A late status-update must not move the ended call back to in progress.
+    let late = post(
+        &app,
+        &status_update("vapi-call-2", a.number, "in-progress"),
+        Some((A_SECRET, now())),
+    )
+    .await;
+    assert_eq!(late.status, 200);
+    ids.push(late.body["call_id"].clone());
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one call: {ids:?}");
+
+    let calls = calls_of(&app, &a).await;
+    assert_eq!(calls.len(), before + 1);
+    let call = calls.iter().find(|c| c["id"] == ids[0]).expect("the call");
+    assert_eq!(call["status"], "completed");
+    assert_eq!(call["recording_status"], "queued");
+}
+
+#[tokio::test]
+async fn a_suspended_clinics_number_writes_nothing() {
+    let (app, a, _) = world().await;
+    let mut admin = app.t.admin().await;
+    sqlx::query("UPDATE organizations SET status = 'suspended' WHERE id = $1")
+        .bind(a.org.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("suspend");
+    let before = app.snapshot(a.org).await;
+    let r = post(
+        &app,
+        &end_of_call("vapi-call-3", a.number),
+        Some((A_SECRET, now())),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code()), (403, "org_suspended"));
+    assert_eq!(app.snapshot(a.org).await, before);
+}

@@ -1,0 +1,150 @@
+//! The Vapi server-message envelope: `{"message": {"type": …, "call": {…}, …}}`. Only what
+//! Voxanne uses is read; everything else is ignored, so new fields never break a webhook.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// `status-update`: `queued`, `ringing`, `in-progress`, `forwarding`, `ended`.
+    StatusUpdate { status: String },
+    /// `end-of-call-report`: the call is over and post-processing is done.
+    EndOfCallReport,
+    /// `assistant-request`, `tool-calls` and anything else.
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub kind: Kind,
+    /// The platform's call id.
+    pub call_id: String,
+    /// `true` for `inboundPhoneCall` (and when the type is missing).
+    pub inbound: bool,
+    /// The clinic's number (the platform's phone number on the call).
+    pub clinic_number: Option<String>,
+    /// The other party.
+    pub customer_number: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub ended_reason: Option<String>,
+    pub transcript: Option<String>,
+    pub summary: Option<String>,
+    pub recording_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a Vapi server message: {0}")]
+pub struct ParseError(pub &'static str);
+
+/// The first string found at any of `paths` (each a list of keys from `root`).
+fn text(root: &Value, paths: &[&[&str]]) -> Option<String> {
+    paths.iter().find_map(|path| {
+        path.iter()
+            .try_fold(root, |v, key| v.get(*key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .filter(|s| !s.is_empty())
+    })
+}
+
+pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|_| ParseError("the body is not JSON"))?;
+    let m = root
+        .get("message")
+        .filter(|m| m.is_object())
+        .ok_or(ParseError("no `message` object"))?;
+    let kind = match m
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or(ParseError("no `message.type`"))?
+    {
+        "status-update" => Kind::StatusUpdate {
+            status: text(m, &[&["status"]])
+                .ok_or(ParseError("a status-update without `status`"))?,
+        },
+        "end-of-call-report" => Kind::EndOfCallReport,
+        other => Kind::Other(other.to_owned()),
+    };
+    let call_id = text(m, &[&["call", "id"]]).ok_or(ParseError("no `message.call.id`"))?;
+    let inbound = text(m, &[&["call", "type"]]).is_none_or(|t| t != "outboundPhoneCall");
+    Ok(Message {
+        kind,
+        call_id,
+        inbound,
+        clinic_number: text(
+            m,
+            &[
+                &["phoneNumber", "number"],
+                &["call", "phoneNumber", "number"],
+            ],
+        ),
+        customer_number: text(
+            m,
+            &[&["customer", "number"], &["call", "customer", "number"]],
+        ),
+        started_at: text(m, &[&["startedAt"], &["call", "startedAt"]]),
+        ended_at: text(m, &[&["endedAt"], &["call", "endedAt"]]),
+        duration_seconds: m.get("durationSeconds").and_then(Value::as_f64),
+        ended_reason: text(m, &[&["endedReason"], &["call", "endedReason"]]),
+        transcript: text(m, &[&["artifact", "transcript"], &["transcript"]]),
+        summary: text(m, &[&["analysis", "summary"], &["summary"]]),
+        recording_url: text(m, &[&["artifact", "recordingUrl"], &["recordingUrl"]]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_end_of_call_report_in_either_layout() {
+        let body = br#"{"message":{"type":"end-of-call-report","endedReason":"customer-ended-call",
+            "call":{"id":"call-1","type":"inboundPhoneCall"},"phoneNumber":{"number":"+14155550100"},
+            "customer":{"number":"+14155551234"},"startedAt":"2026-11-23T10:00:00Z","endedAt":"2026-11-23T10:02:00Z",
+            "durationSeconds":120.4,"artifact":{"transcript":"Hi","recordingUrl":"https://rec.example/1.wav"},
+            "analysis":{"summary":"Booked"},"unknownField":{"x":1}}}"#;
+        let m = parse(body).expect("parses");
+        assert_eq!(m.kind, Kind::EndOfCallReport);
+        assert_eq!((m.call_id.as_str(), m.inbound), ("call-1", true));
+        assert_eq!(m.clinic_number.as_deref(), Some("+14155550100"));
+        assert_eq!(m.customer_number.as_deref(), Some("+14155551234"));
+        assert_eq!(
+            m.recording_url.as_deref(),
+            Some("https://rec.example/1.wav")
+        );
+        assert_eq!(
+            (m.transcript.as_deref(), m.summary.as_deref()),
+            (Some("Hi"), Some("Booked"))
+        );
+        let flat = br#"{"message":{"type":"end-of-call-report","call":{"id":"c","type":"outboundPhoneCall",
+            "phoneNumber":{"number":"+1"}},"transcript":"T","summary":"S","recordingUrl":"u"}}"#;
+        let m = parse(flat).expect("parses");
+        assert!(!m.inbound);
+        assert_eq!(
+            (
+                m.transcript.as_deref(),
+                m.recording_url.as_deref(),
+                m.clinic_number.as_deref()
+            ),
+            (Some("T"), Some("u"), Some("+1"))
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_server_message() {
+        for bad in [
+            &b"nope"[..],
+            br#"{}"#,
+            br#"{"message":{}}"#,
+            br#"{"message":{"type":"status-update","call":{"id":"c"}}}"#,
+            br#"{"message":{"type":"end-of-call-report"}}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let other =
+            parse(br#"{"message":{"type":"tool-calls","call":{"id":"c"}}}"#).expect("parses");
+        assert_eq!(other.kind, Kind::Other("tool-calls".into()));
+    }
+}
