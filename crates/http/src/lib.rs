@@ -130,6 +130,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
         .routes(routes!(routes::webhooks::vapi))
+        .routes(routes!(routes::webhooks::twilio))
         .routes(routes!(routes::health::metrics))
         .nest("/api/v1", api)
 }

@@ -64,9 +64,12 @@ fn schema<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     }
 }
 
-/// The documented example of an operation's JSON body, if it has one.
+/// The documented example of an operation's JSON body, if it has one (form-encoded
+/// provider webhooks are not tenant API bodies).
 fn example_body(doc: &Value, op: &Value) -> Option<Value> {
-    let body = op.get("requestBody")?;
+    let body = op
+        .get("requestBody")
+        .filter(|b| b["content"].get("application/json").is_some())?;
     let s = schema(doc, &body["content"]["application/json"]["schema"]);
     Some(
         s.get("example")

@@ -292,3 +292,121 @@ async fn a_suspended_clinics_number_writes_nothing() {
     assert_eq!((r.status.as_u16(), r.code()), (403, "org_suspended"));
     assert_eq!(app.snapshot(a.org).await, before);
 }
+
+async fn set_twilio_token(app: &TestApp, clinic: &DemoClinic, token: &str) {
+    let r = app
+        .put(
+            "/api/v1/integrations/twilio",
+            &app.token(clinic.owner, Some(clinic.org)),
+            &json!({"config": {"account_sid": "AC0123"}, "secrets": {"auth_token": token}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// POSTs a form-encoded Twilio callback signed with `token` over this server's URL.
+async fn twilio_post(app: &TestApp, params: &[(&str, &str)], token: Option<&str>) -> Response {
+    let url = format!("{}/webhooks/voice/twilio", app.base);
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut request = app.client.post(&url).form(&owned);
+    if let Some(token) = token {
+        request = request.header(
+            "x-twilio-signature",
+            voxanne_webhooks::signature::twilio_sign(token.as_bytes(), &url, &owned),
+        );
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    Response {
+        status,
+        body: response.json().await.unwrap_or(Value::Null),
+    }
+}
+
+#[tokio::test]
+async fn twilio_status_callbacks_signed_with_the_clinics_auth_token_are_applied_once() {
+    let (app, a, b) = world().await;
+    set_twilio_token(&app, &a, "twilio-token-a").await;
+    set_twilio_token(&app, &b, "twilio-token-b").await;
+    let completed = [
+        ("CallSid", "CAabc123"),
+        ("From", "+14155559876"),
+        ("To", a.number),
+        ("Direction", "inbound"),
+        ("CallStatus", "completed"),
+        ("CallDuration", "95"),
+    ];
+    let ringing = [
+        ("CallSid", "CAabc123"),
+        ("From", "+14155559876"),
+        ("To", a.number),
+        ("Direction", "inbound"),
+        ("CallStatus", "ringing"),
+    ];
+
+    let first = twilio_post(&app, &completed, Some("twilio-token-a")).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let again = twilio_post(&app, &completed, Some("twilio-token-a")).await;
+    let late = twilio_post(&app, &ringing, Some("twilio-token-a")).await;
+    assert_eq!(
+        (again.body["call_id"].clone(), late.body["call_id"].clone()),
+        (first.body["call_id"].clone(), first.body["call_id"].clone())
+    );
+    let id = first.body["call_id"].as_str().expect("id");
+    let call = app
+        .get_as(
+            &format!("/api/v1/calls/{id}"),
+            &app.token(a.owner, Some(a.org)),
+        )
+        .await;
+    assert_eq!(
+        (
+            call.body["status"].as_str(),
+            call.body["duration_seconds"].as_i64()
+        ),
+        (Some("completed"), Some(95))
+    );
+
+    let before = app.snapshot(a.org).await;
+    let without_events = |s: Vec<(String, Vec<Value>)>| {
+        s.into_iter()
+            .filter(|(t, _)| t != "security_events")
+            .collect::<Vec<_>>()
+    };
+    let mut forged = completed;
+    forged[0] = ("CallSid", "CAforged");
+    for (what, token) in [
+        ("unsigned", None),
+        ("clinic B's token", Some("twilio-token-b")),
+        ("wrong token", Some("nope")),
+    ] {
+        let r = twilio_post(&app, &forged, token).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (401, "invalid_signature"),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        without_events(app.snapshot(a.org).await),
+        without_events(before)
+    );
+    let unknown = twilio_post(
+        &app,
+        &[
+            ("CallSid", "CAx"),
+            ("To", "+15005550006"),
+            ("From", "+1415"),
+            ("CallStatus", "completed"),
+        ],
+        Some("twilio-token-a"),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.code()),
+        (404, "unknown_number")
+    );
+}

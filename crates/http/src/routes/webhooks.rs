@@ -14,16 +14,17 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use voxanne_db::call_events::CallEvent;
 use voxanne_db::system::{org_for_number, record_denied, DeniedKind};
-use voxanne_db::TenantError;
-use voxanne_domain::{CallDirection, CallStatus, IntegrationProvider, OrgId, PhoneNumber};
-use voxanne_webhooks::signature::timestamped_verify;
+use voxanne_db::{TenantError, TenantTx};
+use voxanne_domain::{CallDirection, CallStatus, IntegrationProvider, PhoneNumber};
+use voxanne_webhooks::signature::{timestamped_verify, twilio_verify, SignatureError};
 use voxanne_webhooks::vapi::{self, Kind};
 
 /// Signed requests older (or newer) than this are refused as replays.
 pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
 /// The secret's name in the clinic's `integrations/vapi` secrets.
 pub const WEBHOOK_SECRET: &str = "webhook_secret";
-const ROUTE: &str = "POST /webhooks/voice/vapi";
+const VAPI_ROUTE: &str = "POST /webhooks/voice/vapi";
+const TWILIO_ROUTE: &str = "POST /webhooks/voice/twilio";
 
 /// A Vapi server message (the fields Voxanne reads; others are ignored).
 #[derive(Debug, utoipa::ToSchema)]
@@ -76,41 +77,25 @@ pub async fn vapi(
         .as_deref()
         .and_then(|n| PhoneNumber::parse(n).ok())
         .ok_or(ApiError::UnknownNumber)?;
-    let (org, active) = org_for_number(&state.db, &number)
-        .await?
-        .ok_or(ApiError::UnknownNumber)?;
-    if !active {
-        return Err(ApiError::OrgSuspended);
-    }
-    let mut tx = state.db.job_tenant(org).await.map_err(|e| match e {
-        TenantError::Suspended | TenantError::NotMember => ApiError::OrgSuspended,
-        TenantError::Db(e) => e.into(),
-    })?;
-    let secret = tx
-        .get_integration(IntegrationProvider::Vapi)
-        .await?
-        .map(|i| i.open_secrets(&state.keyring, org))
-        .transpose()
-        .map_err(ApiError::internal)?
-        .and_then(|mut secrets| secrets.remove(WEBHOOK_SECRET));
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let verified = match &secret {
-        None => Err("this clinic has no vapi webhook secret".to_owned()),
-        Some(secret) => timestamped_verify(
-            secret.expose_secret().as_bytes(),
-            header("x-vapi-timestamp"),
-            header("x-vapi-signature"),
-            &body,
-            Utc::now().timestamp(),
-            SIGNATURE_TOLERANCE_SECONDS,
-        )
-        .map_err(|e| e.to_string()),
-    };
-    if let Err(reason) = verified {
-        drop(tx);
-        refuse(&state, org, &reason).await;
-        return Err(ApiError::InvalidSignature(reason));
-    }
+    let mut tx = open_clinic(
+        &state,
+        &number,
+        IntegrationProvider::Vapi,
+        WEBHOOK_SECRET,
+        VAPI_ROUTE,
+        |secret| {
+            timestamped_verify(
+                secret,
+                header("x-vapi-timestamp"),
+                header("x-vapi-signature"),
+                &body,
+                Utc::now().timestamp(),
+                SIGNATURE_TOLERANCE_SECONDS,
+            )
+        },
+    )
+    .await?;
 
     let status = match &message.kind {
         Kind::StatusUpdate { status } => match status.as_str() {
@@ -171,6 +156,136 @@ pub async fn vapi(
     }))
 }
 
+/// Twilio's call status callback (form-encoded; the fields Voxanne reads).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(example = json!({"CallSid": "CA0123456789abcdef0123456789abcdef", "From": "+14155559876",
+    "To": "+14155550100", "Direction": "inbound", "CallStatus": "completed", "CallDuration": "95"}))]
+#[allow(non_snake_case, dead_code)]
+pub struct TwilioStatusCallback {
+    CallSid: String,
+    From: String,
+    To: String,
+    /// `inbound`, `outbound-api` or `outbound-dial`.
+    Direction: String,
+    /// `queued`, `ringing`, `in-progress`, `completed`, `busy`, `no-answer`, `canceled`, `failed`.
+    CallStatus: String,
+    CallDuration: Option<String>,
+    RecordingUrl: Option<String>,
+}
+
+/// Twilio call status callbacks for a clinic's number, signed (`X-Twilio-Signature`) with the
+/// clinic's own Twilio auth token (the `auth_token` secret of `integrations/twilio`). The
+/// signed URL is this request's: behind a proxy, pass `Host` and `X-Forwarded-Proto` through.
+#[utoipa::path(post, path = "/webhooks/voice/twilio", tag = "webhooks",
+    params(("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, with the clinic's auth token")),
+    request_body(content = TwilioStatusCallback, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = WebhookAck),
+        (status = 400, description = "`invalid_webhook`: no CallSid", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`invalid_signature`", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`org_suspended`", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`unknown_number`", body = crate::openapi::ErrorBody),
+    ))]
+pub async fn twilio(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Result<Json<WebhookAck>, ApiError> {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let invalid = |message: &str| ApiError::BadRequest {
+        code: "invalid_webhook",
+        message: message.to_owned(),
+    };
+    let call_sid = get("CallSid")
+        .ok_or_else(|| invalid("no CallSid: not a Twilio call callback"))?
+        .to_owned();
+    let inbound = get("Direction").is_none_or(|d| d == "inbound");
+    let (clinic, other) = if inbound {
+        (get("To"), get("From"))
+    } else {
+        (get("From"), get("To"))
+    };
+    let number = clinic
+        .and_then(|n| PhoneNumber::parse(n).ok())
+        .ok_or(ApiError::UnknownNumber)?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let url = format!(
+        "{}://{}{}",
+        header("x-forwarded-proto").unwrap_or("http"),
+        header("host").unwrap_or_default(),
+        uri.path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or_else(|| uri.path())
+    );
+    let mut tx = open_clinic(
+        &state,
+        &number,
+        IntegrationProvider::Twilio,
+        "auth_token",
+        TWILIO_ROUTE,
+        |token| twilio_verify(token, &url, &params, header("x-twilio-signature")),
+    )
+    .await?;
+    let (status, is_final) = match get("CallStatus").unwrap_or_default() {
+        "queued" => (CallStatus::Queued, false),
+        "ringing" => (CallStatus::Ringing, false),
+        "in-progress" => (CallStatus::InProgress, false),
+        "completed" => (CallStatus::Completed, true),
+        "busy" | "no-answer" | "canceled" => (CallStatus::Missed, true),
+        "failed" => (CallStatus::Failed, true),
+        _ => {
+            tx.commit().await?;
+            return Ok(Json(WebhookAck {
+                ok: true,
+                call_id: None,
+            }));
+        }
+    };
+    let other = other.unwrap_or("unknown").to_owned();
+    let (direction, from, to) = if inbound {
+        (CallDirection::Inbound, other, number.to_string())
+    } else {
+        (CallDirection::Outbound, number.to_string(), other)
+    };
+    let duration = get("CallDuration")
+        .and_then(|d| d.parse::<i32>().ok())
+        .filter(|d| *d >= 0);
+    let ended_at = is_final.then(Utc::now);
+    let call_id = tx
+        .apply_call_event(&CallEvent {
+            provider: "twilio",
+            provider_call_id: call_sid.chars().take(200).collect(),
+            direction,
+            status,
+            is_final_report: is_final,
+            from_number: from,
+            to_number: to,
+            started_at: ended_at
+                .zip(duration)
+                .map(|(end, d)| end - chrono::Duration::seconds(i64::from(d))),
+            ended_at,
+            duration_seconds: duration,
+            transcript: None,
+            summary: None,
+            ended_reason: None,
+            recording_url: get("RecordingUrl").map(str::to_owned),
+        })
+        .await?;
+    tx.commit().await?;
+    Ok(Json(WebhookAck {
+        ok: true,
+        call_id: Some(call_id),
+    }))
+}
+
 /// A finished call's status, from the platform's ended reason.
 fn final_status(ended_reason: Option<&str>) -> CallStatus {
     match ended_reason.unwrap_or_default() {
@@ -183,18 +298,57 @@ fn final_status(ended_reason: Option<&str>) -> CallStatus {
     }
 }
 
-async fn refuse(state: &AppState, org: OrgId, reason: &str) {
-    let detail = serde_json::json!({ "provider": "vapi", "reason": reason });
-    if let Err(e) = record_denied(
-        &state.db,
-        org,
-        None,
-        DeniedKind::InvalidWebhookSignature,
-        ROUTE,
-        detail,
-    )
-    .await
-    {
-        tracing::warn!(error = %e, "recording a security event failed");
+/// The one path every provider takes before anything is written: the clinic that owns the
+/// called number, active, and the request verified with that clinic's own secret (`secret_name`
+/// among its `provider` integration's secrets). A refusal on a known number is recorded for
+/// that clinic. Returns the clinic's tenant transaction.
+async fn open_clinic(
+    state: &AppState,
+    number: &PhoneNumber,
+    provider: IntegrationProvider,
+    secret_name: &str,
+    route: &str,
+    verify: impl FnOnce(&[u8]) -> Result<(), SignatureError>,
+) -> Result<TenantTx, ApiError> {
+    let (org, active) = org_for_number(&state.db, number)
+        .await?
+        .ok_or(ApiError::UnknownNumber)?;
+    if !active {
+        return Err(ApiError::OrgSuspended);
+    }
+    let mut tx = state.db.job_tenant(org).await.map_err(|e| match e {
+        TenantError::Suspended | TenantError::NotMember => ApiError::OrgSuspended,
+        TenantError::Db(e) => e.into(),
+    })?;
+    let secret = tx
+        .get_integration(provider)
+        .await?
+        .map(|i| i.open_secrets(&state.keyring, org))
+        .transpose()
+        .map_err(ApiError::internal)?
+        .and_then(|mut secrets| secrets.remove(secret_name));
+    let verified = match &secret {
+        None => Err(format!("this clinic has no {provider} {secret_name}")),
+        Some(secret) => verify(secret.expose_secret().as_bytes()).map_err(|e| e.to_string()),
+    };
+    match verified {
+        Ok(()) => Ok(tx),
+        Err(reason) => {
+            drop(tx);
+            let detail = serde_json::json!({ "provider": provider.as_str(), "reason": reason });
+            if let Err(e) = record_denied(
+                &state.db,
+                org,
+                None,
+                DeniedKind::InvalidWebhookSignature,
+                route,
+                detail,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "recording a security event failed");
+            }
+            Err(ApiError::InvalidSignature(reason))
+        }
     }
 }
