@@ -127,6 +127,8 @@ fn config() -> WorkerConfig {
         http_timeout: Duration::from_secs(1),
         max_bytes: 1024 * 1024,
         orphan_sweep_every: Duration::from_secs(3600),
+        // The test providers listen on loopback.
+        allow_private_addresses: true,
     }
 }
 
@@ -721,5 +723,50 @@ async fn downloads_use_the_clinics_own_twilio_credentials_and_none_without_them(
     assert_eq!(
         auth["/ok/without-auth.wav"], None,
         "B has no integration: no credentials"
+    );
+}
+
+#[tokio::test]
+async fn by_default_the_worker_never_connects_to_loopback_or_private_addresses() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    // The same loopback provider, named by IP literal and by host name.
+    let literal = provider.url("ok", "literal");
+    let by_name = literal
+        .replace("127.0.0.1", "localhost")
+        .replace("/literal.", "/by-name.");
+    let ids = queue(&app, a.org, &[literal, by_name]).await;
+    let guarded = WorkerConfig {
+        allow_private_addresses: false,
+        ..config()
+    };
+    let w = worker(&app, guarded);
+    drain(&app, &w).await;
+    for id in ids {
+        let (status, path, _) = call_state(&app, id).await;
+        assert_eq!((status.as_str(), path), ("failed", None), "call {id}");
+    }
+    assert!(
+        provider.hits.lock().expect("lock").is_empty(),
+        "the worker reached a loopback address"
+    );
+    let mut admin = app.t.admin().await;
+    let errors: Vec<String> = sqlx::query_scalar(
+        "SELECT last_error FROM failed_recording_uploads WHERE org_id = $1 ORDER BY last_error",
+    )
+    .bind(a.org.as_uuid())
+    .fetch_all(&mut admin)
+    .await
+    .expect("errors");
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors.iter().any(|e| e.contains("not a public address")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("no public address")),
+        "{errors:?}"
     );
 }

@@ -5,6 +5,8 @@
 pub enum DownloadError {
     #[error("the call has no recording URL")]
     NoUrl,
+    #[error("the recording URL is refused: {0}")]
+    Refused(String),
     #[error("the provider credentials could not be read: {0}")]
     Credentials(String),
     #[error("the provider answered HTTP {0}")]

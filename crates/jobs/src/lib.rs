@@ -14,6 +14,7 @@
 //! so running a job twice overwrites one object rather than storing two.
 
 mod download;
+pub mod egress;
 mod metrics;
 
 pub use download::DownloadError;
@@ -52,6 +53,9 @@ pub struct WorkerConfig {
     pub max_bytes: u64,
     /// How often `run` sweeps orphans (objects without a row, rows without an object).
     pub orphan_sweep_every: Duration,
+    /// Download from loopback and private addresses too (development and tests only; see
+    /// `egress.rs` for why production must not).
+    pub allow_private_addresses: bool,
 }
 
 impl Default for WorkerConfig {
@@ -66,7 +70,25 @@ impl Default for WorkerConfig {
             http_timeout: Duration::from_secs(60),
             max_bytes: 200 * 1024 * 1024,
             orphan_sweep_every: Duration::from_secs(3600),
+            allow_private_addresses: false,
         }
+    }
+}
+
+/// The worker's HTTP client: public addresses only unless the config allows private ones.
+pub fn http_client(config: &WorkerConfig) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .timeout(config.http_timeout)
+        .connect_timeout(config.http_timeout);
+    if config.allow_private_addresses {
+        builder
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+    } else {
+        builder
+            .dns_resolver(std::sync::Arc::new(egress::PublicOnly))
+            .redirect(egress::redirect_policy())
+            .build()
     }
 }
 
@@ -135,11 +157,7 @@ impl Worker {
         config: WorkerConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(config.http_timeout)
-            .connect_timeout(config.http_timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()?;
+        let http = http_client(&config)?;
         Ok(Self {
             db,
             store,
@@ -363,6 +381,12 @@ impl Worker {
         job: &ClaimedRecording,
     ) -> Result<String, DownloadError> {
         let url = job.recording_url.as_deref().ok_or(DownloadError::NoUrl)?;
+        if !self.config.allow_private_addresses {
+            // IP literals never reach the resolver: check them before any connection.
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| DownloadError::Refused(e.to_string()))?;
+            egress::check_url(&parsed).map_err(DownloadError::Refused)?;
+        }
         let auth = self.credentials(org).await?;
         let (bytes, content_type) =
             download::fetch(&self.http, url, auth, self.config.max_bytes).await?;

@@ -112,6 +112,10 @@ pub struct Config {
     /// Timeout of one recording download, connect included. E.g. 60s.
     #[arg(long, env = "VOXANNE_WORKER_HTTP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub worker_http_timeout: std::time::Duration,
+    /// Let the worker download recordings from loopback and private addresses (development
+    /// and tests only: in production a clinic could point it at internal services).
+    #[arg(long, env = "VOXANNE_WORKER_ALLOW_PRIVATE_URLS", global = true)]
+    pub worker_allow_private_urls: bool,
     /// Application connection pool size.
     #[arg(
         long,
@@ -142,6 +146,7 @@ impl Config {
             lease: self.worker_lease,
             max_attempts: self.worker_max_attempts,
             http_timeout: self.worker_http_timeout,
+            allow_private_addresses: self.worker_allow_private_urls,
             ..voxanne_jobs::WorkerConfig::default()
         })
     }

@@ -49,6 +49,8 @@ impl Worker {
                 "2s",
                 "--worker-batch",
                 "10",
+                // The test provider listens on loopback.
+                "--worker-allow-private-urls",
             ])
             .env("DATABASE_URL", url)
             .env("VOXANNE_DATA_DIR", data)
