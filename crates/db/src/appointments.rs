@@ -173,14 +173,8 @@ impl TenantTx {
     }
 
     pub async fn get_appointment(&mut self, id: Uuid) -> Result<Option<Appointment>, DbError> {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Appointment>(&format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?)
+        self.find_by_id("appointments", APPOINTMENT_COLUMNS, id)
+            .await
     }
 
     pub async fn insert_appointment(

@@ -38,14 +38,7 @@ impl TenantTx {
     }
 
     pub async fn get_campaign(&mut self, id: Uuid) -> Result<Option<Campaign>, DbError> {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Campaign>(&format!(
-            "SELECT {COLUMNS} FROM campaigns WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?)
+        self.find_by_id("campaigns", COLUMNS, id).await
     }
 
     pub async fn insert_campaign(&mut self, f: &CampaignFields) -> Result<Campaign, DbError> {

@@ -72,14 +72,7 @@ impl TenantTx {
     }
 
     pub async fn get_contact(&mut self, id: Uuid) -> Result<Option<Contact>, DbError> {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Contact>(&format!(
-            "SELECT {COLUMNS} FROM contacts WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?)
+        self.find_by_id("contacts", COLUMNS, id).await
     }
 
     pub async fn insert_contact(&mut self, fields: &ContactFields) -> Result<Contact, DbError> {

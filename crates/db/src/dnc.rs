@@ -28,14 +28,7 @@ impl TenantTx {
     }
 
     pub async fn get_dnc(&mut self, id: Uuid) -> Result<Option<DncEntry>, DbError> {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, DncEntry>(&format!(
-            "SELECT {COLUMNS} FROM dnc_list WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?)
+        self.find_by_id("dnc_list", COLUMNS, id).await
     }
 
     pub async fn insert_dnc(

@@ -33,14 +33,7 @@ impl TenantTx {
     }
 
     pub async fn get_phone_number(&mut self, id: Uuid) -> Result<Option<OwnedNumber>, DbError> {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, OwnedNumber>(&format!(
-            "SELECT {COLUMNS} FROM phone_numbers WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?)
+        self.find_by_id("phone_numbers", COLUMNS, id).await
     }
 
     /// Fails with `DbError::Constraint` [`NUMBER_TAKEN`] when any clinic (this one included)

@@ -1,5 +1,5 @@
-//! The two query shapes that many tenant tables share, written once: a page of the active
-//! org's rows newest first, and deleting one of its rows by id. Table and column lists are
+//! The query shapes that many tenant tables share, written once: a page of the active
+//! org's rows newest first, one of its rows by id, and deleting one by id. Table and column lists are
 //! `&'static str` from this crate, never request data.
 
 use crate::{DbError, TenantTx};
@@ -33,6 +33,26 @@ impl TenantTx {
         .bind(after.map(|a| a.1))
         .bind(i64::from(limit))
         .fetch_all(self.conn())
+        .await?)
+    }
+
+    /// `columns` of the active org's row `id` of `table`, if there is one.
+    pub(crate) async fn find_by_id<T>(
+        &mut self,
+        table: &'static str,
+        columns: &'static str,
+        id: Uuid,
+    ) -> Result<Option<T>, DbError>
+    where
+        T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, T>(&format!(
+            "SELECT {columns} FROM {table} WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org)
+        .bind(id)
+        .fetch_optional(self.conn())
         .await?)
     }
 

@@ -1,6 +1,7 @@
 //! Validation of request fields, each failure naming its field (422).
 
 use crate::error::ApiError;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer};
 
 /// For PATCH bodies: absent → `None` (keep), `null` → `Some(None)` (clear), a value →
@@ -64,4 +65,39 @@ pub fn one_of(
         .ok_or_else(|| {
             ApiError::validation(field, format!("must be one of: {}", allowed.join(", ")))
         })
+}
+
+/// An RFC 3339 instant, or a date (`2026-11-23`) meaning the start of that day (UTC); for
+/// an upper bound a date includes the whole day.
+fn parse_bound(field: &str, text: &str, upper: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ApiError::validation(
+            field,
+            "expected an RFC 3339 timestamp or a date (YYYY-MM-DD)",
+        )
+    })?;
+    let date = if upper {
+        date.succ_opt().unwrap_or(date)
+    } else {
+        date
+    };
+    Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+}
+
+/// Optional lower and upper time bounds.
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// Optional `from` and `to` query bounds (see [`parse_bound`]); `to` must be after `from`.
+pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, ApiError> {
+    let from = from.map(|t| parse_bound("from", t, false)).transpose()?;
+    let to = to.map(|t| parse_bound("to", t, true)).transpose()?;
+    if let (Some(from), Some(to)) = (from, to) {
+        if from >= to {
+            return Err(ApiError::validation("to", "must be after `from`"));
+        }
+    }
+    Ok((from, to))
 }

@@ -5,7 +5,6 @@ use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::idempotency::IdempotencyKey;
 use crate::pagination::{parse_page, Cursor, Page};
-use crate::routes::calls::parse_bound;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -84,21 +83,7 @@ pub async fn list(
     Tenant(mut tx): Tenant,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<Page<Appointment>>, ApiError> {
-    let from = params
-        .from
-        .as_deref()
-        .map(|t| parse_bound("from", t, false))
-        .transpose()?;
-    let to = params
-        .to
-        .as_deref()
-        .map(|t| parse_bound("to", t, true))
-        .transpose()?;
-    if let (Some(from), Some(to)) = (from, to) {
-        if from >= to {
-            return Err(ApiError::validation("to", "must be after `from`"));
-        }
-    }
+    let (from, to) = crate::fields::time_range(params.from.as_deref(), params.to.as_deref())?;
     let (cursor, limit) = parse_page(params.cursor.as_deref(), params.limit.as_deref())?;
     let mut rows = tx
         .list_appointments(from, to, cursor.map(|c| (c.at, c.id)), limit + 1)

@@ -3,7 +3,6 @@
 
 use crate::error::ApiError;
 use crate::extract::{AppQuery, Tenant};
-use crate::routes::calls::parse_bound;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -57,11 +56,13 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppQuery(params): AppQuery<AvailabilityParams>,
 ) -> Result<Json<Availability>, ApiError> {
-    let from = parse_bound("from", required("from", &params.from)?, false)?;
-    let to = parse_bound("to", required("to", &params.to)?, true)?;
-    if from >= to {
-        return Err(ApiError::validation("to", "must be after `from`"));
-    }
+    let (from, to) = match crate::fields::time_range(
+        Some(required("from", &params.from)?),
+        Some(required("to", &params.to)?),
+    )? {
+        (Some(from), Some(to)) => (from, to),
+        _ => return Err(ApiError::internal("a required time bound went missing")),
+    };
     if to - from > MAX_RANGE {
         return Err(ApiError::validation("to", "at most 31 days after `from`"));
     }

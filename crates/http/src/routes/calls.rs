@@ -1,8 +1,8 @@
 use crate::error::ApiError;
 use crate::extract::{AppPath, AppQuery, Tenant};
+use crate::fields::time_range;
 use crate::pagination::{parse_page, Cursor, Page};
 use axum::Json;
-use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 use voxanne_db::calls::{Call, CallFilter, CallKey};
@@ -30,26 +30,6 @@ pub struct ListParams {
     limit: Option<String>,
 }
 
-/// An RFC 3339 instant, or a date (`2026-11-23`) meaning the start of that day (UTC); for
-/// an upper bound a date includes the whole day.
-pub(crate) fn parse_bound(field: &str, text: &str, upper: bool) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
-        return Ok(instant.with_timezone(&Utc));
-    }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ApiError::validation(
-            field,
-            "expected an RFC 3339 timestamp or a date (YYYY-MM-DD)",
-        )
-    })?;
-    let date = if upper {
-        date.succ_opt().unwrap_or(date)
-    } else {
-        date
-    };
-    Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
-}
-
 impl ListParams {
     fn parse(&self) -> Result<(CallFilter, Option<CallKey>, u32), ApiError> {
         let direction = self
@@ -68,21 +48,7 @@ impl ListParams {
                     .map_err(|e| ApiError::validation("status", e.to_string()))
             })
             .transpose()?;
-        let from = self
-            .from
-            .as_deref()
-            .map(|t| parse_bound("from", t, false))
-            .transpose()?;
-        let to = self
-            .to
-            .as_deref()
-            .map(|t| parse_bound("to", t, true))
-            .transpose()?;
-        if let (Some(from), Some(to)) = (from, to) {
-            if from >= to {
-                return Err(ApiError::validation("to", "must be after `from`"));
-            }
-        }
+        let (from, to) = time_range(self.from.as_deref(), self.to.as_deref())?;
         let (cursor, limit) = parse_page(self.cursor.as_deref(), self.limit.as_deref())?;
         let after = cursor.map(|c| CallKey {
             started_at: c.at,
