@@ -172,6 +172,31 @@ impl TenantTx {
         Ok(rows)
     }
 
+    /// A contact's booked appointments that have not started yet, soonest first; up to `limit`.
+    pub async fn upcoming_appointments_of_contact(
+        &mut self,
+        contact_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<Appointment>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Appointment>(&format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments
+              WHERE org_id = $1 AND contact_id = $2 AND status = 'booked' AND starts_at > now()
+              ORDER BY starts_at, id
+              LIMIT $3"
+        ))
+        .bind(org)
+        .bind(contact_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?)
+    }
+
+    /// One hold, expired or not.
+    pub async fn get_hold(&mut self, id: Uuid) -> Result<Option<AppointmentHold>, DbError> {
+        self.find_by_id("appointment_holds", HOLD_COLUMNS, id).await
+    }
+
     pub async fn get_appointment(&mut self, id: Uuid) -> Result<Option<Appointment>, DbError> {
         self.find_by_id("appointments", APPOINTMENT_COLUMNS, id)
             .await

@@ -109,6 +109,47 @@ impl TenantTx {
         .await?)
     }
 
+    /// The contact with this phone number (a number is on at most one contact per org).
+    pub async fn find_contact_by_phone(
+        &mut self,
+        phone: &PhoneNumber,
+    ) -> Result<Option<Contact>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_as::<_, Contact>(&format!(
+            "SELECT {COLUMNS} FROM contacts WHERE org_id = $1 AND phone = $2"
+        ))
+        .bind(org)
+        .bind(phone.as_str())
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    /// The contact with this phone number, created with `name` if there is none. Safe against
+    /// a concurrent creation of the same number (the org's unique phone key decides).
+    pub async fn ensure_contact_for_phone(
+        &mut self,
+        phone: &PhoneNumber,
+        name: &str,
+    ) -> Result<Contact, DbError> {
+        let org = self.org().as_uuid();
+        let created = sqlx::query_as::<_, Contact>(&format!(
+            "INSERT INTO contacts (org_id, name, phone) VALUES ($1, $2, $3)
+             ON CONFLICT ON CONSTRAINT contacts_org_phone_key DO NOTHING
+             RETURNING {COLUMNS}"
+        ))
+        .bind(org)
+        .bind(name)
+        .bind(phone.as_str())
+        .fetch_optional(self.conn())
+        .await?;
+        match created {
+            Some(contact) => Ok(contact),
+            None => self.find_contact_by_phone(phone).await?.ok_or_else(|| {
+                DbError::Corrupt("a contact's phone conflicted, then was not there".into())
+            }),
+        }
+    }
+
     /// Whether there was such a contact.
     pub async fn delete_contact(&mut self, id: Uuid) -> Result<bool, DbError> {
         self.delete_by_id("contacts", id).await

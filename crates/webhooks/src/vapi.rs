@@ -9,8 +9,23 @@ pub enum Kind {
     StatusUpdate { status: String },
     /// `end-of-call-report`: the call is over and post-processing is done.
     EndOfCallReport,
-    /// `assistant-request`, `tool-calls` and anything else.
+    /// `assistant-request`: how should this call be answered?
+    AssistantRequest,
+    /// `tool-calls`: the agent asks for these functions to be run, in order.
+    ToolCalls(Vec<ToolCall>),
+    /// Anything else (`conversation-update`, `speech-update`, …).
     Other(String),
+}
+
+/// One function call of a `tool-calls` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The platform's id for this call: the reply names it, and a retry repeats it.
+    pub id: String,
+    pub name: String,
+    /// The arguments object (`{}` when none were given). Arguments sent as a JSON string are
+    /// parsed; anything that is not an object becomes `{}`.
+    pub arguments: Value,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +63,47 @@ fn text(root: &Value, paths: &[&[&str]]) -> Option<String> {
     })
 }
 
+/// The calls of a `tool-calls` message: `toolCallList` (`[{"id", "function": {"name",
+/// "arguments"}}]`), or the older `toolWithToolCallList` (`[{"toolCall": {…}}]`).
+fn tool_calls(m: &Value) -> Result<Vec<ToolCall>, ParseError> {
+    let list: Vec<&Value> = match m.get("toolCallList").and_then(Value::as_array) {
+        Some(list) => list.iter().collect(),
+        None => m
+            .get("toolWithToolCallList")
+            .and_then(Value::as_array)
+            .ok_or(ParseError("a tool-calls message without `toolCallList`"))?
+            .iter()
+            .filter_map(|t| t.get("toolCall"))
+            .collect(),
+    };
+    list.into_iter()
+        .map(|call| {
+            let id = text(call, &[&["id"]]).ok_or(ParseError("a tool call without `id`"))?;
+            let name = text(call, &[&["function", "name"], &["name"]])
+                .ok_or(ParseError("a tool call without `function.name`"))?;
+            let arguments = match call
+                .get("function")
+                .and_then(|f| f.get("arguments"))
+                .or_else(|| call.get("arguments"))
+            {
+                Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+                Some(v) => v.clone(),
+                None => Value::Null,
+            };
+            let arguments = if arguments.is_object() {
+                arguments
+            } else {
+                Value::Object(Default::default())
+            };
+            Ok(ToolCall {
+                id,
+                name,
+                arguments,
+            })
+        })
+        .collect()
+}
+
 pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
     let root: Value =
         serde_json::from_slice(body).map_err(|_| ParseError("the body is not JSON"))?;
@@ -65,6 +121,8 @@ pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
                 .ok_or(ParseError("a status-update without `status`"))?,
         },
         "end-of-call-report" => Kind::EndOfCallReport,
+        "assistant-request" => Kind::AssistantRequest,
+        "tool-calls" => Kind::ToolCalls(tool_calls(m)?),
         other => Kind::Other(other.to_owned()),
     };
     let call_id = text(m, &[&["call", "id"]]).ok_or(ParseError("no `message.call.id`"))?;
@@ -143,8 +201,42 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+        assert!(parse(br#"{"message":{"type":"tool-calls","call":{"id":"c"}}}"#).is_err());
         let other =
-            parse(br#"{"message":{"type":"tool-calls","call":{"id":"c"}}}"#).expect("parses");
-        assert_eq!(other.kind, Kind::Other("tool-calls".into()));
+            parse(br#"{"message":{"type":"speech-update","call":{"id":"c"}}}"#).expect("parses");
+        assert_eq!(other.kind, Kind::Other("speech-update".into()));
+    }
+
+    #[test]
+    fn reads_tool_calls_in_either_layout() {
+        let body = br#"{"message":{"type":"tool-calls","call":{"id":"c"},"toolCallList":[
+            {"id":"t1","type":"function","function":{"name":"check_availability","arguments":{"date":"2031-03-03"}}},
+            {"id":"t2","type":"function","function":{"name":"find_contact","arguments":"{\"phone\":\"+14155550123\"}"}},
+            {"id":"t3","type":"function","function":{"name":"check_dnc"}}]}}"#;
+        let m = parse(body).expect("parses");
+        let Kind::ToolCalls(calls) = m.kind else {
+            panic!("not tool calls: {:?}", m.kind)
+        };
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[0].arguments["date"], "2031-03-03");
+        assert_eq!(calls[1].arguments["phone"], "+14155550123");
+        assert_eq!(
+            (calls[2].id.as_str(), calls[2].name.as_str()),
+            ("t3", "check_dnc")
+        );
+        assert!(calls[2].arguments.as_object().is_some_and(|o| o.is_empty()));
+        let older = br#"{"message":{"type":"tool-calls","call":{"id":"c"},"toolWithToolCallList":[
+            {"type":"function","function":{"name":"hold_slot"},"toolCall":{"id":"t9","function":{"name":"hold_slot","arguments":{"starts_at":"x"}}}}]}}"#;
+        let Kind::ToolCalls(calls) = parse(older).expect("parses").kind else {
+            panic!("not tool calls")
+        };
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].name.as_str()),
+            ("t9", "hold_slot")
+        );
+        assert_eq!(calls[0].arguments["starts_at"], "x");
+        let m = parse(br#"{"message":{"type":"assistant-request","call":{"id":"c"}}}"#)
+            .expect("parses");
+        assert_eq!(m.kind, Kind::AssistantRequest);
     }
 }

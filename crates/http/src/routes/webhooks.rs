@@ -3,11 +3,13 @@
 //! Anything else is refused before a row is written; a bad signature on a known number is a
 //! security event for that clinic.
 
+use crate::agent;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -46,10 +48,15 @@ pub struct WebhookAck {
     pub call_id: Option<uuid::Uuid>,
 }
 
-/// Vapi server messages (`status-update`, `end-of-call-report`) for a clinic's number, signed
-/// with the clinic's `webhook_secret` (set through `PUT /api/v1/integrations/vapi`):
-/// `X-Vapi-Timestamp` (Unix seconds) and `X-Vapi-Signature` (hex HMAC-SHA256 of
-/// `"{timestamp}.{raw body}"`), within five minutes.
+/// Vapi server messages for a clinic's number, signed with the clinic's `webhook_secret` (set
+/// through `PUT /api/v1/integrations/vapi`): `X-Vapi-Timestamp` (Unix seconds) and
+/// `X-Vapi-Signature` (hex HMAC-SHA256 of `"{timestamp}.{raw body}"`), within five minutes.
+///
+/// - `status-update`, `end-of-call-report`: applied to the call (`WebhookAck`).
+/// - `assistant-request`: answered with the clinic's assistant, `{"assistant": {…}}`
+///   (greeting, voice, time zone, opening hours, transfer number, tools); a suspended
+///   clinic's number gets an assistant that apologises and knows nothing of the clinic.
+/// - `tool-calls`: each call run in the clinic, `{"results": [{"toolCallId", "result"}]}`.
 #[utoipa::path(post, path = "/webhooks/voice/vapi", tag = "webhooks",
     params(
         ("X-Vapi-Timestamp" = String, Header, description = "Unix seconds, signed"),
@@ -57,7 +64,7 @@ pub struct WebhookAck {
     ),
     request_body = VapiServerMessage,
     responses(
-        (status = 200, body = WebhookAck),
+        (status = 200, description = "`WebhookAck` for call events; `{\"assistant\": …}` for assistant-request; `{\"results\": […]}` for tool-calls", body = WebhookAck),
         (status = 400, description = "`invalid_webhook`: not a server message", body = crate::openapi::ErrorBody),
         (status = 401, description = "`invalid_signature`: missing, wrong, another clinic's, or replayed", body = crate::openapi::ErrorBody),
         (status = 403, description = "`org_suspended`", body = crate::openapi::ErrorBody),
@@ -67,7 +74,7 @@ pub async fn vapi(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<WebhookAck>, ApiError> {
+) -> Result<Response, ApiError> {
     let message = vapi::parse(&body).map_err(|e| ApiError::BadRequest {
         code: "invalid_webhook",
         message: e.to_string(),
@@ -78,24 +85,74 @@ pub async fn vapi(
         .and_then(|n| PhoneNumber::parse(n).ok())
         .ok_or(ApiError::UnknownNumber)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let mut tx = open_clinic(
-        &state,
-        &number,
-        IntegrationProvider::Vapi,
-        WEBHOOK_SECRET,
-        VAPI_ROUTE,
-        |secret| {
-            timestamped_verify(
-                secret,
-                header("x-vapi-timestamp"),
-                header("x-vapi-signature"),
-                &body,
-                Utc::now().timestamp(),
-                SIGNATURE_TOLERANCE_SECONDS,
-            )
-        },
-    )
-    .await?;
+    let open = || {
+        open_clinic(
+            &state,
+            &number,
+            IntegrationProvider::Vapi,
+            WEBHOOK_SECRET,
+            VAPI_ROUTE,
+            |secret| {
+                timestamped_verify(
+                    secret,
+                    header("x-vapi-timestamp"),
+                    header("x-vapi-signature"),
+                    &body,
+                    Utc::now().timestamp(),
+                    SIGNATURE_TOLERANCE_SECONDS,
+                )
+            },
+        )
+    };
+    match &message.kind {
+        Kind::AssistantRequest => {
+            let answer = async {
+                match open().await {
+                    // Nothing of a suspended clinic is read: the caller hears an apology.
+                    Err(ApiError::OrgSuspended) => Ok(agent::unavailable_assistant()),
+                    Err(e) => Err(e),
+                    Ok(mut tx) => {
+                        let clinic = tx.get_organization().await?.name;
+                        let config = tx.get_agent_configuration().await?;
+                        tx.commit().await?;
+                        Ok(agent::clinic_assistant(&clinic, &config, Utc::now()))
+                    }
+                }
+            };
+            let reply = match tokio::time::timeout(agent::ASSISTANT_DEADLINE, answer).await {
+                Ok(reply) => reply?,
+                Err(_) => {
+                    tracing::warn!(number = %number.as_str(), "assistant-request ran out of time; answering unavailable");
+                    agent::unavailable_assistant()
+                }
+            };
+            return Ok(Json(reply).into_response());
+        }
+        Kind::ToolCalls(calls) => {
+            let tx = match open().await {
+                Err(ApiError::OrgSuspended) => {
+                    return Ok(Json(agent::unavailable_results(calls)).into_response())
+                }
+                other => other?,
+            };
+            let call = agent::CallContext {
+                org: tx.org(),
+                provider: "vapi",
+                provider_call_id: message.call_id.clone(),
+                clinic_number: number.clone(),
+                caller: message
+                    .customer_number
+                    .as_deref()
+                    .and_then(|n| PhoneNumber::parse(n).ok()),
+            };
+            // Verified: each tool runs in a transaction of its own.
+            tx.commit().await?;
+            let reply = agent::run_tool_calls(&state, &call, calls).await;
+            return Ok(Json(reply).into_response());
+        }
+        _ => {}
+    }
+    let mut tx = open().await?;
 
     let status = match &message.kind {
         Kind::StatusUpdate { status } => match status.as_str() {
@@ -106,14 +163,15 @@ pub async fn vapi(
             _ => None,
         },
         Kind::EndOfCallReport => Some(final_status(message.ended_reason.as_deref())),
-        Kind::Other(_) => None,
+        Kind::AssistantRequest | Kind::ToolCalls(_) | Kind::Other(_) => None,
     };
     let Some(status) = status else {
         tx.commit().await?;
         return Ok(Json(WebhookAck {
             ok: true,
             call_id: None,
-        }));
+        })
+        .into_response());
     };
     let customer = message
         .customer_number
@@ -153,7 +211,8 @@ pub async fn vapi(
     Ok(Json(WebhookAck {
         ok: true,
         call_id: Some(call_id),
-    }))
+    })
+    .into_response())
 }
 
 /// Twilio's call status callback (form-encoded; the fields Voxanne reads).

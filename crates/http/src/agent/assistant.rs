@@ -1,0 +1,198 @@
+//! The reply to `assistant-request`: the clinic's own assistant (greeting, voice, time zone,
+//! opening hours, transfer number, tools), or, for a clinic that is not taking calls, a polite
+//! assistant that knows nothing about it.
+
+use super::tools::TOOLS;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+use std::time::Duration;
+use voxanne_db::agent_configuration::AgentConfiguration;
+use voxanne_domain::Weekday;
+
+/// The platform waits 7.5 s end to end (network included) for the answer; past this much of
+/// it, the caller hears the "unavailable" assistant rather than silence.
+pub const ASSISTANT_DEADLINE: Duration = Duration::from_secs(5);
+
+const DAY_NAMES: [(Weekday, &str); 7] = [
+    (Weekday::Mon, "Monday"),
+    (Weekday::Tue, "Tuesday"),
+    (Weekday::Wed, "Wednesday"),
+    (Weekday::Thu, "Thursday"),
+    (Weekday::Fri, "Friday"),
+    (Weekday::Sat, "Saturday"),
+    (Weekday::Sun, "Sunday"),
+];
+
+fn hhmm(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// "Monday 09:00-12:00 and 13:00-17:00; Tuesday closed; …"
+fn opening_hours_text(config: &AgentConfiguration) -> String {
+    DAY_NAMES
+        .iter()
+        .map(|(day, name)| {
+            let intervals = config.opening_hours.day(*day);
+            if intervals.is_empty() {
+                format!("{name} closed")
+            } else {
+                let times: Vec<String> = intervals
+                    .iter()
+                    .map(|i| format!("{}-{}", hhmm(i.start), hhmm(i.end)))
+                    .collect();
+                format!("{name} {}", times.join(" and "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `provider:voiceId` as the clinic stores it, or a bare voice id of the platform's own.
+fn voice(config: &AgentConfiguration) -> Value {
+    match config.voice.split_once(':') {
+        Some((provider, id)) if !provider.is_empty() && !id.is_empty() => {
+            json!({"provider": provider, "voiceId": id})
+        }
+        _ => json!({"provider": "vapi", "voiceId": config.voice}),
+    }
+}
+
+/// The clinic's assistant, as a transient assistant in Vapi's `assistant-request` reply.
+pub fn clinic_assistant(clinic: &str, config: &AgentConfiguration, now: DateTime<Utc>) -> Value {
+    let tz: Tz = config.time_zone.as_str().parse().unwrap_or(Tz::UTC);
+    let today = now.with_timezone(&tz).format("%A %-d %B %Y, %H:%M");
+    let greeting = if config.greeting.trim().is_empty() {
+        format!("Hello, you've reached {clinic}. How can I help you today?")
+    } else {
+        config.greeting.clone()
+    };
+    let hours = opening_hours_text(config);
+    let transfer = config
+        .transfer_number
+        .as_ref()
+        .map(|n| n.as_str().to_owned());
+    let mut prompt = format!(
+        "You are the receptionist of {clinic}, answering the phone. Be brief and warm. \
+         The clinic's time zone is {tz}; it is now {today} there, and every time you say is in \
+         that time zone. Opening hours: {hours}. \
+         To book: check_availability, read out a few free times, hold_slot the one the caller \
+         picks (ask for their name if find_contact does not know them), repeat it back, and \
+         confirm_booking only after they say yes. Callers may cancel or move only their own \
+         appointments (cancel_appointment, reschedule_appointment). Answer questions about the \
+         clinic with search_knowledge_base, and never make up medical advice.",
+        tz = config.time_zone.as_str(),
+    );
+    let mut tools: Vec<Value> = TOOLS
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "function",
+                "async": false,
+                "function": {"name": t.name, "description": t.description, "parameters": (t.parameters)()},
+            })
+        })
+        .collect();
+    if let Some(number) = &transfer {
+        prompt.push_str(
+            " If the caller asks for a person, or you cannot help, transfer the call with transferCall.",
+        );
+        tools.push(json!({
+            "type": "transferCall",
+            "destinations": [{"type": "number", "number": number,
+                              "message": "Please hold while I transfer you."}],
+        }));
+    }
+    json!({
+        "assistant": {
+            "name": clinic.chars().take(40).collect::<String>(),
+            "firstMessage": greeting,
+            "voice": voice(config),
+            "model": {
+                "provider": "openai",
+                "model": "gpt-4o",
+                "messages": [{"role": "system", "content": prompt}],
+                "tools": tools,
+            },
+            "endCallFunctionEnabled": true,
+            "metadata": {
+                "timeZone": config.time_zone.as_str(),
+                "openingHours": config.opening_hours,
+                "transferNumber": transfer,
+            },
+        }
+    })
+}
+
+/// For a number whose clinic is suspended, or when the clinic's assistant could not be made in
+/// time: apologises and hangs up. It carries nothing of any clinic.
+pub fn unavailable_assistant() -> Value {
+    json!({
+        "assistant": {
+            "name": "Unavailable",
+            "firstMessage": "Sorry, this clinic can't take calls right now. Please try again later. Goodbye.",
+            "model": {
+                "provider": "openai",
+                "model": "gpt-4o",
+                "messages": [{"role": "system", "content":
+                    "The clinic cannot take calls right now. Apologise briefly, ask the caller to try again later, and end the call. You know nothing else."}],
+            },
+            "endCallFunctionEnabled": true,
+            "maxDurationSeconds": 30,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxanne_domain::{PhoneNumber, TimeZoneName};
+
+    #[test]
+    fn the_assistant_carries_the_clinics_settings() {
+        let config = AgentConfiguration {
+            greeting: "Sunrise Dental, Ava speaking.".into(),
+            voice: "11labs:rachel".into(),
+            opening_hours: serde_json::from_value(
+                json!({"mon": [["09:00", "12:00"], ["13:00", "17:00"]]}),
+            )
+            .expect("hours"),
+            time_zone: TimeZoneName::parse("America/New_York").expect("tz"),
+            transfer_number: Some(PhoneNumber::parse("+14155550199").expect("number")),
+            updated_at: None,
+        };
+        let a = clinic_assistant("Sunrise Dental", &config, Utc::now());
+        let a = &a["assistant"];
+        assert_eq!(a["firstMessage"], "Sunrise Dental, Ava speaking.");
+        assert_eq!(
+            a["voice"],
+            json!({"provider": "11labs", "voiceId": "rachel"})
+        );
+        let prompt = a["model"]["messages"][0]["content"]
+            .as_str()
+            .expect("prompt");
+        assert!(prompt.contains("America/New_York"), "{prompt}");
+        assert!(
+            prompt.contains("Monday 09:00-12:00 and 13:00-17:00; Tuesday closed"),
+            "{prompt}"
+        );
+        let tools = a["model"]["tools"].as_array().expect("tools");
+        assert_eq!(tools.len(), TOOLS.len() + 1);
+        assert_eq!(
+            tools.last().expect("transfer")["destinations"][0]["number"],
+            "+14155550199"
+        );
+        assert_eq!(a["metadata"]["timeZone"], "America/New_York");
+    }
+
+    #[test]
+    fn without_a_transfer_number_there_is_no_transfer_tool() {
+        let a = clinic_assistant("X", &AgentConfiguration::default(), Utc::now());
+        let tools = a["assistant"]["model"]["tools"].as_array().expect("tools");
+        assert!(tools.iter().all(|t| t["type"] == "function"));
+        assert_eq!(
+            a["assistant"]["firstMessage"],
+            "Hello, you've reached X. How can I help you today?"
+        );
+    }
+}
