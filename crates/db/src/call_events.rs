@@ -84,4 +84,19 @@ impl TenantTx {
             .await?;
         Ok(id)
     }
+
+    /// Links a call to the contact it turned out to be, unless it is linked already.
+    pub async fn link_call_to_contact(&mut self, call: Uuid, contact: Uuid) -> Result<(), DbError> {
+        let org = self.org().as_uuid();
+        sqlx::query(
+            "UPDATE calls SET contact_id = $3
+              WHERE org_id = $1 AND id = $2 AND contact_id IS NULL",
+        )
+        .bind(org)
+        .bind(call)
+        .bind(contact)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
 }

@@ -317,6 +317,10 @@ async fn a_whole_call_books_through_the_agent_in_clinic_a_only() {
     assert_eq!(appointment["starts_at"], "2031-03-03T18:00:00Z");
     assert_eq!(appointment["call_id"], call_id.as_str());
     assert_eq!(appointment["contact_id"], contacts[0]["id"]);
+    assert_eq!(
+        detail.body["contact_id"], contacts[0]["id"],
+        "the call knows its caller"
+    );
     assert_eq!(appointment["notes"], "Cleaning");
 
     // Clinic B saw none of it.

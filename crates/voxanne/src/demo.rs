@@ -5,11 +5,29 @@ use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
 use voxanne_db::calls::CallFilter;
+use voxanne_db::crypto::Keyring;
+use voxanne_db::integrations::Secrets;
 use voxanne_db::Db;
-use voxanne_domain::{OrgId, Role, UserId};
+use voxanne_domain::{IntegrationProvider, OrgId, Role, UserId};
 use voxanne_http::auth::{mint_hs256, DevToken};
 
 const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Each demo clinic's Vapi webhook secret, by its phone number. Known on purpose: they sign
+/// `voxanne call simulate`'s requests. A real clinic sets its own through
+/// `PUT /api/v1/integrations/vapi`.
+const WEBHOOK_SECRETS: [(&str, &str); 2] = [
+    ("+14155550100", "demo-webhook-secret-clinic-a"),
+    ("+442079460100", "demo-webhook-secret-clinic-b"),
+];
+
+/// The demo webhook secret of the demo clinic that owns `number`.
+pub fn webhook_secret(number: &str) -> Option<&'static str> {
+    WEBHOOK_SECRETS
+        .iter()
+        .find(|(n, _)| *n == number)
+        .map(|(_, s)| *s)
+}
 
 #[derive(Debug, Serialize)]
 pub struct DemoReport {
@@ -23,6 +41,8 @@ pub struct DemoClinic {
     pub name: String,
     pub org_id: OrgId,
     pub phone_number: String,
+    /// Signs the voice platform's webhooks for `phone_number` (`voxanne call simulate`).
+    pub webhook_secret: String,
     pub users: Vec<DemoUser>,
 }
 
@@ -43,6 +63,7 @@ pub struct Example {
 
 pub async fn seed(
     db: &Db,
+    keyring: &Keyring,
     secret: &SecretString,
     audience: &str,
     base_url: &str,
@@ -63,10 +84,33 @@ pub async fn seed(
     };
     let mut clinics = Vec::new();
     for c in &seeded {
+        let webhook_secret = webhook_secret(c.number)
+            .ok_or_else(|| anyhow::anyhow!("no demo webhook secret for {}", c.number))?;
+        let mut tx = db.tenant(c.org, c.owner).await?;
+        if tx
+            .get_integration(IntegrationProvider::Vapi)
+            .await?
+            .is_none()
+        {
+            let secrets: Secrets = [(
+                "webhook_secret".to_owned(),
+                SecretString::from(webhook_secret),
+            )]
+            .into();
+            tx.put_integration(
+                keyring,
+                IntegrationProvider::Vapi,
+                &Default::default(),
+                Some(&secrets),
+            )
+            .await?;
+        }
+        tx.commit().await?;
         clinics.push(DemoClinic {
             name: c.name.to_owned(),
             org_id: c.org,
             phone_number: c.number.to_owned(),
+            webhook_secret: webhook_secret.to_owned(),
             users: vec![
                 DemoUser {
                     role: Role::Owner,
@@ -176,8 +220,8 @@ impl fmt::Display for DemoReport {
         for c in &self.clinics {
             writeln!(
                 f,
-                "\n  {} — org {} — phone {}",
-                c.name, c.org_id, c.phone_number
+                "\n  {} — org {} — phone {} — webhook secret {}",
+                c.name, c.org_id, c.phone_number, c.webhook_secret
             )?;
             for u in &c.users {
                 writeln!(
@@ -190,6 +234,13 @@ impl fmt::Display for DemoReport {
             }
         }
         writeln!(f, "\nTry these:")?;
+        if let Some(a) = self.clinics.first() {
+            writeln!(
+                f,
+                "\n# A whole phone call to {}: the agent finds a free time and books it (signed as the voice platform)\nvoxanne call simulate --to {} --book --server {}",
+                a.name, a.phone_number, self.base_url
+            )?;
+        }
         for e in &self.examples {
             writeln!(
                 f,

@@ -5,6 +5,7 @@ mod config;
 mod database;
 mod demo;
 mod secret;
+mod simulate;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -52,6 +53,11 @@ enum Command {
     /// Verify tenant isolation in the database (read-only): a report, and exit 1 when a
     /// finding reaches --fail-on, 2 when the audit could not run.
     Audit(audit::AuditArgs),
+    /// Play phone calls against a running server, as the voice platform would.
+    Call {
+        #[command(subcommand)]
+        command: CallCommand,
+    },
     /// Organization provisioning.
     Org {
         #[command(subcommand)]
@@ -66,6 +72,14 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         base_url: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CallCommand {
+    /// A whole call to a clinic's number: signed assistant-request, tool calls that find a
+    /// free time (and with --book, hold and book it), and the end-of-call report with a
+    /// recording this command serves until the worker fetches it.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +122,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(&config, args).await,
         Command::Audit(_) => anyhow::bail!("audit runs from main"),
         Command::Worker => worker(&config).await,
+        Command::Call {
+            command: CallCommand::Simulate(args),
+        } => simulate::run(args).await,
         Command::Migrate => {
             let database = database::open(&config).await?;
             println!("migrations applied");
@@ -166,8 +183,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo { json, base_url } => {
             let secret = secret::jwt_secret(&config)?;
+            let keyring = secret::encryption_keyring(&config)?;
             let database = database::open(&config).await?;
-            let seeded = demo::seed(&database.db, &secret, &config.jwt_audience, &base_url).await;
+            let seeded = demo::seed(
+                &database.db,
+                &keyring,
+                &secret,
+                &config.jwt_audience,
+                &base_url,
+            )
+            .await;
             database.shutdown().await;
             let report = seeded?;
             if json {
@@ -203,6 +228,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         if args.demo {
             let report = demo::seed(
                 &database.db,
+                &keyring,
                 &secret,
                 &config.jwt_audience,
                 &format!("http://{addr}"),
@@ -225,11 +251,17 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         let worker = if args.no_worker {
             None
         } else {
+            let mut worker_config = config.worker_config()?;
+            if args.demo && !worker_config.allow_private_addresses {
+                // `voxanne call simulate` serves its recording on 127.0.0.1.
+                tracing::warn!("demo mode: recordings may be downloaded from private addresses");
+                worker_config.allow_private_addresses = true;
+            }
             let worker = voxanne_jobs::Worker::new(
                 database.db.clone(),
                 recordings,
-                keyring,
-                config.worker_config()?,
+                keyring.clone(),
+                worker_config,
                 metrics,
             )?;
             let mut stopped = stopped.clone();

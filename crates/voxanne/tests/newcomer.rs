@@ -158,6 +158,36 @@ fn the_run_command_serves_demo_data_whose_printed_curl_lines_work_and_stops_clea
             assert!(json["error"]["code"].is_string(), "{body}");
         }
     }
+    // The printed call simulation plays a whole signed call: the agent books a free time and
+    // the in-process worker fetches the recording the simulator serves.
+    let simulate = server
+        .out
+        .iter()
+        .find(|l| l.starts_with("voxanne call simulate "))
+        .expect("a call simulate line")
+        .clone();
+    let args: Vec<&str> = simulate.split_whitespace().skip(1).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_voxanne"))
+        .args(&args)
+        .args(["--wait", "60s"])
+        .output()
+        .expect("call simulate");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("assistant: \"Thank you for calling Clinic A."),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("confirm_booking: Booked for "),
+        "{printed}"
+    );
+    assert!(printed.contains("fetched."), "{printed}");
+
     // The calls count as seeded, for the restart check below.
     let calls_line = examples
         .iter()

@@ -510,6 +510,9 @@ async fn hold_slot(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answe
         None => None,
     };
     let call_id = call_row(tx, call).await?;
+    if let Some(contact) = &contact {
+        tx.link_call_to_contact(call_id, contact.id).await?;
+    }
     let slot = slot_request(
         contact.as_ref().map(|c| c.id),
         Some(call_id),
