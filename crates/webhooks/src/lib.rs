@@ -4,3 +4,4 @@
 
 pub mod signature;
 pub mod vapi;
+pub mod voice;

@@ -1,30 +1,27 @@
-//! Webhooks from the voice platform. They carry no JWT: the clinic is the owner of the called
+//! Webhooks from the voice platforms. They carry no JWT: the clinic is the owner of the called
 //! number, and the request must be signed with that clinic's own secret (TENANCY.md section 5).
 //! Anything else is refused before a row is written; a bad signature on a known number is a
-//! security event for that clinic.
+//! security event for that clinic. Each platform is a `VoicePlatform` (crates/webhooks): it
+//! reads and verifies its requests; `voice` below does the rest, the same for all of them.
 
 use crate::agent;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use voxanne_db::call_events::CallEvent;
 use voxanne_db::system::{org_for_number, record_denied, DeniedKind};
 use voxanne_db::{TenantError, TenantTx};
-use voxanne_domain::{CallDirection, CallStatus, IntegrationProvider, PhoneNumber};
-use voxanne_webhooks::signature::{timestamped_verify, twilio_verify, SignatureError};
-use voxanne_webhooks::vapi::{self, Kind};
+use voxanne_domain::{CallDirection, IntegrationProvider, PhoneNumber};
+use voxanne_webhooks::signature::SignatureError;
+use voxanne_webhooks::voice::{Request, TwilioVoice, Vapi, VoiceEvent, VoicePlatform};
 
-/// Signed requests older (or newer) than this are refused as replays.
-pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
-/// The secret's name in the clinic's `integrations/vapi` secrets.
-pub const WEBHOOK_SECRET: &str = "webhook_secret";
 const VAPI_ROUTE: &str = "POST /webhooks/voice/vapi";
 const TWILIO_ROUTE: &str = "POST /webhooks/voice/twilio";
 
@@ -73,146 +70,10 @@ pub struct WebhookAck {
 pub async fn vapi(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let message = vapi::parse(&body).map_err(|e| ApiError::BadRequest {
-        code: "invalid_webhook",
-        message: e.to_string(),
-    })?;
-    let number = message
-        .clinic_number
-        .as_deref()
-        .and_then(|n| PhoneNumber::parse(n).ok())
-        .ok_or(ApiError::UnknownNumber)?;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let open = || {
-        open_clinic(
-            &state,
-            &number,
-            IntegrationProvider::Vapi,
-            WEBHOOK_SECRET,
-            VAPI_ROUTE,
-            |secret| {
-                timestamped_verify(
-                    secret,
-                    header("x-vapi-timestamp"),
-                    header("x-vapi-signature"),
-                    &body,
-                    Utc::now().timestamp(),
-                    SIGNATURE_TOLERANCE_SECONDS,
-                )
-            },
-        )
-    };
-    match &message.kind {
-        Kind::AssistantRequest => {
-            let answer = async {
-                match open().await {
-                    // Nothing of a suspended clinic is read: the caller hears an apology.
-                    Err(ApiError::OrgSuspended) => Ok(agent::unavailable_assistant()),
-                    Err(e) => Err(e),
-                    Ok(mut tx) => {
-                        let clinic = tx.get_organization().await?.name;
-                        let config = tx.get_agent_configuration().await?;
-                        tx.commit().await?;
-                        Ok(agent::clinic_assistant(&clinic, &config, Utc::now()))
-                    }
-                }
-            };
-            let reply = match tokio::time::timeout(agent::ASSISTANT_DEADLINE, answer).await {
-                Ok(reply) => reply?,
-                Err(_) => {
-                    tracing::warn!(number = %number.as_str(), "assistant-request ran out of time; answering unavailable");
-                    agent::unavailable_assistant()
-                }
-            };
-            return Ok(Json(reply).into_response());
-        }
-        Kind::ToolCalls(calls) => {
-            let tx = match open().await {
-                Err(ApiError::OrgSuspended) => {
-                    return Ok(Json(agent::unavailable_results(calls)).into_response())
-                }
-                other => other?,
-            };
-            let call = agent::CallContext {
-                org: tx.org(),
-                provider: "vapi",
-                provider_call_id: message.call_id.clone(),
-                clinic_number: number.clone(),
-                caller: message
-                    .customer_number
-                    .as_deref()
-                    .and_then(|n| PhoneNumber::parse(n).ok()),
-            };
-            // Verified: each tool runs in a transaction of its own.
-            tx.commit().await?;
-            let reply = agent::run_tool_calls(&state, &call, calls).await;
-            return Ok(Json(reply).into_response());
-        }
-        _ => {}
-    }
-    let mut tx = open().await?;
-
-    let status = match &message.kind {
-        Kind::StatusUpdate { status } => match status.as_str() {
-            "queued" => Some(CallStatus::Queued),
-            "ringing" => Some(CallStatus::Ringing),
-            "in-progress" | "forwarding" => Some(CallStatus::InProgress),
-            "ended" => Some(CallStatus::Completed),
-            _ => None,
-        },
-        Kind::EndOfCallReport => Some(final_status(message.ended_reason.as_deref())),
-        Kind::AssistantRequest | Kind::ToolCalls(_) | Kind::Other(_) => None,
-    };
-    let Some(status) = status else {
-        tx.commit().await?;
-        return Ok(Json(WebhookAck {
-            ok: true,
-            call_id: None,
-        })
-        .into_response());
-    };
-    let customer = message
-        .customer_number
-        .clone()
-        .unwrap_or_else(|| "unknown".to_owned());
-    let (direction, from, to) = if message.inbound {
-        (CallDirection::Inbound, customer, number.to_string())
-    } else {
-        (CallDirection::Outbound, number.to_string(), customer)
-    };
-    let time = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let call_id = tx
-        .apply_call_event(&CallEvent {
-            provider: "vapi",
-            provider_call_id: message.call_id.chars().take(200).collect(),
-            direction,
-            status,
-            is_final_report: matches!(message.kind, Kind::EndOfCallReport),
-            from_number: from,
-            to_number: to,
-            started_at: time(&message.started_at),
-            ended_at: time(&message.ended_at),
-            duration_seconds: message
-                .duration_seconds
-                .map(|d| d.round().clamp(0.0, i32::MAX as f64) as i32),
-            transcript: message.transcript,
-            summary: message.summary,
-            ended_reason: message.ended_reason,
-            recording_url: message.recording_url,
-        })
-        .await?;
-    tx.commit().await?;
-    Ok(Json(WebhookAck {
-        ok: true,
-        call_id: Some(call_id),
-    })
-    .into_response())
+    voice(&state, &Vapi, VAPI_ROUTE, &headers, &uri, &body).await
 }
 
 /// Twilio's call status callback (form-encoded; the fields Voxanne reads).
@@ -248,112 +109,138 @@ pub struct TwilioStatusCallback {
 pub async fn twilio(
     State(state): State<AppState>,
     headers: HeaderMap,
-    uri: axum::http::Uri,
+    uri: Uri,
     body: Bytes,
-) -> Result<Json<WebhookAck>, ApiError> {
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
-    let invalid = |message: &str| ApiError::BadRequest {
-        code: "invalid_webhook",
-        message: message.to_owned(),
-    };
-    let call_sid = get("CallSid")
-        .ok_or_else(|| invalid("no CallSid: not a Twilio call callback"))?
-        .to_owned();
-    let inbound = get("Direction").is_none_or(|d| d == "inbound");
-    let (clinic, other) = if inbound {
-        (get("To"), get("From"))
-    } else {
-        (get("From"), get("To"))
-    };
-    let number = clinic
-        .and_then(|n| PhoneNumber::parse(n).ok())
-        .ok_or(ApiError::UnknownNumber)?;
+) -> Result<Response, ApiError> {
+    voice(&state, &TwilioVoice, TWILIO_ROUTE, &headers, &uri, &body).await
+}
+
+/// The URL the platform called, as it signed it: this request's, with `Host` and
+/// `X-Forwarded-Proto` as a proxy passes them through.
+fn request_url(headers: &HeaderMap, uri: &Uri) -> String {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let url = format!(
+    format!(
         "{}://{}{}",
         header("x-forwarded-proto").unwrap_or("http"),
         header("host").unwrap_or_default(),
         uri.path_and_query()
             .map(|p| p.as_str())
             .unwrap_or_else(|| uri.path())
-    );
-    let mut tx = open_clinic(
-        &state,
-        &number,
-        IntegrationProvider::Twilio,
-        "auth_token",
-        TWILIO_ROUTE,
-        |token| twilio_verify(token, &url, &params, header("x-twilio-signature")),
     )
-    .await?;
-    let (status, is_final) = match get("CallStatus").unwrap_or_default() {
-        "queued" => (CallStatus::Queued, false),
-        "ringing" => (CallStatus::Ringing, false),
-        "in-progress" => (CallStatus::InProgress, false),
-        "completed" => (CallStatus::Completed, true),
-        "busy" | "no-answer" | "canceled" => (CallStatus::Missed, true),
-        "failed" => (CallStatus::Failed, true),
-        _ => {
-            tx.commit().await?;
-            return Ok(Json(WebhookAck {
-                ok: true,
-                call_id: None,
-            }));
-        }
-    };
-    let other = other.unwrap_or("unknown").to_owned();
-    let (direction, from, to) = if inbound {
-        (CallDirection::Inbound, other, number.to_string())
-    } else {
-        (CallDirection::Outbound, number.to_string(), other)
-    };
-    let duration = get("CallDuration")
-        .and_then(|d| d.parse::<i32>().ok())
-        .filter(|d| *d >= 0);
-    let ended_at = is_final.then(Utc::now);
-    let call_id = tx
-        .apply_call_event(&CallEvent {
-            provider: "twilio",
-            provider_call_id: call_sid.chars().take(200).collect(),
-            direction,
-            status,
-            is_final_report: is_final,
-            from_number: from,
-            to_number: to,
-            started_at: ended_at
-                .zip(duration)
-                .map(|(end, d)| end - chrono::Duration::seconds(i64::from(d))),
-            ended_at,
-            duration_seconds: duration,
-            transcript: None,
-            summary: None,
-            ended_reason: None,
-            recording_url: get("RecordingUrl").map(str::to_owned),
-        })
-        .await?;
-    tx.commit().await?;
-    Ok(Json(WebhookAck {
-        ok: true,
-        call_id: Some(call_id),
-    }))
 }
 
-/// A finished call's status, from the platform's ended reason.
-fn final_status(ended_reason: Option<&str>) -> CallStatus {
-    match ended_reason.unwrap_or_default() {
-        r if r.contains("voicemail") => CallStatus::Voicemail,
-        r if r.contains("did-not-answer") || r.contains("no-answer") || r.contains("busy") => {
-            CallStatus::Missed
+/// Every voice platform's webhook, once the platform has read the request: the clinic that
+/// owns the number, proved by its own secret, then the event applied or answered in that
+/// clinic only.
+async fn voice(
+    state: &AppState,
+    platform: &dyn VoicePlatform,
+    route: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let url = request_url(headers, uri);
+    let request = Request {
+        url: &url,
+        headers,
+        body,
+        now: Utc::now().timestamp(),
+    };
+    let inbound = platform.parse(&request).map_err(|e| ApiError::BadRequest {
+        code: "invalid_webhook",
+        message: e.to_string(),
+    })?;
+    let number = inbound
+        .clinic_number
+        .as_deref()
+        .and_then(|n| PhoneNumber::parse(n).ok())
+        .ok_or(ApiError::UnknownNumber)?;
+    let (provider, secret_name) = platform.secret();
+    let open = || {
+        open_clinic(state, &number, provider, secret_name, route, |secret| {
+            platform.verify(secret, &request)
+        })
+    };
+    let ack = |call_id| Json(WebhookAck { ok: true, call_id }).into_response();
+    match inbound.event {
+        VoiceEvent::AssistantRequest => {
+            let answer = async {
+                match open().await {
+                    // Nothing of a suspended clinic is read: the caller hears an apology.
+                    Err(ApiError::OrgSuspended) => Ok(agent::unavailable_assistant()),
+                    Err(e) => Err(e),
+                    Ok(mut tx) => {
+                        let clinic = tx.get_organization().await?.name;
+                        let config = tx.get_agent_configuration().await?;
+                        tx.commit().await?;
+                        Ok(agent::clinic_assistant(&clinic, &config, Utc::now()))
+                    }
+                }
+            };
+            let reply = match tokio::time::timeout(agent::ASSISTANT_DEADLINE, answer).await {
+                Ok(reply) => reply?,
+                Err(_) => {
+                    tracing::warn!(number = %number.as_str(), "assistant-request ran out of time; answering unavailable");
+                    agent::unavailable_assistant()
+                }
+            };
+            Ok(Json(reply).into_response())
         }
-        r if r.contains("error") || r.contains("failed") => CallStatus::Failed,
-        _ => CallStatus::Completed,
+        VoiceEvent::ToolCalls(calls) => {
+            let tx = match open().await {
+                Err(ApiError::OrgSuspended) => {
+                    return Ok(Json(agent::unavailable_results(&calls)).into_response())
+                }
+                other => other?,
+            };
+            let call = agent::CallContext {
+                org: tx.org(),
+                provider: platform.name(),
+                provider_call_id: inbound.provider_call_id,
+                clinic_number: number,
+                caller: inbound
+                    .other_number
+                    .as_deref()
+                    .and_then(|n| PhoneNumber::parse(n).ok()),
+            };
+            // Verified: each tool runs in a transaction of its own.
+            tx.commit().await?;
+            Ok(Json(agent::run_tool_calls(state, &call, &calls).await).into_response())
+        }
+        VoiceEvent::Ignored(_) => {
+            open().await?.commit().await?;
+            Ok(ack(None))
+        }
+        VoiceEvent::Call(update) => {
+            let mut tx = open().await?;
+            let other = inbound.other_number.unwrap_or_else(|| "unknown".to_owned());
+            let (direction, from, to) = if inbound.inbound {
+                (CallDirection::Inbound, other, number.to_string())
+            } else {
+                (CallDirection::Outbound, number.to_string(), other)
+            };
+            let call_id = tx
+                .apply_call_event(&CallEvent {
+                    provider: platform.name(),
+                    provider_call_id: inbound.provider_call_id.chars().take(200).collect(),
+                    direction,
+                    status: update.status,
+                    is_final_report: update.is_final,
+                    from_number: from,
+                    to_number: to,
+                    started_at: update.started_at,
+                    ended_at: update.ended_at,
+                    duration_seconds: update.duration_seconds,
+                    transcript: update.transcript,
+                    summary: update.summary,
+                    ended_reason: update.ended_reason,
+                    recording_url: update.recording_url,
+                })
+                .await?;
+            tx.commit().await?;
+            Ok(ack(Some(call_id)))
+        }
     }
 }
 
