@@ -116,6 +116,34 @@ pub struct Config {
     /// and tests only: in production a clinic could point it at internal services).
     #[arg(long, env = "VOXANNE_WORKER_ALLOW_PRIVATE_URLS", global = true)]
     pub worker_allow_private_urls: bool,
+    /// The SMS provider's REST API (Twilio's, or one that speaks it): confirmations are
+    /// POSTed to `{url}/2010-04-01/Accounts/{AccountSid}/Messages.json`.
+    #[arg(
+        long,
+        env = "VOXANNE_SMS_API_URL",
+        default_value = voxanne_jobs::sms::DEFAULT_API_URL,
+        global = true
+    )]
+    pub sms_api_url: String,
+    /// Timeout of one request to the SMS provider, connect included. E.g. 15s.
+    #[arg(long, env = "VOXANNE_SMS_HTTP_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration, global = true)]
+    pub sms_http_timeout: std::time::Duration,
+    /// The SMS attempt that fails with this number leaves the confirmation `failed`.
+    #[arg(
+        long,
+        env = "VOXANNE_SMS_MAX_ATTEMPTS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub sms_max_attempts: i32,
+    /// The wait after a first failed SMS attempt; doubled for each further one (with jitter,
+    /// at most an hour). E.g. 30s.
+    #[arg(long, env = "VOXANNE_SMS_BACKOFF_BASE", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub sms_backoff_base: std::time::Duration,
+    /// Where the provider reaches this server (e.g. https://voxanne.example.com): SMS ask for
+    /// delivery-status callbacks at `{url}/webhooks/sms/twilio/status`. Unset: none asked.
+    #[arg(long, env = "VOXANNE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// Application connection pool size.
     #[arg(
         long,
@@ -148,6 +176,42 @@ impl Config {
             http_timeout: self.worker_http_timeout,
             allow_private_addresses: self.worker_allow_private_urls,
             ..voxanne_jobs::WorkerConfig::default()
+        })
+    }
+
+    /// The SMS sender's settings, checked. It claims like the recording worker (batch,
+    /// lease), and its lease must outlast a request to the provider.
+    pub fn sms_config(&self) -> anyhow::Result<voxanne_jobs::SmsConfig> {
+        anyhow::ensure!(self.worker_batch >= 1, "--worker-batch must be at least 1");
+        anyhow::ensure!(
+            self.sms_max_attempts >= 1,
+            "--sms-max-attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.worker_lease > self.sms_http_timeout,
+            "--worker-lease ({}) must be longer than --sms-http-timeout ({})",
+            humantime::format_duration(self.worker_lease),
+            humantime::format_duration(self.sms_http_timeout)
+        );
+        let http_url = |name: &str, value: &str| {
+            url::Url::parse(value)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .ok_or_else(|| anyhow::anyhow!("{name} must be an http(s) URL, not `{value}`"))
+        };
+        Ok(voxanne_jobs::SmsConfig {
+            batch: self.worker_batch,
+            lease: self.worker_lease,
+            max_attempts: self.sms_max_attempts,
+            backoff_base: self.sms_backoff_base,
+            http_timeout: self.sms_http_timeout,
+            api_url: http_url("--sms-api-url", &self.sms_api_url)?,
+            public_url: self
+                .public_url
+                .as_deref()
+                .map(|u| http_url("--public-url", u))
+                .transpose()?,
+            ..voxanne_jobs::SmsConfig::default()
         })
     }
 
