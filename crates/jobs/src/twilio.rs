@@ -4,7 +4,6 @@
 //! `StatusCallback`. The answer is sorted into accepted, worth retrying, or refused.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
 /// A clinic's own Twilio account.
 #[derive(Debug, Clone)]
@@ -43,13 +42,28 @@ pub enum SendError {
     Refused(String),
 }
 
-/// Twilio's answers: a message on success, an error object otherwise.
-#[derive(Debug, Default, Deserialize)]
+/// The fields Voxanne reads of Twilio's answers: a message resource on success (`sid`, and
+/// `status` a word), an error object otherwise (`code`, `message`, and `status` the HTTP
+/// status as a number). Anything else, or no JSON at all, reads as empty.
+#[derive(Debug, Default)]
 struct Answer {
     sid: Option<String>,
     status: Option<String>,
     code: Option<i64>,
     message: Option<String>,
+}
+
+impl Answer {
+    fn parse(text: &str) -> Self {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let text = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        Self {
+            sid: text("sid"),
+            status: text("status"),
+            code: value.get("code").and_then(serde_json::Value::as_i64),
+            message: text("message"),
+        }
+    }
 }
 
 /// The Messages endpoint of `account_sid` under `base` (the account sid is a path segment,
@@ -98,7 +112,7 @@ pub async fn send(
             chain(&e)
         ))
     })?;
-    let answer: Answer = serde_json::from_str(&text).unwrap_or_default();
+    let answer = Answer::parse(&text);
     if status.is_success() {
         return Ok(Accepted {
             sid: answer.sid.filter(|s| !s.is_empty()),
