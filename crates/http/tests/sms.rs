@@ -139,7 +139,7 @@ async fn messages(
         )
             .into_response(),
         Reply::Slow => {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
             (status(201), axum::Json(json!({"sid": "SMtoolate"}))).into_response()
         }
     }
@@ -153,7 +153,7 @@ fn config(app: &TestApp, fake: &FakeTwilio) -> SmsConfig {
         max_attempts: 3,
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(5),
-        http_timeout: Duration::from_millis(500),
+        http_timeout: Duration::from_secs(2),
         api_url: fake.base.parse().expect("url"),
         public_url: Some(app.base.parse().expect("url")),
     }
