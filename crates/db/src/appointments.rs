@@ -210,6 +210,9 @@ impl TenantTx {
         self.insert_appointment_from(slot, notes, None).await
     }
 
+    /// The one way an appointment comes to be booked (directly, or from a hold): the row, and
+    /// in the same transaction its SMS confirmation, queued for the worker when the contact
+    /// has a phone (`sms_confirmations.rs`).
     async fn insert_appointment_from(
         &mut self,
         slot: &SlotRequest,
@@ -217,7 +220,7 @@ impl TenantTx {
         hold_id: Option<Uuid>,
     ) -> Result<Appointment, BookingError> {
         let org = self.org().as_uuid();
-        sqlx::query_as::<_, Appointment>(&format!(
+        let appointment = sqlx::query_as::<_, Appointment>(&format!(
             "INSERT INTO appointments (org_id, contact_id, call_id, hold_id, resource, starts_at, ends_at, notes)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              RETURNING {APPOINTMENT_COLUMNS}"
@@ -232,7 +235,14 @@ impl TenantTx {
         .bind(notes)
         .fetch_one(self.conn())
         .await
-        .map_err(|e| BookingError::from_db(e, Some(slot)))
+        .map_err(|e| BookingError::from_db(e, Some(slot)))?;
+        self.queue_confirmation(
+            appointment.id,
+            appointment.contact_id,
+            appointment.starts_at,
+        )
+        .await?;
+        Ok(appointment)
     }
 
     /// Moves a booked appointment and/or changes its notes (`Some(None)` clears them).

@@ -1,25 +1,60 @@
-//! SMS confirmations the system sent for appointments (written by the messaging pipeline).
+//! SMS confirmations of appointments: queued with the booking (in its transaction), sent by
+//! the worker (`voxanne_jobs::sms`), moved on by the provider's status callbacks. Every write
+//! here runs in the clinic's tenant transaction; claiming, which spans orgs, is in `system.rs`.
 
+use crate::recordings::AfterFailure;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
+use voxanne_domain::{confirmation_body, SmsStatus};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct SmsConfirmation {
     pub id: Uuid,
     pub appointment_id: Option<Uuid>,
     pub to_number: String,
+    /// The clinic's number it was sent from, once sent.
+    pub from_number: Option<String>,
     pub body: String,
+    /// The provider's id of the message (Twilio's `SM…` sid), once sent.
     pub provider_message_id: Option<String>,
-    /// `queued`, `sent`, `delivered` or `failed`.
-    pub status: String,
+    /// `queued`, `sending`, `sent` (accepted by the provider), `delivered`, `undelivered`,
+    /// `failed` or `suppressed` (never sent: the number is on the do-not-call list, or the
+    /// appointment was cancelled first).
+    #[sqlx(try_from = "String")]
+    pub status: SmsStatus,
+    /// Sending attempts so far.
+    pub attempts: i32,
+    /// When a failed attempt will be retried.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed, or why the message was suppressed.
+    pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "id, appointment_id, to_number, body, provider_message_id, status, created_at";
+const COLUMNS: &str = "id, appointment_id, to_number, from_number, body, provider_message_id, \
+     status, attempts, next_attempt_at, last_error, created_at, updated_at";
+
+/// `last_error` holds at most this many characters.
+const MAX_ERROR_CHARS: usize = 2000;
+
+fn clip(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// Where a message goes and how, for the worker: read in the clinic's tenant transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsRoute {
+    /// The number is on the clinic's do-not-call list.
+    pub do_not_contact: bool,
+    /// The appointment the message confirms was cancelled (or is no longer booked).
+    pub appointment_gone: bool,
+    /// The numbers the clinic owns, oldest first.
+    pub clinic_numbers: Vec<String>,
+}
 
 impl TenantTx {
     pub async fn list_sms_confirmations(
@@ -35,13 +70,193 @@ impl TenantTx {
         &mut self,
         id: Uuid,
     ) -> Result<Option<SmsConfirmation>, DbError> {
+        self.find_by_id("sms_confirmation_logs", COLUMNS, id).await
+    }
+
+    /// Queues the confirmation of an appointment just booked, in the booking's transaction:
+    /// to its contact's phone, in the clinic's time zone (its agent configuration's, else
+    /// UTC). Nothing when the appointment has no contact or the contact no phone. Returns the
+    /// queued row's id.
+    pub(crate) async fn queue_confirmation(
+        &mut self,
+        appointment_id: Uuid,
+        contact_id: Option<Uuid>,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, DbError> {
+        let Some(contact_id) = contact_id else {
+            return Ok(None);
+        };
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, SmsConfirmation>(&format!(
-            "SELECT {COLUMNS} FROM sms_confirmation_logs WHERE org_id = $1 AND id = $2"
-        ))
+        let found: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT c.phone, o.name, a.time_zone
+               FROM contacts c
+               JOIN organizations o ON o.id = c.org_id
+               LEFT JOIN agent_configurations a ON a.org_id = c.org_id
+              WHERE c.org_id = $1 AND c.id = $2 AND c.phone IS NOT NULL",
+        )
+        .bind(org)
+        .bind(contact_id)
+        .fetch_optional(self.conn())
+        .await?;
+        let Some((phone, clinic, time_zone)) = found else {
+            return Ok(None);
+        };
+        let body = confirmation_body(&clinic, starts_at, time_zone.as_deref().unwrap_or("UTC"));
+        let id = sqlx::query_scalar(
+            "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(org)
+        .bind(appointment_id)
+        .bind(phone)
+        .bind(body)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(Some(id))
+    }
+
+    /// What the worker needs to know before sending to `to_number` for `appointment_id`.
+    pub async fn sms_route(
+        &mut self,
+        to_number: &str,
+        appointment_id: Option<Uuid>,
+    ) -> Result<SmsRoute, DbError> {
+        let org = self.org().as_uuid();
+        let (do_not_contact, appointment_gone, clinic_numbers): (bool, bool, Vec<String>) =
+            sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM dnc_list WHERE org_id = $1 AND phone = $2),
+                        EXISTS (SELECT 1 FROM appointments
+                                 WHERE org_id = $1 AND id = $3 AND status <> 'booked'),
+                        coalesce((SELECT array_agg(number ORDER BY created_at, id)
+                                    FROM phone_numbers WHERE org_id = $1), '{}')",
+            )
+            .bind(org)
+            .bind(to_number)
+            .bind(appointment_id)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(SmsRoute {
+            do_not_contact,
+            appointment_gone,
+            clinic_numbers,
+        })
+    }
+
+    /// The message was never sent, for `reason`; it stays so. Conditional on this claim
+    /// (`attempt`) still holding it, like every write of the worker: returns whether it did.
+    pub async fn sms_suppressed(
+        &mut self,
+        id: Uuid,
+        attempt: i32,
+        reason: &str,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query(
+            "UPDATE sms_confirmation_logs
+                SET status = 'suppressed', last_error = $3, lease_until = NULL,
+                    next_attempt_at = NULL, updated_at = now()
+              WHERE org_id = $1 AND id = $2 AND status = 'sending' AND attempts = $4",
+        )
         .bind(org)
         .bind(id)
-        .fetch_optional(self.conn())
-        .await?)
+        .bind(clip(reason))
+        .bind(attempt)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// The provider accepted the message: its id (if it gave one), the status it is in
+    /// (`sent` or already an outcome), and the number it went from; `note` (if any) is kept
+    /// as `last_error`. Returns whether this claim still held the message.
+    pub async fn sms_sent(
+        &mut self,
+        id: Uuid,
+        attempt: i32,
+        provider_message_id: Option<&str>,
+        status: SmsStatus,
+        from_number: &str,
+        note: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query(
+            "UPDATE sms_confirmation_logs
+                SET status = $3, provider_message_id = $4, from_number = $5, last_error = $6,
+                    lease_until = NULL, next_attempt_at = NULL, updated_at = now()
+              WHERE org_id = $1 AND id = $2 AND status = 'sending' AND attempts = $7",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(provider_message_id)
+        .bind(from_number)
+        .bind(note.map(clip))
+        .bind(attempt)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// A failed attempt: back in the queue (not before the given time) or `failed` for good,
+    /// with the error kept. Returns whether this claim still held the message.
+    pub async fn sms_failed(
+        &mut self,
+        id: Uuid,
+        attempt: i32,
+        error: &str,
+        after: AfterFailure,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let (status, next) = match after {
+            AfterFailure::RetryAt(at) => (SmsStatus::Queued, Some(at)),
+            AfterFailure::GiveUp => (SmsStatus::Failed, None),
+        };
+        Ok(sqlx::query(
+            "UPDATE sms_confirmation_logs
+                SET status = $3, next_attempt_at = $4, last_error = $5, lease_until = NULL,
+                    updated_at = now()
+              WHERE org_id = $1 AND id = $2 AND status = 'sending' AND attempts = $6",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(next)
+        .bind(clip(error))
+        .bind(attempt)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// A provider's status callback for its message `provider_message_id` of this clinic:
+    /// applied only if it moves the message forward (`SmsStatus::overwrites`), in one
+    /// statement, so two callbacks racing each other still end at the higher rank. `error`
+    /// (the provider's error code, for an outcome that is a failure) is kept. Returns whether
+    /// the row changed: `false` for an unknown id, a stale status, or a suppressed message.
+    pub async fn apply_sms_status(
+        &mut self,
+        provider_message_id: &str,
+        status: SmsStatus,
+        error: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let lower: Vec<&str> = status.overwrites().iter().map(|s| s.as_str()).collect();
+        Ok(sqlx::query(
+            "UPDATE sms_confirmation_logs
+                SET status = $3, last_error = coalesce($4, last_error), updated_at = now()
+              WHERE org_id = $1 AND provider_message_id = $2 AND status = ANY($5)",
+        )
+        .bind(org)
+        .bind(provider_message_id)
+        .bind(status.as_str())
+        .bind(error.map(clip))
+        .bind(lower)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0)
     }
 }

@@ -189,6 +189,58 @@ pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbErro
     Ok(rows)
 }
 
+/// An SMS confirmation, claimed for one worker until its lease runs out.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ClaimedSms {
+    pub org_id: Uuid,
+    pub sms_id: Uuid,
+    pub appointment_id: Option<Uuid>,
+    pub to_number: String,
+    pub body: String,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+}
+
+/// Claims the next batch of SMS confirmations to send, shared out round-robin across the
+/// active orgs that have due messages, through the SECURITY DEFINER `app.claim_sms`
+/// (migrations/0010): ONE statement, whatever the number of orgs. The claimed rows are
+/// `sending` with a lease of `lease`.
+pub async fn claim_sms(
+    db: &Db,
+    batch: u32,
+    lease: std::time::Duration,
+) -> Result<Vec<ClaimedSms>, DbError> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let rows = sqlx::query_as::<_, ClaimedSms>(
+        "SELECT org_id, sms_id, appointment_id, to_number, body, attempt
+           FROM app.claim_sms($1, $2 * interval '1 millisecond')",
+    )
+    .bind(batch)
+    .bind(lease_ms)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows)
+}
+
+/// Puts back in the queue the SMS confirmations whose worker died (lease run out), through
+/// the SECURITY DEFINER `app.requeue_stale_sms`. Returns how many.
+pub async fn requeue_stale_sms(db: &Db) -> Result<i64, DbError> {
+    let n = sqlx::query_scalar("SELECT app.requeue_stale_sms()")
+        .fetch_one(db.pool())
+        .await?;
+    Ok(n)
+}
+
+/// The SMS queue depth (`queued`, `waiting`, `sending`) over all orgs, counts only, through
+/// the SECURITY DEFINER `app.sms_queue_depth`: for the metrics.
+pub async fn sms_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    let rows = sqlx::query_as("SELECT status, depth FROM app.sms_queue_depth()")
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows)
+}
+
 /// Of the stored objects named by `(org, call, key)`, the keys a call row still points at,
 /// through the SECURITY DEFINER `app.known_recording_objects` (the orphan sweep).
 pub async fn known_recording_objects(

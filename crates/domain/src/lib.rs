@@ -11,6 +11,7 @@ mod org;
 mod phone;
 mod providers;
 mod role;
+mod sms;
 
 pub use agent::{Interval, OpeningHours, OpeningHoursError, TimeZoneError, TimeZoneName, Weekday};
 pub use calls::{AppointmentStatus, CallDirection, CallStatus, RecordingStatus};
@@ -21,6 +22,7 @@ pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use providers::{CalendarProvider, IntegrationProvider};
 pub use role::Role;
+pub use sms::{confirmation_body, SmsStatus};
 
 /// A string that did not name any variant of an enumeration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

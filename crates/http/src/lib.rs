@@ -132,6 +132,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::health::readyz))
         .routes(routes!(routes::webhooks::vapi))
         .routes(routes!(routes::webhooks::twilio))
+        .routes(routes!(routes::webhooks::sms_twilio_status))
         .routes(routes!(routes::health::metrics))
         .nest("/api/v1", api)
 }

@@ -53,7 +53,7 @@ pub struct ErrorDetail {
         (name = "calendar", description = "Linked calendars (tokens are write-only, encrypted at rest)"),
         (name = "integrations", description = "Telephony and SMS providers (secrets are write-only, encrypted at rest)"),
         (name = "agent", description = "The voice agent's configuration"),
-        (name = "webhooks", description = "Signed events from the voice platform (no JWT: the called number and the clinic's own secret decide)"),
+        (name = "webhooks", description = "Signed events from the voice and SMS platforms (no JWT: the clinic's number and the clinic's own secret decide)"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -1,6 +1,7 @@
-//! Background jobs. The one job so far is the recording pipeline: a call whose
-//! `recording_status` is `queued` has its recording downloaded from the provider and stored
-//! in object storage under its org's prefix.
+//! Background jobs. The recording pipeline (here): a call whose `recording_status` is
+//! `queued` has its recording downloaded from the provider and stored in object storage under
+//! its org's prefix. The SMS confirmations (`sms.rs`): a queued confirmation is sent through
+//! the clinic's own SMS provider account.
 //!
 //! How it stays fair and tenant-safe (TENANCY.md section 5): a batch is claimed with ONE
 //! statement, `voxanne_db::system::claim_recordings`, which shares the batch out round-robin
@@ -16,9 +17,12 @@
 mod download;
 pub mod egress;
 mod metrics;
+pub mod sms;
+pub mod twilio;
 
 pub use download::DownloadError;
 pub use metrics::Metrics;
+pub use sms::{SmsConfig, SmsOutcome, SmsWorker};
 
 use chrono::Utc;
 use object_store::path::Path;
@@ -359,18 +363,7 @@ impl Worker {
 
     /// `base * 2^(attempt-1)`, capped, with jitter: uniformly in [half, full].
     pub fn backoff(&self, attempt: i32) -> chrono::Duration {
-        let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-        let full = self
-            .config
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.config.backoff_max);
-        let full_ms = u64::try_from(full.as_millis()).unwrap_or(u64::MAX);
-        let random =
-            u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8]));
-        let half = full_ms / 2;
-        let ms = half + if half == 0 { 0 } else { random % (half + 1) };
-        chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))
+        backoff_delay(self.config.backoff_base, self.config.backoff_max, attempt)
     }
 
     /// Downloads the recording (with the org's provider credentials, if any) and stores it
@@ -428,6 +421,19 @@ impl Worker {
             _ => None,
         })
     }
+}
+
+/// The wait after failed attempt `attempt` (1 for the first): `base * 2^(attempt-1)`, at most
+/// `max`, with jitter: uniformly in [half, full], so failures at the same moment do not retry
+/// in step.
+pub fn backoff_delay(base: Duration, max: Duration, attempt: i32) -> chrono::Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let full = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let full_ms = u64::try_from(full.as_millis()).unwrap_or(u64::MAX);
+    let random = u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8]));
+    let half = full_ms / 2;
+    let ms = half + if half == 0 { 0 } else { random % (half + 1) };
+    chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 /// `{org}/recordings/{call}.{ext}`: the extension from the URL's path, else from the content

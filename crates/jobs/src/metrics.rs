@@ -16,7 +16,7 @@ impl Counter {
     }
 }
 
-/// Counters of this process's recording jobs.
+/// Counters of this process's jobs.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Recordings stored.
@@ -25,10 +25,18 @@ pub struct Metrics {
     pub failed: Counter,
     /// Failed attempts put back in the queue.
     pub retried: Counter,
+    /// SMS confirmations the provider accepted.
+    pub sms_sent: Counter,
+    /// SMS confirmations that failed for good.
+    pub sms_failed: Counter,
+    /// Failed SMS attempts put back in the queue.
+    pub sms_retried: Counter,
+    /// SMS confirmations not sent: do-not-call list, or the appointment was cancelled.
+    pub sms_suppressed: Counter,
 }
 
 impl Metrics {
-    /// Prometheus text format: the queue depth by status (all orgs, counts only) and this
+    /// Prometheus text format: the queue depths by status (all orgs, counts only) and this
     /// process's counters.
     pub async fn render(&self, db: &Db) -> Result<String, DbError> {
         let depth = voxanne_db::system::recording_queue_depth(db).await?;
@@ -36,6 +44,11 @@ impl Metrics {
         out.push_str("# HELP voxanne_recordings Recording jobs in the queue, by state (all orgs).\n# TYPE voxanne_recordings gauge\n");
         for (status, n) in depth {
             let _ = writeln!(out, "voxanne_recordings{{status=\"{status}\"}} {n}");
+        }
+        let depth = voxanne_db::system::sms_queue_depth(db).await?;
+        out.push_str("# HELP voxanne_sms SMS confirmations in the queue, by state (all orgs).\n# TYPE voxanne_sms gauge\n");
+        for (status, n) in depth {
+            let _ = writeln!(out, "voxanne_sms{{status=\"{status}\"}} {n}");
         }
         for (name, help, counter) in [
             (
@@ -52,6 +65,26 @@ impl Metrics {
                 "voxanne_recordings_retried_total",
                 "Failed recording attempts put back in the queue.",
                 &self.retried,
+            ),
+            (
+                "voxanne_sms_sent_total",
+                "SMS confirmations the provider accepted, from this process.",
+                &self.sms_sent,
+            ),
+            (
+                "voxanne_sms_failed_total",
+                "SMS confirmations that failed for good in this process.",
+                &self.sms_failed,
+            ),
+            (
+                "voxanne_sms_retried_total",
+                "Failed SMS attempts put back in the queue.",
+                &self.sms_retried,
+            ),
+            (
+                "voxanne_sms_suppressed_total",
+                "SMS confirmations not sent (do-not-call list, cancelled appointment).",
+                &self.sms_suppressed,
             ),
         ] {
             let _ = writeln!(

@@ -116,6 +116,38 @@ pub struct Config {
     /// and tests only: in production a clinic could point it at internal services).
     #[arg(long, env = "VOXANNE_WORKER_ALLOW_PRIVATE_URLS", global = true)]
     pub worker_allow_private_urls: bool,
+    /// The SMS provider's REST API (Twilio's, or one that speaks it): confirmations are
+    /// POSTed to `{url}/2010-04-01/Accounts/{AccountSid}/Messages.json`.
+    #[arg(
+        long,
+        env = "VOXANNE_SMS_API_URL",
+        default_value = voxanne_jobs::sms::DEFAULT_API_URL,
+        global = true
+    )]
+    pub sms_api_url: String,
+    /// Timeout of one request to the SMS provider, connect included. E.g. 15s.
+    #[arg(long, env = "VOXANNE_SMS_HTTP_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration, global = true)]
+    pub sms_http_timeout: std::time::Duration,
+    /// How long a claimed SMS is held before another worker may take it over (the worker
+    /// died); must exceed the SMS HTTP timeout. E.g. 5m.
+    #[arg(long, env = "VOXANNE_SMS_LEASE", default_value = "5m", value_parser = humantime::parse_duration, global = true)]
+    pub sms_lease: std::time::Duration,
+    /// The SMS attempt that fails with this number leaves the confirmation `failed`.
+    #[arg(
+        long,
+        env = "VOXANNE_SMS_MAX_ATTEMPTS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub sms_max_attempts: i32,
+    /// The wait after a first failed SMS attempt; doubled for each further one (with jitter,
+    /// at most an hour). E.g. 30s.
+    #[arg(long, env = "VOXANNE_SMS_BACKOFF_BASE", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub sms_backoff_base: std::time::Duration,
+    /// Where the provider reaches this server (e.g. https://voxanne.example.com): SMS ask for
+    /// delivery-status callbacks at `{url}/webhooks/sms/twilio/status`. Unset: none asked.
+    #[arg(long, env = "VOXANNE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// Application connection pool size.
     #[arg(
         long,
@@ -151,6 +183,42 @@ impl Config {
         })
     }
 
+    /// The SMS sender's settings, checked: its batch is the recording worker's, and its lease
+    /// must outlast a request to the provider.
+    pub fn sms_config(&self) -> anyhow::Result<voxanne_jobs::SmsConfig> {
+        anyhow::ensure!(self.worker_batch >= 1, "--worker-batch must be at least 1");
+        anyhow::ensure!(
+            self.sms_max_attempts >= 1,
+            "--sms-max-attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.sms_lease > self.sms_http_timeout,
+            "--sms-lease ({}) must be longer than --sms-http-timeout ({})",
+            humantime::format_duration(self.sms_lease),
+            humantime::format_duration(self.sms_http_timeout)
+        );
+        let http_url = |name: &str, value: &str| {
+            url::Url::parse(value)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .ok_or_else(|| anyhow::anyhow!("{name} must be an http(s) URL, not `{value}`"))
+        };
+        Ok(voxanne_jobs::SmsConfig {
+            batch: self.worker_batch,
+            lease: self.sms_lease,
+            max_attempts: self.sms_max_attempts,
+            backoff_base: self.sms_backoff_base,
+            http_timeout: self.sms_http_timeout,
+            api_url: http_url("--sms-api-url", &self.sms_api_url)?,
+            public_url: self
+                .public_url
+                .as_deref()
+                .map(|u| http_url("--public-url", u))
+                .transpose()?,
+            ..voxanne_jobs::SmsConfig::default()
+        })
+    }
+
     pub fn storage_dir(&self) -> PathBuf {
         self.storage_dir
             .clone()
@@ -176,4 +244,64 @@ pub struct ServeArgs {
     /// Do not run the background jobs in this process (run `voxanne worker` instead).
     #[arg(long)]
     pub no_worker: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn config(args: &[&str]) -> Config {
+        Cli::try_parse_from(std::iter::once("voxanne").chain(args.iter().copied()))
+            .expect("arguments")
+            .config
+    }
+
+    #[test]
+    fn the_sms_sender_defaults_to_twilio_without_status_callbacks() {
+        let sms = config(&[]).sms_config().expect("defaults are valid");
+        assert_eq!(sms.api_url.as_str(), "https://api.twilio.com/");
+        assert_eq!(sms.status_callback(), None);
+        assert_eq!(
+            (
+                sms.max_attempts,
+                sms.http_timeout.as_secs(),
+                sms.backoff_base.as_secs()
+            ),
+            (5, 15, 30)
+        );
+    }
+
+    #[test]
+    fn a_public_url_asks_for_status_callbacks_at_the_webhook() {
+        let sms = config(&["--public-url", "https://voxanne.example.com/"])
+            .sms_config()
+            .expect("valid");
+        assert_eq!(
+            sms.status_callback().as_deref(),
+            Some("https://voxanne.example.com/webhooks/sms/twilio/status")
+        );
+    }
+
+    #[test]
+    fn bad_sms_settings_are_refused_with_the_flag_named() {
+        for (args, flag) in [
+            (
+                &["--sms-lease", "10s", "--sms-http-timeout", "10s"][..],
+                "--sms-lease",
+            ),
+            (&["--sms-max-attempts", "0"][..], "--sms-max-attempts"),
+            (&["--sms-api-url", "ftp://api.example"][..], "--sms-api-url"),
+            (&["--public-url", "not a url"][..], "--public-url"),
+        ] {
+            let error = config(args).sms_config().expect_err("refused").to_string();
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+    }
 }

@@ -33,7 +33,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (migrates first).
     Serve(ServeArgs),
-    /// Run the background jobs (recording ingest) until SIGTERM. Several may run at once.
+    /// Run the background jobs (recording ingest, SMS confirmations) until SIGTERM. Several
+    /// may run at once.
     Worker,
     /// Create the roles and apply pending migrations, then exit.
     Migrate,
@@ -248,7 +249,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             metrics: metrics.clone(),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let worker = if args.no_worker {
+        let workers = if args.no_worker {
             None
         } else {
             let mut worker_config = config.worker_config()?;
@@ -257,17 +258,15 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
                 tracing::warn!("demo mode: recordings may be downloaded from private addresses");
                 worker_config.allow_private_addresses = true;
             }
-            let worker = voxanne_jobs::Worker::new(
-                database.db.clone(),
+            Some(spawn_workers(
+                &database.db,
                 recordings,
-                keyring.clone(),
+                keyring,
+                config,
                 worker_config,
                 metrics,
-            )?;
-            let mut stopped = stopped.clone();
-            Some(tokio::spawn(worker.run(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })))
+                &stopped,
+            )?)
         };
         let mut server_stopped = stopped;
         let signal = tokio::spawn(async move {
@@ -279,9 +278,11 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         })
         .await;
         signal.abort();
-        if let Some(worker) = worker {
-            // Finishes the batch in flight.
-            let _ = worker.await;
+        if let Some(workers) = workers {
+            // Each finishes the batch in flight.
+            for worker in workers {
+                let _ = worker.await;
+            }
         }
         served?;
         anyhow::Ok(())
@@ -303,22 +304,60 @@ fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectS
         .with_context(|| format!("opening the recordings storage at {location}"))
 }
 
-/// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batch in
-/// flight is finished first).
+/// Starts the background jobs, the recording worker and the SMS sender, each until `stop`
+/// turns true.
+fn spawn_workers(
+    db: &voxanne_db::Db,
+    recordings: Arc<dyn object_store::ObjectStore>,
+    keyring: Arc<voxanne_db::crypto::Keyring>,
+    config: &Config,
+    worker_config: voxanne_jobs::WorkerConfig,
+    metrics: Arc<voxanne_jobs::Metrics>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<[tokio::task::JoinHandle<()>; 2]> {
+    let until_stopped = || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+    };
+    let recording = voxanne_jobs::Worker::new(
+        db.clone(),
+        recordings,
+        keyring.clone(),
+        worker_config,
+        metrics.clone(),
+    )?;
+    let sms = voxanne_jobs::SmsWorker::new(db.clone(), keyring, config.sms_config()?, metrics)?;
+    tracing::info!("recording worker started");
+    let recording = tokio::spawn(recording.run(until_stopped()));
+    tracing::info!("sms worker started");
+    let sms = tokio::spawn(sms.run(until_stopped()));
+    Ok([recording, sms])
+}
+
+/// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batches in
+/// flight are finished first).
 async fn worker(config: &Config) -> anyhow::Result<()> {
     let keyring = Arc::new(secret::encryption_keyring(config)?);
     let database = database::open(config).await?;
     let result = async {
-        let worker = voxanne_jobs::Worker::new(
-            database.db.clone(),
+        let shutdown = shutdown_signal();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = spawn_workers(
+            &database.db,
             open_storage(config)?,
             keyring,
+            config,
             config.worker_config()?,
             Arc::default(),
+            &stopped,
         )?;
-        let shutdown = shutdown_signal();
-        tracing::info!("recording worker started");
-        worker.run(shutdown).await;
+        shutdown.await;
+        let _ = stop.send(true);
+        for worker in workers {
+            worker.await?;
+        }
         anyhow::Ok(())
     }
     .await;

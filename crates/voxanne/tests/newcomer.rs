@@ -398,8 +398,10 @@ fn the_worker_command_runs_the_jobs_and_stops_cleanly_on_sigterm() {
         "exit status after SIGTERM: {status}\n{}",
         rest.join("\n")
     );
-    assert!(
-        rest.iter().any(|l| l.contains("recording worker stopped")),
-        "{rest:?}"
-    );
+    for stopped in ["recording worker stopped", "sms worker stopped"] {
+        assert!(
+            rest.iter().any(|l| l.contains(stopped)),
+            "{stopped}: {rest:?}"
+        );
+    }
 }

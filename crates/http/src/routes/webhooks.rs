@@ -20,7 +20,7 @@ use voxanne_db::system::{org_for_number, record_denied, DeniedKind};
 use voxanne_db::{TenantError, TenantTx};
 use voxanne_domain::{CallDirection, IntegrationProvider, PhoneNumber};
 use voxanne_webhooks::signature::SignatureError;
-use voxanne_webhooks::voice::{Request, TwilioVoice, Vapi, VoiceEvent, VoicePlatform};
+use voxanne_webhooks::voice::{form_params, Request, TwilioVoice, Vapi, VoiceEvent, VoicePlatform};
 
 const VAPI_ROUTE: &str = "POST /webhooks/voice/vapi";
 const TWILIO_ROUTE: &str = "POST /webhooks/voice/twilio";
@@ -297,4 +297,104 @@ async fn open_clinic(
             Err(ApiError::InvalidSignature(reason))
         }
     }
+}
+
+/// Twilio's message status callback (form-encoded; the fields Voxanne reads).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(example = json!({"MessageSid": "SM0123456789abcdef0123456789abcdef", "MessageStatus": "delivered",
+    "From": "+14155550100", "To": "+14155551001", "AccountSid": "AC0123456789abcdef0123456789abcdef"}))]
+#[allow(non_snake_case, dead_code)]
+pub struct TwilioMessageStatusCallback {
+    MessageSid: String,
+    /// `queued`, `sending`, `sent`, `delivered`, `undelivered`, `failed` (others are ignored).
+    MessageStatus: String,
+    /// The clinic's sending number: decides the clinic.
+    From: String,
+    To: String,
+    AccountSid: String,
+    /// Twilio's error code, for `undelivered` and `failed`.
+    ErrorCode: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SmsStatusAck {
+    pub ok: bool,
+    /// Whether a message of the clinic moved: `false` for an unknown message id, a status that
+    /// would move it backwards (a late `sent` after `delivered`; the first outcome wins), or a
+    /// suppressed message.
+    pub applied: bool,
+}
+
+/// Twilio's delivery-status callbacks for the SMS confirmations a clinic sent. The clinic is
+/// the owner of `From` (its sending number), and `X-Twilio-Signature` must verify with its
+/// own Twilio auth token over this request's URL (behind a proxy, pass `Host` and
+/// `X-Forwarded-Proto` through). Statuses only move forward: queued < sending < sent <
+/// delivered | undelivered | failed.
+#[utoipa::path(post, path = "/webhooks/sms/twilio/status", tag = "webhooks",
+    params(("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, with the clinic's auth token")),
+    request_body(content = TwilioMessageStatusCallback, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "verified; `applied` says whether a message moved (an unknown message id is not an error)", body = SmsStatusAck),
+        (status = 400, description = "`invalid_webhook`: no MessageSid or MessageStatus", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`invalid_signature`: missing, wrong, or another clinic's", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`org_suspended`", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`unknown_number`: no clinic owns `From`", body = crate::openapi::ErrorBody),
+    ))]
+pub async fn sms_twilio_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<SmsStatusAck>, ApiError> {
+    let params = form_params(&body);
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let invalid = |message: &str| ApiError::BadRequest {
+        code: "invalid_webhook",
+        message: message.to_owned(),
+    };
+    let sid = get("MessageSid")
+        .ok_or_else(|| invalid("no MessageSid: not a Twilio message status callback"))?
+        .to_owned();
+    let reported = get("MessageStatus")
+        .ok_or_else(|| invalid("no MessageStatus"))?
+        .to_owned();
+    let number = get("From")
+        .and_then(|n| PhoneNumber::parse(n).ok())
+        .ok_or(ApiError::UnknownNumber)?;
+    let url = request_url(&headers, &uri);
+    let request = Request {
+        url: &url,
+        headers: &headers,
+        body: &body,
+        now: Utc::now().timestamp(),
+    };
+    // Signed exactly like Twilio's call callbacks, with the same clinic secret.
+    let (provider, secret_name) = TwilioVoice.secret();
+    let mut tx = open_clinic(
+        &state,
+        &number,
+        provider,
+        secret_name,
+        "POST /webhooks/sms/twilio/status",
+        |token| TwilioVoice.verify(token, &request),
+    )
+    .await?;
+    let applied = match voxanne_domain::SmsStatus::from_twilio(&reported) {
+        Some(status) => {
+            use voxanne_domain::SmsStatus::{Failed, Undelivered};
+            let error = get("ErrorCode")
+                .filter(|_| matches!(status, Failed | Undelivered))
+                .map(|code| format!("the provider reported error {code}"));
+            tx.apply_sms_status(&sid, status, error.as_deref()).await?
+        }
+        None => false,
+    };
+    tx.commit().await?;
+    Ok(Json(SmsStatusAck { ok: true, applied }))
 }

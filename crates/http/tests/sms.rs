@@ -1,0 +1,968 @@
+//! SMS confirmations, end to end: booked through the API, sent by the worker through a fake
+//! Twilio (a real HTTP server on loopback that records every request and answers from a
+//! script: 500, too slow, 201 with a sid, 400 with a Twilio error), moved on by signed status
+//! callbacks. A real PostgreSQL; no mocks.
+mod support;
+use support::*;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use voxanne_db::demo::DemoClinic;
+use voxanne_jobs::{Metrics, SmsConfig, SmsOutcome, SmsWorker};
+use voxanne_webhooks::signature::twilio_sign;
+
+const A_SID: &str = "AC-clinic-a";
+const A_TOKEN: &str = "auth-token-of-clinic-a";
+const B_SID: &str = "AC-clinic-b";
+const B_TOKEN: &str = "auth-token-of-clinic-b";
+const CALLBACK_PATH: &str = "/webhooks/sms/twilio/status";
+
+/// How the fake provider answers one request.
+#[derive(Debug, Clone)]
+enum Reply {
+    /// 201 with a new `SM…` sid and status `queued`.
+    Accept,
+    /// This status, with a Twilio error body.
+    Fail(u16),
+    /// Nothing until long after the client's timeout.
+    Slow,
+}
+
+/// A request the fake provider received.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    user: String,
+    password: String,
+    form: HashMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct Fake {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Replies by `To` number; `Accept` once a script runs out.
+    script: Arc<Mutex<HashMap<String, VecDeque<Reply>>>>,
+    sids: Arc<Mutex<u32>>,
+}
+
+struct FakeTwilio {
+    base: String,
+    state: Fake,
+}
+
+impl FakeTwilio {
+    async fn spawn() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Fake::default();
+        let app = axum::Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages.json",
+                axum::routing::post(messages),
+            )
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base, state }
+    }
+
+    fn script(&self, to: &str, replies: &[Reply]) {
+        self.state
+            .script
+            .lock()
+            .expect("lock")
+            .insert(to.to_owned(), replies.iter().cloned().collect());
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().expect("lock").clone()
+    }
+}
+
+async fn messages(
+    State(fake): State<Fake>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> axum::response::Response {
+    use base64::Engine as _;
+    let (user, password) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+        .unwrap_or_default();
+    let to = form.get("To").cloned().unwrap_or_default();
+    fake.seen.lock().expect("lock").push(Seen {
+        path: format!("/2010-04-01/Accounts/{account}/Messages.json"),
+        user,
+        password,
+        form,
+    });
+    let reply = fake
+        .script
+        .lock()
+        .expect("lock")
+        .get_mut(&to)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or(Reply::Accept);
+    let status = |code: u16| axum::http::StatusCode::from_u16(code).expect("status");
+    match reply {
+        Reply::Accept => {
+            let n = {
+                let mut sids = fake.sids.lock().expect("lock");
+                *sids += 1;
+                *sids
+            };
+            let sid = format!("SM{n:032x}");
+            (
+                status(201),
+                axum::Json(
+                    json!({"sid": sid, "status": "queued", "to": to, "account_sid": account}),
+                ),
+            )
+                .into_response()
+        }
+        Reply::Fail(code) => (
+            status(code),
+            axum::Json(
+                json!({"code": 21211, "message": "The 'To' number is not a valid phone number.",
+                "more_info": "https://www.twilio.com/docs/errors/21211", "status": code}),
+            ),
+        )
+            .into_response(),
+        Reply::Slow => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            (status(201), axum::Json(json!({"sid": "SMtoolate"}))).into_response()
+        }
+    }
+}
+
+fn config(app: &TestApp, fake: &FakeTwilio) -> SmsConfig {
+    SmsConfig {
+        batch: 20,
+        lease: Duration::from_secs(60),
+        idle_poll: Duration::from_millis(20),
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        http_timeout: Duration::from_secs(2),
+        api_url: fake.base.parse().expect("url"),
+        public_url: Some(app.base.parse().expect("url")),
+    }
+}
+
+fn worker(app: &TestApp, config: SmsConfig) -> SmsWorker {
+    SmsWorker::new(
+        app.t.db.clone(),
+        Arc::new(keyring()),
+        config,
+        Arc::new(Metrics::default()),
+    )
+    .expect("worker")
+}
+
+/// Runs one round; the outcomes.
+async fn round(w: &SmsWorker) -> Vec<SmsOutcome> {
+    w.run_once()
+        .await
+        .expect("round")
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect()
+}
+
+async fn set_twilio(app: &TestApp, clinic: &DemoClinic, config: Value, token: &str) {
+    let r = app
+        .put(
+            "/api/v1/integrations/twilio",
+            &app.token(clinic.owner, Some(clinic.org)),
+            &json!({"config": config, "secrets": {"auth_token": token}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// Both demo clinics, each with its own Twilio account; a fake provider.
+async fn world() -> (TestApp, DemoClinic, DemoClinic, FakeTwilio) {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    set_twilio(&app, &a, json!({"account_sid": A_SID}), A_TOKEN).await;
+    set_twilio(&app, &b, json!({"account_sid": B_SID}), B_TOKEN).await;
+    (app, a, b, FakeTwilio::spawn().await)
+}
+
+fn staff(app: &TestApp, clinic: &DemoClinic) -> String {
+    app.token(clinic.staff, Some(clinic.org))
+}
+
+/// A new contact of `clinic` (with `phone`, if any); its id.
+async fn contact(app: &TestApp, clinic: &DemoClinic, phone: Option<&str>) -> String {
+    let r = app
+        .post(
+            "/api/v1/contacts",
+            &staff(app, clinic),
+            &json!({"name": "Pat Patient", "phone": phone}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().expect("id").to_owned()
+}
+
+/// Books `day` (of March 2031) at 17:00Z for `contact`; the appointment's id.
+async fn book(app: &TestApp, clinic: &DemoClinic, contact: Option<&str>, day: u32) -> String {
+    let starts = format!("2031-03-{day:02}T17:00:00Z");
+    let ends = format!("2031-03-{day:02}T17:30:00Z");
+    let r = app
+        .post(
+            "/api/v1/appointments",
+            &staff(app, clinic),
+            &json!({"contact_id": contact, "starts_at": starts, "ends_at": ends}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().expect("id").to_owned()
+}
+
+/// A clinic's SMS rows, oldest first, as the superuser sees them.
+async fn rows(app: &TestApp, clinic: &DemoClinic) -> Vec<Value> {
+    let mut admin = app.t.admin().await;
+    sqlx::query_scalar(
+        "SELECT to_jsonb(s) FROM sms_confirmation_logs s WHERE org_id = $1 ORDER BY created_at, id",
+    )
+    .bind(clinic.org.as_uuid())
+    .fetch_all(&mut admin)
+    .await
+    .expect("rows")
+}
+
+async fn only_row(app: &TestApp, clinic: &DemoClinic) -> Value {
+    let mut all = rows(app, clinic).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.remove(0)
+}
+
+async fn admin_sql(app: &TestApp, sql: &str, org: &DemoClinic) {
+    let mut admin = app.t.admin().await;
+    sqlx::query(sql)
+        .bind(org.org.as_uuid())
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// POSTs a status callback with `params`, signed with `token` over the exact URL (None:
+/// unsigned).
+async fn callback(app: &TestApp, params: &[(&str, &str)], token: Option<&str>) -> Response {
+    let url = format!("{}{CALLBACK_PATH}", app.base);
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let mut request = app.client.post(&url).form(&owned);
+    if let Some(token) = token {
+        request = request.header(
+            "x-twilio-signature",
+            twilio_sign(token.as_bytes(), &url, &owned),
+        );
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Response { status, body }
+}
+
+async fn status_of(app: &TestApp, sid: &str, clinic: &DemoClinic, status: &str) -> Response {
+    callback(
+        app,
+        &[
+            ("MessageSid", sid),
+            ("MessageStatus", status),
+            ("From", clinic.number),
+            ("To", "+14155557777"),
+            ("AccountSid", A_SID),
+        ],
+        Some(A_TOKEN),
+    )
+    .await
+}
+
+/// Books for a new contact of `clinic` at `phone` on `day` and sends it; the message's sid.
+async fn sent_message(
+    app: &TestApp,
+    clinic: &DemoClinic,
+    w: &SmsWorker,
+    phone: &str,
+    day: u32,
+) -> String {
+    let c = contact(app, clinic, Some(phone)).await;
+    book(app, clinic, Some(&c), day).await;
+    let outcomes = round(w).await;
+    match outcomes.as_slice() {
+        [SmsOutcome::Sent { sid: Some(sid), .. }] => sid.clone(),
+        other => panic!("expected one sent message: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_booking_queues_one_confirmation_that_the_worker_sends_once_with_the_clinics_own_account()
+{
+    let (app, a, b, fake) = world().await;
+    let before_b = app.snapshot(b.org).await;
+    let c = contact(&app, &a, Some("+14155552001")).await;
+    let appointment = book(&app, &a, Some(&c), 3).await;
+
+    let queued = only_row(&app, &a).await;
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["appointment_id"], appointment.as_str());
+    assert_eq!(queued["to_number"], "+14155552001");
+    assert_eq!(queued["attempts"], 0);
+    // Clinic A is in America/Los_Angeles: 17:00Z is 09:00 there.
+    assert_eq!(
+        queued["body"],
+        "Clinic A: your appointment on Mon 3 Mar 2031 at 09:00 is confirmed."
+    );
+    assert!(
+        fake.seen().is_empty(),
+        "nothing is sent inside the booking request"
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("voxanne_sms{status=\"queued\"} 1\n"),
+        "{metrics}"
+    );
+
+    let w = worker(&app, config(&app, &fake));
+    let outcomes = round(&w).await;
+    assert!(
+        matches!(outcomes.as_slice(), [SmsOutcome::Sent { sid: Some(_), .. }]),
+        "{outcomes:?}"
+    );
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(
+        request.path,
+        format!("/2010-04-01/Accounts/{A_SID}/Messages.json")
+    );
+    assert_eq!(
+        (request.user.as_str(), request.password.as_str()),
+        (A_SID, A_TOKEN)
+    );
+    assert_eq!(request.form["To"], "+14155552001");
+    assert_eq!(request.form["From"], a.number);
+    assert_eq!(request.form["Body"], queued["body"].as_str().expect("body"));
+    assert_eq!(
+        request.form["StatusCallback"],
+        format!("{}{CALLBACK_PATH}", app.base)
+    );
+
+    let sent = only_row(&app, &a).await;
+    assert_eq!(sent["status"], "sent", "accepted: no longer queued");
+    assert_eq!(sent["provider_message_id"], format!("SM{:032x}", 1));
+    assert_eq!(sent["from_number"], a.number);
+    assert_eq!(sent["attempts"], 1);
+
+    assert!(round(&w).await.is_empty(), "a second round sends nothing");
+    assert_eq!(fake.seen().len(), 1);
+
+    let listed = app
+        .get_as("/api/v1/sms-confirmations", &staff(&app, &a))
+        .await;
+    let items = listed.body["data"].as_array().expect("data");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"], "sent");
+    assert_eq!(items[0]["attempts"], 1);
+    assert_eq!(items[0]["last_error"], Value::Null);
+    assert_eq!(items[0]["from_number"], a.number);
+    assert!(items[0]["updated_at"].is_string());
+    assert_eq!(app.snapshot(b.org).await, before_b, "clinic B is untouched");
+    let theirs = app
+        .get_as("/api/v1/sms-confirmations", &staff(&app, &b))
+        .await;
+    assert_eq!(theirs.body["data"], json!([]));
+}
+
+#[tokio::test]
+async fn a_confirmed_hold_queues_one_confirmation_and_idempotent_replays_queue_no_second() {
+    let (app, a, _, _) = world().await;
+    let token = staff(&app, &a);
+    let c = contact(&app, &a, Some("+14155552002")).await;
+    let hold = app
+        .post(
+            "/api/v1/appointment-holds",
+            &token,
+            &json!({"contact_id": c, "starts_at": "2031-03-04T17:00:00Z",
+                    "ends_at": "2031-03-04T17:30:00Z", "ttl_seconds": 120}),
+        )
+        .await;
+    assert_eq!(hold.status, 201, "{:?}", hold.body);
+    assert!(rows(&app, &a).await.is_empty(), "a hold is not a booking");
+    let path = format!(
+        "/api/v1/appointment-holds/{}/confirm",
+        hold.body["id"].as_str().expect("id")
+    );
+    let key = [("Idempotency-Key", "confirm-sms-1")];
+    let first = app.send("POST", &path, &token, None, &key).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let replay = app.send("POST", &path, &token, None, &key).await;
+    assert_eq!((replay.status.as_u16(), &replay.body), (201, &first.body));
+    let row = only_row(&app, &a).await;
+    assert_eq!(row["appointment_id"], first.body["id"]);
+
+    let booking = json!({"contact_id": c, "starts_at": "2031-03-05T17:00:00Z", "ends_at": "2031-03-05T17:30:00Z"});
+    let key = [("Idempotency-Key", "booking-sms-1")];
+    let first = app
+        .send("POST", "/api/v1/appointments", &token, Some(&booking), &key)
+        .await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let replay = app
+        .send("POST", "/api/v1/appointments", &token, Some(&booking), &key)
+        .await;
+    assert_eq!((replay.status.as_u16(), &replay.body), (201, &first.body));
+    assert_eq!(
+        rows(&app, &a).await.len(),
+        2,
+        "one per booking, none per replay"
+    );
+}
+
+#[tokio::test]
+async fn a_booking_without_a_contact_or_a_phone_queues_nothing() {
+    let (app, a, _, _) = world().await;
+    book(&app, &a, None, 3).await;
+    let c = contact(&app, &a, None).await;
+    book(&app, &a, Some(&c), 4).await;
+    assert!(rows(&app, &a).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_number_on_the_clinics_dnc_list_is_suppressed_and_the_provider_never_called() {
+    let (app, a, b, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    let r = app
+        .post(
+            "/api/v1/dnc",
+            &staff(&app, &a),
+            &json!({"phone": "+14155552003"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let c = contact(&app, &a, Some("+14155552003")).await;
+    book(&app, &a, Some(&c), 3).await;
+    let outcomes = round(&w).await;
+    assert!(
+        matches!(outcomes.as_slice(), [SmsOutcome::Suppressed { .. }]),
+        "{outcomes:?}"
+    );
+    let row = only_row(&app, &a).await;
+    assert_eq!(row["status"], "suppressed");
+    assert!(
+        row["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("do-not-call")),
+        "{row}"
+    );
+    assert!(fake.seen().is_empty(), "the provider was called");
+    assert!(round(&w).await.is_empty(), "a suppressed message stays so");
+
+    // Clinic B's list is B's: it does not silence clinic A.
+    let r = app
+        .post(
+            "/api/v1/dnc",
+            &staff(&app, &b),
+            &json!({"phone": "+14155552004"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let c = contact(&app, &a, Some("+14155552004")).await;
+    book(&app, &a, Some(&c), 4).await;
+    let outcomes = round(&w).await;
+    assert!(
+        matches!(outcomes.as_slice(), [SmsOutcome::Sent { .. }]),
+        "{outcomes:?}"
+    );
+    assert_eq!(fake.seen().len(), 1);
+    assert_eq!(fake.seen()[0].form["To"], "+14155552004");
+}
+
+#[tokio::test]
+async fn a_provider_500_is_retried_after_a_backoff_and_sent_on_the_second_attempt() {
+    let (app, a, _, fake) = world().await;
+    // A long backoff, so the wait is visible; the test moves the clock of the row instead
+    // of sleeping.
+    let w = worker(
+        &app,
+        SmsConfig {
+            backoff_base: Duration::from_secs(3600),
+            backoff_max: Duration::from_secs(7200),
+            ..config(&app, &fake)
+        },
+    );
+    fake.script("+14155552005", &[Reply::Fail(500)]);
+    let c = contact(&app, &a, Some("+14155552005")).await;
+    book(&app, &a, Some(&c), 3).await;
+    let outcomes = round(&w).await;
+    assert!(
+        matches!(outcomes.as_slice(), [SmsOutcome::Retry { .. }]),
+        "{outcomes:?}"
+    );
+    let row = only_row(&app, &a).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("queued"), Some(1))
+    );
+    assert!(
+        row["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTP 500")),
+        "{row}"
+    );
+    // First backoff: the base with jitter, in [base/2, base] after the failure.
+    let mut admin = app.t.admin().await;
+    let wait_minutes: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM next_attempt_at - updated_at)::float8 / 60 FROM sms_confirmation_logs WHERE org_id = $1",
+    )
+    .bind(a.org.as_uuid())
+    .fetch_one(&mut admin)
+    .await
+    .expect("wait");
+    assert!((29.0..=61.0).contains(&wait_minutes), "{wait_minutes}");
+    assert!(
+        round(&w).await.is_empty(),
+        "nothing is claimed during the backoff"
+    );
+    assert_eq!(fake.seen().len(), 1);
+
+    admin_sql(
+        &app,
+        "UPDATE sms_confirmation_logs SET next_attempt_at = now() WHERE org_id = $1",
+        &a,
+    )
+    .await;
+    let outcomes = round(&w).await;
+    assert!(
+        matches!(outcomes.as_slice(), [SmsOutcome::Sent { .. }]),
+        "{outcomes:?}"
+    );
+    let row = only_row(&app, &a).await;
+    assert_eq!(
+        (
+            row["status"].as_str(),
+            row["attempts"].as_i64(),
+            row["next_attempt_at"].is_null()
+        ),
+        (Some("sent"), Some(2), true)
+    );
+    assert_eq!(fake.seen().len(), 2);
+}
+
+/// Rounds until `clinic` has nothing queued or sending (backoffs here are milliseconds).
+async fn drain(app: &TestApp, clinic: &DemoClinic, w: &SmsWorker) {
+    for _ in 0..200 {
+        round(w).await;
+        let busy = rows(app, clinic)
+            .await
+            .iter()
+            .any(|r| r["status"] == "queued" || r["status"] == "sending");
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the queue did not drain");
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_in_time_is_retried() {
+    let (app, a, _, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    fake.script("+14155552006", &[Reply::Slow]);
+    let c = contact(&app, &a, Some("+14155552006")).await;
+    book(&app, &a, Some(&c), 3).await;
+    let outcomes = round(&w).await;
+    match outcomes.as_slice() {
+        [SmsOutcome::Retry { error }] => assert!(error.contains("did not answer"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    drain(&app, &a, &w).await;
+    let row = only_row(&app, &a).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("sent"), Some(2))
+    );
+}
+
+#[tokio::test]
+async fn a_provider_refusal_fails_at_once_with_the_providers_message() {
+    let (app, a, _, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    fake.script("+14155552007", &[Reply::Fail(400)]);
+    let c = contact(&app, &a, Some("+14155552007")).await;
+    book(&app, &a, Some(&c), 3).await;
+    let outcomes = round(&w).await;
+    assert!(
+        matches!(outcomes.as_slice(), [SmsOutcome::Failed { .. }]),
+        "{outcomes:?}"
+    );
+    let row = only_row(&app, &a).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    let error = row["last_error"].as_str().expect("last_error");
+    assert!(
+        error.contains("HTTP 400")
+            && error.contains("21211")
+            && error.contains("not a valid phone number"),
+        "{error}"
+    );
+    assert!(round(&w).await.is_empty());
+    assert_eq!(fake.seen().len(), 1, "no retry");
+}
+
+#[tokio::test]
+async fn the_attempt_that_reaches_the_maximum_ends_failed() {
+    let (app, a, _, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    fake.script(
+        "+14155552008",
+        &[
+            Reply::Fail(503),
+            Reply::Fail(500),
+            Reply::Fail(429),
+            Reply::Accept,
+        ],
+    );
+    let c = contact(&app, &a, Some("+14155552008")).await;
+    book(&app, &a, Some(&c), 3).await;
+    drain(&app, &a, &w).await;
+    let row = only_row(&app, &a).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("failed"), Some(3)),
+        "{row}"
+    );
+    assert!(row["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("HTTP 429")));
+    assert_eq!(fake.seen().len(), 3, "max_attempts is 3");
+}
+
+#[tokio::test]
+async fn missing_credentials_or_no_number_to_send_from_fail_without_a_retry() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    let fake = FakeTwilio::spawn().await;
+    let w = worker(&app, config(&app, &fake));
+    let c = contact(&app, &a, Some("+14155552009")).await;
+
+    book(&app, &a, Some(&c), 3).await;
+    round(&w).await;
+    let row = rows(&app, &a).await.remove(0);
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    assert!(row["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("no twilio integration")));
+
+    set_twilio(&app, &a, json!({"from_number": a.number}), A_TOKEN).await;
+    book(&app, &a, Some(&c), 4).await;
+    round(&w).await;
+    let row = rows(&app, &a).await.remove(1);
+    assert!(
+        row["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no account_sid")),
+        "{row}"
+    );
+
+    set_twilio(&app, &a, json!({"account_sid": A_SID}), A_TOKEN).await;
+    admin_sql(&app, "DELETE FROM phone_numbers WHERE org_id = $1", &a).await;
+    book(&app, &a, Some(&c), 5).await;
+    round(&w).await;
+    let row = rows(&app, &a).await.remove(2);
+    assert_eq!(row["status"], "failed");
+    assert!(row["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("owns no phone number")));
+
+    assert!(round(&w).await.is_empty(), "none of them is retried");
+    assert!(fake.seen().is_empty());
+}
+
+#[tokio::test]
+async fn messages_go_from_the_configured_number_only_if_the_clinic_owns_it() {
+    let (app, a, b, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    let second = "+14155550199";
+    let r = app
+        .post(
+            "/api/v1/phone-numbers",
+            &app.token(a.owner, Some(a.org)),
+            &json!({"number": second}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    set_twilio(
+        &app,
+        &a,
+        json!({"account_sid": A_SID, "from_number": second}),
+        A_TOKEN,
+    )
+    .await;
+    sent_message(&app, &a, &w, "+14155552010", 3).await;
+    // Clinic B's number is not clinic A's to send from: A's first number is used.
+    set_twilio(
+        &app,
+        &a,
+        json!({"account_sid": A_SID, "from_number": b.number}),
+        A_TOKEN,
+    )
+    .await;
+    sent_message(&app, &a, &w, "+14155552011", 4).await;
+    let from: Vec<String> = fake.seen().iter().map(|s| s.form["From"].clone()).collect();
+    assert_eq!(from, [second, a.number]);
+}
+
+#[tokio::test]
+async fn status_callbacks_move_a_message_forward_only_in_order_or_out_of_order() {
+    let (app, a, _, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    let in_order = sent_message(&app, &a, &w, "+14155552012", 3).await;
+    let out_of_order = sent_message(&app, &a, &w, "+14155552013", 4).await;
+    let status = |sid: String| {
+        let app = &app;
+        async move {
+            let mut admin = app.t.admin().await;
+            sqlx::query_scalar::<_, String>(
+                "SELECT status FROM sms_confirmation_logs WHERE provider_message_id = $1",
+            )
+            .bind(sid)
+            .fetch_one(&mut admin)
+            .await
+            .expect("status")
+        }
+    };
+
+    for (word, applied) in [("sending", false), ("sent", false), ("delivered", true)] {
+        let r = status_of(&app, &in_order, &a, word).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body, json!({"ok": true, "applied": applied}), "{word}");
+    }
+    assert_eq!(status(in_order.clone()).await, "delivered");
+
+    for (word, applied) in [("delivered", true), ("sent", false), ("failed", false)] {
+        let r = status_of(&app, &out_of_order, &a, word).await;
+        assert_eq!(r.body, json!({"ok": true, "applied": applied}), "{word}");
+    }
+    assert_eq!(
+        status(out_of_order.clone()).await,
+        "delivered",
+        "a late sent never overwrites delivered; the first outcome wins"
+    );
+
+    let failing = sent_message(&app, &a, &w, "+14155552014", 5).await;
+    let r = callback(
+        &app,
+        &[
+            ("MessageSid", &failing),
+            ("MessageStatus", "undelivered"),
+            ("ErrorCode", "30003"),
+            ("From", a.number),
+            ("To", "+14155552014"),
+            ("AccountSid", A_SID),
+        ],
+        Some(A_TOKEN),
+    )
+    .await;
+    assert_eq!(r.body["applied"], true);
+    let row = rows(&app, &a).await.remove(2);
+    assert_eq!(row["status"], "undelivered");
+    assert!(row["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("30003")));
+
+    let unknown = status_of(&app, "SMunknown", &a, "delivered").await;
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.body.clone()),
+        (200, json!({"ok": true, "applied": false}))
+    );
+}
+
+#[tokio::test]
+async fn badly_signed_or_foreign_status_callbacks_change_nothing() {
+    let (app, a, b, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    let a_sid = sent_message(&app, &a, &w, "+14155552015", 3).await;
+    let b_sid = sent_message(&app, &b, &w, "+442079462016", 4).await;
+    let before_a = app.snapshot(a.org).await;
+    let before_b = app.snapshot(b.org).await;
+    let on_a = |sid: &str| {
+        vec![
+            ("MessageSid", sid.to_owned()),
+            ("MessageStatus", "failed".to_owned()),
+            ("From", a.number.to_owned()),
+            ("To", "+14155552015".to_owned()),
+            ("AccountSid", A_SID.to_owned()),
+        ]
+    };
+    let send = |params: Vec<(&'static str, String)>, token: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            callback(app, &params, token).await
+        }
+    };
+
+    for (what, token) in [
+        ("unsigned", None),
+        ("a wrong token", Some("not-the-token")),
+        ("clinic B's token on clinic A's number", Some(B_TOKEN)),
+    ] {
+        let r = send(on_a(&a_sid), token).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (401, "invalid_signature"),
+            "{what}: {:?}",
+            r.body
+        );
+    }
+    // A tampered callback: signed for "delivered", sent as "failed".
+    let url = format!("{}{CALLBACK_PATH}", app.base);
+    let mut signed: Vec<(String, String)> = on_a(&a_sid)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    signed[1].1 = "delivered".to_owned();
+    let signature = twilio_sign(A_TOKEN.as_bytes(), &url, &signed);
+    let tampered: Vec<(String, String)> = on_a(&a_sid)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let r = app
+        .client
+        .post(&url)
+        .header("x-twilio-signature", signature)
+        .form(&tampered)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401, "tampered");
+
+    // Correctly signed by clinic A, but naming clinic B's message: not A's to move.
+    let r = send(on_a(&b_sid), Some(A_TOKEN)).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.clone()),
+        (200, json!({"ok": true, "applied": false}))
+    );
+    let mut unknown = on_a(&a_sid);
+    unknown[2].1 = "+15005550006".to_owned();
+    let r = send(unknown, Some(A_TOKEN)).await;
+    assert_eq!((r.status.as_u16(), r.code()), (404, "unknown_number"));
+    let mut no_sid = on_a(&a_sid);
+    no_sid.remove(0);
+    let r = send(no_sid, Some(A_TOKEN)).await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_webhook"));
+
+    let without_events = |s: Vec<(String, Vec<Value>)>| {
+        s.into_iter()
+            .filter(|(t, _)| t != "security_events")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        without_events(app.snapshot(a.org).await),
+        without_events(before_a)
+    );
+    assert_eq!(app.snapshot(b.org).await, before_b);
+    let events = app
+        .get_as(
+            "/api/v1/security-events?limit=100",
+            &app.token(a.owner, Some(a.org)),
+        )
+        .await;
+    let kinds: Vec<&str> = events.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["invalid_webhook_signature"; 4],
+        "one per refused callback to clinic A's number"
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_clinics_queued_confirmation_is_not_sent_until_it_is_active_again() {
+    let (app, a, _, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    let c = contact(&app, &a, Some("+14155552017")).await;
+    book(&app, &a, Some(&c), 3).await;
+    admin_sql(
+        &app,
+        "UPDATE organizations SET status = 'suspended' WHERE id = $1",
+        &a,
+    )
+    .await;
+    assert!(round(&w).await.is_empty());
+    assert!(fake.seen().is_empty());
+    assert_eq!(only_row(&app, &a).await["status"], "queued");
+    let r = status_of(&app, "SManything", &a, "delivered").await;
+    assert_eq!((r.status.as_u16(), r.code()), (403, "org_suspended"));
+
+    admin_sql(
+        &app,
+        "UPDATE organizations SET status = 'active' WHERE id = $1",
+        &a,
+    )
+    .await;
+    let outcomes = round(&w).await;
+    assert!(
+        matches!(outcomes.as_slice(), [SmsOutcome::Sent { .. }]),
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_confirmation_of_an_appointment_cancelled_before_it_went_is_not_sent() {
+    let (app, a, _, fake) = world().await;
+    let w = worker(&app, config(&app, &fake));
+    let c = contact(&app, &a, Some("+14155552018")).await;
+    let appointment = book(&app, &a, Some(&c), 3).await;
+    let r = app
+        .post(
+            &format!("/api/v1/appointments/{appointment}/cancel"),
+            &staff(&app, &a),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let outcomes = round(&w).await;
+    assert!(
+        matches!(outcomes.as_slice(), [SmsOutcome::Suppressed { .. }]),
+        "{outcomes:?}"
+    );
+    assert!(fake.seen().is_empty());
+    assert!(only_row(&app, &a).await["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("cancelled")));
+}

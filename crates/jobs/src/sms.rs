@@ -1,0 +1,404 @@
+//! The SMS confirmation sender. Booking an appointment queues its confirmation in the
+//! booking's transaction (`voxanne_db::sms_confirmations`); this worker sends it, never the
+//! request that booked.
+//!
+//! Like the recording worker: a batch is claimed with ONE statement (`app.claim_sms`, fair
+//! across the active orgs); everything done for a message afterwards runs in its own org's
+//! tenant transaction; a claim carries a lease and an attempt number, and every write is
+//! conditional on the attempt, so a late writer whose claim was taken over changes nothing.
+//!
+//! One message: (1) in the clinic's tenant transaction, check the do-not-call list (a listed
+//! number is `suppressed`, the provider never called), read the clinic's own Twilio account
+//! and choose its sending number; commit. (2) POST to the provider, with no transaction
+//! open. (3) In a new tenant transaction, record the outcome: `sent` with the provider's
+//! message id; on a 5xx, 429, timeout or connection error, back to `queued` after an
+//! exponential backoff with jitter (the attempt that reaches the maximum ends `failed`); on
+//! any other refusal, `failed` at once with the provider's message.
+//!
+//! Delivery is at least once: a worker that dies after the provider accepted a message but
+//! before recording it leaves a `sending` row that goes back to the queue when its lease runs
+//! out, and is sent again.
+
+use crate::metrics::Metrics;
+use crate::twilio::{self, Credentials, SendError};
+use crate::{backoff_delay, JobError};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+use voxanne_db::crypto::Keyring;
+use voxanne_db::recordings::AfterFailure;
+use voxanne_db::system::{self, ClaimedSms};
+use voxanne_db::{Db, TenantError, TenantTx};
+use voxanne_domain::{IntegrationProvider, OrgId, SmsStatus};
+
+/// Where, under the public URL, the provider reports delivery statuses.
+pub const STATUS_CALLBACK_PATH: &str = "/webhooks/sms/twilio/status";
+
+/// The sender's knobs.
+#[derive(Debug, Clone)]
+pub struct SmsConfig {
+    /// Messages claimed (and sent concurrently) per batch.
+    pub batch: u32,
+    /// How long a claim is held before the stale sweep may give the message to another worker.
+    pub lease: Duration,
+    /// Sleep between batches when there was nothing to do.
+    pub idle_poll: Duration,
+    /// The attempt that fails with this number ends `failed`.
+    pub max_attempts: i32,
+    /// Backoff after attempt n is about `backoff_base * 2^(n-1)` (with jitter), at most `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// One request to the provider, connect included.
+    pub http_timeout: Duration,
+    /// The provider's REST API (Twilio's, or one that speaks it).
+    pub api_url: reqwest::Url,
+    /// Voxanne's public base URL; when set, each message asks the provider for status
+    /// callbacks at `{public_url}/webhooks/sms/twilio/status`.
+    pub public_url: Option<reqwest::Url>,
+}
+
+/// Twilio's API.
+pub const DEFAULT_API_URL: &str = "https://api.twilio.com";
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        Self {
+            batch: 20,
+            lease: Duration::from_secs(300),
+            idle_poll: Duration::from_secs(2),
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(3600),
+            http_timeout: Duration::from_secs(15),
+            api_url: reqwest::Url::parse(DEFAULT_API_URL).expect("a valid URL literal"),
+            public_url: None,
+        }
+    }
+}
+
+impl SmsConfig {
+    /// The `StatusCallback` of every message, if a public URL is configured.
+    pub fn status_callback(&self) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|u| format!("{}{STATUS_CALLBACK_PATH}", u.as_str().trim_end_matches('/')))
+    }
+}
+
+/// What one message ended as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmsOutcome {
+    /// The provider accepted it.
+    Sent {
+        sid: Option<String>,
+        status: SmsStatus,
+    },
+    /// Not sent, and never will be: `reason`.
+    Suppressed { reason: String },
+    /// Failed; back in the queue for a later attempt.
+    Retry { error: String },
+    /// Failed for good.
+    Failed { error: String },
+    /// The claim no longer held (taken over after its lease ran out), or the org is no longer
+    /// active: nothing written.
+    Abandoned,
+}
+
+/// What the first tenant transaction decided.
+enum Plan {
+    Send {
+        credentials: Credentials,
+        from: String,
+    },
+    Suppress(String),
+    Fail(String),
+}
+
+/// An SMS confirmation sender. Several may run at once against one database.
+#[derive(Clone)]
+pub struct SmsWorker {
+    db: Db,
+    keyring: Arc<Keyring>,
+    http: reqwest::Client,
+    config: SmsConfig,
+    status_callback: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for SmsWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsWorker")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl SmsWorker {
+    pub fn new(
+        db: Db,
+        keyring: Arc<Keyring>,
+        config: SmsConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout)
+            .connect_timeout(config.http_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            db,
+            keyring,
+            http,
+            status_callback: config.status_callback(),
+            config,
+            metrics,
+        })
+    }
+
+    /// One round: puts stale messages back in the queue, claims a batch and sends it.
+    /// Returns the batch's outcomes.
+    pub async fn run_once(&self) -> Result<Vec<(ClaimedSms, SmsOutcome)>, JobError> {
+        let requeued = system::requeue_stale_sms(&self.db).await?;
+        if requeued > 0 {
+            tracing::warn!(requeued, "SMS whose worker died went back to the queue");
+        }
+        let batch = self.claim().await?;
+        let outcomes = futures_util::future::join_all(batch.into_iter().map(|job| async move {
+            let outcome = self.process(&job).await;
+            (job, outcome)
+        }))
+        .await;
+        let mut done = Vec::with_capacity(outcomes.len());
+        for (job, outcome) in outcomes {
+            match outcome {
+                Ok(outcome) => done.push((job, outcome)),
+                Err(e) => {
+                    // The row stays `sending`; the stale sweep gives it back after the lease.
+                    tracing::error!(org_id = %job.org_id, sms_id = %job.sms_id, error = %e, "SMS job failed to record its outcome");
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Claims the next batch (one statement, fair across orgs).
+    pub async fn claim(&self) -> Result<Vec<ClaimedSms>, JobError> {
+        Ok(system::claim_sms(&self.db, self.config.batch, self.config.lease).await?)
+    }
+
+    /// Runs until `shutdown` resolves. A batch in flight when it does is finished (each
+    /// message is bounded by the HTTP timeout); no new batch is claimed after.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let idle = match self.run_once().await {
+                Ok(done) => done.is_empty(),
+                Err(e) => {
+                    tracing::error!(error = %e, "SMS worker round failed");
+                    true
+                }
+            };
+            let pause = if idle {
+                self.config.idle_poll
+            } else {
+                Duration::ZERO
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!("sms worker stopped");
+    }
+
+    /// Sends one claimed message and records its outcome, in its org's tenant transactions.
+    pub async fn process(&self, job: &ClaimedSms) -> Result<SmsOutcome, JobError> {
+        let org = OrgId::from_uuid(job.org_id);
+        let Some(mut tx) = self.open(org).await? else {
+            return Ok(SmsOutcome::Abandoned);
+        };
+        let (credentials, from) = match self.plan(&mut tx, org, job).await? {
+            Plan::Send { credentials, from } => (credentials, from),
+            Plan::Suppress(reason) => {
+                let outcome = if tx.sms_suppressed(job.sms_id, job.attempt, &reason).await? {
+                    self.metrics.sms_suppressed.inc();
+                    tracing::info!(org_id = %org, sms_id = %job.sms_id, %reason, "SMS suppressed");
+                    SmsOutcome::Suppressed { reason }
+                } else {
+                    SmsOutcome::Abandoned
+                };
+                tx.commit().await?;
+                return Ok(outcome);
+            }
+            Plan::Fail(error) => {
+                let outcome = self.failed(&mut tx, job, error, true).await?;
+                tx.commit().await?;
+                return Ok(outcome);
+            }
+        };
+        // No transaction is held across the provider's answer.
+        tx.commit().await?;
+
+        let message = twilio::Message {
+            to: &job.to_number,
+            from: &from,
+            body: &job.body,
+            status_callback: self.status_callback.as_deref(),
+        };
+        let result = twilio::send(&self.http, &self.config.api_url, &credentials, &message).await;
+
+        let Some(mut tx) = self.open(org).await? else {
+            return Ok(SmsOutcome::Abandoned);
+        };
+        let outcome = match result {
+            Ok(accepted) => {
+                let status = SmsStatus::accepted_as(accepted.status.as_deref());
+                let note = accepted
+                    .sid
+                    .is_none()
+                    .then_some("the provider accepted the message without giving its id");
+                if tx
+                    .sms_sent(
+                        job.sms_id,
+                        job.attempt,
+                        accepted.sid.as_deref(),
+                        status,
+                        &from,
+                        note,
+                    )
+                    .await?
+                {
+                    self.metrics.sms_sent.inc();
+                    SmsOutcome::Sent {
+                        sid: accepted.sid,
+                        status,
+                    }
+                } else {
+                    SmsOutcome::Abandoned
+                }
+            }
+            Err(SendError::Retryable(error)) => self.failed(&mut tx, job, error, false).await?,
+            Err(SendError::Refused(error)) => self.failed(&mut tx, job, error, true).await?,
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The org's tenant transaction; `None` when the org was suspended or erased meanwhile
+    /// (the row is left `sending`: the stale sweep requeues it once the org is active again).
+    async fn open(&self, org: OrgId) -> Result<Option<TenantTx>, JobError> {
+        match self.db.job_tenant(org).await {
+            Ok(tx) => Ok(Some(tx)),
+            Err(TenantError::Suspended | TenantError::NotMember) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Decides, in the clinic's tenant transaction, whether and how the message goes.
+    async fn plan(
+        &self,
+        tx: &mut TenantTx,
+        org: OrgId,
+        job: &ClaimedSms,
+    ) -> Result<Plan, JobError> {
+        let route = tx.sms_route(&job.to_number, job.appointment_id).await?;
+        if route.do_not_contact {
+            return Ok(Plan::Suppress(format!(
+                "{} is on the clinic's do-not-call list",
+                job.to_number
+            )));
+        }
+        if route.appointment_gone {
+            return Ok(Plan::Suppress(
+                "the appointment was cancelled before its confirmation was sent".to_owned(),
+            ));
+        }
+        let Some(integration) = tx.get_integration(IntegrationProvider::Twilio).await? else {
+            return Ok(Plan::Fail(
+                "the clinic has no twilio integration (account_sid, auth_token)".to_owned(),
+            ));
+        };
+        let config_text = |name: &str| {
+            integration
+                .config
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let Some(account_sid) = config_text("account_sid") else {
+            return Ok(Plan::Fail(
+                "the clinic's twilio integration has no account_sid".to_owned(),
+            ));
+        };
+        let secrets = match integration.open_secrets(&self.keyring, org) {
+            Ok(secrets) => secrets,
+            Err(e) => {
+                return Ok(Plan::Fail(format!(
+                    "the clinic's twilio secrets could not be read: {e}"
+                )))
+            }
+        };
+        let Some(auth_token) = secrets.get("auth_token").cloned() else {
+            return Ok(Plan::Fail(
+                "the clinic's twilio integration has no auth_token secret".to_owned(),
+            ));
+        };
+        // Only ever one of the clinic's own numbers: the configured one if it owns it.
+        let configured = config_text("from_number");
+        let from = configured
+            .filter(|n| route.clinic_numbers.contains(n))
+            .or_else(|| route.clinic_numbers.first().cloned());
+        let Some(from) = from else {
+            return Ok(Plan::Fail(
+                "the clinic owns no phone number to send from".to_owned(),
+            ));
+        };
+        Ok(Plan::Send {
+            credentials: Credentials {
+                account_sid,
+                auth_token,
+            },
+            from,
+        })
+    }
+
+    /// Records a failed attempt: `failed` for good when `refused` or at the last attempt,
+    /// else back in the queue after a backoff.
+    async fn failed(
+        &self,
+        tx: &mut TenantTx,
+        job: &ClaimedSms,
+        error: String,
+        refused: bool,
+    ) -> Result<SmsOutcome, JobError> {
+        let after = if refused || job.attempt >= self.config.max_attempts {
+            AfterFailure::GiveUp
+        } else {
+            AfterFailure::RetryAt(Utc::now() + self.backoff(job.attempt))
+        };
+        if !tx
+            .sms_failed(job.sms_id, job.attempt, &error, after)
+            .await?
+        {
+            return Ok(SmsOutcome::Abandoned);
+        }
+        let (org_id, sms_id, attempt) = (job.org_id, job.sms_id, job.attempt);
+        Ok(if after == AfterFailure::GiveUp {
+            self.metrics.sms_failed.inc();
+            tracing::warn!(%org_id, %sms_id, attempt, %error, "SMS failed for good");
+            SmsOutcome::Failed { error }
+        } else {
+            self.metrics.sms_retried.inc();
+            tracing::info!(%org_id, %sms_id, attempt, %error, "SMS failed, will retry");
+            SmsOutcome::Retry { error }
+        })
+    }
+
+    /// `base * 2^(attempt-1)`, capped, with jitter: uniformly in [half, full].
+    pub fn backoff(&self, attempt: i32) -> chrono::Duration {
+        backoff_delay(self.config.backoff_base, self.config.backoff_max, attempt)
+    }
+}
