@@ -5,6 +5,9 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use support::fake_twilio::FakeTwilio;
 use support::*;
 use voxanne_db::demo::DemoClinic;
 use voxanne_webhooks::signature::timestamped_sign;
@@ -196,6 +199,33 @@ async fn assistant_request_answers_with_the_called_clinics_own_assistant() {
 #[tokio::test]
 async fn a_whole_call_books_through_the_agent_in_clinic_a_only() {
     let (app, a, b) = world().await;
+    // Clinic A sends its confirmations through its own Twilio account (a fake one here).
+    let twilio = FakeTwilio::spawn().await;
+    let r = app
+        .put(
+            "/api/v1/integrations/twilio",
+            &app.token(a.owner, Some(a.org)),
+            &json!({"config": {"account_sid": "AC-clinic-a"}, "secrets": {"auth_token": "token-a"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let sms = voxanne_jobs::SmsWorker::new(
+        app.t.db.clone(),
+        Arc::new(keyring()),
+        voxanne_jobs::SmsConfig {
+            batch: 20,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(20),
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+            http_timeout: Duration::from_secs(5),
+            api_url: twilio.base.parse().expect("url"),
+            public_url: None,
+        },
+        Arc::default(),
+    )
+    .expect("sms worker");
     let before_b = app.snapshot(b.org).await;
     let call = "vapi-call-full-1";
     let caller = "+14155557777"; // not a contact yet
@@ -323,7 +353,29 @@ async fn a_whole_call_books_through_the_agent_in_clinic_a_only() {
     );
     assert_eq!(appointment["notes"], "Cleaning");
 
+    // Nothing was sent inside a webhook; the worker sends one confirmation, once, from clinic
+    // A's account and number, to the caller.
+    assert!(twilio.seen().is_empty());
+    for _ in 0..2 {
+        sms.run_once().await.expect("sms round");
+    }
+    let sent = twilio.seen();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].user, "AC-clinic-a");
+    assert_eq!(sent[0].form["To"], caller);
+    assert_eq!(sent[0].form["From"], a.number);
+    assert!(
+        sent[0].form["Body"].contains("Clinic A"),
+        "{:?}",
+        sent[0].form
+    );
+    let confirmations = list(&app, &a, "/api/v1/sms-confirmations").await;
+    assert_eq!(confirmations.len(), 1);
+    assert_eq!(confirmations[0]["appointment_id"], appointment["id"]);
+    assert_eq!(confirmations[0]["status"], "sent");
+
     // Clinic B saw none of it.
+    assert!(list(&app, &b, "/api/v1/sms-confirmations").await.is_empty());
     assert_eq!(app.snapshot(b.org).await, before_b);
     let b_appointments = list(
         &app,

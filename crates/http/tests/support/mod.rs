@@ -2,6 +2,8 @@
 //! the acceptance criteria.
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod fake_twilio;
+
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use secrecy::SecretString;
