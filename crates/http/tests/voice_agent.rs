@@ -500,7 +500,8 @@ async fn callers_change_only_their_own_appointments() {
     assert_eq!(r.status, 201);
     let appointment = r.body["id"].as_str().expect("id").to_owned();
 
-    // Alan calls and names Ada's appointment: refused, unchanged.
+    // Alan calls and names Ada's appointment (and her number): refused, unchanged, and
+    // find_contact answers about the caller only.
     let alan = "+14155551002";
     let before = app.snapshot(a.org).await;
     for (name, args) in [
@@ -516,7 +517,15 @@ async fn callers_change_only_their_own_appointments() {
             "I couldn't find an upcoming appointment under your number."
         );
     }
-    let found = tool(&app, "call-alan", alan, "x-find", "find_contact", json!({})).await;
+    let found = tool(
+        &app,
+        "call-alan",
+        alan,
+        "x-find",
+        "find_contact",
+        json!({"phone": ADA}),
+    )
+    .await;
     assert!(
         found.starts_with("This is Alan Turing") && !found.contains(&appointment),
         "{found}"
@@ -830,4 +839,33 @@ async fn tool_calls_signed_by_another_clinic_run_nothing() {
             assert_eq!(rows, before, "{table}");
         }
     }
+}
+
+#[tokio::test]
+async fn an_assistant_that_cannot_be_made_in_time_is_the_apology_not_silence() {
+    let (app, a, _) = world().await;
+    // Another transaction holds the table the clinic's assistant is read from.
+    let mut admin = app.t.admin().await;
+    sqlx::query("BEGIN")
+        .execute(&mut admin)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE agent_configurations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut admin)
+        .await
+        .expect("lock");
+    let r = vapi(
+        &app,
+        envelope("assistant-request", "call-slow", a.number, ADA),
+        Some(A_SECRET),
+    )
+    .await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut admin)
+        .await
+        .expect("rollback");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let text = r.body.to_string();
+    assert!(text.contains("can't take calls right now"), "{text}");
+    assert!(!text.contains("Clinic A"), "{text}");
 }

@@ -53,8 +53,9 @@ fn phone_parameter() -> Value {
 pub const TOOLS: &[Tool] = &[
     Tool {
         name: "find_contact",
-        description: "Look the caller up in the clinic's contacts by phone number; says their name and upcoming appointments.",
-        parameters: phone_parameter,
+        description: "Look the caller up in the clinic's contacts by the number they are calling from; says their name and upcoming appointments.",
+        // The caller's own number only: a caller never learns about another patient.
+        parameters: || json!({"type": "object", "properties": {}}),
         writes: false,
     },
     Tool {
@@ -259,7 +260,7 @@ async fn run_one(state: &AppState, call: &CallContext, tool_call: &ToolCall) -> 
 
 async fn run(tx: &mut TenantTx, call: &CallContext, name: &str, args: &Value) -> Answer {
     match name {
-        "find_contact" => find_contact(tx, call, args).await,
+        "find_contact" => find_contact(tx, call).await,
         "check_availability" => check_availability(tx, args).await,
         "hold_slot" => hold_slot(tx, call, args).await,
         "confirm_booking" => confirm_booking(tx, call, args).await,
@@ -408,9 +409,11 @@ async fn check_bookable(tx: &mut TenantTx, span: Span) -> Result<(), Refusal> {
     Ok(())
 }
 
-async fn find_contact(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answer {
-    let phone = phone_arg(args, call)?;
-    let Some(contact) = tx.find_contact_by_phone(&phone).await? else {
+async fn find_contact(tx: &mut TenantTx, call: &CallContext) -> Answer {
+    let Some(phone) = call.caller.as_ref() else {
+        return Ok("The caller's number is withheld, so I can't look them up.".into());
+    };
+    let Some(contact) = tx.find_contact_by_phone(phone).await? else {
         return Ok(format!("No contact on file for {}.", phone.as_str()));
     };
     let tz = clinic_zone(tx).await?;
