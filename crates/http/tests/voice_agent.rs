@@ -10,7 +10,6 @@ use std::time::Duration;
 use support::fake_twilio::FakeTwilio;
 use support::*;
 use voxanne_db::demo::DemoClinic;
-use voxanne_webhooks::signature::timestamped_sign;
 
 const A_SECRET: &str = "whsec-clinic-a-0123456789";
 const B_SECRET: &str = "whsec-clinic-b-9876543210";
@@ -21,44 +20,19 @@ const MONDAY: &str = "2031-03-03";
 /// 10:00 on that Monday in Los Angeles (clinic A's zone).
 const TEN_AM: &str = "2031-03-03T10:00:00-08:00";
 
-async fn set_secret(app: &TestApp, clinic: &DemoClinic, secret: &str) {
-    let r = app
-        .put(
-            "/api/v1/integrations/vapi",
-            &app.token(clinic.owner, Some(clinic.org)),
-            &json!({"config": {}, "secrets": {"webhook_secret": secret}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-}
-
 async fn world() -> (TestApp, DemoClinic, DemoClinic) {
     let app = TestApp::spawn().await;
     let [a, b] = app.clinics().await;
-    set_secret(&app, &a, A_SECRET).await;
-    set_secret(&app, &b, B_SECRET).await;
+    app.set_vapi_secret(&a, A_SECRET).await;
+    app.set_vapi_secret(&b, B_SECRET).await;
     (app, a, b)
 }
 
-/// POSTs a Vapi server message signed with `secret` (None: unsigned).
+/// POSTs a Vapi server message signed with `secret` now (None: unsigned).
 async fn vapi(app: &TestApp, message: Value, secret: Option<&str>) -> Response {
     let body = json!({ "message": message }).to_string().into_bytes();
-    let mut request = app
-        .client
-        .post(format!("{}/webhooks/voice/vapi", app.base))
-        .header("content-type", "application/json")
-        .body(body.clone());
-    if let Some(secret) = secret {
-        let ts = chrono::Utc::now().timestamp();
-        request = request.header("x-vapi-timestamp", ts.to_string()).header(
-            "x-vapi-signature",
-            timestamped_sign(secret.as_bytes(), ts, &body),
-        );
-    }
-    let response = request.send().await.expect("send");
-    let status = response.status();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Response { status, body }
+    let now = chrono::Utc::now().timestamp();
+    app.post_vapi(&body, secret.map(|s| (s, now))).await
 }
 
 fn envelope(kind: &str, call: &str, to: &str, from: &str) -> Value {

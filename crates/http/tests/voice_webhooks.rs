@@ -11,42 +11,17 @@ use voxanne_webhooks::signature::timestamped_sign;
 const A_SECRET: &str = "whsec-clinic-a-0123456789";
 const B_SECRET: &str = "whsec-clinic-b-9876543210";
 
-async fn set_secret(app: &TestApp, clinic: &DemoClinic, secret: &str) {
-    let r = app
-        .put(
-            "/api/v1/integrations/vapi",
-            &app.token(clinic.owner, Some(clinic.org)),
-            &json!({"config": {}, "secrets": {"webhook_secret": secret}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-}
-
 async fn world() -> (TestApp, DemoClinic, DemoClinic) {
     let app = TestApp::spawn().await;
     let [a, b] = app.clinics().await;
-    set_secret(&app, &a, A_SECRET).await;
-    set_secret(&app, &b, B_SECRET).await;
+    app.set_vapi_secret(&a, A_SECRET).await;
+    app.set_vapi_secret(&b, B_SECRET).await;
     (app, a, b)
 }
 
 /// POSTs `body` signed with `secret` at `timestamp` (None: unsigned).
 async fn post(app: &TestApp, body: &[u8], signed: Option<(&str, i64)>) -> Response {
-    let mut request = app
-        .client
-        .post(format!("{}/webhooks/voice/vapi", app.base))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    if let Some((secret, ts)) = signed {
-        request = request.header("x-vapi-timestamp", ts.to_string()).header(
-            "x-vapi-signature",
-            timestamped_sign(secret.as_bytes(), ts, body),
-        );
-    }
-    let response = request.send().await.expect("send");
-    let status = response.status();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Response { status, body }
+    app.post_vapi(body, signed).await
 }
 
 fn now() -> i64 {

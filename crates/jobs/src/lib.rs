@@ -17,6 +17,7 @@
 mod download;
 pub mod egress;
 mod metrics;
+mod rounds;
 pub mod sms;
 pub mod twilio;
 
@@ -187,22 +188,18 @@ impl Worker {
             );
         }
         let batch = self.claim().await?;
-        let outcomes = futures_util::future::join_all(batch.into_iter().map(|job| async move {
-            let outcome = self.process(&job).await;
-            (job, outcome)
-        }))
-        .await;
-        let mut done = Vec::with_capacity(outcomes.len());
-        for (job, outcome) in outcomes {
-            match outcome {
-                Ok(outcome) => done.push((job, outcome)),
-                Err(e) => {
-                    // The job stays `processing`; the stale sweep gives it back after the lease.
-                    tracing::error!(org_id = %job.org_id, call_id = %job.call_id, error = %e, "recording job failed to record its outcome");
-                }
-            }
-        }
-        Ok(done)
+        Ok(rounds::run_batch(
+            batch,
+            |job| async move {
+                let outcome = self.process(&job).await;
+                (job, outcome)
+            },
+            |job, e| {
+                tracing::error!(org_id = %job.org_id, call_id = %job.call_id, error = %e,
+                    "recording job failed to record its outcome");
+            },
+        )
+        .await)
     }
 
     /// Claims the next batch (one statement, fair across orgs).
@@ -213,35 +210,24 @@ impl Worker {
     /// Runs until `shutdown` resolves. A batch in flight when it does is finished (each job
     /// is bounded by the HTTP timeout); no new batch is claimed after.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
         let mut last_sweep: Option<std::time::Instant> = None;
-        loop {
-            if last_sweep.is_none_or(|at| at.elapsed() >= self.config.orphan_sweep_every) {
+        rounds::poll("recording", self.config.idle_poll, shutdown, || {
+            let sweep = last_sweep.is_none_or(|at| at.elapsed() >= self.config.orphan_sweep_every);
+            if sweep {
                 last_sweep = Some(std::time::Instant::now());
-                match self.sweep_orphans().await {
-                    Ok(report) => tracing::info!(?report, "orphan sweep done"),
-                    Err(e) => tracing::error!(error = %e, "orphan sweep failed"),
-                }
             }
-            let idle = match self.run_once().await {
-                Ok(done) => done.is_empty(),
-                Err(e) => {
-                    tracing::error!(error = %e, "recording worker round failed");
-                    true
+            let worker = &self;
+            async move {
+                if sweep {
+                    match worker.sweep_orphans().await {
+                        Ok(report) => tracing::info!(?report, "orphan sweep done"),
+                        Err(e) => tracing::error!(error = %e, "orphan sweep failed"),
+                    }
                 }
-            };
-            let pause = if idle {
-                self.config.idle_poll
-            } else {
-                Duration::ZERO
-            };
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(pause) => {}
+                Ok(!worker.run_once().await?.is_empty())
             }
-        }
-        tracing::info!("recording worker stopped");
+        })
+        .await;
     }
 
     /// Runs one claimed job to its end, in its org's tenant transactions.

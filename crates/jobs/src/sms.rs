@@ -163,22 +163,18 @@ impl SmsWorker {
             tracing::warn!(requeued, "SMS whose worker died went back to the queue");
         }
         let batch = self.claim().await?;
-        let outcomes = futures_util::future::join_all(batch.into_iter().map(|job| async move {
-            let outcome = self.process(&job).await;
-            (job, outcome)
-        }))
-        .await;
-        let mut done = Vec::with_capacity(outcomes.len());
-        for (job, outcome) in outcomes {
-            match outcome {
-                Ok(outcome) => done.push((job, outcome)),
-                Err(e) => {
-                    // The row stays `sending`; the stale sweep gives it back after the lease.
-                    tracing::error!(org_id = %job.org_id, sms_id = %job.sms_id, error = %e, "SMS job failed to record its outcome");
-                }
-            }
-        }
-        Ok(done)
+        Ok(crate::rounds::run_batch(
+            batch,
+            |job| async move {
+                let outcome = self.process(&job).await;
+                (job, outcome)
+            },
+            |job, e| {
+                tracing::error!(org_id = %job.org_id, sms_id = %job.sms_id, error = %e,
+                    "SMS job failed to record its outcome");
+            },
+        )
+        .await)
     }
 
     /// Claims the next batch (one statement, fair across orgs).
@@ -189,27 +185,10 @@ impl SmsWorker {
     /// Runs until `shutdown` resolves. A batch in flight when it does is finished (each
     /// message is bounded by the HTTP timeout); no new batch is claimed after.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let idle = match self.run_once().await {
-                Ok(done) => done.is_empty(),
-                Err(e) => {
-                    tracing::error!(error = %e, "SMS worker round failed");
-                    true
-                }
-            };
-            let pause = if idle {
-                self.config.idle_poll
-            } else {
-                Duration::ZERO
-            };
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-        tracing::info!("sms worker stopped");
+        crate::rounds::poll("sms", self.config.idle_poll, shutdown, || async {
+            Ok(!self.run_once().await?.is_empty())
+        })
+        .await;
     }
 
     /// Sends one claimed message and records its outcome, in its org's tenant transactions.

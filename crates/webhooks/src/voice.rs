@@ -199,6 +199,15 @@ pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// The first value of form parameter `name`; absent and empty are both `None`.
+pub fn form_value<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
 impl VoicePlatform for TwilioVoice {
     fn name(&self) -> &'static str {
         "twilio"
@@ -210,13 +219,7 @@ impl VoicePlatform for TwilioVoice {
 
     fn parse(&self, request: &Request<'_>) -> Result<Inbound, Malformed> {
         let params = form_params(request.body);
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| form_value(&params, name);
         let call_sid = get("CallSid")
             .ok_or_else(|| Malformed("no CallSid: not a Twilio call callback".into()))?;
         let inbound = get("Direction").is_none_or(|d| d == "inbound");

@@ -20,7 +20,9 @@ use voxanne_db::system::{org_for_number, record_denied, DeniedKind};
 use voxanne_db::{TenantError, TenantTx};
 use voxanne_domain::{CallDirection, IntegrationProvider, PhoneNumber};
 use voxanne_webhooks::signature::SignatureError;
-use voxanne_webhooks::voice::{form_params, Request, TwilioVoice, Vapi, VoiceEvent, VoicePlatform};
+use voxanne_webhooks::voice::{
+    form_params, form_value, Request, TwilioVoice, Vapi, VoiceEvent, VoicePlatform,
+};
 
 const VAPI_ROUTE: &str = "POST /webhooks/voice/vapi";
 const TWILIO_ROUTE: &str = "POST /webhooks/voice/twilio";
@@ -347,13 +349,7 @@ pub async fn sms_twilio_status(
     body: Bytes,
 ) -> Result<Json<SmsStatusAck>, ApiError> {
     let params = form_params(&body);
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
+    let get = |name: &str| form_value(&params, name);
     let invalid = |message: &str| ApiError::BadRequest {
         code: "invalid_webhook",
         message: message.to_owned(),

@@ -195,6 +195,38 @@ impl TestApp {
         self.send("DELETE", path, token, None, &[]).await
     }
 
+    /// Sets `clinic`'s Vapi webhook signing secret through the API, as its owner.
+    pub async fn set_vapi_secret(&self, clinic: &DemoClinic, secret: &str) {
+        let r = self
+            .put(
+                "/api/v1/integrations/vapi",
+                &self.token(clinic.owner, Some(clinic.org)),
+                &json!({"config": {}, "secrets": {"webhook_secret": secret}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+
+    /// POSTs `body` to the Vapi webhook as the platform does, signed with `secret` at
+    /// `timestamp` (None: unsigned).
+    pub async fn post_vapi(&self, body: &[u8], signed: Option<(&str, i64)>) -> Response {
+        let mut request = self
+            .client
+            .post(format!("{}/webhooks/voice/vapi", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some((secret, ts)) = signed {
+            request = request.header("x-vapi-timestamp", ts.to_string()).header(
+                "x-vapi-signature",
+                voxanne_webhooks::signature::timestamped_sign(secret.as_bytes(), ts, body),
+            );
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Response { status, body }
+    }
+
     /// Every row of every tenant table that belongs to `org`, as JSON, read by the superuser:
     /// compare before and after to prove that nothing of a clinic changed.
     pub async fn snapshot(&self, org: OrgId) -> Vec<(String, Vec<Value>)> {
