@@ -511,6 +511,13 @@ async fn callers_change_only_their_own_appointments() {
             .map(|(_, r)| r.clone())
     };
     assert_eq!(appointments_of(&snapshot), appointments_of(&before));
+    // Ada's appointment is this clinic's own: not a cross-tenant probe, no security event.
+    let events_of = |s: &Vec<(String, Vec<Value>)>| {
+        s.iter()
+            .find(|(t, _)| t == "security_events")
+            .map(|(_, r)| r.len())
+    };
+    assert_eq!(events_of(&snapshot), events_of(&before));
 
     // Ada can: find it, move it, cancel it.
     let found = tool(&app, "call-ada", ADA, "y-find", "find_contact", json!({})).await;
@@ -842,4 +849,74 @@ async fn an_assistant_that_cannot_be_made_in_time_is_the_apology_not_silence() {
     let text = r.body.to_string();
     assert!(text.contains("can't take calls right now"), "{text}");
     assert!(!text.contains("Clinic A"), "{text}");
+}
+
+#[tokio::test]
+async fn another_clinics_hold_or_appointment_named_by_the_agent_is_refused_and_recorded() {
+    let (app, a, b) = world().await;
+    let b_owner = app.token(b.owner, Some(b.org));
+    let r = app
+        .post(
+            "/api/v1/appointment-holds",
+            &b_owner,
+            &json!({"starts_at": "2031-03-05T10:00:00Z", "ends_at": "2031-03-05T10:30:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let b_hold = r.body["id"].as_str().expect("hold").to_owned();
+    let r = app
+        .post(
+            "/api/v1/appointments",
+            &b_owner,
+            &json!({"starts_at": "2031-03-05T11:00:00Z", "ends_at": "2031-03-05T11:30:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let b_appointment = r.body["id"].as_str().expect("appointment").to_owned();
+    let before_b = app.snapshot(b.org).await;
+    let before_events = security_events(&app, &a).await.len();
+
+    let answer = tool(
+        &app,
+        "call-p",
+        ADA,
+        "p1",
+        "confirm_booking",
+        json!({"hold_id": b_hold}),
+    )
+    .await;
+    assert!(answer.starts_with("I couldn't find that hold"), "{answer}");
+    for (id, name) in [
+        ("p2", "cancel_appointment"),
+        ("p3", "reschedule_appointment"),
+    ] {
+        let answer = tool(
+            &app,
+            "call-p",
+            ADA,
+            id,
+            name,
+            json!({"appointment_id": b_appointment, "starts_at": "2031-03-05T09:00"}),
+        )
+        .await;
+        assert_eq!(
+            answer,
+            "I couldn't find an upcoming appointment under your number."
+        );
+    }
+
+    assert_eq!(app.snapshot(b.org).await, before_b, "clinic B is untouched");
+    let after = security_events(&app, &a).await;
+    assert_eq!(after.len(), before_events + 3, "{after:?}");
+    let targets: Vec<&str> = after.iter().filter_map(|e| e["target"].as_str()).collect();
+    assert!(targets.contains(&b_hold.as_str()) && targets.contains(&b_appointment.as_str()));
+    assert!(after
+        .iter()
+        .take(3)
+        .all(|e| e["kind"] == "cross_tenant_reference"));
+}
+
+/// Clinic A's security events, newest first.
+async fn security_events(app: &TestApp, clinic: &DemoClinic) -> Vec<Value> {
+    list(app, clinic, "/api/v1/security-events?limit=100").await
 }

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use voxanne_db::appointments::{Appointment, BookingError};
 use voxanne_db::call_events::CallEvent;
 use voxanne_db::idempotency::Claim;
-use voxanne_db::{DbError, TenantError, TenantTx};
+use voxanne_db::system::{record_probe, Probe};
+use voxanne_db::{DbError, TenantError, TenantTx, SYSTEM_ACTOR};
 use voxanne_domain::availability::{free_slots, Span};
 use voxanne_domain::{CallDirection, CallStatus, PhoneNumber};
 use voxanne_webhooks::vapi::ToolCall;
@@ -132,6 +133,13 @@ enum Refusal {
     Say(String),
     /// Logged; the caller hears [`TROUBLE`].
     Internal(String),
+    /// Said to the caller, like `Say`: the agent named an id (`table`.id) that this clinic
+    /// does not have. If it is another clinic's, that is a security event (TENANCY.md §4).
+    Probe {
+        say: String,
+        table: &'static str,
+        id: Uuid,
+    },
 }
 
 impl From<DbError> for Refusal {
@@ -251,6 +259,20 @@ async fn run_one(state: &AppState, call: &CallContext, tool_call: &ToolCall) -> 
     match finish.await {
         Ok(text) => text,
         Err(Refusal::Say(text)) => text,
+        Err(Refusal::Probe { say, table, id }) => {
+            let probe = Probe {
+                org: call.org,
+                user: SYSTEM_ACTOR,
+                table,
+                column: "id",
+                id,
+            };
+            let route = format!("POST /webhooks/voice/{} tool {}", call.provider, tool.name);
+            if let Err(e) = record_probe(&state.db, &probe, &route).await {
+                tracing::warn!(error = %e, "recording a security event failed");
+            }
+            say
+        }
         Err(Refusal::Internal(e)) => {
             tracing::error!(error = %e, tool = tool.name, "agent tool failed");
             TROUBLE.to_owned()
@@ -539,12 +561,16 @@ async fn confirm_booking(tx: &mut TenantTx, call: &CallContext, args: &Value) ->
     let notes = text(args, "notes").map(|n| n.chars().take(2000).collect::<String>());
     let call_id = call_row(tx, call).await?;
     // Only a hold made on this call: another caller's hold is not this caller's to book.
+    let refusal = "I couldn't find that hold on this call; it may have run out. Let's check the free times again.";
     match tx.get_hold(hold_id).await? {
         Some(hold) if hold.call_id == Some(call_id) => {}
-        _ => {
-            return say(
-                "I couldn't find that hold on this call; it may have run out. Let's check the free times again.",
-            )
+        Some(_) => return say(refusal),
+        None => {
+            return Err(Refusal::Probe {
+                say: refusal.into(),
+                table: "appointment_holds",
+                id: hold_id,
+            })
         }
     }
     let tz = clinic_zone(tx).await?;
@@ -562,8 +588,18 @@ async fn callers_appointment(
     call: &CallContext,
     args: &Value,
 ) -> Result<Appointment, Refusal> {
-    let not_found =
-        || Refusal::Say("I couldn't find an upcoming appointment under your number.".into());
+    let named = uuid_arg(args, "appointment_id")?;
+    let not_found = || {
+        let say = "I couldn't find an upcoming appointment under your number.".to_owned();
+        match named {
+            Some(id) => Refusal::Probe {
+                say,
+                table: "appointments",
+                id,
+            },
+            None => Refusal::Say(say),
+        }
+    };
     let caller = call.caller.as_ref().ok_or_else(|| {
         Refusal::Say("I can only change appointments when I can see the caller's number.".into())
     })?;
@@ -572,7 +608,7 @@ async fn callers_appointment(
         .await?
         .ok_or_else(not_found)?;
     let upcoming = tx.upcoming_appointments_of_contact(contact.id, 50).await?;
-    match uuid_arg(args, "appointment_id")? {
+    match named {
         Some(id) => upcoming.into_iter().find(|a| a.id == id),
         None => upcoming.into_iter().next(),
     }
