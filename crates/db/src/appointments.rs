@@ -1,6 +1,7 @@
 //! Appointments, appointment holds and what availability needs. No double booking is the
 //! database's job (migrations/0006_booking.sql); this module names its refusals.
 
+use crate::sms_confirmations::Confirm;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -240,6 +241,7 @@ impl TenantTx {
             appointment.id,
             appointment.contact_id,
             appointment.starts_at,
+            Confirm::Booked,
         )
         .await?;
         Ok(appointment)
@@ -270,7 +272,7 @@ impl TenantTx {
             Some(n) => (true, n),
             None => (false, None),
         };
-        sqlx::query_as::<_, Appointment>(&format!(
+        let moved = sqlx::query_as::<_, Appointment>(&format!(
             "UPDATE appointments
                 SET starts_at = $3, ends_at = $4,
                     notes = CASE WHEN $5 THEN $6 ELSE notes END,
@@ -286,7 +288,13 @@ impl TenantTx {
         .bind(notes)
         .fetch_one(self.conn())
         .await
-        .map_err(BookingError::from)
+        .map_err(BookingError::from)?;
+        if moved.starts_at != current.starts_at {
+            // The patient hears of the new time, in this same transaction.
+            self.queue_confirmation(moved.id, moved.contact_id, moved.starts_at, Confirm::Moved)
+                .await?;
+        }
+        Ok(moved)
     }
 
     /// Cancels a booked appointment (a cancelled one is answered as it is).

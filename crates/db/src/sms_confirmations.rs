@@ -8,12 +8,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
-use voxanne_domain::{confirmation_body, SmsStatus};
+use voxanne_domain::{confirmation_body, moved_body, SmsStatus};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct SmsConfirmation {
     pub id: Uuid,
     pub appointment_id: Option<Uuid>,
+    /// The appointment's start this message confirms (a move is confirmed by a new message).
+    pub appointment_starts_at: Option<DateTime<Utc>>,
     pub to_number: String,
     /// The clinic's number it was sent from, once sent.
     pub from_number: Option<String>,
@@ -35,7 +37,7 @@ pub struct SmsConfirmation {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, appointment_id, to_number, from_number, body, provider_message_id, \
+const COLUMNS: &str = "id, appointment_id, appointment_starts_at, to_number, from_number, body, provider_message_id, \
      status, attempts, next_attempt_at, last_error, created_at, updated_at";
 
 /// `last_error` holds at most this many characters.
@@ -45,6 +47,15 @@ fn clip(error: &str) -> String {
     error.chars().take(MAX_ERROR_CHARS).collect()
 }
 
+/// Why an appointment's confirmation is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// It was just booked.
+    Booked,
+    /// It was just moved to a new start.
+    Moved,
+}
+
 /// Where a message goes and how, for the worker: read in the clinic's tenant transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmsRoute {
@@ -52,6 +63,8 @@ pub struct SmsRoute {
     pub do_not_contact: bool,
     /// The appointment the message confirms was cancelled (or is no longer booked).
     pub appointment_gone: bool,
+    /// The appointment moved after the message was queued: a later one confirms the new start.
+    pub superseded: bool,
     /// The numbers the clinic owns, oldest first.
     pub clinic_numbers: Vec<String>,
 }
@@ -73,20 +86,34 @@ impl TenantTx {
         self.find_by_id("sms_confirmation_logs", COLUMNS, id).await
     }
 
-    /// Queues the confirmation of an appointment just booked, in the booking's transaction:
-    /// to its contact's phone, in the clinic's time zone (its agent configuration's, else
-    /// UTC). Nothing when the appointment has no contact or the contact no phone. Returns the
-    /// queued row's id.
+    /// Queues the confirmation of an appointment just booked or moved, in that change's
+    /// transaction: to its contact's phone, in the clinic's time zone (its agent
+    /// configuration's, else UTC). A move first supersedes the appointment's confirmations that
+    /// are still queued (they would name the old start). Nothing when the appointment has no
+    /// contact or the contact no phone. Returns the queued row's id.
     pub(crate) async fn queue_confirmation(
         &mut self,
         appointment_id: Uuid,
         contact_id: Option<Uuid>,
         starts_at: DateTime<Utc>,
+        why: Confirm,
     ) -> Result<Option<Uuid>, DbError> {
+        let org = self.org().as_uuid();
+        if why == Confirm::Moved {
+            sqlx::query(
+                "UPDATE sms_confirmation_logs
+                    SET status = 'suppressed', updated_at = now(), next_attempt_at = NULL,
+                        last_error = 'superseded: the appointment moved before this was sent'
+                  WHERE org_id = $1 AND appointment_id = $2 AND status = 'queued'",
+            )
+            .bind(org)
+            .bind(appointment_id)
+            .execute(self.conn())
+            .await?;
+        }
         let Some(contact_id) = contact_id else {
             return Ok(None);
         };
-        let org = self.org().as_uuid();
         let found: Option<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT c.phone, o.name, a.time_zone
                FROM contacts c
@@ -101,43 +128,62 @@ impl TenantTx {
         let Some((phone, clinic, time_zone)) = found else {
             return Ok(None);
         };
-        let body = confirmation_body(&clinic, starts_at, time_zone.as_deref().unwrap_or("UTC"));
+        let time_zone = time_zone.as_deref().unwrap_or("UTC");
+        let body = match why {
+            Confirm::Booked => confirmation_body(&clinic, starts_at, time_zone),
+            Confirm::Moved => moved_body(&clinic, starts_at, time_zone),
+        };
         let id = sqlx::query_scalar(
-            "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body)
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body, appointment_starts_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(org)
         .bind(appointment_id)
         .bind(phone)
         .bind(body)
+        .bind(starts_at)
         .fetch_one(self.conn())
         .await?;
         Ok(Some(id))
     }
 
-    /// What the worker needs to know before sending to `to_number` for `appointment_id`.
+    /// What the worker needs to know before sending message `sms_id` to `to_number` for
+    /// `appointment_id`.
     pub async fn sms_route(
         &mut self,
+        sms_id: Uuid,
         to_number: &str,
         appointment_id: Option<Uuid>,
     ) -> Result<SmsRoute, DbError> {
         let org = self.org().as_uuid();
-        let (do_not_contact, appointment_gone, clinic_numbers): (bool, bool, Vec<String>) =
-            sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM dnc_list WHERE org_id = $1 AND phone = $2),
-                        EXISTS (SELECT 1 FROM appointments
-                                 WHERE org_id = $1 AND id = $3 AND status <> 'booked'),
-                        coalesce((SELECT array_agg(number ORDER BY created_at, id)
-                                    FROM phone_numbers WHERE org_id = $1), '{}')",
-            )
-            .bind(org)
-            .bind(to_number)
-            .bind(appointment_id)
-            .fetch_one(self.conn())
-            .await?;
+        let (do_not_contact, appointment_gone, superseded, clinic_numbers): (
+            bool,
+            bool,
+            bool,
+            Vec<String>,
+        ) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM dnc_list WHERE org_id = $1 AND phone = $2),
+                    EXISTS (SELECT 1 FROM appointments
+                             WHERE org_id = $1 AND id = $3 AND status <> 'booked'),
+                    EXISTS (SELECT 1 FROM appointments a
+                              JOIN sms_confirmation_logs s
+                                ON s.org_id = a.org_id AND s.appointment_id = a.id
+                             WHERE a.org_id = $1 AND a.id = $3 AND s.id = $4
+                               AND s.appointment_starts_at IS DISTINCT FROM a.starts_at
+                               AND s.appointment_starts_at IS NOT NULL),
+                    coalesce((SELECT array_agg(number ORDER BY created_at, id)
+                                FROM phone_numbers WHERE org_id = $1), '{}')",
+        )
+        .bind(org)
+        .bind(to_number)
+        .bind(appointment_id)
+        .bind(sms_id)
+        .fetch_one(self.conn())
+        .await?;
         Ok(SmsRoute {
             do_not_contact,
             appointment_gone,
+            superseded,
             clinic_numbers,
         })
     }

@@ -22,7 +22,7 @@ pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use providers::{CalendarProvider, IntegrationProvider};
 pub use role::Role;
-pub use sms::{confirmation_body, SmsStatus};
+pub use sms::{confirmation_body, moved_body, SmsStatus};
 
 /// A string that did not name any variant of an enumeration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

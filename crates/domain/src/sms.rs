@@ -87,10 +87,34 @@ pub fn confirmation_body(clinic: &str, starts_at: DateTime<Utc>, time_zone: &str
     )
 }
 
+/// The text sent when a booked appointment moves: like [`confirmation_body`], with the new
+/// start. E.g. "Sunrise Dental: your appointment has moved to Tue 4 Mar 2031 at 11:00."
+pub fn moved_body(clinic: &str, starts_at: DateTime<Utc>, time_zone: &str) -> String {
+    let tz: Tz = time_zone.parse().unwrap_or(Tz::UTC);
+    let local = starts_at.with_timezone(&tz);
+    format!(
+        "{}: your appointment has moved to {}.",
+        clinic.trim(),
+        local.format("%a %-d %b %Y at %H:%M")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_move_names_the_new_local_time() {
+        let starts = Utc
+            .with_ymd_and_hms(2031, 3, 4, 19, 0, 0)
+            .single()
+            .expect("time");
+        assert_eq!(
+            moved_body("Sunrise Dental", starts, "America/Los_Angeles"),
+            "Sunrise Dental: your appointment has moved to Tue 4 Mar 2031 at 11:00."
+        );
+    }
 
     #[test]
     fn the_body_names_the_clinic_and_the_local_date_and_time() {

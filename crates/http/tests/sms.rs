@@ -840,3 +840,102 @@ async fn a_confirmation_of_an_appointment_cancelled_before_it_went_is_not_sent()
         .as_str()
         .is_some_and(|e| e.contains("cancelled")));
 }
+
+/// Moves `appointment` to `day` (of March 2031) at 19:00Z, or changes only its notes.
+async fn move_to(app: &TestApp, clinic: &DemoClinic, appointment: &str, day: Option<u32>) {
+    let body = match day {
+        Some(day) => json!({"starts_at": format!("2031-03-{day:02}T19:00:00Z"),
+                            "ends_at": format!("2031-03-{day:02}T19:30:00Z")}),
+        None => json!({"notes": "Bring the X-rays"}),
+    };
+    let r = app
+        .patch(
+            &format!("/api/v1/appointments/{appointment}"),
+            &staff(app, clinic),
+            &body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_moved_appointment_is_confirmed_again_at_its_new_time() {
+    let (app, a, _, fake) = world().await;
+    let c = contact(&app, &a, Some("+14155552101")).await;
+    let appointment = book(&app, &a, Some(&c), 3).await;
+    let w = worker(&app, config(&app, &fake));
+    round(&w).await;
+    assert_eq!(fake.seen().len(), 1);
+
+    // Notes only: the time did not change, nothing more to say.
+    move_to(&app, &a, &appointment, None).await;
+    assert_eq!(rows(&app, &a).await.len(), 1);
+
+    move_to(&app, &a, &appointment, Some(4)).await;
+    let all = rows(&app, &a).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0]["status"], "sent", "the first one stays as it was");
+    assert_eq!(all[1]["status"], "queued");
+    assert_eq!(
+        all[1]["body"],
+        "Clinic A: your appointment has moved to Tue 4 Mar 2031 at 11:00."
+    );
+    round(&w).await;
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[1].form["Body"],
+        "Clinic A: your appointment has moved to Tue 4 Mar 2031 at 11:00."
+    );
+}
+
+#[tokio::test]
+async fn a_move_before_the_confirmation_went_sends_only_the_new_time() {
+    let (app, a, _, fake) = world().await;
+    let c = contact(&app, &a, Some("+14155552102")).await;
+    let w = worker(&app, config(&app, &fake));
+
+    // Moved while still queued: the first is superseded at once.
+    let first = book(&app, &a, Some(&c), 3).await;
+    move_to(&app, &a, &first, Some(5)).await;
+    // Moved while a worker holds it (claimed, not yet sent): the worker supersedes it.
+    let second = book(&app, &a, Some(&c), 6).await;
+    let claimed = w.claim().await.expect("claim");
+    let held = claimed
+        .iter()
+        .find(|j| j.appointment_id.map(|id| id.to_string()) == Some(second.clone()))
+        .expect("the second booking's confirmation")
+        .clone();
+    move_to(&app, &a, &second, Some(7)).await;
+    let outcome = w.process(&held).await.expect("process");
+    assert!(
+        matches!(&outcome, SmsOutcome::Suppressed { reason } if reason.starts_with("superseded")),
+        "{outcome:?}"
+    );
+    // Release the other claims of that batch so the next round sends them.
+    admin_sql(
+        &app,
+        "UPDATE sms_confirmation_logs SET status = 'queued', lease_until = NULL
+          WHERE org_id = $1 AND status = 'sending'",
+        &a,
+    )
+    .await;
+    round(&w).await;
+
+    let bodies: Vec<String> = fake.seen().iter().map(|s| s.form["Body"].clone()).collect();
+    assert_eq!(
+        bodies.iter().filter(|b| b.contains("moved to")).count(),
+        2,
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.iter().all(|b| !b.contains("is confirmed")),
+        "no message names an old time: {bodies:?}"
+    );
+    let superseded = rows(&app, &a)
+        .await
+        .into_iter()
+        .filter(|r| r["status"] == "suppressed")
+        .count();
+    assert_eq!(superseded, 2);
+}

@@ -281,7 +281,9 @@ impl SmsWorker {
         org: OrgId,
         job: &ClaimedSms,
     ) -> Result<Plan, JobError> {
-        let route = tx.sms_route(&job.to_number, job.appointment_id).await?;
+        let route = tx
+            .sms_route(job.sms_id, &job.to_number, job.appointment_id)
+            .await?;
         if route.do_not_contact {
             return Ok(Plan::Suppress(format!(
                 "{} is on the clinic's do-not-call list",
@@ -291,6 +293,11 @@ impl SmsWorker {
         if route.appointment_gone {
             return Ok(Plan::Suppress(
                 "the appointment was cancelled before its confirmation was sent".to_owned(),
+            ));
+        }
+        if route.superseded {
+            return Ok(Plan::Suppress(
+                "superseded: the appointment moved before this was sent".to_owned(),
             ));
         }
         let Some(integration) = tx.get_integration(IntegrationProvider::Twilio).await? else {
