@@ -411,8 +411,7 @@ async fn call_row(tx: &mut TenantTx, call: &CallContext) -> Result<Uuid, Refusal
 }
 
 /// Refuses a slot the agent may not offer: in the past, or outside the opening hours.
-async fn check_bookable(tx: &mut TenantTx, span: Span) -> Result<(), Refusal> {
-    let tz = clinic_zone(tx).await?;
+async fn check_bookable(tx: &mut TenantTx, span: Span, tz: Tz) -> Result<(), Refusal> {
     let schedule = tx.schedule(RESOURCE, span).await?;
     if span.start < schedule.now {
         return say("That time has already passed.");
@@ -524,7 +523,7 @@ async fn hold_slot(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answe
         start,
         end: start + length,
     };
-    check_bookable(tx, span).await?;
+    check_bookable(tx, span, tz).await?;
     let contact = match &call.caller {
         Some(phone) => {
             let name = text(args, "patient_name")
@@ -636,7 +635,7 @@ async fn reschedule_appointment(tx: &mut TenantTx, call: &CallContext, args: &Va
         start,
         end: start + (appointment.ends_at - appointment.starts_at),
     };
-    check_bookable(tx, span).await?;
+    check_bookable(tx, span, tz).await?;
     let moved = tx
         .reschedule_appointment(appointment.id, Some(span.start), Some(span.end), None)
         .await?;
