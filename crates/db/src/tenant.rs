@@ -48,11 +48,17 @@ fn begin_with_context_sql(org: Option<OrgId>, user: Option<UserId>) -> String {
 }
 
 /// The membership check, under the RLS of the context just set (migrations/0004): one row,
-/// NULLs when the user is not a member of the org.
-const MEMBERSHIP_SQL: &str = "SELECT role, status FROM app.current_membership()";
+/// NULLs when the user is not a member of the org; then whether the transaction is fresh.
+const MEMBERSHIP_SQL: &str =
+    "SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership()";
 
-/// The org's status, under the RLS of the context just set: no row when the org is gone.
-const ORG_STATUS_SQL: &str = "SELECT status FROM organizations WHERE id = app.current_org_id()";
+/// The org's status, under the RLS of the context just set (NULL when the org is gone); then
+/// whether the transaction is fresh.
+const ORG_STATUS_SQL: &str = "SELECT o.status, now() = statement_timestamp() AS fresh \
+     FROM (SELECT) AS one LEFT JOIN organizations o ON o.id = app.current_org_id()";
+
+/// Whether the transaction is fresh, for batches that check nothing else.
+const FRESH_SQL: &str = "SELECT now() = statement_timestamp() AS fresh";
 
 /// The actor named by a background job's tenant transaction: the nil uuid, which no identity
 /// provider issues as a `sub`, so it is never a member of anything.
@@ -62,41 +68,77 @@ pub const SYSTEM_ACTOR: UserId = UserId::from_uuid(uuid::Uuid::nil());
 /// of: COMMIT; ROLLBACK (dropped without commit: a spawned task rolls back before the
 /// connection goes back to the pool); or the connection is closed, never reused (any error
 /// on the way, or no runtime to roll back on).
+///
+/// The guard holds the connection from before the first statement is sent, so a caller
+/// cancelled at any await (a client that disconnects mid-request) still rolls back: the
+/// connection never goes back to the pool inside an open transaction with a stale context.
 pub(crate) struct ScopedTx {
     conn: Option<PoolConnection<Postgres>>,
 }
 
 impl ScopedTx {
-    /// Begins, sets the context, and runs `then` (if any) in the same batch; returns the rows
-    /// that `then` produced.
+    /// Begins, sets the context, and runs `then` in the same batch; returns the rows that
+    /// `then` produced. `then`'s rows must end with the boolean column `fresh`
+    /// (`now() = statement_timestamp()`): true only in a transaction that this batch began.
+    /// A connection found inside an older transaction (which the guard makes impossible, so
+    /// this is the second line of defence) is closed, never used, and another one is taken.
     pub(crate) async fn begin(
         db: &Db,
         org: Option<OrgId>,
         user: Option<UserId>,
         then: Option<&str>,
     ) -> Result<(Self, Vec<PgRow>), sqlx::Error> {
-        let mut conn = db.pool().acquire().await?;
-        let mut sql = begin_with_context_sql(org, user);
-        if let Some(then) = then {
-            sql.push_str("; ");
-            sql.push_str(then);
-        }
-        match batch(&mut conn, &sql).await {
-            Ok(rows) => Ok((Self { conn: Some(conn) }, rows)),
-            Err(e) => {
-                conn.close_on_drop();
-                Err(e)
+        let sql = format!(
+            "{}; {}",
+            begin_with_context_sql(org, user),
+            then.unwrap_or(FRESH_SQL)
+        );
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut tx = Self {
+                conn: Some(db.pool().acquire().await?),
+            };
+            let rows = match batch(tx.conn(), &sql).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tx.discard();
+                    return Err(e);
+                }
+            };
+            let fresh = rows
+                .first()
+                .and_then(|row| row.try_get::<bool, _>("fresh").ok())
+                .unwrap_or(false);
+            if fresh {
+                return Ok((tx, rows));
+            }
+            tx.discard();
+            tracing::error!("a pooled connection was inside an open transaction; it is closed");
+            if attempts == 2 {
+                return Err(sqlx::Error::Protocol(
+                    "pooled connections are inside open transactions".into(),
+                ));
             }
         }
     }
 
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
-        // Present until commit or drop, both of which consume or end `self`.
+        // Present until commit, discard or drop, all of which consume or end `self`.
         self.conn
             .as_deref_mut()
             .expect("ScopedTx used after it ended")
     }
 
+    /// Closes the connection instead of returning it to the pool.
+    fn discard(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+
+    /// Takes the connection out of the guard first: a caller cancelled during COMMIT leaves
+    /// a statement that ends the transaction either way (sqlx finishes it before reuse).
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
@@ -116,6 +158,8 @@ impl Drop for ScopedTx {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
+                // ROLLBACK waits for any statement still in flight (the caller was cancelled
+                // mid-await), then ends the transaction; any failure closes the connection.
                 runtime.spawn(async move {
                     if batch(&mut conn, "ROLLBACK").await.is_err() {
                         conn.close_on_drop();
@@ -174,7 +218,8 @@ impl TenantTx {
     pub(crate) async fn begin_job(db: &Db, org: OrgId) -> Result<Self, TenantError> {
         let (tx, rows) = ScopedTx::begin(db, Some(org), None, Some(ORG_STATUS_SQL)).await?;
         let row = rows.first().ok_or(TenantError::NotMember)?;
-        let status: String = row.try_get(0)?;
+        let status: Option<String> = row.try_get(0)?;
+        let status = status.ok_or(TenantError::NotMember)?;
         if status != "active" {
             return Err(TenantError::Suspended);
         }
