@@ -79,7 +79,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         keyring,
         metrics: Arc::default(),
     };
-    tokio::spawn(voxanne_http::serve(listener, state, std::future::pending()));
+    tokio::spawn(voxanne_http::serve(
+        listener,
+        state,
+        Default::default(),
+        std::future::pending(),
+    ));
     let http = reqwest::Client::new();
 
     let message = |m: Value| {

@@ -45,12 +45,37 @@ pub enum DbError {
     Corrupt(String),
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
+    /// The database cannot be reached, or no connection could be had in time (the pool is
+    /// exhausted, the server is restarting): try again shortly.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error(transparent)]
     Sqlx(sqlx::Error),
 }
 
+/// Whether `e` says the database is out of reach rather than that the statement was wrong:
+/// no connection in time, a broken or refused connection, a server shutting down or starting.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin/crash shutdown,
+        // cannot connect now), 53300 (too many connections).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            return DbError::Unavailable(e);
+        }
         match &e {
             sqlx::Error::RowNotFound => DbError::NotFound,
             sqlx::Error::Database(db) if db.constraint().is_some() => DbError::Constraint {
@@ -66,6 +91,9 @@ impl From<sqlx::Error> for DbError {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: PgPool,
+    /// Whether the database is in an episode of unavailability: logged once when it starts
+    /// and once when it ends, not once per request.
+    unavailable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Db {
@@ -76,7 +104,31 @@ impl Db {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(app)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            unavailable: Default::default(),
+        })
+    }
+
+    /// Notes the outcome of reaching the database, logging the start and the end of an
+    /// episode of unavailability.
+    pub(crate) fn note_reachable(&self, result: Result<(), &sqlx::Error>) {
+        use std::sync::atomic::Ordering;
+        match result {
+            Ok(()) => {
+                if self.unavailable.load(Ordering::Relaxed)
+                    && self.unavailable.swap(false, Ordering::Relaxed)
+                {
+                    tracing::info!("the database is reachable again");
+                }
+            }
+            Err(e) if is_unavailable(e) => {
+                if !self.unavailable.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "the database is unavailable; requests are answered 503 until it is back");
+                }
+            }
+            Err(_) => {}
+        }
     }
 
     pub(crate) fn pool(&self) -> &PgPool {

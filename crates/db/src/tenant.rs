@@ -96,12 +96,13 @@ impl ScopedTx {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut tx = Self {
-                conn: Some(db.pool().acquire().await?),
-            };
+            let conn = db.pool().acquire().await;
+            db.note_reachable(conn.as_ref().map(drop));
+            let mut tx = Self { conn: Some(conn?) };
             let rows = match batch(tx.conn(), &sql).await {
                 Ok(rows) => rows,
                 Err(e) => {
+                    db.note_reachable(Err(&e));
                     tx.discard();
                     return Err(e);
                 }

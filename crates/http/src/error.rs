@@ -12,6 +12,9 @@ use voxanne_db::appointments::BookingError;
 use voxanne_db::system::Probe;
 use voxanne_db::{DbError, Membership, TenantError};
 
+/// `Retry-After` of a 503 `unavailable`: the pool or the database needs a moment.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing bearer token: send `Authorization: Bearer <jwt>`")]
@@ -68,8 +71,18 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
-    #[error("the database is not reachable")]
+    #[error("the service is unavailable for a moment; retry after the Retry-After seconds")]
     Unavailable,
+    #[error("the request took too long to answer; retry after the Retry-After seconds")]
+    Timeout,
+    #[error("the request was not received in time")]
+    RequestTimeout,
+    #[error("the request's header fields are too large")]
+    HeadersTooLarge,
+    #[error("the request target (URI) is too long")]
+    UriTooLong,
+    #[error("the server has too many connections; retry after the Retry-After seconds")]
+    TooManyConnections,
     #[error("internal error")]
     Internal(String),
 }
@@ -159,6 +172,15 @@ impl ApiError {
         ApiError::Internal(e.to_string())
     }
 
+    /// Seconds for `Retry-After`, on the answers that mean "not now, later".
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Unavailable | ApiError::Timeout => Some(UNAVAILABLE_RETRY_AFTER),
+            ApiError::TooManyConnections => Some(1),
+            _ => None,
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
@@ -187,15 +209,27 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
+            ApiError::UriTooLong => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            ApiError::TooManyConnections => {
+                (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let message = match &self {
+impl ApiError {
+    /// The JSON body of this error: `{"error":{"code","message"[,"field"]}}`. Internal
+    /// details are logged here and never put in the body.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code) = self.status_and_code();
+        let message = match self {
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 "internal error; the request id identifies it in the server log".to_owned()
@@ -203,19 +237,30 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut error = json!({ "code": code, "message": message });
+        if let ApiError::Validation { field, .. } | ApiError::InvalidReference { field, .. } = self
+        {
+            error["field"] = json!(field);
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        let retry_after = self.retry_after();
+        let body = self.body();
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
         let probe = match self {
-            ApiError::Validation { field, .. } => {
-                error["field"] = json!(field);
-                None
-            }
-            ApiError::InvalidReference { field, probe } => {
-                error["field"] = json!(field);
-                Some(probe)
-            }
-            ApiError::Missing(probe) => Some(probe),
+            ApiError::InvalidReference { probe, .. } | ApiError::Missing(probe) => Some(probe),
             _ => None,
         };
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
         if let Some(probe) = probe {
             response.extensions_mut().insert(*probe);
         }
@@ -227,6 +272,8 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::NotFound => ApiError::NotFound,
+            // Logged once per episode where it is noticed (voxanne_db), not per request.
+            DbError::Unavailable(_) => ApiError::Unavailable,
             other => ApiError::internal(other),
         }
     }

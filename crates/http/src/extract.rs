@@ -30,6 +30,19 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(*p);
         }
+        // A header that chooses who or which org must say it once: with two, "the first
+        // wins" would let whatever sits in front of us disagree with us about the tenant.
+        for (name, shown) in [
+            (axum::http::header::AUTHORIZATION.as_str(), "Authorization"),
+            (ORG_HEADER, "X-Org-Id"),
+        ] {
+            if parts.headers.get_all(name).iter().nth(1).is_some() {
+                return Err(ApiError::BadRequest {
+                    code: "duplicate_header",
+                    message: format!("{shown} must be sent once"),
+                });
+            }
+        }
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

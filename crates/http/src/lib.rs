@@ -10,10 +10,12 @@ pub mod idempotency;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
+pub mod server;
 pub mod storage;
 
 use crate::auth::JwtVerifier;
 use crate::error::ApiError;
+pub use crate::server::ServerConfig;
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
@@ -179,14 +181,24 @@ async fn record_probes(
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let (router, _) = routes().split_for_parts();
+    let config = Arc::new(config.clone());
     router
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             record_probes,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        // Outermost of the route layers: the body is in memory before any extractor runs.
+        .layer(axum::middleware::from_fn_with_state(
+            config.clone(),
+            server::read_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            config,
+            server::request_timeout,
+        ))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -219,14 +231,15 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
-/// The binary binds the configured address; tests bind `127.0.0.1:0`.
+/// Serves the API on `listener` until `shutdown` resolves, then gives in-flight requests
+/// `config.shutdown_grace` to finish. The binary binds the configured address; tests bind
+/// `127.0.0.1:0`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state, &config);
+    server::run(listener, app, config, shutdown).await
 }

@@ -145,6 +145,41 @@ async fn another_clinic_in_x_org_id_is_403_for_a_non_member() {
 }
 
 #[tokio::test]
+async fn a_header_that_chooses_the_user_or_the_org_twice_is_400_not_the_first_wins() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    let a_token = app.token(a.owner, Some(a.org));
+    let b_token = app.token(b.owner, Some(b.org));
+    let (a_org, b_org) = (a.org.to_string(), b.org.to_string());
+    for (headers, named) in [
+        (
+            vec![("x-org-id", a_org.as_str()), ("x-org-id", b_org.as_str())],
+            "X-Org-Id",
+        ),
+        (
+            vec![("x-org-id", a_org.as_str()), ("x-org-id", a_org.as_str())],
+            "X-Org-Id",
+        ),
+        (
+            vec![("authorization", &*format!("Bearer {b_token}"))],
+            "Authorization",
+        ),
+    ] {
+        let r = app.get("/api/v1/calls", Some(&a_token), &headers).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (400, "duplicate_header"),
+            "{named}: {}",
+            r.body
+        );
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(named));
+    }
+}
+
+#[tokio::test]
 async fn x_org_id_selects_among_the_users_own_orgs() {
     let app = TestApp::spawn().await;
     let [a, b] = app.clinics().await;

@@ -156,9 +156,57 @@ pub struct Config {
         global = true
     )]
     pub db_max_connections: u32,
+    /// A request head (request line and headers) must arrive within this (408).
+    #[arg(long, env = "VOXANNE_HTTP_HEAD_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub http_head_timeout: std::time::Duration,
+    /// A request body must arrive within this (408).
+    #[arg(long, env = "VOXANNE_HTTP_BODY_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration, global = true)]
+    pub http_body_timeout: std::time::Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[arg(long, env = "VOXANNE_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    pub http_idle_timeout: std::time::Duration,
+    /// A whole request must be answered within this (503 `timeout`).
+    #[arg(long, env = "VOXANNE_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub http_request_timeout: std::time::Duration,
+    /// Open connections at most; one more is answered 503.
+    #[arg(
+        long,
+        env = "VOXANNE_HTTP_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub http_max_connections: usize,
+    /// On SIGTERM, how long in-flight requests and background batches get to finish.
+    #[arg(long, env = "VOXANNE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Config {
+    /// The edge's limits (`voxanne_http::server`).
+    pub fn server_config(&self) -> anyhow::Result<voxanne_http::ServerConfig> {
+        anyhow::ensure!(
+            self.http_max_connections >= 1,
+            "--http-max-connections must be at least 1"
+        );
+        for (name, value) in [
+            ("--http-head-timeout", self.http_head_timeout),
+            ("--http-body-timeout", self.http_body_timeout),
+            ("--http-idle-timeout", self.http_idle_timeout),
+            ("--http-request-timeout", self.http_request_timeout),
+        ] {
+            anyhow::ensure!(!value.is_zero(), "{name} must be longer than zero");
+        }
+        Ok(voxanne_http::ServerConfig {
+            head_timeout: self.http_head_timeout,
+            body_timeout: self.http_body_timeout,
+            idle_timeout: self.http_idle_timeout,
+            request_timeout: self.http_request_timeout,
+            max_connections: self.http_max_connections,
+            shutdown_grace: self.shutdown_grace,
+            ..voxanne_http::ServerConfig::default()
+        })
+    }
+
     /// The recording worker's settings, checked: a lease shorter than a download would let a
     /// second worker take over a job that is still running.
     pub fn worker_config(&self) -> anyhow::Result<voxanne_jobs::WorkerConfig> {

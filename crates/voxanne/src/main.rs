@@ -219,6 +219,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         audience: config.jwt_audience.clone(),
     })
     .await?;
+    let server_config = config.server_config()?;
     let database = database::open(config).await?;
     let shutdown = shutdown_signal();
     let result = async {
@@ -273,16 +274,13 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             shutdown.await;
             let _ = stop.send(true);
         });
-        let served = voxanne_http::serve(listener, state, async move {
+        let served = voxanne_http::serve(listener, state, server_config, async move {
             let _ = server_stopped.wait_for(|stop| *stop).await;
         })
         .await;
         signal.abort();
         if let Some(workers) = workers {
-            // Each finishes the batch in flight.
-            for worker in workers {
-                let _ = worker.await;
-            }
+            stop_workers(workers, config.shutdown_grace).await;
         }
         served?;
         anyhow::Ok(())
@@ -355,14 +353,30 @@ async fn worker(config: &Config) -> anyhow::Result<()> {
         )?;
         shutdown.await;
         let _ = stop.send(true);
-        for worker in workers {
-            worker.await?;
-        }
+        stop_workers(workers, config.shutdown_grace).await;
         anyhow::Ok(())
     }
     .await;
     database.shutdown().await;
     result
+}
+
+/// Waits for the workers to finish their batches in flight, for at most `grace`; then stops
+/// them where they are (their claimed jobs go back to the queue when the leases run out).
+async fn stop_workers(workers: [tokio::task::JoinHandle<()>; 2], grace: std::time::Duration) {
+    let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
+    let finished = tokio::time::timeout(grace, async {
+        for worker in workers {
+            let _ = worker.await;
+        }
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("shutdown deadline reached: stopping the background jobs mid-batch");
+        for abort in aborts {
+            abort.abort();
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when

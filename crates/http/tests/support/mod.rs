@@ -15,7 +15,7 @@ use voxanne_db::crypto::Keyring;
 use voxanne_db::demo::{self, DemoClinic};
 use voxanne_domain::{OrgId, UserId};
 use voxanne_http::auth::{mint_hs256, AuthConfig, DevToken, JwksSource, JwtVerifier};
-use voxanne_http::AppState;
+use voxanne_http::{AppState, ServerConfig};
 use voxanne_testkit::TestDb;
 
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
@@ -63,6 +63,19 @@ impl TestApp {
         jwks: Option<JwksSource>,
         store: Option<Arc<dyn object_store::ObjectStore>>,
     ) -> Self {
+        Self::spawn_configured(jwks, store, ServerConfig::default()).await
+    }
+
+    /// With the edge's limits set to `server`.
+    pub async fn spawn_with_server(server: ServerConfig) -> Self {
+        Self::spawn_configured(None, None, server).await
+    }
+
+    pub async fn spawn_configured(
+        jwks: Option<JwksSource>,
+        store: Option<Arc<dyn object_store::ObjectStore>>,
+        server: ServerConfig,
+    ) -> Self {
         let t = TestDb::new().await;
         let auth = JwtVerifier::new(AuthConfig {
             hs256_secret: Some(SecretString::from(SECRET)),
@@ -89,7 +102,7 @@ impl TestApp {
             keyring: Arc::new(keyring()),
             metrics: Arc::default(),
         };
-        tokio::spawn(voxanne_http::serve(listener, state, async {
+        tokio::spawn(voxanne_http::serve(listener, state, server, async {
             let _ = rx.await;
         }));
         let client = reqwest::Client::builder()
@@ -103,6 +116,14 @@ impl TestApp {
             client,
             _shutdown: tx,
         }
+    }
+
+    /// The server's address, for raw sockets.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the server's address")
     }
 
     /// Seeds the two demo clinics ("Clinic A", "Clinic B").
