@@ -352,3 +352,76 @@ async fn an_oversized_webhook_body_is_413_json() {
         assert_eq!(body["error"]["code"], json!("payload_too_large"), "{path}");
     }
 }
+
+/// A cluster of this test's own, so that it can be stopped under a running server.
+fn own_cluster(dir: &std::path::Path) -> voxanne_db::embedded::EmbeddedCluster {
+    voxanne_db::embedded::EmbeddedCluster::start(
+        dir,
+        voxanne_db::embedded::ClusterOptions { ephemeral: true },
+    )
+    .expect("starting a PostgreSQL cluster of the test's own")
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_is_503_unavailable_with_retry_after_then_served_again() {
+    use std::os::unix::fs::PermissionsExt;
+    use voxanne_db::embedded::ADMIN_ROLE;
+    let dir = tempfile::tempdir().expect("dir");
+    // The cluster may run as another OS account (when we are root): let it in.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("mode");
+    let started = dir.path().to_owned();
+    let cluster = tokio::task::spawn_blocking(move || own_cluster(&started))
+        .await
+        .expect("cluster");
+    voxanne_db::migrate::migrate(&cluster.connect_options(ADMIN_ROLE, "postgres"), None)
+        .await
+        .expect("migrate");
+    let db = voxanne_db::Db::connect(
+        cluster.connect_options(voxanne_db::migrate::APP_ROLE, "postgres"),
+        4,
+    )
+    .await
+    .expect("pool");
+    let [a, _] = voxanne_db::demo::seed(&db).await.expect("seed");
+    let base = support::serve_db(db).await;
+    let client = reqwest::Client::new();
+    let token = support::token_for(a.owner, Some(a.org));
+    let calls = || {
+        client
+            .get(format!("{base}/api/v1/calls?limit=1"))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(calls().await.expect("request").status(), 200);
+
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .expect("join")
+        .expect("stopping the cluster");
+    for _ in 0..3 {
+        let r = calls().await.expect("request");
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+        let body: Value = r.json().await.expect("JSON");
+        assert_eq!(body["error"]["code"], json!("unavailable"));
+    }
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+
+    let restarting = dir.path().to_owned();
+    let cluster = tokio::task::spawn_blocking(move || own_cluster(&restarting))
+        .await
+        .expect("cluster again");
+    assert_eq!(calls().await.expect("request").status(), 200);
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .expect("join")
+        .expect("stop");
+}

@@ -134,17 +134,7 @@ impl TestApp {
     }
 
     pub fn token(&self, user: UserId, org: Option<OrgId>) -> String {
-        mint_hs256(
-            &SecretString::from(SECRET),
-            AUDIENCE,
-            &DevToken {
-                user,
-                org,
-                role: None,
-                ttl: Duration::from_secs(600),
-            },
-        )
-        .expect("token")
+        token_for(user, org)
     }
 
     /// GET with a bearer token (if any) and extra headers.
@@ -268,6 +258,51 @@ impl TestApp {
 }
 
 /// The test server's keyring.
+/// Serves the API on `db` (not a `TestDb`), with the test secrets; returns the base URL.
+pub async fn serve_db(db: voxanne_db::Db) -> String {
+    let auth = JwtVerifier::new(AuthConfig {
+        hs256_secret: Some(SecretString::from(SECRET)),
+        jwks: None,
+        audience: AUDIENCE.into(),
+    })
+    .await
+    .expect("verifier");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let storage = std::env::temp_dir();
+    let state = AppState {
+        db,
+        auth: Arc::new(auth),
+        recordings: Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(storage).expect("storage"),
+        ),
+        keyring: Arc::new(keyring()),
+        metrics: Arc::default(),
+    };
+    tokio::spawn(voxanne_http::serve(
+        listener,
+        state,
+        ServerConfig::default(),
+        std::future::pending(),
+    ));
+    base
+}
+
+/// A token for `user` acting in `org`, signed with the test secret.
+pub fn token_for(user: UserId, org: Option<OrgId>) -> String {
+    mint_hs256(
+        &SecretString::from(SECRET),
+        AUDIENCE,
+        &DevToken {
+            user,
+            org,
+            role: None,
+            ttl: Duration::from_secs(600),
+        },
+    )
+    .expect("token")
+}
+
 pub fn keyring() -> Keyring {
     Keyring::from_config(
         &SecretString::from(ENCRYPTION_KEY),
