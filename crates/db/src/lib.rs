@@ -45,6 +45,11 @@ pub enum DbError {
     Corrupt(String),
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
+    /// A value the database cannot store (SQLSTATE class 22, data exception, or 54000,
+    /// e.g. a NUL in text, an instant out of range, a value too long for an index). The
+    /// edge refuses these first, naming the field; this is the net under it.
+    #[error("a value cannot be stored: {0}")]
+    InvalidValue(String),
     /// The database cannot be reached, or no connection could be had in time (the pool is
     /// exhausted, the server is restarting): try again shortly.
     #[error("the database is unavailable: {0}")]
@@ -78,6 +83,13 @@ impl From<sqlx::Error> for DbError {
         }
         match &e {
             sqlx::Error::RowNotFound => DbError::NotFound,
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|code| code.starts_with("22") || code == "54000") =>
+            {
+                DbError::InvalidValue(db.message().to_owned())
+            }
             sqlx::Error::Database(db) if db.constraint().is_some() => DbError::Constraint {
                 constraint: db.constraint().unwrap_or_default().to_owned(),
             },

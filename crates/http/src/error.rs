@@ -274,6 +274,15 @@ impl From<DbError> for ApiError {
             DbError::NotFound => ApiError::NotFound,
             // Logged once per episode where it is noticed (voxanne_db), not per request.
             DbError::Unavailable(_) => ApiError::Unavailable,
+            DbError::InvalidValue(detail) => {
+                tracing::warn!(%detail, "the database refused a value the edge let through");
+                ApiError::Unprocessable {
+                    code: "invalid_value",
+                    message: "a value in the request cannot be stored (too long, out of range, \
+                              or not valid text)"
+                        .into(),
+                }
+            }
             other => ApiError::internal(other),
         }
     }

@@ -157,6 +157,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for AppQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        crate::storable::check_query(parts.uri.query().unwrap_or(""))?;
         let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
         Ok(AppQuery(value))
     }
@@ -169,6 +170,10 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for AppPath<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // A NUL names nothing that exists.
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::NotFound);
+        }
         let axum::extract::Path(value) =
             axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(AppPath(value))
@@ -222,17 +227,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             });
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
+            code: "invalid_json",
+            message: format!("malformed JSON: {e}"),
+        })?;
+    crate::storable::check_value("", &value)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::BadRequest {
-                code: "invalid_json",
-                message: format!("malformed JSON: {inner}"),
-            };
-        }
-        let message = inner.to_string();
+        let message = e.into_inner().to_string();
         // The path names the failing field (an unknown one included); at the top level the
         // path is "." and only the message names it.
         let field = if path == "." {
@@ -244,20 +247,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             path
         };
-        ApiError::validation(
-            field,
-            message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_owned(),
-        )
-    })?;
-    de.end().map_err(|e| ApiError::BadRequest {
-        code: "invalid_json",
-        message: format!("malformed JSON: {e}"),
-    })?;
-    Ok(value)
+        ApiError::validation(field, message)
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod routes;
 pub mod server;
+pub mod storable;
 pub mod storage;
 
 use crate::auth::JwtVerifier;

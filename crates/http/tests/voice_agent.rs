@@ -920,3 +920,25 @@ async fn another_clinics_hold_or_appointment_named_by_the_agent_is_refused_and_r
 async fn security_events(app: &TestApp, clinic: &DemoClinic) -> Vec<Value> {
     list(app, clinic, "/api/v1/security-events?limit=100").await
 }
+
+#[tokio::test]
+async fn tool_arguments_with_nul_characters_get_an_answer_not_a_500() {
+    let (app, _, _) = world().await;
+    for (i, (name, args)) in [
+        (
+            "search_knowledge_base",
+            json!("{\"query\": \"park\\u0000ing\"}"),
+        ),
+        ("search_knowledge_base", json!({"query": "park\u{0}ing"})),
+        ("check_dnc", json!({"phone": "+1415555\u{0}1001"})),
+        ("hold_slot", json!({"starts_at": "-200000-03-03T10:00:00Z"})),
+        ("find_contact", json!({"ph\u{0}one": "x"})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("tc-nul-{i}");
+        let result = tool(&app, "vapi-nul-tools", ADA, &id, name, args.clone()).await;
+        assert!(!result.is_empty(), "{name} {args}");
+    }
+}

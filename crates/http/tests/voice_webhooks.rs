@@ -385,3 +385,57 @@ async fn twilio_status_callbacks_signed_with_the_clinics_auth_token_are_applied_
         (404, "unknown_number")
     );
 }
+
+#[tokio::test]
+async fn a_signed_report_with_nul_characters_is_stored_without_them() {
+    let (app, a, _) = world().await;
+    let mut report: Value =
+        serde_json::from_slice(&end_of_call("vapi-nul-1", a.number)).expect("json");
+    report["message"]["artifact"]["transcript"] = json!("I'd like\u{0} a cleaning\u{0}.");
+    report["message"]["analysis"]["summary"] = json!("\u{0}Booked.");
+    report["message"]["endedReason"] = json!("customer\u{0}-ended-call");
+    let body = report.to_string().into_bytes();
+    let r = post(&app, &body, Some((A_SECRET, now()))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["call_id"].as_str().expect("call id").to_owned();
+    let call = app
+        .get_as(
+            &format!("/api/v1/calls/{id}"),
+            &app.token(a.owner, Some(a.org)),
+        )
+        .await;
+    assert_eq!(call.body["transcript"], "I'd like a cleaning.");
+    assert_eq!(call.body["summary"], "Booked.");
+}
+
+#[tokio::test]
+async fn a_signed_twilio_callback_with_nul_characters_is_not_a_500() {
+    let (app, a, _) = world().await;
+    set_twilio_token(&app, &a, "twilio-token-a").await;
+    let r = twilio_post(
+        &app,
+        &[
+            ("CallSid", "CA\u{0}nul"),
+            ("CallStatus", "completed"),
+            ("Direction", "inbound"),
+            ("To", a.number),
+            ("From", "+1415555\u{0}9876"),
+            ("CallDuration", "12"),
+        ],
+        Some("twilio-token-a"),
+    )
+    .await;
+    assert!(r.status.as_u16() < 500, "{} {:?}", r.status, r.body);
+    let r = app
+        .client
+        .post(format!("{}/webhooks/sms/twilio/status", app.base))
+        .form(&[
+            ("MessageSid", "SM\u{0}x"),
+            ("MessageStatus", "delivered"),
+            ("From", a.number),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().as_u16() < 500, "{}", r.status());
+}

@@ -86,7 +86,11 @@ fn tool_calls(m: &Value) -> Result<Vec<ToolCall>, ParseError> {
                 .and_then(|f| f.get("arguments"))
                 .or_else(|| call.get("arguments"))
             {
-                Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+                Some(Value::String(s)) => {
+                    let mut parsed = serde_json::from_str(s).unwrap_or(Value::Null);
+                    crate::strip_nul(&mut parsed);
+                    parsed
+                }
                 Some(v) => v.clone(),
                 None => Value::Null,
             };
@@ -105,8 +109,9 @@ fn tool_calls(m: &Value) -> Result<Vec<ToolCall>, ParseError> {
 }
 
 pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
-    let root: Value =
+    let mut root: Value =
         serde_json::from_slice(body).map_err(|_| ParseError("the body is not JSON"))?;
+    crate::strip_nul(&mut root);
     let m = root
         .get("message")
         .filter(|m| m.is_object())

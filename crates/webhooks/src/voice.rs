@@ -199,6 +199,15 @@ pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// The form parameters of a body, NUL characters removed: for reading a request whose
+/// signature was checked over [`form_params`] (PostgreSQL cannot store a NUL in text).
+pub fn form_params_text(body: &[u8]) -> Vec<(String, String)> {
+    form_params(body)
+        .into_iter()
+        .map(|(name, value)| (name.replace('\0', ""), value.replace('\0', "")))
+        .collect()
+}
+
 /// The first value of form parameter `name`; absent and empty are both `None`.
 pub fn form_value<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
@@ -218,7 +227,7 @@ impl VoicePlatform for TwilioVoice {
     }
 
     fn parse(&self, request: &Request<'_>) -> Result<Inbound, Malformed> {
-        let params = form_params(request.body);
+        let params = form_params_text(request.body);
         let get = |name: &str| form_value(&params, name);
         let call_sid = get("CallSid")
             .ok_or_else(|| Malformed("no CallSid: not a Twilio call callback".into()))?;

@@ -21,7 +21,7 @@ use voxanne_db::{TenantError, TenantTx};
 use voxanne_domain::{CallDirection, IntegrationProvider, PhoneNumber};
 use voxanne_webhooks::signature::SignatureError;
 use voxanne_webhooks::voice::{
-    form_params, form_value, Request, TwilioVoice, Vapi, VoiceEvent, VoicePlatform,
+    form_params_text, form_value, Request, TwilioVoice, Vapi, VoiceEvent, VoicePlatform,
 };
 
 const VAPI_ROUTE: &str = "POST /webhooks/voice/vapi";
@@ -348,7 +348,7 @@ pub async fn sms_twilio_status(
     uri: Uri,
     body: Bytes,
 ) -> Result<Json<SmsStatusAck>, ApiError> {
-    let params = form_params(&body);
+    let params = form_params_text(&body);
     let get = |name: &str| form_value(&params, name);
     let invalid = |message: &str| ApiError::BadRequest {
         code: "invalid_webhook",
