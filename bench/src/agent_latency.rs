@@ -65,7 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
+    let (security, _) = voxanne_http::security_log::SecurityLog::start(t.db.clone());
     let state = AppState {
+        security,
         db: t.db.clone(),
         auth: Arc::new(
             JwtVerifier::new(AuthConfig {

@@ -41,21 +41,27 @@ pub enum OpenSecretsError {
 impl StoredIntegration {
     /// The decrypted secrets (empty when none are stored).
     pub fn open_secrets(&self, keyring: &Keyring, org: OrgId) -> Result<Secrets, OpenSecretsError> {
-        let Some(sealed) = &self.secrets else {
-            return Ok(Secrets::new());
-        };
-        let plain = keyring.open(
-            &sealed.key_id,
-            &sealed.bytes,
-            &secrets_aad(org, self.provider),
-        )?;
-        let map: BTreeMap<String, String> =
-            serde_json::from_slice(&plain).map_err(|_| OpenSecretsError::Malformed)?;
-        Ok(map
-            .into_iter()
-            .map(|(name, value)| (name, SecretString::from(value)))
-            .collect())
+        match &self.secrets {
+            None => Ok(Secrets::new()),
+            Some(sealed) => open_sealed(sealed, keyring, org, self.provider),
+        }
     }
+}
+
+/// Decrypts `provider`'s secrets of `org`, sealed into `sealed`.
+pub fn open_sealed(
+    sealed: &Sealed,
+    keyring: &Keyring,
+    org: OrgId,
+    provider: IntegrationProvider,
+) -> Result<Secrets, OpenSecretsError> {
+    let plain = keyring.open(&sealed.key_id, &sealed.bytes, &secrets_aad(org, provider))?;
+    let map: BTreeMap<String, String> =
+        serde_json::from_slice(&plain).map_err(|_| OpenSecretsError::Malformed)?;
+    Ok(map
+        .into_iter()
+        .map(|(name, value)| (name, SecretString::from(value)))
+        .collect())
 }
 
 const COLUMNS: &str = "provider, config, secrets_enc, key_id, updated_at";

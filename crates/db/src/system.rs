@@ -115,28 +115,65 @@ pub struct Probe {
     pub id: Uuid,
 }
 
-/// Records, in the prober's own org, that they asked for an id that belongs to another org
-/// (a missing id is not an event). Returns whether it was one.
-pub async fn record_probe(db: &Db, probe: &Probe, route: &str) -> Result<bool, DbError> {
-    let (mut tx, _) = ScopedTx::begin(db, Some(probe.org), Some(probe.user), None).await?;
-    let recorded = sqlx::query(
-        "INSERT INTO security_events (org_id, kind, actor_user_id, route, target, detail)
-         SELECT $1, 'cross_tenant_reference', $2, $3, $4, jsonb_build_object('table', $5::text)
-          WHERE app.belongs_to_another_org($5, $6, $7)",
+/// Classifies probes off the request path, through the SECURITY DEFINER
+/// `app.classify_probes` (migrations/0012): each id that belongs to another org becomes a
+/// `cross_tenant_probe` security event of the org that owns it, and an entry of the operators'
+/// log naming both. Nothing is written in the prober's org. Returns how many were another
+/// org's. `probes` pairs each probe with the route it came through.
+pub async fn classify_probes(db: &Db, probes: &[(Probe, String)]) -> Result<u64, DbError> {
+    if probes.is_empty() {
+        return Ok(0);
+    }
+    let batch: Vec<serde_json::Value> = probes
+        .iter()
+        .map(|(p, route)| {
+            serde_json::json!({
+                "org": p.org, "user": p.user, "table": p.table,
+                "column": p.column, "id": p.id, "route": route,
+            })
+        })
+        .collect();
+    let found: i32 = sqlx::query_scalar("SELECT app.classify_probes($1)")
+        .bind(serde_json::Value::Array(batch))
+        .fetch_one(db.pool())
+        .await?;
+    Ok(u64::try_from(found).unwrap_or(0))
+}
+
+/// What a webhook to `number` is verified against, read in one statement whoever owns the
+/// number (`app.webhook_credentials`, migrations/0012): the owning org and whether it is
+/// active, and the sealed secrets of its `provider` integration.
+#[derive(Debug, Clone)]
+pub struct WebhookCredentials {
+    pub org: Option<(OrgId, bool)>,
+    pub secrets: Option<crate::crypto::Sealed>,
+}
+
+pub async fn webhook_credentials(
+    db: &Db,
+    number: &str,
+    provider: voxanne_domain::IntegrationProvider,
+) -> Result<WebhookCredentials, DbError> {
+    let row: (
+        Option<Uuid>,
+        Option<String>,
+        Option<Vec<u8>>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT org_id, status, secrets_enc, key_id FROM app.webhook_credentials($1, $2)",
     )
-    .bind(probe.org.as_uuid())
-    .bind(probe.user.as_uuid())
-    .bind(route)
-    .bind(probe.id.to_string())
-    .bind(probe.table)
-    .bind(probe.column)
-    .bind(probe.id)
-    .execute(tx.conn())
-    .await?
-    .rows_affected()
-        > 0;
-    tx.commit().await?;
-    Ok(recorded)
+    .bind(number)
+    .bind(provider.as_str())
+    .fetch_one(db.pool())
+    .await?;
+    let (org, status, bytes, key_id) = row;
+    Ok(WebhookCredentials {
+        org: org.map(|o| (OrgId::from_uuid(o), status.as_deref() == Some("active"))),
+        secrets: match (bytes, key_id) {
+            (Some(bytes), Some(key_id)) => Some(crate::crypto::Sealed { key_id, bytes }),
+            _ => None,
+        },
+    })
 }
 
 /// A recording job, claimed for one worker until its lease runs out.

@@ -46,9 +46,6 @@ pub enum ApiError {
     InvalidReference { field: String, probe: Box<Probe> },
     #[error("this call has no stored recording")]
     NoRecording,
-    /// A webhook for a number no clinic owns.
-    #[error("no clinic owns this number")]
-    UnknownNumber,
     /// A webhook not signed (or not recently) with the clinic's own secret.
     #[error("invalid webhook signature: {0}")]
     InvalidSignature(String),
@@ -203,7 +200,6 @@ impl ApiError {
             }
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ApiError::NoRecording => (StatusCode::NOT_FOUND, "no_recording"),
-            ApiError::UnknownNumber => (StatusCode::NOT_FOUND, "unknown_number"),
             ApiError::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),

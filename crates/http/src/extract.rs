@@ -9,7 +9,7 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
-use voxanne_db::system::{record_denied, DeniedKind};
+use voxanne_db::system::DeniedKind;
 use voxanne_db::{TenantError, TenantTx};
 use voxanne_domain::{OrgId, UserId};
 
@@ -135,7 +135,7 @@ pub async fn open_tenant(
     }
 }
 
-/// Security events are best effort: failing to record one never fails the request.
+/// Reports a refusal at `org`'s door to the security log (written off the request path).
 async fn record(
     state: &AppState,
     org: OrgId,
@@ -144,10 +144,13 @@ async fn record(
     parts: &Parts,
     detail: serde_json::Value,
 ) {
-    let route = format!("{} {}", parts.method, parts.uri.path());
-    if let Err(e) = record_denied(&state.db, org, user, kind, &route, detail).await {
-        tracing::warn!(error = %e, "recording a security event failed");
-    }
+    state.security.report(crate::security_log::Finding::Denied {
+        org,
+        user,
+        kind,
+        route: format!("{} {}", parts.method, parts.uri.path()),
+        detail,
+    });
 }
 
 /// `Query` whose rejection is our JSON error.

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
+pub mod security_log;
 pub mod server;
 pub mod storable;
 pub mod storage;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// The recording jobs' counters of this process (zero when no worker runs in it).
     pub metrics: Arc<voxanne_jobs::Metrics>,
+    /// Where requests report security findings, written off the request path.
+    pub security: Arc<security_log::SecurityLog>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -159,9 +162,10 @@ async fn openapi_json() -> axum::response::Response {
         .into_response()
 }
 
-/// Records, after the response is made, the probes that handlers reported (an id that was
-/// not found in the active org: if it belongs to another org, that is a security event).
-async fn record_probes(
+/// Reports the probes that handlers found (an id missing from the active org) to the
+/// security log, which classifies them off the request path: the answer and the work done
+/// before it are the same whoever owns the id.
+async fn report_probes(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: Request,
     next: axum::middleware::Next,
@@ -172,9 +176,9 @@ async fn record_probes(
         .extensions_mut()
         .remove::<voxanne_db::system::Probe>()
     {
-        if let Err(e) = voxanne_db::system::record_probe(&state.db, &probe, &route).await {
-            tracing::warn!(error = %e, "recording a security event failed");
-        }
+        state
+            .security
+            .report(security_log::Finding::Probe { probe, route });
     }
     response
 }
@@ -188,7 +192,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     router
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            record_probes,
+            report_probes,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         // Outermost of the route layers: the body is in memory before any extractor runs.

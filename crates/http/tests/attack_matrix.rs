@@ -4,8 +4,9 @@
 //! For every operation on a path with a uuid parameter, clinic B's owner (the strongest role)
 //! aims it at an object of clinic A: read, update, delete, act. For every operation with a
 //! request body, every `…_id` field of its example is pointed at clinic A's object of that
-//! kind. Each attempt must fail with 404 or 422, change nothing of clinic A (every row of every
-//! tenant table, compared), and leave a security event in clinic B.
+//! kind. Each attempt must fail with 404 or 422, change nothing of clinic A's data (every row of
+//! every tenant table, compared) and nothing at all of clinic B (the prober learns nothing from
+//! its own security log), and be recorded, off the request path, in clinic A's security log.
 
 mod support;
 
@@ -14,16 +15,8 @@ use support::openapi::*;
 use support::*;
 use voxanne_db::demo::DemoClinic;
 
-async fn cross_tenant_events(app: &TestApp, token: &str) -> usize {
-    let r = app.get_as("/api/v1/security-events?limit=100", token).await;
-    r.body["data"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter(|x| x["kind"] == "cross_tenant_reference")
-                .count()
-        })
-        .unwrap_or(0)
+async fn cross_tenant_events(app: &TestApp, target: &DemoClinic) -> usize {
+    app.probe_events(target).await.len()
 }
 
 /// A fresh world: both clinics seeded, with an object in every tenant table.
@@ -44,7 +37,8 @@ async fn no_route_with_an_id_lets_one_clinic_read_change_or_delete_anothers_obje
     let (app, a, b, doc) = world().await;
     let a_ids = first_ids(&app, &doc, &a).await;
     let b_token = app.token(b.owner, Some(b.org));
-    let before = app.snapshot(a.org).await;
+    let before = app.data_snapshot(a.org).await;
+    let b_before = app.snapshot(b.org).await;
 
     let mut attacked = 0;
     for op in operations(&doc) {
@@ -58,7 +52,7 @@ async fn no_route_with_an_id_lets_one_clinic_read_change_or_delete_anothers_obje
             path = path.replace(&format!("{{{param}}}"), id);
         }
         let body = example_body(&doc, &op.op);
-        let events_before = cross_tenant_events(&app, &b_token).await;
+        let events_before = cross_tenant_events(&app, &a).await;
         let r = app
             .send(
                 &op.method.to_uppercase(),
@@ -77,14 +71,21 @@ async fn no_route_with_an_id_lets_one_clinic_read_change_or_delete_anothers_obje
             r.body
         );
         assert_eq!(
-            app.snapshot(a.org).await,
+            app.data_snapshot(a.org).await,
             before,
             "{} {} changed clinic A's data",
             op.method,
             op.path
         );
+        assert_eq!(
+            app.snapshot(b.org).await,
+            b_before,
+            "{} {}: the prober's clinic recorded something",
+            op.method,
+            op.path
+        );
         assert!(
-            cross_tenant_events(&app, &b_token).await > events_before,
+            cross_tenant_events(&app, &a).await > events_before,
             "{} {} with clinic A's id left no security event",
             op.method,
             op.path
@@ -103,7 +104,8 @@ async fn no_body_can_reference_another_clinics_object() {
     let a_ids = first_ids(&app, &doc, &a).await;
     let b_ids = first_ids(&app, &doc, &b).await;
     let b_token = app.token(b.owner, Some(b.org));
-    let before = app.snapshot(a.org).await;
+    let before = app.data_snapshot(a.org).await;
+    let b_before = app.snapshot(b.org).await;
     // Which collection holds the objects a `<kind>_id` field names: the one whose last
     // segment is `<kind>s` (contact_id → /contacts).
     let collections: Vec<String> = a_ids.keys().map(|(list, _)| list.clone()).collect();
@@ -148,7 +150,7 @@ async fn no_body_can_reference_another_clinics_object() {
             }
             let mut body = example.clone();
             body[field.as_str()] = json!(target);
-            let events_before = cross_tenant_events(&app, &b_token).await;
+            let events_before = cross_tenant_events(&app, &a).await;
             let r = app
                 .send(&op.method.to_uppercase(), &path, &b_token, Some(&body), &[])
                 .await;
@@ -161,14 +163,21 @@ async fn no_body_can_reference_another_clinics_object() {
                 r.body
             );
             assert_eq!(
-                app.snapshot(a.org).await,
+                app.data_snapshot(a.org).await,
                 before,
                 "{} {} changed clinic A's data",
                 op.method,
                 op.path
             );
+            assert_eq!(
+                app.snapshot(b.org).await,
+                b_before,
+                "{} {} {field}: the prober's clinic recorded something",
+                op.method,
+                op.path
+            );
             assert!(
-                cross_tenant_events(&app, &b_token).await > events_before,
+                cross_tenant_events(&app, &a).await > events_before,
                 "{} {} {field}: no security event",
                 op.method,
                 op.path

@@ -181,7 +181,7 @@ async fn unsigned_wrongly_signed_replayed_tampered_or_unknown_webhooks_write_not
     .await;
     assert_eq!(
         (unknown.status.as_u16(), unknown.code()),
-        (404, "unknown_number")
+        (401, "invalid_signature")
     );
     let garbage = post(&app, b"{\"not\": \"vapi\"}", Some((A_SECRET, now()))).await;
     assert_eq!(
@@ -200,18 +200,8 @@ async fn unsigned_wrongly_signed_replayed_tampered_or_unknown_webhooks_write_not
         without_events(before_a)
     );
     assert_eq!(app.snapshot(b.org).await, before_b);
-    let events = app
-        .get_as(
-            "/api/v1/security-events?limit=100",
-            &app.token(a.owner, Some(a.org)),
-        )
-        .await;
-    let kinds: Vec<&str> = events.body["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .filter_map(|e| e["kind"].as_str())
-        .collect();
+    let events = app.security_events(&a).await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(
         kinds,
         vec!["invalid_webhook_signature"; 5],
@@ -382,8 +372,76 @@ async fn twilio_status_callbacks_signed_with_the_clinics_auth_token_are_applied_
     .await;
     assert_eq!(
         (unknown.status.as_u16(), unknown.code()),
-        (404, "unknown_number")
+        (401, "invalid_signature")
     );
+}
+
+#[tokio::test]
+async fn an_unsigned_webhook_learns_nothing_of_which_numbers_are_a_clinics_or_how_it_is_set_up() {
+    let (app, a, b) = world().await;
+    // A clinic with a number but no Vapi secret, and a suspended one.
+    let c_number = "+14155550177";
+    let r = app
+        .post(
+            "/api/v1/phone-numbers",
+            &app.token(b.owner, Some(b.org)),
+            &json!({"number": c_number}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut admin = app.t.admin().await;
+    sqlx::query("DELETE FROM integration_settings WHERE org_id = $1 AND provider = 'vapi'")
+        .bind(b.org.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("no vapi secret for B");
+    let suspended = "+14155550178";
+    let r = app
+        .post(
+            "/api/v1/phone-numbers",
+            &app.token(a.owner, Some(a.org)),
+            &json!({"number": suspended}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let answers = |to: &'static str| {
+        let app = &app;
+        async move {
+            let mut seen = Vec::new();
+            for message in [
+                status_update("vapi-probe", to, "in-progress"),
+                end_of_call("vapi-probe", to),
+                json!({"message": {"type": "assistant-request", "call": {"id": "vapi-probe"},
+                    "phoneNumber": {"number": to}, "customer": {"number": "+14155559876"}}})
+                .to_string()
+                .into_bytes(),
+            ] {
+                for signed in [None, Some(("guessed-secret", now()))] {
+                    let r = post(app, &message, signed).await;
+                    seen.push((r.status.as_u16(), r.body));
+                }
+            }
+            seen
+        }
+    };
+    let unknown = answers("+15005550006").await;
+    assert!(
+        unknown.iter().all(|(status, _)| *status == 401),
+        "{unknown:?}"
+    );
+    assert_eq!(answers(a.number).await, unknown, "a clinic's number");
+    assert_eq!(
+        answers(c_number).await,
+        unknown,
+        "a clinic without the secret"
+    );
+    sqlx::query("UPDATE organizations SET status = 'suspended' WHERE id = $1")
+        .bind(a.org.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("suspend A");
+    assert_eq!(answers(suspended).await, unknown, "a suspended clinic");
+    assert_eq!(answers("not a number").await, unknown, "not a number");
 }
 
 #[tokio::test]

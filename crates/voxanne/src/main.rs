@@ -242,12 +242,15 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, "listening");
         let recordings = open_storage(config)?;
         let metrics = Arc::new(voxanne_jobs::Metrics::default());
+        let (security, security_writer) =
+            voxanne_http::security_log::SecurityLog::start(database.db.clone());
         let state = AppState {
             db: database.db.clone(),
             auth: Arc::new(auth),
             recordings: recordings.clone(),
             keyring: keyring.clone(),
             metrics: metrics.clone(),
+            security,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = if args.no_worker {
@@ -281,6 +284,13 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         signal.abort();
         if let Some(workers) = workers {
             stop_workers(workers, config.shutdown_grace).await;
+        }
+        // The server's handles are gone: the security log writes what is queued, then ends.
+        if tokio::time::timeout(config.shutdown_grace, security_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown deadline reached: security findings still queued are lost");
         }
         served?;
         anyhow::Ok(())

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use voxanne_db::appointments::{Appointment, BookingError};
 use voxanne_db::call_events::CallEvent;
 use voxanne_db::idempotency::Claim;
-use voxanne_db::system::{record_probe, Probe};
+use voxanne_db::system::Probe;
 use voxanne_db::{DbError, TenantError, TenantTx, SYSTEM_ACTOR};
 use voxanne_domain::availability::{free_slots, Span};
 use voxanne_domain::{CallDirection, CallStatus, PhoneNumber};
@@ -268,9 +268,9 @@ async fn run_one(state: &AppState, call: &CallContext, tool_call: &ToolCall) -> 
                 id,
             };
             let route = format!("POST /webhooks/voice/{} tool {}", call.provider, tool.name);
-            if let Err(e) = record_probe(&state.db, &probe, &route).await {
-                tracing::warn!(error = %e, "recording a security event failed");
-            }
+            state
+                .security
+                .report(crate::security_log::Finding::Probe { probe, route });
             say
         }
         Err(Refusal::Internal(e)) => {

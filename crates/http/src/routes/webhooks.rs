@@ -6,6 +6,7 @@
 
 use crate::agent;
 use crate::error::ApiError;
+use crate::security_log::Finding;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,7 +17,8 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use voxanne_db::call_events::CallEvent;
-use voxanne_db::system::{org_for_number, record_denied, DeniedKind};
+use voxanne_db::integrations::open_sealed;
+use voxanne_db::system::{webhook_credentials, DeniedKind};
 use voxanne_db::{TenantError, TenantTx};
 use voxanne_domain::{CallDirection, IntegrationProvider, PhoneNumber};
 use voxanne_webhooks::signature::SignatureError;
@@ -65,9 +67,8 @@ pub struct WebhookAck {
     responses(
         (status = 200, description = "`WebhookAck` for call events; `{\"assistant\": …}` for assistant-request; `{\"results\": […]}` for tool-calls", body = WebhookAck),
         (status = 400, description = "`invalid_webhook`: not a server message", body = crate::openapi::ErrorBody),
-        (status = 401, description = "`invalid_signature`: missing, wrong, another clinic's, or replayed", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`invalid_signature`: missing, wrong, another clinic's, replayed, or to a number no clinic owns", body = crate::openapi::ErrorBody),
         (status = 403, description = "`org_suspended`", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`unknown_number`: no clinic owns the called number", body = crate::openapi::ErrorBody),
     ))]
 pub async fn vapi(
     State(state): State<AppState>,
@@ -106,7 +107,6 @@ pub struct TwilioStatusCallback {
         (status = 400, description = "`invalid_webhook`: no CallSid", body = crate::openapi::ErrorBody),
         (status = 401, description = "`invalid_signature`", body = crate::openapi::ErrorBody),
         (status = 403, description = "`org_suspended`", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`unknown_number`", body = crate::openapi::ErrorBody),
     ))]
 pub async fn twilio(
     State(state): State<AppState>,
@@ -153,14 +153,15 @@ async fn voice(
         code: "invalid_webhook",
         message: e.to_string(),
     })?;
+    // A number that is not one names no clinic: it is verified like an unknown one.
     let number = inbound
         .clinic_number
         .as_deref()
-        .and_then(|n| PhoneNumber::parse(n).ok())
-        .ok_or(ApiError::UnknownNumber)?;
+        .and_then(|n| PhoneNumber::parse(n).ok());
     let (provider, secret_name) = platform.secret();
+    let named = number.as_ref().map_or("", |n| n.as_str());
     let open = || {
-        open_clinic(state, &number, provider, secret_name, route, |secret| {
+        open_clinic(state, named, provider, secret_name, route, |secret| {
             platform.verify(secret, &request)
         })
     };
@@ -183,7 +184,10 @@ async fn voice(
             let reply = match tokio::time::timeout(agent::ASSISTANT_DEADLINE, answer).await {
                 Ok(reply) => reply?,
                 Err(_) => {
-                    tracing::warn!(number = %number.as_str(), "assistant-request ran out of time; answering unavailable");
+                    tracing::warn!(
+                        number = named,
+                        "assistant-request ran out of time; answering unavailable"
+                    );
                     agent::unavailable_assistant()
                 }
             };
@@ -200,7 +204,7 @@ async fn voice(
                 org: tx.org(),
                 provider: platform.name(),
                 provider_call_id: inbound.provider_call_id,
-                clinic_number: number,
+                clinic_number: verified_number(number)?,
                 caller: inbound
                     .other_number
                     .as_deref()
@@ -216,6 +220,7 @@ async fn voice(
         }
         VoiceEvent::Call(update) => {
             let mut tx = open().await?;
+            let number = verified_number(number)?;
             let other = inbound.other_number.unwrap_or_else(|| "unknown".to_owned());
             let (direction, from, to) = if inbound.inbound {
                 (CallDirection::Inbound, other, number.to_string())
@@ -246,59 +251,81 @@ async fn voice(
     }
 }
 
-/// The one path every provider takes before anything is written: the clinic that owns the
-/// called number, active, and the request verified with that clinic's own secret (`secret_name`
-/// among its `provider` integration's secrets). A refusal on a known number is recorded for
-/// that clinic. Returns the clinic's tenant transaction.
+/// The one path every provider takes before anything is written: the request is verified
+/// with the secret of the clinic that owns the called number (`secret_name` among its
+/// `provider` integration's secrets), and only then is anything decided. An unknown number,
+/// a clinic without that secret, a suspended clinic and a wrong signature do the same work
+/// (one statement, one signature check) and, unsigned, get the same 401: an unsigned request
+/// learns nothing of which numbers are a clinic's or how the clinic is set up. A refusal on a
+/// clinic's number is recorded for that clinic, off the request path. Returns the clinic's
+/// tenant transaction.
 async fn open_clinic(
     state: &AppState,
-    number: &PhoneNumber,
+    number: &str,
     provider: IntegrationProvider,
     secret_name: &str,
     route: &str,
     verify: impl FnOnce(&[u8]) -> Result<(), SignatureError>,
 ) -> Result<TenantTx, ApiError> {
-    let (org, active) = org_for_number(&state.db, number)
-        .await?
-        .ok_or(ApiError::UnknownNumber)?;
+    let found = webhook_credentials(&state.db, number, provider).await?;
+    let secret = match (&found.org, &found.secrets) {
+        (Some((org, _)), Some(sealed)) => open_sealed(sealed, &state.keyring, *org, provider)
+            .map_err(|e| tracing::error!(error = %e, "a clinic's webhook secret cannot be opened"))
+            .ok()
+            .and_then(|mut secrets| secrets.remove(secret_name)),
+        _ => None,
+    };
+    // Without a secret of the clinic's, the check runs against one no request can know, and
+    // fails even if it matched.
+    let checked = verify(
+        secret
+            .as_ref()
+            .map_or(unknowable_secret(), |s| s.expose_secret().as_bytes()),
+    );
+    let refusal = match (&checked, &secret) {
+        (Ok(()), Some(_)) => None,
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(()), None) => Some(SignatureError::Mismatch.to_string()),
+    };
+    let Some((org, active)) = found.org else {
+        return Err(ApiError::InvalidSignature(
+            refusal.unwrap_or_else(|| SignatureError::Mismatch.to_string()),
+        ));
+    };
+    if let Some(reason) = refusal {
+        let why = if secret.is_none() {
+            format!("this clinic has no {provider} {secret_name}")
+        } else {
+            reason.clone()
+        };
+        state.security.report(Finding::Denied {
+            org,
+            user: None,
+            kind: DeniedKind::InvalidWebhookSignature,
+            route: route.to_owned(),
+            detail: serde_json::json!({ "provider": provider.as_str(), "reason": why }),
+        });
+        return Err(ApiError::InvalidSignature(reason));
+    }
     if !active {
         return Err(ApiError::OrgSuspended);
     }
-    let mut tx = state.db.job_tenant(org).await.map_err(|e| match e {
+    state.db.job_tenant(org).await.map_err(|e| match e {
         TenantError::Suspended | TenantError::NotMember => ApiError::OrgSuspended,
         TenantError::Db(e) => e.into(),
-    })?;
-    let secret = tx
-        .get_integration(provider)
-        .await?
-        .map(|i| i.open_secrets(&state.keyring, org))
-        .transpose()
-        .map_err(ApiError::internal)?
-        .and_then(|mut secrets| secrets.remove(secret_name));
-    let verified = match &secret {
-        None => Err(format!("this clinic has no {provider} {secret_name}")),
-        Some(secret) => verify(secret.expose_secret().as_bytes()).map_err(|e| e.to_string()),
-    };
-    match verified {
-        Ok(()) => Ok(tx),
-        Err(reason) => {
-            drop(tx);
-            let detail = serde_json::json!({ "provider": provider.as_str(), "reason": reason });
-            if let Err(e) = record_denied(
-                &state.db,
-                org,
-                None,
-                DeniedKind::InvalidWebhookSignature,
-                route,
-                detail,
-            )
-            .await
-            {
-                tracing::warn!(error = %e, "recording a security event failed");
-            }
-            Err(ApiError::InvalidSignature(reason))
-        }
-    }
+    })
+}
+
+/// The called number of a request that `open_clinic` verified (which a clinic owns, so it is
+/// one).
+fn verified_number(number: Option<PhoneNumber>) -> Result<PhoneNumber, ApiError> {
+    number.ok_or_else(|| ApiError::InvalidSignature(SignatureError::Mismatch.to_string()))
+}
+
+/// A secret of this process that no clinic has and no request can know.
+fn unknowable_secret() -> &'static [u8] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SECRET.get_or_init(rand::random)
 }
 
 /// Twilio's message status callback (form-encoded; the fields Voxanne reads).
@@ -340,7 +367,6 @@ pub struct SmsStatusAck {
         (status = 400, description = "`invalid_webhook`: no MessageSid or MessageStatus", body = crate::openapi::ErrorBody),
         (status = 401, description = "`invalid_signature`: missing, wrong, or another clinic's", body = crate::openapi::ErrorBody),
         (status = 403, description = "`org_suspended`", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`unknown_number`: no clinic owns `From`", body = crate::openapi::ErrorBody),
     ))]
 pub async fn sms_twilio_status(
     State(state): State<AppState>,
@@ -360,9 +386,7 @@ pub async fn sms_twilio_status(
     let reported = get("MessageStatus")
         .ok_or_else(|| invalid("no MessageStatus"))?
         .to_owned();
-    let number = get("From")
-        .and_then(|n| PhoneNumber::parse(n).ok())
-        .ok_or(ApiError::UnknownNumber)?;
+    let number = get("From").and_then(|n| PhoneNumber::parse(n).ok());
     let url = request_url(&headers, &uri);
     let request = Request {
         url: &url,
@@ -374,7 +398,7 @@ pub async fn sms_twilio_status(
     let (provider, secret_name) = TwilioVoice.secret();
     let mut tx = open_clinic(
         &state,
-        &number,
+        number.as_ref().map_or("", |n| n.as_str()),
         provider,
         secret_name,
         "POST /webhooks/sms/twilio/status",

@@ -12,10 +12,12 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use uuid::Uuid;
 use voxanne_db::crypto::Keyring;
 use voxanne_db::demo::{self, DemoClinic};
 use voxanne_domain::{OrgId, UserId};
 use voxanne_http::auth::{mint_hs256, AuthConfig, DevToken, JwksSource, JwtVerifier};
+use voxanne_http::security_log::SecurityLog;
 use voxanne_http::{AppState, ServerConfig};
 use voxanne_testkit::TestDb;
 
@@ -29,6 +31,8 @@ pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"
 
 pub struct TestApp {
     pub base: String,
+    /// The server's security log: `flush` it before reading what it recorded.
+    pub security: Arc<SecurityLog>,
     pub t: TestDb,
     /// The recordings storage (a real directory).
     pub storage: tempfile::TempDir,
@@ -96,12 +100,14 @@ impl TestApp {
                     .expect("storage"),
             ),
         };
+        let (security, _) = SecurityLog::start(t.db.clone());
         let state = AppState {
             db: t.db.clone(),
             auth: Arc::new(auth),
             recordings: recordings.clone(),
             keyring: Arc::new(keyring()),
             metrics: Arc::default(),
+            security: security.clone(),
         };
         tokio::spawn(voxanne_http::serve(listener, state, server, async {
             let _ = rx.await;
@@ -112,6 +118,7 @@ impl TestApp {
             .expect("client");
         Self {
             base,
+            security,
             t,
             storage,
             client,
@@ -207,6 +214,50 @@ impl TestApp {
         self.send("DELETE", path, token, None, &[]).await
     }
 
+    /// [`TestApp::snapshot`] without the security log: the clinic's data, which a probe of
+    /// its ids must not change (while its security log records the probe).
+    pub async fn data_snapshot(&self, org: OrgId) -> Vec<(String, Vec<Value>)> {
+        let mut all = self.snapshot(org).await;
+        all.retain(|(table, _)| table != "security_events");
+        all
+    }
+
+    /// `clinic`'s security events (newest first), once the security log has written
+    /// everything reported so far.
+    pub async fn security_events(&self, clinic: &DemoClinic) -> Vec<Value> {
+        self.security.flush().await;
+        let r = self
+            .get_as(
+                "/api/v1/security-events?limit=100",
+                &self.token(clinic.owner, Some(clinic.org)),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The `cross_tenant_probe` events of `clinic`: its ids that another clinic asked for.
+    pub async fn probe_events(&self, clinic: &DemoClinic) -> Vec<Value> {
+        self.security_events(clinic)
+            .await
+            .into_iter()
+            .filter(|e| e["kind"] == "cross_tenant_probe")
+            .collect()
+    }
+
+    /// The operators' log of cross-clinic findings (read as the superuser: no clinic can).
+    pub async fn operator_log(&self) -> Vec<(Uuid, Uuid, String)> {
+        self.security.flush().await;
+        let mut admin = self.t.admin().await;
+        sqlx::query_as(
+            "SELECT prober_org, target_org, target_table FROM app.operator_security_log
+              ORDER BY created_at",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("the operators' log")
+    }
+
     /// Sets `clinic`'s Vapi webhook signing secret through the API, as its owner.
     pub async fn set_vapi_secret(&self, clinic: &DemoClinic, secret: &str) {
         let r = self
@@ -271,7 +322,9 @@ pub async fn serve_db(db: voxanne_db::Db) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let storage = std::env::temp_dir();
+    let (security, _) = SecurityLog::start(db.clone());
     let state = AppState {
+        security,
         db,
         auth: Arc::new(auth),
         recordings: Arc::new(
