@@ -55,8 +55,8 @@ pub struct Policy<'a> {
 }
 
 /// GETs `url`, following redirects by hand so that every hop is checked here rather than left
-/// to the client: each hop must be an allowed address, and gets the credentials only while it
-/// is still the first URL's origin and that origin is one of the provider's media hosts.
+/// to the client: each hop must be an allowed address, and gets the credentials only when it
+/// has the first URL's origin and that origin is one of the provider's media hosts.
 /// Everything, the body included, must finish by `deadline`.
 pub async fn get(
     http: &reqwest::Client,

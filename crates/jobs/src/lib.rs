@@ -53,7 +53,7 @@ pub struct WorkerConfig {
     /// Backoff after attempt n is about `backoff_base * 2^(n-1)` (with jitter), at most `backoff_max`.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// The whole download, connect included.
+    /// The whole download: connect, redirects, and streaming the body into storage.
     pub http_timeout: Duration,
     /// Recordings larger than this are refused.
     pub max_bytes: u64,
