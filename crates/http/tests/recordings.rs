@@ -706,7 +706,7 @@ async fn a_large_recording_is_written_to_storage_while_it_downloads_and_stored_i
     let path = path.expect("path");
     assert_eq!(
         stored_files(&app),
-        [path.clone()],
+        [path.as_str()],
         "one object, no staging left"
     );
     let stored = std::fs::read(app.storage.path().join(&path)).expect("read");
