@@ -1,214 +1,12 @@
 //! The recording pipeline, end to end: a real PostgreSQL, a real HTTP server on loopback
 //! serving recordings with injected faults, real files in a temp dir.
 mod support;
+use support::recordings::*;
 use support::*;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use uuid::Uuid;
-use voxanne_domain::OrgId;
-use voxanne_jobs::{Metrics, Worker, WorkerConfig};
-
-/// A provider on 127.0.0.1: `/ok/x` answers the recording; `/flaky/x` answers 500 twice,
-/// then the recording; `/fail/x` always 500; `/truncate/x` promises 1000 bytes and sends 10;
-/// `/slow/x` answers after 3 s; `/slowok/x` answers the recording after 600 ms.
-struct Provider {
-    base: String,
-    hits: Arc<Mutex<HashMap<String, usize>>>,
-    /// The Authorization header of each request, by path.
-    auth: Arc<Mutex<HashMap<String, Option<String>>>>,
-}
-
-fn audio_for(path: &str) -> Vec<u8> {
-    let seed = path
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    (0..20_000u32)
-        .map(|i| (seed.wrapping_add(i) % 251) as u8)
-        .collect()
-}
-
-impl Provider {
-    async fn spawn() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let auth: Arc<Mutex<HashMap<String, Option<String>>>> = Arc::default();
-        let h = hits.clone();
-        let au = auth.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let hits = h.clone();
-                let auth = au.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    let mut len = 0;
-                    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf[len..]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => len += n,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf[..len]).to_string();
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let authorization = head
-                        .lines()
-                        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
-                        .map(|l| l["authorization:".len()..].trim().to_owned());
-                    auth.lock()
-                        .expect("lock")
-                        .insert(path.clone(), authorization);
-                    let n = {
-                        let mut hits = hits.lock().expect("lock");
-                        let n = hits.entry(path.clone()).or_default();
-                        *n += 1;
-                        *n
-                    };
-                    let body = audio_for(&path);
-                    let ok = |body: &[u8]| {
-                        let mut r = format!("HTTP/1.1 200 OK\r\ncontent-type: audio/wav\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).into_bytes();
-                        r.extend_from_slice(body);
-                        r
-                    };
-                    let error = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec();
-                    let response = if path.starts_with("/ok/") {
-                        ok(&body)
-                    } else if path.starts_with("/flaky/") {
-                        if n <= 2 {
-                            error
-                        } else {
-                            ok(&body)
-                        }
-                    } else if path.starts_with("/fail/") {
-                        error
-                    } else if path.starts_with("/truncate/") {
-                        let mut r =
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n"
-                                .to_vec();
-                        r.extend_from_slice(&body[..10]);
-                        r
-                    } else if path.starts_with("/slowok/") {
-                        tokio::time::sleep(Duration::from_millis(600)).await;
-                        ok(&body)
-                    } else if path.starts_with("/slow/") {
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                        ok(&body)
-                    } else {
-                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                            .to_vec()
-                    };
-                    let _ = socket.write_all(&response).await;
-                    let _ = socket.shutdown().await;
-                });
-            }
-        });
-        Self { base, hits, auth }
-    }
-
-    fn url(&self, kind: &str, name: &str) -> String {
-        format!("{}/{kind}/{name}.wav", self.base)
-    }
-}
-
-fn config() -> WorkerConfig {
-    WorkerConfig {
-        batch: 20,
-        lease: Duration::from_secs(60),
-        idle_poll: Duration::from_millis(20),
-        max_attempts: 3,
-        backoff_base: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(5),
-        http_timeout: Duration::from_secs(1),
-        max_bytes: 1024 * 1024,
-        orphan_sweep_every: Duration::from_secs(3600),
-        // The test providers listen on loopback.
-        allow_private_addresses: true,
-    }
-}
-
-fn worker(app: &TestApp, config: WorkerConfig) -> Worker {
-    let store =
-        object_store::local::LocalFileSystem::new_with_prefix(app.storage.path()).expect("store");
-    Worker::new(
-        app.t.db.clone(),
-        Arc::new(store),
-        Arc::new(keyring()),
-        config,
-        Arc::new(Metrics::default()),
-    )
-    .expect("worker")
-}
-
-/// Runs rounds until the queue is empty (nothing claimed, nothing waiting for its backoff).
-async fn drain(app: &TestApp, worker: &Worker) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = worker.run_once().await.expect("round");
-        if done.is_empty() && queued(app).await == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the queue did not drain");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn queued(app: &TestApp) -> i64 {
-    let mut admin = app.t.admin().await;
-    sqlx::query_scalar(
-        "SELECT count(*) FROM calls c JOIN organizations o ON o.id = c.org_id
-          WHERE o.status = 'active' AND c.recording_status IN ('queued', 'processing')",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .expect("count")
-}
-
-/// The demo's recordings point at an unreachable host: take them out of the queue.
-async fn quiet_demo_queue(app: &TestApp) {
-    let mut admin = app.t.admin().await;
-    sqlx::query("UPDATE calls SET recording_status = 'none' WHERE recording_status IN ('queued', 'processing')")
-        .execute(&mut admin)
-        .await
-        .expect("quiet");
-}
-
-/// Queues `n` new calls of `org` whose recordings are at `url(i)`. Returns their ids.
-async fn queue(app: &TestApp, org: OrgId, urls: &[String]) -> Vec<Uuid> {
-    let mut admin = app.t.admin().await;
-    let mut ids = Vec::new();
-    for url in urls {
-        let id: Uuid = sqlx::query_scalar(
-            "INSERT INTO calls (org_id, direction, status, from_number, to_number, started_at,
-                                recording_status, recording_url)
-             VALUES ($1, 'inbound', 'completed', '+14155550100', '+14155550101', now(), 'queued', $2)
-             RETURNING id",
-        )
-        .bind(org.as_uuid())
-        .bind(url)
-        .fetch_one(&mut admin)
-        .await
-        .expect("queue");
-        ids.push(id);
-    }
-    ids
-}
-
-async fn call_state(app: &TestApp, id: Uuid) -> (String, Option<String>, i32) {
-    let mut admin = app.t.admin().await;
-    sqlx::query_as(
-        "SELECT recording_status, recording_path, recording_attempts FROM calls WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_one(&mut admin)
-    .await
-    .expect("call")
-}
+use voxanne_jobs::{MediaHosts, WorkerConfig, PART_BYTES};
 
 fn stored_files(app: &TestApp) -> Vec<String> {
     fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
@@ -693,40 +491,6 @@ async fn a_stopping_worker_finishes_its_batch_in_flight_and_claims_no_more() {
 }
 
 #[tokio::test]
-async fn downloads_use_the_clinics_own_twilio_credentials_and_none_without_them() {
-    let app = TestApp::spawn().await;
-    let [a, b] = app.clinics().await;
-    quiet_demo_queue(&app).await;
-    let provider = Provider::spawn().await;
-    let admin_token = app.token(a.owner, Some(a.org));
-    let r = app
-        .put(
-            "/api/v1/integrations/twilio",
-            &admin_token,
-            &serde_json::json!({"config": {"account_sid": "AC-clinic-a"}, "secrets": {"auth_token": "token-a"}}),
-        )
-        .await;
-    assert!(r.status.is_success(), "{:?}", r.body);
-    queue(&app, a.org, &[provider.url("ok", "with-auth")]).await;
-    queue(&app, b.org, &[provider.url("ok", "without-auth")]).await;
-    drain(&app, &worker(&app, config())).await;
-    let auth = provider.auth.lock().expect("lock").clone();
-    use base64::Engine as _;
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("AC-clinic-a:token-a")
-    );
-    assert_eq!(
-        auth["/ok/with-auth.wav"].as_deref(),
-        Some(expected.as_str())
-    );
-    assert_eq!(
-        auth["/ok/without-auth.wav"], None,
-        "B has no integration: no credentials"
-    );
-}
-
-#[tokio::test]
 async fn by_default_the_worker_never_connects_to_loopback_or_private_addresses() {
     let app = TestApp::spawn().await;
     let [a, _] = app.clinics().await;
@@ -769,4 +533,250 @@ async fn by_default_the_worker_never_connects_to_loopback_or_private_addresses()
         errors.iter().any(|e| e.contains("no public address")),
         "{errors:?}"
     );
+}
+
+/// The Twilio media hosts of these tests: `hosts`, as `host:port`.
+fn media_hosts(hosts: &[String]) -> MediaHosts {
+    MediaHosts::parse(&hosts.join(",")).expect("media hosts")
+}
+
+#[tokio::test]
+async fn twilio_credentials_go_only_to_the_listed_media_host_and_no_other_host_gets_any() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    set_twilio(&app, &a, "AC-clinic-a", "token-a").await;
+    let twilio = Provider::spawn().await;
+    let other = Provider::spawn().await;
+    let a_ids = queue(
+        &app,
+        a.org,
+        &[
+            twilio.url("ok", "listed"),
+            // The same server under another name, and another port: neither is on the list.
+            format!("http://{}/ok/other-name.wav", twilio.localhost()),
+            other.url("ok", "other-port"),
+        ],
+    )
+    .await;
+    let b_ids = queue(&app, b.org, &[twilio.url("ok", "no-integration")]).await;
+    let config = WorkerConfig {
+        twilio_media_hosts: media_hosts(&[twilio.host()]),
+        ..config()
+    };
+    drain(&app, &worker(&app, config)).await;
+    for id in a_ids.iter().chain(&b_ids) {
+        assert_eq!(call_state(&app, *id).await.0, "stored");
+    }
+    assert_eq!(
+        twilio.auth_of("/ok/listed.wav"),
+        Some(basic("AC-clinic-a", "token-a")),
+        "the listed host gets the clinic's own credentials"
+    );
+    assert_eq!(twilio.auth_of("/ok/other-name.wav"), None);
+    assert_eq!(other.auth_of("/ok/other-port.wav"), None);
+    assert_eq!(
+        twilio.auth_of("/ok/no-integration.wav"),
+        None,
+        "B has no integration: no credentials"
+    );
+}
+
+#[tokio::test]
+async fn the_default_media_host_list_sends_a_loopback_provider_no_credentials() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    set_twilio(&app, &a, "AC-clinic-a", "token-a").await;
+    let provider = Provider::spawn().await;
+    let ids = queue(&app, a.org, &[provider.url("ok", "not-twilio")]).await;
+    drain(&app, &worker(&app, config())).await;
+    assert_eq!(call_state(&app, ids[0]).await.0, "stored");
+    assert_eq!(provider.auth_of("/ok/not-twilio.wav"), None);
+}
+
+#[tokio::test]
+async fn a_listed_host_that_redirects_elsewhere_sends_the_next_host_no_credentials() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    set_twilio(&app, &a, "AC-clinic-a", "token-a").await;
+    let twilio = Provider::spawn().await;
+    let elsewhere = Provider::spawn().await;
+    let ids = queue(
+        &app,
+        a.org,
+        &[
+            // To a host off the list.
+            format!(
+                "{}/redirect/{}/ok/off-list.wav",
+                twilio.base,
+                elsewhere.host()
+            ),
+            // To another listed host: still another host, so still no credentials.
+            format!(
+                "{}/redirect/{}/ok/other-listed.wav",
+                twilio.base,
+                twilio.localhost()
+            ),
+            // Within the listed host: they stay.
+            format!(
+                "{}/redirect/{}/ok/same-host.wav",
+                twilio.base,
+                twilio.host()
+            ),
+            // From a host off the list to the listed one: none anywhere.
+            format!("{}/redirect/{}/ok/back.wav", elsewhere.base, twilio.host()),
+        ],
+    )
+    .await;
+    let config = WorkerConfig {
+        twilio_media_hosts: media_hosts(&[twilio.host(), twilio.localhost()]),
+        ..config()
+    };
+    drain(&app, &worker(&app, config)).await;
+    for id in &ids {
+        assert_eq!(call_state(&app, *id).await.0, "stored");
+    }
+    let theirs = Some(basic("AC-clinic-a", "token-a"));
+    let first_hop = |to: &Provider, path: &str| format!("/redirect/{}{path}", to.host());
+    assert_eq!(
+        twilio.auth_of(&first_hop(&elsewhere, "/ok/off-list.wav")),
+        theirs
+    );
+    assert_eq!(
+        elsewhere.auth_of("/ok/off-list.wav"),
+        None,
+        "credentials followed a redirect off the list"
+    );
+    assert_eq!(twilio.auth_of("/ok/other-listed.wav"), None);
+    assert_eq!(twilio.auth_of("/ok/same-host.wav"), theirs);
+    assert_eq!(
+        elsewhere.auth_of(&format!("/redirect/{}/ok/back.wav", twilio.host())),
+        None
+    );
+    assert_eq!(twilio.auth_of("/ok/back.wav"), None);
+}
+
+/// Waits until a multipart upload's staging file (`{key}#{n}`) in the test's storage holds at
+/// least one part, and returns its name: the recording is being written while it downloads.
+async fn staging_file_with_a_part(app: &TestApp) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let staged = stored_files(app).into_iter().find(|f| {
+            f.contains('#')
+                && std::fs::metadata(app.storage.path().join(f))
+                    .is_ok_and(|m| m.len() >= PART_BYTES as u64)
+        });
+        if let Some(staged) = staged {
+            return staged;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing written while downloading: {:?}",
+            stored_files(app)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_large_recording_is_written_to_storage_while_it_downloads_and_stored_intact() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let size = 20 * 1024 * 1024 + 12_345;
+    let ids = queue(
+        &app,
+        a.org,
+        &[provider.big_url("paused-big", size, "large")],
+    )
+    .await;
+    let w = worker(&app, large_config(64 * 1024 * 1024));
+    let running = tokio::spawn(async move { w.run_once().await });
+    // Paused halfway: the first part is already in storage, not in memory.
+    let staged = staging_file_with_a_part(&app).await;
+    assert_eq!(stored_files(&app), [staged], "no final object yet");
+    provider.release();
+    let outcomes = running.await.expect("no panic").expect("round");
+    assert_eq!(outcomes.len(), 1);
+    let (status, path, _) = call_state(&app, ids[0]).await;
+    assert_eq!(status, "stored");
+    let path = path.expect("path");
+    assert_eq!(
+        stored_files(&app),
+        [path.as_str()],
+        "one object, no staging left"
+    );
+    let stored = std::fs::read(app.storage.path().join(&path)).expect("read");
+    assert_eq!(stored.len(), size);
+    assert_eq!(sha256_hex(&stored), sha256_hex(&big_audio(size)));
+}
+
+#[tokio::test]
+async fn a_recording_over_the_size_limit_is_abandoned_mid_stream_and_leaves_no_object() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let limit = 8 * 1024 * 1024;
+    let size = 12 * 1024 * 1024;
+    // No Content-Length: the limit is only found out while streaming, after the first part.
+    let streamed = queue(
+        &app,
+        a.org,
+        &[provider.big_url("paused-bigchunked", size, "unsized")],
+    )
+    .await;
+    let w = worker(&app, large_config(limit as u64));
+    let running = tokio::spawn({
+        let w = w.clone();
+        async move { w.run_once().await }
+    });
+    staging_file_with_a_part(&app).await;
+    provider.release();
+    running.await.expect("no panic").expect("round");
+    // A declared Content-Length over the limit is refused before anything is read.
+    let declared = queue(&app, a.org, &[provider.big_url("big", size, "sized")]).await;
+    drain(&app, &w).await;
+    for id in [streamed[0], declared[0]] {
+        let (status, path, _) = call_state(&app, id).await;
+        assert_eq!((status.as_str(), path), ("failed", None));
+        let error = last_error(&app, id).await;
+        assert!(
+            error.contains(&format!("larger than {limit} bytes")),
+            "{error}"
+        );
+    }
+    assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
+}
+
+#[tokio::test]
+async fn a_large_recording_cut_short_ends_failed_as_truncated_and_leaves_no_object() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let size = 12 * 1024 * 1024;
+    let ids = queue(
+        &app,
+        a.org,
+        &[provider.big_url("paused-bigtruncate", size, "cut")],
+    )
+    .await;
+    let w = worker(&app, large_config(64 * 1024 * 1024));
+    let running = tokio::spawn(async move { w.run_once().await });
+    staging_file_with_a_part(&app).await;
+    // The provider closes the connection after half of what it promised.
+    provider.release();
+    running.await.expect("no panic").expect("round");
+    let (status, path, _) = call_state(&app, ids[0]).await;
+    assert_eq!((status.as_str(), path), ("failed", None));
+    let error = last_error(&app, ids[0]).await;
+    assert!(
+        error.contains(&format!("truncated: {} of {size} bytes", size / 2)),
+        "{error}"
+    );
+    assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
 }

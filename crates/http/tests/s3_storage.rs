@@ -1,6 +1,7 @@
 //! Recordings in S3-compatible storage: a fake S3 on loopback that speaks the wire format the
-//! client uses (path-style PUT / GET / HEAD / DELETE, ListObjectsV2, DeleteObjects), behind
-//! the same API.
+//! client uses (path-style PUT / GET / HEAD / DELETE, ListObjectsV2, DeleteObjects, and the
+//! multipart upload: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//! AbortMultipartUpload), behind the same API; and the worker streaming into it.
 
 mod support;
 
@@ -12,11 +13,35 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use support::recordings::*;
 use support::*;
 
-type Objects = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
+/// The fake bucket: objects by `{bucket}/{key}`, multipart uploads in progress by id, and a
+/// count of each request by its S3 operation name.
+#[derive(Default)]
+struct S3 {
+    objects: BTreeMap<String, Vec<u8>>,
+    uploads: HashMap<String, Upload>,
+    next_upload: u64,
+    calls: HashMap<&'static str, usize>,
+}
+
+struct Upload {
+    key: String,
+    parts: BTreeMap<usize, Vec<u8>>,
+}
+
+impl S3 {
+    fn count(&self, operation: &str) -> usize {
+        self.calls.get(operation).copied().unwrap_or(0)
+    }
+}
+
+type Objects = Arc<Mutex<S3>>;
 
 const LAST_MODIFIED: &str = "Mon, 23 Nov 2026 05:00:00 GMT";
+/// Amazon's minimum for every part but the last.
+const MIN_PART: usize = 5 * 1024 * 1024;
 
 fn etag(bytes: &[u8]) -> String {
     format!(
@@ -26,15 +51,122 @@ fn etag(bytes: &[u8]) -> String {
     )
 }
 
+fn s3_error(status: StatusCode, code: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/xml")],
+        format!(
+            "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>{code}</Message></Error>"
+        ),
+    )
+        .into_response()
+}
+
+/// The text of each `<{tag}>…</{tag}>` in `xml`, in order.
+fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|part| part.split(close.as_str()).next())
+        .collect()
+}
+
+/// The multipart upload: `POST ?uploads` starts one, `PUT ?partNumber&uploadId` uploads a
+/// part, `POST ?uploadId` completes it from the listed parts, `DELETE ?uploadId` aborts it.
+fn multipart(
+    s3: &mut S3,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Option<Response> {
+    let xml = |body: String| ([("content-type", "application/xml")], body).into_response();
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    if *method == Method::POST && query.contains_key("uploads") {
+        *s3.calls.entry("CreateMultipartUpload").or_default() += 1;
+        s3.next_upload += 1;
+        let id = format!("upload-{}", s3.next_upload);
+        s3.uploads.insert(
+            id.clone(),
+            Upload {
+                key: path.to_owned(),
+                parts: BTreeMap::new(),
+            },
+        );
+        return Some(xml(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>{bucket}</Bucket><Key>{key}</Key><UploadId>{id}</UploadId></InitiateMultipartUploadResult>"
+        )));
+    }
+    let id = query.get("uploadId")?;
+    let Some(upload) = s3.uploads.get_mut(id).filter(|u| u.key == path) else {
+        return Some(s3_error(StatusCode::NOT_FOUND, "NoSuchUpload"));
+    };
+    if *method == Method::PUT {
+        let Some(n) = query.get("partNumber").and_then(|n| n.parse().ok()) else {
+            return Some(s3_error(StatusCode::BAD_REQUEST, "InvalidArgument"));
+        };
+        let tag = etag(body);
+        upload.parts.insert(n, body.to_vec());
+        *s3.calls.entry("UploadPart").or_default() += 1;
+        return Some((StatusCode::OK, [("etag", tag)]).into_response());
+    }
+    if *method == Method::DELETE {
+        s3.uploads.remove(id);
+        *s3.calls.entry("AbortMultipartUpload").or_default() += 1;
+        return Some(StatusCode::NO_CONTENT.into_response());
+    }
+    if *method == Method::POST {
+        let request = String::from_utf8_lossy(body);
+        let listed = elements(&request, "Part");
+        let mut object = Vec::new();
+        for (i, part) in listed.iter().enumerate() {
+            let number: usize = elements(part, "PartNumber")
+                .first()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let tag = elements(part, "ETag")
+                .first()
+                .map(|t| t.replace("&quot;", "\""));
+            let Some(bytes) = upload.parts.get(&number) else {
+                return Some(s3_error(StatusCode::BAD_REQUEST, "InvalidPart"));
+            };
+            if tag.as_deref() != Some(etag(bytes).as_str()) {
+                return Some(s3_error(StatusCode::BAD_REQUEST, "InvalidPart"));
+            }
+            if i + 1 < listed.len() && bytes.len() < MIN_PART {
+                return Some(s3_error(StatusCode::BAD_REQUEST, "EntityTooSmall"));
+            }
+            object.extend_from_slice(bytes);
+        }
+        if listed.is_empty() {
+            return Some(s3_error(StatusCode::BAD_REQUEST, "MalformedXML"));
+        }
+        let tag = etag(&object);
+        s3.uploads.remove(id);
+        s3.objects.insert(path.to_owned(), object);
+        *s3.calls.entry("CompleteMultipartUpload").or_default() += 1;
+        return Some(xml(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>http://s3.local/{path}</Location><Bucket>{bucket}</Bucket><Key>{key}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
+            tag.replace('"', "&quot;")
+        )));
+    }
+    Some(StatusCode::METHOD_NOT_ALLOWED.into_response())
+}
+
 /// `/{bucket}/{key}` for objects, `/{bucket}?list-type=2&prefix=…` for listings.
 async fn s3(
-    State(objects): State<Objects>,
+    State(state): State<Objects>,
     method: Method,
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let mut objects = objects.lock().expect("lock");
+    let mut guard = state.lock().expect("lock");
+    let state: &mut S3 = &mut guard;
+    if let Some(response) = multipart(state, &method, &path, &query, &body) {
+        return response;
+    }
+    let objects = &mut state.objects;
     if method == Method::GET && query.get("list-type").map(String::as_str) == Some("2") {
         let bucket = path.trim_end_matches('/');
         let prefix = query.get("prefix").cloned().unwrap_or_default();
@@ -75,6 +207,7 @@ async fn s3(
         Method::PUT => {
             let tag = etag(&body);
             objects.insert(path, body.to_vec());
+            *state.calls.entry("PutObject").or_default() += 1;
             (StatusCode::OK, [("etag", tag)]).into_response()
         }
         Method::GET | Method::HEAD => match objects.get(&path) {
@@ -109,6 +242,8 @@ async fn fake_s3() -> (String, Objects) {
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let app = axum::Router::new()
         .route("/{*path}", axum::routing::any(s3))
+        // Parts are 5 MiB and more.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(objects.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (endpoint, objects)
@@ -158,7 +293,13 @@ async fn recordings_in_s3_compatible_storage_are_stored_under_the_prefix_served_
         .expect("mark stored");
         keys.push((call, key, audio));
     }
-    let stored: Vec<String> = objects.lock().expect("lock").keys().cloned().collect();
+    let stored: Vec<String> = objects
+        .lock()
+        .expect("lock")
+        .objects
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(stored.len(), 2);
     assert!(
         stored
@@ -197,8 +338,134 @@ async fn recordings_in_s3_compatible_storage_are_stored_under_the_prefix_served_
         app.delete("/api/v1/organization", &a_token).await.status,
         204
     );
-    let left: Vec<String> = objects.lock().expect("lock").keys().cloned().collect();
+    let left: Vec<String> = objects
+        .lock()
+        .expect("lock")
+        .objects
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(left, vec![format!("clinic-audio/voxanne/{}", keys[1].1)]);
+}
+
+/// The fake S3, and the store over it that the server and the worker use.
+async fn s3_store() -> (Objects, Arc<dyn object_store::ObjectStore>) {
+    let (endpoint, objects) = fake_s3().await;
+    let s3 = AmazonS3Builder::new()
+        .with_endpoint(&endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("test-key")
+        .with_secret_access_key("test-secret");
+    let store =
+        voxanne_http::storage::open_with("s3://clinic-audio/voxanne", s3).expect("s3 store");
+    (objects, store)
+}
+
+#[tokio::test]
+async fn a_large_recording_is_uploaded_to_s3_in_parts_and_stored_intact_a_small_one_in_one_put() {
+    let (s3, store) = s3_store().await;
+    let app = TestApp::spawn_on(None, Some(store.clone())).await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let size = 20 * 1024 * 1024 + 12_345;
+    let ids = queue(
+        &app,
+        a.org,
+        &[
+            provider.big_url("big", size, "large"),
+            provider.url("ok", "small"),
+        ],
+    )
+    .await;
+    let w = worker_on(&app, store, large_config(64 * 1024 * 1024));
+    drain(&app, &w).await;
+    let mut keys = Vec::new();
+    for id in &ids {
+        let (status, path, _) = call_state(&app, *id).await;
+        assert_eq!(status, "stored");
+        keys.push(format!("clinic-audio/voxanne/{}", path.expect("path")));
+    }
+    {
+        let s3 = s3.lock().expect("lock");
+        let large = &s3.objects[&keys[0]];
+        assert_eq!(large.len(), size);
+        assert_eq!(sha256_hex(large), sha256_hex(&big_audio(size)));
+        assert_eq!(s3.objects[&keys[1]], audio_for("/ok/small.wav"));
+        // 20 MiB and a bit in 5 MiB parts: five parts, one upload; the small one in one PUT.
+        assert_eq!(
+            (
+                s3.count("CreateMultipartUpload"),
+                s3.count("UploadPart"),
+                s3.count("CompleteMultipartUpload"),
+                s3.count("AbortMultipartUpload"),
+                s3.count("PutObject"),
+            ),
+            (1, 5, 1, 0, 1)
+        );
+        assert!(s3.uploads.is_empty());
+    }
+    // And it is served back whole.
+    let response = app
+        .client
+        .get(format!("{}/api/v1/calls/{}/recording", app.base, ids[0]))
+        .bearer_auth(app.token(a.owner, Some(a.org)))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    let served = response.bytes().await.expect("bytes");
+    assert_eq!(sha256_hex(&served), sha256_hex(&big_audio(size)));
+}
+
+#[tokio::test]
+async fn an_s3_upload_over_the_size_limit_or_cut_short_is_aborted_and_leaves_no_object() {
+    let (s3, store) = s3_store().await;
+    let app = TestApp::spawn_on(None, Some(store.clone())).await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let limit = 16 * 1024 * 1024;
+    let size = 12 * 1024 * 1024;
+    // Both fail only after a part has been uploaded.
+    let ids = queue(
+        &app,
+        a.org,
+        &[
+            provider.big_url("bigchunked", 20 * 1024 * 1024, "unsized"),
+            provider.big_url("bigtruncate", size, "cut"),
+        ],
+    )
+    .await;
+    let w = worker_on(&app, store, large_config(limit as u64));
+    drain(&app, &w).await;
+    let expected = [
+        format!("larger than {limit} bytes"),
+        format!("truncated: {} of {size} bytes", size / 2),
+    ];
+    for (id, expected) in ids.iter().zip(expected) {
+        let (status, path, _) = call_state(&app, *id).await;
+        assert_eq!((status.as_str(), path), ("failed", None));
+        let error = last_error(&app, *id).await;
+        assert!(error.contains(&expected), "{error}");
+    }
+    let s3 = s3.lock().expect("lock");
+    assert!(
+        s3.objects.keys().all(|k| !k.contains("/recordings/")),
+        "a partial recording was stored: {:?}",
+        s3.objects.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (
+            s3.count("CreateMultipartUpload"),
+            s3.count("AbortMultipartUpload"),
+            s3.count("CompleteMultipartUpload"),
+        ),
+        (2, 2, 0),
+        "each upload was started while streaming, and aborted"
+    );
+    assert!(s3.uploads.is_empty(), "parts left behind in the bucket");
 }
 
 async fn voxanne_jobs_list(

@@ -2,7 +2,7 @@
 //! clinic chooses what its provider signs: without this guard a clinic could make the worker
 //! fetch an internal address (a cloud metadata service, a database port) and read the answer
 //! back as its "recording". Public addresses only, checked where the connection is made (the
-//! resolver), for IP literals, and on every redirect.
+//! resolver), for IP literals, and on every redirect (`download::get` follows them by hand).
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
@@ -76,19 +76,6 @@ impl Resolve for PublicOnly {
             Ok(Box::new(public.into_iter()) as Addrs)
         })
     }
-}
-
-/// Follows at most five redirects, each to an allowed URL.
-pub fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() >= 5 {
-            return attempt.error("too many redirects");
-        }
-        match check_url(attempt.url()) {
-            Ok(()) => attempt.follow(),
-            Err(e) => attempt.error(e),
-        }
-    })
 }
 
 #[cfg(test)]

@@ -16,19 +16,20 @@
 
 mod download;
 pub mod egress;
+pub mod media_hosts;
 mod metrics;
 mod rounds;
 pub mod sms;
 pub mod twilio;
 
-pub use download::DownloadError;
+pub use download::{Credentials, DownloadError, PART_BYTES};
+pub use media_hosts::MediaHosts;
 pub use metrics::Metrics;
 pub use sms::{SmsConfig, SmsOutcome, SmsWorker};
 
 use chrono::Utc;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use secrecy::ExposeSecret;
+use object_store::{ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -52,15 +53,18 @@ pub struct WorkerConfig {
     /// Backoff after attempt n is about `backoff_base * 2^(n-1)` (with jitter), at most `backoff_max`.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// The whole download, connect included.
+    /// The whole download: connect, redirects, and streaming the body into storage.
     pub http_timeout: Duration,
     /// Recordings larger than this are refused.
     pub max_bytes: u64,
     /// How often `run` sweeps orphans (objects without a row, rows without an object).
     pub orphan_sweep_every: Duration,
-    /// Download from loopback and private addresses too (development and tests only; see
-    /// `egress.rs` for why production must not).
+    /// Download from loopback and private addresses too, and send credentials over plain http
+    /// to a listed media host (development and tests only; see `egress.rs` for why production
+    /// must not).
     pub allow_private_addresses: bool,
+    /// The only hosts that get a clinic's Twilio credentials (see `media_hosts.rs`).
+    pub twilio_media_hosts: MediaHosts,
 }
 
 impl Default for WorkerConfig {
@@ -76,23 +80,23 @@ impl Default for WorkerConfig {
             max_bytes: 200 * 1024 * 1024,
             orphan_sweep_every: Duration::from_secs(3600),
             allow_private_addresses: false,
+            twilio_media_hosts: MediaHosts::twilio(),
         }
     }
 }
 
 /// The worker's HTTP client: public addresses only unless the config allows private ones.
+/// It follows no redirect itself: `download::get` does, checking each hop.
 pub fn http_client(config: &WorkerConfig) -> reqwest::Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .timeout(config.http_timeout)
-        .connect_timeout(config.http_timeout);
+        .connect_timeout(config.http_timeout)
+        .redirect(reqwest::redirect::Policy::none());
     if config.allow_private_addresses {
-        builder
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
+        builder.build()
     } else {
         builder
             .dns_resolver(std::sync::Arc::new(egress::PublicOnly))
-            .redirect(egress::redirect_policy())
             .build()
     }
 }
@@ -352,35 +356,40 @@ impl Worker {
         backoff_delay(self.config.backoff_base, self.config.backoff_max, attempt)
     }
 
-    /// Downloads the recording (with the org's provider credentials, if any) and stores it
-    /// under the org's prefix. Returns the object's key.
+    /// Downloads the recording and streams it into storage under the org's prefix, with the
+    /// org's Twilio credentials only if the URL is on one of Twilio's media hosts. Returns the
+    /// object's key.
     async fn fetch_and_store(
         &self,
         org: OrgId,
         job: &ClaimedRecording,
     ) -> Result<String, DownloadError> {
         let url = job.recording_url.as_deref().ok_or(DownloadError::NoUrl)?;
-        if !self.config.allow_private_addresses {
-            // IP literals never reach the resolver: check them before any connection.
-            let parsed =
-                reqwest::Url::parse(url).map_err(|e| DownloadError::Refused(e.to_string()))?;
-            egress::check_url(&parsed).map_err(DownloadError::Refused)?;
-        }
-        let auth = self.credentials(org).await?;
-        let (bytes, content_type) =
-            download::fetch(&self.http, url, auth, self.config.max_bytes).await?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| DownloadError::Refused(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.config.http_timeout;
+        let policy = download::Policy {
+            media_hosts: &self.config.twilio_media_hosts,
+            allow_private: self.config.allow_private_addresses,
+        };
+        // Read only when they could be sent: a clinic's secrets are not decrypted for a URL
+        // that never gets them.
+        let credentials = if policy.media_hosts.allows(&parsed, policy.allow_private) {
+            self.credentials(org).await?
+        } else {
+            None
+        };
+        let response =
+            download::get(&self.http, &parsed, credentials.as_ref(), policy, deadline).await?;
+        let content_type = download::content_type(&response);
         let key = object_key(org, job.call_id, url, content_type.as_deref());
         let path = Path::parse(&key).map_err(|e| DownloadError::Storage(e.to_string()))?;
-        self.store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| DownloadError::Storage(e.to_string()))?;
+        download::store(response, self.store.as_ref(), &path, self.config.max_bytes).await?;
         Ok(key)
     }
 
     /// HTTP basic credentials from the org's twilio integration (account_sid, auth_token),
     /// read in the org's tenant transaction; none when it has no such integration.
-    async fn credentials(&self, org: OrgId) -> Result<Option<(String, String)>, DownloadError> {
+    async fn credentials(&self, org: OrgId) -> Result<Option<Credentials>, DownloadError> {
         let mut tx = self
             .db
             .job_tenant(org)
@@ -403,7 +412,10 @@ impl Worker {
             .open_secrets(&self.keyring, org)
             .map_err(|e| DownloadError::Credentials(e.to_string()))?;
         Ok(match (sid, secrets.get("auth_token")) {
-            (Some(sid), Some(token)) => Some((sid, token.expose_secret().to_owned())),
+            (Some(user), Some(token)) => Some(Credentials {
+                user,
+                password: token.clone(),
+            }),
             _ => None,
         })
     }

@@ -116,6 +116,16 @@ pub struct Config {
     /// and tests only: in production a clinic could point it at internal services).
     #[arg(long, env = "VOXANNE_WORKER_ALLOW_PRIVATE_URLS", global = true)]
     pub worker_allow_private_urls: bool,
+    /// The only hosts that get a clinic's Twilio credentials with a recording download,
+    /// comma-separated, each `host` or `host:port`, matched exactly (https only unless private
+    /// URLs are allowed). Any other host is downloaded from without credentials.
+    #[arg(
+        long,
+        env = "VOXANNE_TWILIO_MEDIA_HOSTS",
+        default_value = voxanne_jobs::media_hosts::TWILIO_MEDIA_HOSTS,
+        global = true
+    )]
+    pub twilio_media_hosts: String,
     /// The SMS provider's REST API (Twilio's, or one that speaks it): confirmations are
     /// POSTed to `{url}/2010-04-01/Accounts/{AccountSid}/Messages.json`.
     #[arg(
@@ -227,6 +237,8 @@ impl Config {
             max_attempts: self.worker_max_attempts,
             http_timeout: self.worker_http_timeout,
             allow_private_addresses: self.worker_allow_private_urls,
+            twilio_media_hosts: voxanne_jobs::MediaHosts::parse(&self.twilio_media_hosts)
+                .map_err(|e| anyhow::anyhow!("--twilio-media-hosts: {e}"))?,
             ..voxanne_jobs::WorkerConfig::default()
         })
     }
@@ -335,6 +347,30 @@ mod tests {
             sms.status_callback().as_deref(),
             Some("https://voxanne.example.com/webhooks/sms/twilio/status")
         );
+    }
+
+    #[test]
+    fn twilio_credentials_go_to_twilios_media_host_only_unless_configured() {
+        let url = |s: &str| reqwest::Url::parse(s).expect("url");
+        let hosts = config(&[])
+            .worker_config()
+            .expect("valid")
+            .twilio_media_hosts;
+        assert!(hosts.allows(&url("https://api.twilio.com/2010-04-01/x"), false));
+        assert!(!hosts.allows(&url("https://storage.vapi.ai/x.wav"), false));
+        let hosts = config(&[
+            "--twilio-media-hosts",
+            "api.twilio.com, api.dublin.ie1.twilio.com",
+        ])
+        .worker_config()
+        .expect("valid")
+        .twilio_media_hosts;
+        assert!(hosts.allows(&url("https://api.dublin.ie1.twilio.com/x"), false));
+        let error = config(&["--twilio-media-hosts", "https://api.twilio.com/"])
+            .worker_config()
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("--twilio-media-hosts"), "{error}");
     }
 
     #[test]

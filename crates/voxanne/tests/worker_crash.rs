@@ -129,12 +129,30 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice() {
         .await
         .expect("admin");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass('public.calls')::text")
-        .fetch_one(&mut admin)
-        .await
-        .expect("catalog")
-        .is_none()
-    {
+    // Every migration applied (each commits on its own: the tables appear before the last).
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
+        .expect("the migrations directory")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count() as i64;
+    loop {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
+                .fetch_one(&mut admin)
+                .await
+                .expect("catalog");
+        if table.is_some() {
+            let applied: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("migrations");
+            if applied >= migrations {
+                break;
+            }
+        }
         assert!(
             Instant::now() < deadline,
             "the worker did not migrate the database"

@@ -153,8 +153,43 @@ pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
         ended_reason: text(m, &[&["endedReason"], &["call", "endedReason"]]),
         transcript: text(m, &[&["artifact", "transcript"], &["transcript"]]),
         summary: text(m, &[&["analysis", "summary"], &["summary"]]),
-        recording_url: text(m, &[&["artifact", "recordingUrl"], &["recordingUrl"]]),
+        recording_url: recording_url(m),
     })
+}
+
+/// The recording to download. A report may carry several (mono, stereo, Vapi's storage or the
+/// clinic's own bucket): the first presigned one, which needs no credentials, else the first,
+/// mono before stereo.
+fn recording_url(m: &Value) -> Option<String> {
+    const PATHS: [&[&str]; 6] = [
+        &["artifact", "recordingUrl"],
+        &["artifact", "recording", "mono", "combinedUrl"],
+        &["recordingUrl"],
+        &["artifact", "stereoRecordingUrl"],
+        &["artifact", "recording", "stereoUrl"],
+        &["stereoRecordingUrl"],
+    ];
+    let urls: Vec<String> = PATHS.iter().filter_map(|p| text(m, &[p])).collect();
+    urls.iter()
+        .find(|u| is_presigned(u))
+        .or(urls.first())
+        .cloned()
+}
+
+/// Whether `url` carries its own signature in its query: S3 (SigV4 and SigV2), Google Cloud
+/// Storage, Azure SAS.
+fn is_presigned(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let signed = url.query_pairs().any(|(k, _)| {
+        ["x-amz-signature", "x-goog-signature"]
+            .iter()
+            .any(|name| k.eq_ignore_ascii_case(name))
+            || k == "Signature"
+            || k == "sig"
+    });
+    signed && url.scheme() == "https"
 }
 
 #[cfg(test)]
@@ -193,6 +228,44 @@ mod tests {
             ),
             (Some("T"), Some("u"), Some("+1"))
         );
+    }
+
+    #[test]
+    fn a_presigned_recording_url_is_preferred_over_one_that_needs_credentials() {
+        let presigned = "https://clinic-bucket.s3.amazonaws.com/call-1-mono.wav?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature=abc123";
+        let body = format!(
+            r#"{{"message":{{"type":"end-of-call-report","call":{{"id":"c"}},
+            "artifact":{{"recordingUrl":"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
+            "recording":{{"mono":{{"combinedUrl":"https://storage.vapi.ai/c-mono.wav"}},"stereoUrl":"{presigned}"}}}}}}}}"#
+        );
+        let m = parse(body.as_bytes()).expect("parses");
+        assert_eq!(m.recording_url.as_deref(), Some(presigned));
+        // None presigned: the first, mono before stereo.
+        let body = br#"{"message":{"type":"end-of-call-report","call":{"id":"c"},
+            "artifact":{"stereoRecordingUrl":"https://storage.vapi.ai/c-stereo.wav",
+            "recording":{"mono":{"combinedUrl":"https://storage.vapi.ai/c-mono.wav"}}}}}"#;
+        let m = parse(body).expect("parses");
+        assert_eq!(
+            m.recording_url.as_deref(),
+            Some("https://storage.vapi.ai/c-mono.wav")
+        );
+        for (url, signed) in [
+            (presigned, true),
+            (
+                "https://b.storage.googleapis.com/o?X-Goog-Signature=1",
+                true,
+            ),
+            (
+                "https://a.blob.core.windows.net/c/o.wav?sv=2024&sig=x",
+                true,
+            ),
+            ("http://bucket.s3.amazonaws.com/o?X-Amz-Signature=1", false),
+            ("https://storage.vapi.ai/c.wav", false),
+            ("https://x.example/o.wav?signature=x", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(is_presigned(url), signed, "{url}");
+        }
     }
 
     #[test]

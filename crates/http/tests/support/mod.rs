@@ -4,6 +4,7 @@
 
 pub mod fake_twilio;
 pub mod openapi;
+pub mod recordings;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
