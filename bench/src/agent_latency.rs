@@ -68,6 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (security, _) = voxanne_http::security_log::SecurityLog::start(t.db.clone());
     let state = AppState {
         security,
+        limits: Arc::default(),
         db: t.db.clone(),
         auth: Arc::new(
             JwtVerifier::new(AuthConfig {

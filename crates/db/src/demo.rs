@@ -50,7 +50,7 @@ pub async fn seed(db: &Db) -> Result<[DemoClinic; 2], DbError> {
         match db.tenant(clinic.org, clinic.owner).await {
             Ok(_) => continue, // seeded before; the dropped transaction rolls back
             Err(TenantError::NotMember) => {}
-            Err(TenantError::Suspended) => continue,
+            Err(TenantError::Suspended | TenantError::Busy) => continue,
             Err(TenantError::Db(e)) => return Err(e),
         }
         let mut tx = provision_org(

@@ -23,6 +23,7 @@ pub mod phone_numbers;
 pub mod recordings;
 mod rows;
 pub mod security_events;
+mod slots;
 pub mod sms_confirmations;
 pub mod system;
 mod tenant;
@@ -100,9 +101,34 @@ impl From<sqlx::Error> for DbError {
 
 /// The application's handle to the database. It connects as `voxanne_app`, and its pool is
 /// private: tenant data is reached through [`Db::tenant`] only.
+/// How the application's pool is shared out.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered "unavailable".
+    pub acquire_timeout: Duration,
+    /// Tenant transactions one org may hold at once (the rest of the pool stays for the
+    /// others); `None`: half the pool.
+    pub org_max_in_flight: Option<usize>,
+    /// How long a request waits for one of its org's slots before it is refused.
+    pub org_wait: Duration,
+}
+
+impl PoolSettings {
+    pub fn new(max_connections: u32) -> Self {
+        Self {
+            max_connections,
+            acquire_timeout: Duration::from_secs(10),
+            org_max_in_flight: None,
+            org_wait: Duration::from_secs(2),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: PgPool,
+    slots: std::sync::Arc<slots::OrgSlots>,
     /// Whether the database is in an episode of unavailability: logged once when it starts
     /// and once when it ends, not once per request.
     unavailable: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -111,15 +137,32 @@ pub struct Db {
 impl Db {
     /// Connects as the application role.
     pub async fn connect(app: PgConnectOptions, max_connections: u32) -> Result<Self, DbError> {
+        Self::connect_with(app, PoolSettings::new(max_connections)).await
+    }
+
+    /// Connects as the application role, with the pool shared out as `settings` say.
+    pub async fn connect_with(
+        app: PgConnectOptions,
+        settings: PoolSettings,
+    ) -> Result<Self, DbError> {
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(app)
             .await?;
+        let half = usize::try_from(settings.max_connections / 2).unwrap_or(1);
         Ok(Self {
             pool,
+            slots: slots::OrgSlots::new(
+                settings.org_max_in_flight.unwrap_or(half),
+                settings.org_wait,
+            ),
             unavailable: Default::default(),
         })
+    }
+
+    pub(crate) fn slots(&self) -> &std::sync::Arc<slots::OrgSlots> {
+        &self.slots
     }
 
     /// Notes the outcome of reaching the database, logging the start and the end of an

@@ -28,6 +28,9 @@ pub enum TenantError {
     NotMember,
     #[error("this organization is suspended")]
     Suspended,
+    /// The org already holds its share of the pool; try again shortly.
+    #[error("this organization has too many requests in progress")]
+    Busy,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -188,12 +191,15 @@ fn batch<'c>(conn: &'c mut PgConnection, sql: &'c str) -> BatchFuture<'c> {
 pub struct TenantTx {
     tx: ScopedTx,
     membership: Membership,
+    /// A user's transaction holds one of its org's slots on the pool until it ends.
+    _slot: Option<crate::slots::OrgSlot>,
 }
 
 impl TenantTx {
     /// Opens `org`'s tenant transaction for `user`, after checking in the database, on every
     /// call, that the user is a member and the org is active. One round trip.
     pub(crate) async fn begin(db: &Db, org: OrgId, user: UserId) -> Result<Self, TenantError> {
+        let slot = db.slots().acquire(org).await.ok_or(TenantError::Busy)?;
         let (tx, rows) = ScopedTx::begin(db, Some(org), Some(user), Some(MEMBERSHIP_SQL)).await?;
         let row = rows.first().ok_or(TenantError::NotMember)?;
         let (role, status): (Option<String>, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
@@ -209,6 +215,7 @@ impl TenantTx {
         Ok(Self {
             tx,
             membership: Membership { org, user, role },
+            _slot: Some(slot),
         })
     }
 
@@ -231,13 +238,18 @@ impl TenantTx {
                 user: SYSTEM_ACTOR,
                 role: Role::Staff,
             },
+            _slot: None,
         })
     }
 
     /// Wraps a transaction opened by a named operation of this crate (provisioning), whose
     /// membership is established by the operation itself.
     pub(crate) fn from_parts(tx: ScopedTx, membership: Membership) -> Self {
-        Self { tx, membership }
+        Self {
+            tx,
+            membership,
+            _slot: None,
+        }
     }
 
     pub fn membership(&self) -> &Membership {

@@ -80,6 +80,17 @@ pub enum ApiError {
     UriTooLong,
     #[error("the server has too many connections; retry after the Retry-After seconds")]
     TooManyConnections,
+    #[error(
+        "this organization has too many requests in progress; retry after the Retry-After seconds"
+    )]
+    OrgBusy,
+    /// Too many attempts of one kind from one source (`code` says which).
+    #[error("{message}")]
+    RateLimited {
+        code: &'static str,
+        message: String,
+        retry_after: u64,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -173,7 +184,8 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Unavailable | ApiError::Timeout => Some(UNAVAILABLE_RETRY_AFTER),
-            ApiError::TooManyConnections => Some(1),
+            ApiError::TooManyConnections | ApiError::OrgBusy => Some(1),
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -215,6 +227,8 @@ impl ApiError {
             ApiError::TooManyConnections => {
                 (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections")
             }
+            ApiError::OrgBusy => (StatusCode::TOO_MANY_REQUESTS, "org_busy"),
+            ApiError::RateLimited { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -289,6 +303,7 @@ impl From<TenantError> for ApiError {
         match e {
             TenantError::NotMember => ApiError::NotAMember,
             TenantError::Suspended => ApiError::OrgSuspended,
+            TenantError::Busy => ApiError::OrgBusy,
             TenantError::Db(e) => e.into(),
         }
     }

@@ -70,9 +70,16 @@ impl FromRequestParts<AppState> for Principal {
                     })?,
             ),
         };
+        let client = state.limits.client_ip(parts);
+        if let Some(retry_after) = client.and_then(|ip| state.limits.auth_failures.over(&ip)) {
+            return Err(too_many_failures(retry_after));
+        }
         let verified = match state.auth.verify(token).await {
             Ok(verified) => verified,
             Err(e) => {
+                if let Some(ip) = client {
+                    state.limits.auth_failures.hit(&ip);
+                }
                 // A bad token that names an org is that org's business.
                 if let Some(org) = header_org {
                     let detail = serde_json::json!({ "reason": e.to_string() });
@@ -88,6 +95,16 @@ impl FromRequestParts<AppState> for Principal {
         tracing::Span::current().record("user_id", tracing::field::display(principal.user));
         parts.extensions.insert(principal);
         Ok(principal)
+    }
+}
+
+fn too_many_failures(retry_after: u64) -> ApiError {
+    ApiError::RateLimited {
+        code: "too_many_auth_failures",
+        message: "too many failed authentications from this address; retry after the \
+                  Retry-After seconds"
+            .into(),
+        retry_after,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod idempotency;
+pub mod limits;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<voxanne_jobs::Metrics>,
     /// Where requests report security findings, written off the request path.
     pub security: Arc<security_log::SecurityLog>,
+    /// Rate limits: failed authentications per address, webhooks per number.
+    pub limits: Arc<limits::Limits>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -139,7 +142,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::webhooks::vapi))
         .routes(routes!(routes::webhooks::twilio))
         .routes(routes!(routes::webhooks::sms_twilio_status))
-        .routes(routes!(routes::health::metrics))
         .nest("/api/v1", api)
 }
 
@@ -234,6 +236,15 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The operators' listener: `GET /metrics` (totals over all clinics, so never on the API's
+/// address; the binary binds it to loopback by default, `VOXANNE_METRICS_ADDR`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(routes::health::metrics))
+        .fallback(|| async { ApiError::NoRoute })
+        .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then gives in-flight requests

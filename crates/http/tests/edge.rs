@@ -425,3 +425,131 @@ async fn a_database_that_goes_away_is_503_unavailable_with_retry_after_then_serv
         .expect("join")
         .expect("stop");
 }
+
+#[tokio::test]
+async fn one_clinics_burst_of_slow_requests_leaves_the_pool_to_the_others() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    let a_token = app.token(a.owner, Some(a.org));
+    let b_token = app.token(b.owner, Some(b.org));
+    let created = app
+        .post("/api/v1/contacts", &a_token, &json!({"name": "Busy Line"}))
+        .await;
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    // Clinic A's requests all wait on a row lock: slow requests, as many as the pool has and
+    // more.
+    let mut admin = app.t.admin().await;
+    sqlx::query("BEGIN")
+        .execute(&mut admin)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT 1 FROM contacts WHERE id = $1::uuid FOR UPDATE")
+        .bind(&id)
+        .execute(&mut admin)
+        .await
+        .expect("lock");
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let (client, url, token) = (
+            app.client.clone(),
+            format!("{}/api/v1/contacts/{id}", app.base),
+            a_token.clone(),
+        );
+        burst.spawn(async move {
+            let r = client
+                .patch(url)
+                .bearer_auth(token)
+                .json(&json!({"name": format!("Busy {i}")}))
+                .send()
+                .await
+                .expect("send");
+            let retry = r.headers().get("retry-after").is_some();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (
+                status,
+                body["error"]["code"].as_str().map(str::to_owned),
+                retry,
+            )
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Clinic B is served at once, while A's requests hold their share.
+    let started = Instant::now();
+    for _ in 0..5 {
+        let r = app.get_as("/api/v1/calls?limit=1", &b_token).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A's requests beyond its share are refused with 429 and Retry-After after a short wait.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sqlx::query("COMMIT")
+        .execute(&mut admin)
+        .await
+        .expect("commit");
+    let mut busy = 0;
+    let mut done = 0;
+    while let Some(r) = burst.join_next().await {
+        match r.expect("join") {
+            (429, Some(code), true) if code == "org_busy" => busy += 1,
+            (200, _, _) => done += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((done, busy), (4, 8), "half the pool of 8 for clinic A");
+}
+
+#[tokio::test]
+async fn failed_authentications_from_one_address_are_limited_with_429_and_retry_after() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    for i in 0..30 {
+        let r = app.get("/api/v1/calls", Some("not.a.token"), &[]).await;
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    let r = app
+        .client
+        .get(format!("{}/api/v1/calls", app.base))
+        .bearer_auth("not.a.token")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry));
+    let body: Value = r.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], json!("too_many_auth_failures"));
+    // The address is refused before its token is looked at, a valid one included.
+    let valid = app.token(a.owner, Some(a.org));
+    let r = app.get_as("/api/v1/calls", &valid).await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (429, "too_many_auth_failures")
+    );
+}
+
+#[tokio::test]
+async fn webhooks_to_one_number_are_limited_whoever_owns_it() {
+    let app = TestApp::spawn_with_limits(voxanne_http::limits::Limits::new(30, 5)).await;
+    let [a, _] = app.clinics().await;
+    for number in [a.number, "+15005550006"] {
+        let body = json!({"message": {"type": "status-update", "status": "ringing",
+            "call": {"id": "flood"}, "phoneNumber": {"number": number}}})
+        .to_string()
+        .into_bytes();
+        let mut statuses = Vec::new();
+        for _ in 0..7 {
+            statuses.push(app.post_vapi(&body, None).await.status.as_u16());
+        }
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429], "{number}");
+    }
+}

@@ -384,12 +384,15 @@ async fn metrics_report_the_queue_depth_by_status_and_the_job_counters() {
         .expect("processing");
     let r = app
         .client
-        .get(format!("{}/metrics", app.base))
+        .get(format!("{}/metrics", app.metrics_base))
         .send()
         .await
         .expect("get");
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("text");
+    // Totals over all clinics: not on the API's address.
+    let on_api = app.get("/metrics", None, &[]).await;
+    assert_eq!((on_api.status.as_u16(), on_api.code()), (404, "no_route"));
     for (status, n) in [("queued", 2), ("waiting", 1), ("processing", 1)] {
         assert!(
             text.contains(&format!("voxanne_recordings{{status=\"{status}\"}} {n}\n")),

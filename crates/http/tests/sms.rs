@@ -209,7 +209,7 @@ async fn a_booking_queues_one_confirmation_that_the_worker_sends_once_with_the_c
     );
     let metrics = app
         .client
-        .get(format!("{}/metrics", app.base))
+        .get(format!("{}/metrics", app.metrics_base))
         .send()
         .await
         .expect("metrics")

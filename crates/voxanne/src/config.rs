@@ -166,6 +166,43 @@ pub struct Config {
         global = true
     )]
     pub db_max_connections: u32,
+    /// Tenant transactions one clinic may hold at once, so that its burst of slow requests
+    /// leaves the rest of the pool to the others. Unset: half the pool.
+    #[arg(long, env = "VOXANNE_ORG_MAX_IN_FLIGHT", global = true)]
+    pub org_max_in_flight: Option<usize>,
+    /// How long a clinic's request waits for one of its slots before it is answered 429
+    /// `org_busy`.
+    #[arg(long, env = "VOXANNE_ORG_WAIT", default_value = "2s", value_parser = humantime::parse_duration, global = true)]
+    pub org_wait: std::time::Duration,
+    /// Failed authentications one client address may make per minute; past it, 429.
+    #[arg(
+        long,
+        env = "VOXANNE_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 30,
+        global = true
+    )]
+    pub auth_failures_per_minute: u32,
+    /// Webhook requests per called number per minute; past it, 429.
+    #[arg(
+        long,
+        env = "VOXANNE_WEBHOOKS_PER_MINUTE",
+        default_value_t = 1200,
+        global = true
+    )]
+    pub webhooks_per_minute: u32,
+    /// Behind a reverse proxy: the header it puts the client's address in (e.g.
+    /// `X-Forwarded-For`; its last value counts). Unset: the connection's peer address.
+    #[arg(long, env = "VOXANNE_CLIENT_IP_HEADER", global = true)]
+    pub client_ip_header: Option<String>,
+    /// Where `serve` answers `GET /metrics` (Prometheus; totals over all clinics, so not on
+    /// the API's address): loopback by default, `off` for nowhere.
+    #[arg(
+        long,
+        env = "VOXANNE_METRICS_ADDR",
+        default_value = "127.0.0.1:9464",
+        global = true
+    )]
+    pub metrics_addr: String,
     /// A request head (request line and headers) must arrive within this (408).
     #[arg(long, env = "VOXANNE_HTTP_HEAD_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub http_head_timeout: std::time::Duration,
@@ -192,6 +229,49 @@ pub struct Config {
 }
 
 impl Config {
+    /// How the application's pool is shared out between clinics.
+    pub fn pool_settings(&self) -> voxanne_db::PoolSettings {
+        voxanne_db::PoolSettings {
+            org_max_in_flight: self.org_max_in_flight,
+            org_wait: self.org_wait,
+            ..voxanne_db::PoolSettings::new(self.db_max_connections)
+        }
+    }
+
+    /// The operators' listener for `/metrics`, unless it is `off`.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if self.metrics_addr.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        self.metrics_addr.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!(
+                "--metrics-addr must be an address (host:port) or `off`, not `{}`",
+                self.metrics_addr
+            )
+        })
+    }
+
+    /// The rate limits (`voxanne_http::limits`).
+    pub fn limits(&self) -> anyhow::Result<voxanne_http::limits::Limits> {
+        anyhow::ensure!(
+            self.auth_failures_per_minute >= 1 && self.webhooks_per_minute >= 1,
+            "--auth-failures-per-minute and --webhooks-per-minute must be at least 1"
+        );
+        let mut limits = voxanne_http::limits::Limits::new(
+            self.auth_failures_per_minute,
+            self.webhooks_per_minute,
+        );
+        limits.client_ip_header = self
+            .client_ip_header
+            .as_deref()
+            .map(|h| {
+                h.parse::<axum::http::HeaderName>()
+                    .map_err(|_| anyhow::anyhow!("--client-ip-header `{h}` is not a header name"))
+            })
+            .transpose()?;
+        Ok(limits)
+    }
+
     /// The edge's limits (`voxanne_http::server`).
     pub fn server_config(&self) -> anyhow::Result<voxanne_http::ServerConfig> {
         anyhow::ensure!(

@@ -50,7 +50,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
                     .context("VOXANNE_APP_DATABASE_URL is not a PostgreSQL URL")?,
                 None => app_url_from(url, password.as_deref())?,
             };
-            let db = Db::connect(app, config.db_max_connections)
+            let db = Db::connect_with(app, config.pool_settings())
                 .await
                 .context("connecting as voxanne_app (set VOXANNE_APP_DATABASE_URL or VOXANNE_APP_DB_PASSWORD)")?;
             Ok(Database { db, cluster: None })
@@ -98,9 +98,9 @@ async fn open_embedded(cluster: &EmbeddedCluster, config: &Config) -> anyhow::Re
     )
     .await
     .context("migrating the embedded database")?;
-    Db::connect(
+    Db::connect_with(
         cluster.connect_options(APP_ROLE, EMBEDDED_DATABASE),
-        config.db_max_connections,
+        config.pool_settings(),
     )
     .await
     .context("connecting as voxanne_app")

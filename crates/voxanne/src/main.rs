@@ -251,6 +251,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             keyring: keyring.clone(),
             metrics: metrics.clone(),
             security,
+            limits: Arc::new(config.limits()?),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = if args.no_worker {
@@ -277,6 +278,21 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             shutdown.await;
             let _ = stop.send(true);
         });
+        if let Some(metrics_addr) = config.metrics_addr()? {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
+            tracing::info!(addr = %metrics_addr, "metrics at /metrics");
+            let mut metrics_stopped = server_stopped.clone();
+            tokio::spawn(voxanne_http::server::run(
+                metrics_listener,
+                voxanne_http::metrics_router(state.clone()),
+                voxanne_http::ServerConfig::default(),
+                async move {
+                    let _ = metrics_stopped.wait_for(|stop| *stop).await;
+                },
+            ));
+        }
         let served = voxanne_http::serve(listener, state, server_config, async move {
             let _ = server_stopped.wait_for(|stop| *stop).await;
         })

@@ -222,7 +222,7 @@ async fn run_one(state: &AppState, call: &CallContext, tool_call: &ToolCall) -> 
     let mut tx = match state.db.job_tenant(call.org).await {
         Ok(tx) => tx,
         Err(TenantError::Suspended | TenantError::NotMember) => return UNAVAILABLE.to_owned(),
-        Err(TenantError::Db(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, tool = tool.name, "agent tool: no transaction");
             return TROUBLE.to_owned();
         }

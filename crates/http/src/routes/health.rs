@@ -30,10 +30,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 /// Prometheus text: the recording queue depth (all orgs, counts only) and the recording
-/// jobs' counters of this process.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses(
-    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-))]
+/// jobs' counters of this process. Served on the operators' listener only
+/// (`crate::metrics_router`).
 pub async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
     let text = state
         .metrics

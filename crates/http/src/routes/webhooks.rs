@@ -267,6 +267,15 @@ async fn open_clinic(
     route: &str,
     verify: impl FnOnce(&[u8]) -> Result<(), SignatureError>,
 ) -> Result<TenantTx, ApiError> {
+    if let Some(retry_after) = state.limits.webhooks.hit(&number.to_owned()) {
+        return Err(ApiError::RateLimited {
+            code: "too_many_webhooks",
+            message: "too many webhook requests for this number; retry after the Retry-After \
+                      seconds"
+                .into(),
+            retry_after,
+        });
+    }
     let found = webhook_credentials(&state.db, number, provider).await?;
     let secret = match (&found.org, &found.secrets) {
         (Some((org, _)), Some(sealed)) => open_sealed(sealed, &state.keyring, *org, provider)
@@ -312,7 +321,7 @@ async fn open_clinic(
     }
     state.db.job_tenant(org).await.map_err(|e| match e {
         TenantError::Suspended | TenantError::NotMember => ApiError::OrgSuspended,
-        TenantError::Db(e) => e.into(),
+        other => other.into(),
     })
 }
 

@@ -18,6 +18,7 @@ use voxanne_db::crypto::Keyring;
 use voxanne_db::demo::{self, DemoClinic};
 use voxanne_domain::{OrgId, UserId};
 use voxanne_http::auth::{mint_hs256, AuthConfig, DevToken, JwksSource, JwtVerifier};
+use voxanne_http::limits::Limits;
 use voxanne_http::security_log::SecurityLog;
 use voxanne_http::{AppState, ServerConfig};
 use voxanne_testkit::TestDb;
@@ -32,6 +33,8 @@ pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"
 
 pub struct TestApp {
     pub base: String,
+    /// The operators' listener (`/metrics`).
+    pub metrics_base: String,
     /// The server's security log: `flush` it before reading what it recorded.
     pub security: Arc<SecurityLog>,
     pub t: TestDb,
@@ -69,18 +72,24 @@ impl TestApp {
         jwks: Option<JwksSource>,
         store: Option<Arc<dyn object_store::ObjectStore>>,
     ) -> Self {
-        Self::spawn_configured(jwks, store, ServerConfig::default()).await
+        Self::spawn_configured(jwks, store, ServerConfig::default(), Limits::default()).await
     }
 
     /// With the edge's limits set to `server`.
     pub async fn spawn_with_server(server: ServerConfig) -> Self {
-        Self::spawn_configured(None, None, server).await
+        Self::spawn_configured(None, None, server, Limits::default()).await
+    }
+
+    /// With the rate limits set to `limits`.
+    pub async fn spawn_with_limits(limits: Limits) -> Self {
+        Self::spawn_configured(None, None, ServerConfig::default(), limits).await
     }
 
     pub async fn spawn_configured(
         jwks: Option<JwksSource>,
         store: Option<Arc<dyn object_store::ObjectStore>>,
         server: ServerConfig,
+        limits: Limits,
     ) -> Self {
         let t = TestDb::new().await;
         let auth = JwtVerifier::new(AuthConfig {
@@ -109,7 +118,16 @@ impl TestApp {
             keyring: Arc::new(keyring()),
             metrics: Arc::default(),
             security: security.clone(),
+            limits: Arc::new(limits),
         };
+        let metrics_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metrics_base = format!("http://{}", metrics_listener.local_addr().expect("addr"));
+        tokio::spawn(voxanne_http::server::run(
+            metrics_listener,
+            voxanne_http::metrics_router(state.clone()),
+            ServerConfig::default(),
+            std::future::pending(),
+        ));
         tokio::spawn(voxanne_http::serve(listener, state, server, async {
             let _ = rx.await;
         }));
@@ -119,6 +137,7 @@ impl TestApp {
             .expect("client");
         Self {
             base,
+            metrics_base,
             security,
             t,
             storage,
@@ -326,6 +345,7 @@ pub async fn serve_db(db: voxanne_db::Db) -> String {
     let (security, _) = SecurityLog::start(db.clone());
     let state = AppState {
         security,
+        limits: Arc::default(),
         db,
         auth: Arc::new(auth),
         recordings: Arc::new(
