@@ -33,10 +33,15 @@ pub enum EmbeddedError {
     )]
     NoUnprivilegedUser(String),
     #[error(
-        "the PostgreSQL account `{user}` cannot reach {path} (a parent directory is not \
-         searchable by it). Set VOXANNE_DATA_DIR to a directory it can reach, e.g. /var/tmp/voxanne."
+        "the PostgreSQL account `{user}` cannot reach {path}: {blocking} is not searchable by \
+         it. Run `chmod o+x {blocking}`, or set VOXANNE_DATA_DIR to a directory it can reach, \
+         e.g. /var/tmp/voxanne."
     )]
-    Unreachable { user: String, path: PathBuf },
+    Unreachable {
+        user: String,
+        path: PathBuf,
+        blocking: PathBuf,
+    },
     #[error("{action} failed: {detail}")]
     Command { action: String, detail: String },
     #[error("{context}: {source}")]
@@ -87,6 +92,23 @@ impl EmbeddedCluster {
             .canonicalize()
             .map_err(io_err(format!("resolving {}", data_dir.display())))?;
         let run_as = run_as_account()?;
+        if let Some(account) = &run_as {
+            let meta = std::fs::metadata(&data_dir)
+                .map_err(io_err(format!("reading {}", data_dir.display())))?;
+            // Our own data dir (e.g. made by `mktemp -d`, mode 0700): let the cluster's account
+            // pass through it, without reading it. Directories above it are not ours to change.
+            if meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o001 == 0 {
+                std::fs::set_permissions(
+                    &data_dir,
+                    std::fs::Permissions::from_mode((meta.mode() & 0o7777) | 0o001),
+                )
+                .map_err(io_err(format!(
+                    "letting {} through {}",
+                    account.name,
+                    data_dir.display()
+                )))?;
+            }
+        }
         let pg_dir = data_dir.join("pg");
         let socket_dir = socket_dir_for(&data_dir);
         for dir in [&pg_dir, &socket_dir] {
@@ -107,6 +129,7 @@ impl EmbeddedCluster {
             run_as,
             started_here: false,
         };
+        cluster.register_user()?;
         if !cluster.pg_dir.join("PG_VERSION").exists() {
             cluster.initdb(options)?;
         }
@@ -154,10 +177,59 @@ impl EmbeddedCluster {
         self.started_here
     }
 
-    /// Stops the server if this handle started it. A cluster that was already running when
-    /// we came (another voxanne process uses it) is left alone.
+    /// Where each process using the cluster leaves its pid (`serve` and a separate `voxanne
+    /// worker` may share one cluster): the last one to go stops the server.
+    fn users_dir(&self) -> PathBuf {
+        self.pg_dir.with_file_name("pg.users")
+    }
+
+    fn register_user(&self) -> Result<(), EmbeddedError> {
+        let dir = self.users_dir();
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let file = dir.join(std::process::id().to_string());
+        std::fs::write(&file, b"").map_err(io_err(format!("writing {}", file.display())))
+    }
+
+    /// The other live processes that use the cluster; files of processes that are gone are
+    /// removed.
+    fn other_users(&self) -> Vec<i32> {
+        let me = i32::try_from(std::process::id()).unwrap_or_default();
+        let Ok(entries) = std::fs::read_dir(self.users_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                if pid == me {
+                    return None;
+                }
+                if pid_alive(pid) {
+                    Some(pid)
+                } else {
+                    let _ = std::fs::remove_file(entry.path());
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// This process is done with the cluster: the server is stopped unless another voxanne
+    /// process still uses it (then that one is responsible for it, and stops it when it goes).
     pub fn stop(&self) -> Result<(), EmbeddedError> {
-        if !self.started_here {
+        let _ = std::fs::remove_file(self.users_dir().join(std::process::id().to_string()));
+        let others = self.other_users();
+        if let Some(next) = others.first() {
+            tracing::info!(
+                users = others.len(),
+                "the embedded PostgreSQL stays up: another voxanne process uses it"
+            );
+            let _ = std::fs::write(self.owner_file(), next.to_string());
+            return Ok(());
+        }
+        let handed_to_me = std::fs::read_to_string(self.owner_file())
+            .is_ok_and(|owner| owner.trim() == std::process::id().to_string());
+        if !(self.started_here || handed_to_me) || !self.is_running() {
             return Ok(());
         }
         self.run("stopping PostgreSQL", "pg_ctl", |c| {
@@ -275,12 +347,13 @@ impl EmbeddedCluster {
 
 /// Whether the process named in the owner file still exists.
 fn owner_alive(file: &Path) -> bool {
-    let Some(pid) = std::fs::read_to_string(file)
+    std::fs::read_to_string(file)
         .ok()
         .and_then(|t| t.trim().parse::<i32>().ok())
-    else {
-        return false;
-    };
+        .is_some_and(pid_alive)
+}
+
+fn pid_alive(pid: i32) -> bool {
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
         Ok(()) => true,
         Err(nix::errno::Errno::ESRCH) => false,
@@ -349,6 +422,7 @@ fn check_reachable(dir: &Path, account: &RunAs) -> Result<(), EmbeddedError> {
             return Err(EmbeddedError::Unreachable {
                 user: account.name.clone(),
                 path: dir.to_path_buf(),
+                blocking: ancestor.to_path_buf(),
             });
         }
     }

@@ -19,20 +19,31 @@ fn a_running_cluster_is_reused_and_one_whose_owner_died_is_adopted() {
     let first = EmbeddedCluster::start(dir.path(), options).expect("first start");
     assert!(first.started_here());
 
-    // Another process (here: another handle) while the first one lives: reuse, never stop.
-    let second = EmbeddedCluster::start(dir.path(), options).expect("second start");
-    assert!(!second.started_here());
-    second.stop().expect("a no-op");
+    // Another voxanne process uses it too (here: a live process registered as a user): the
+    // first one leaves the server up for it and hands it over.
+    let mut other = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn");
+    std::fs::write(
+        dir.path().join("pg.users").join(other.id().to_string()),
+        b"",
+    )
+    .expect("register the other user");
+    first.stop().expect("leaving it to the other user");
     assert!(
         first.pg_dir().join("postmaster.pid").exists(),
-        "the reuser stopped the server"
+        "stopped under a process that still uses it"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("pg.owner")).expect("owner"),
+        other.id().to_string()
     );
 
-    // The owner dies without stopping the server (SIGKILL): the next start adopts it.
-    let mut dead = std::process::Command::new("true").spawn().expect("spawn");
-    let dead_pid = dead.id();
-    dead.wait().expect("wait");
-    std::fs::write(dir.path().join("pg.owner"), dead_pid.to_string()).expect("owner file");
+    // That one dies without stopping the server (SIGKILL): the next start adopts it, and
+    // stops it when it goes, the dead user's entry notwithstanding.
+    other.kill().expect("kill");
+    other.wait().expect("wait");
     let third = EmbeddedCluster::start(dir.path(), options).expect("third start");
     assert!(
         third.started_here(),
@@ -59,4 +70,24 @@ fn a_running_cluster_is_reused_and_one_whose_owner_died_is_adopted() {
         version
     );
     fourth.stop().expect("stop");
+}
+
+#[test]
+fn a_data_dir_only_root_can_enter_is_opened_for_the_clusters_account() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // the cluster runs as the caller: nothing to open
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("voxanne-private-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let cluster = EmbeddedCluster::start(dir.path(), ClusterOptions { ephemeral: true })
+        .expect("a 0700 data dir of root's works");
+    let mode = std::fs::metadata(dir.path())
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o701, "passable, not readable, by others");
+    cluster.stop().expect("stop");
 }

@@ -25,6 +25,8 @@ fn voxanne(data: &Path) -> Command {
     c.env("VOXANNE_DATA_DIR", data)
         .env_remove("DATABASE_URL")
         .env_remove("VOXANNE_JWT_SECRET")
+        // Tests run side by side: each server's metrics on a port of its own.
+        .env("VOXANNE_METRICS_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     c
 }
