@@ -20,6 +20,7 @@ pub mod members;
 pub mod migrate;
 pub mod organizations;
 pub mod phone_numbers;
+mod pooler;
 pub mod recordings;
 mod rows;
 pub mod security_events;
@@ -27,6 +28,7 @@ pub mod sms_confirmations;
 pub mod system;
 mod tenant;
 
+pub use pooler::{Pooler, TxConn, UnknownPooler};
 pub use tenant::{Membership, TenantError, TenantTx, SYSTEM_ACTOR};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -103,23 +105,39 @@ impl From<sqlx::Error> for DbError {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: PgPool,
+    pooler: Pooler,
     /// Whether the database is in an episode of unavailability: logged once when it starts
     /// and once when it ends, not once per request.
     unavailable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Db {
-    /// Connects as the application role.
+    /// Connects as the application role, directly.
     pub async fn connect(app: PgConnectOptions, max_connections: u32) -> Result<Self, DbError> {
+        Self::connect_via(app, max_connections, Pooler::None).await
+    }
+
+    /// Connects as the application role through `pooler` (see `pooler.rs`).
+    pub async fn connect_via(
+        app: PgConnectOptions,
+        max_connections: u32,
+        pooler: Pooler,
+    ) -> Result<Self, DbError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(app)
+            .connect_with(pooler.connect_options(app))
             .await?;
         Ok(Self {
             pool,
+            pooler,
             unavailable: Default::default(),
         })
+    }
+
+    /// What the pool connects through.
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
     }
 
     /// Notes the outcome of reaching the database, logging the start and the end of an
@@ -159,9 +177,11 @@ impl Db {
         TenantTx::begin_job(self, org).await
     }
 
-    /// Readiness: can we run a statement? Touches no tenant data.
+    /// Readiness: can we run a statement? Touches no tenant data. Sent as one simple query
+    /// (no bind parameters, so no Parse and Bind split across Syncs), which a
+    /// transaction-mode pooler runs on one server connection.
     pub async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::Executor::execute(&self.pool, "SELECT 1").await?;
         Ok(())
     }
 

@@ -1,6 +1,10 @@
 //! The named operations that are not confined to one org's tenant transaction. Each one is
 //! listed here, does one thing, and is reviewed as such (TENANCY.md section 3); nothing else
 //! in the application reads or writes across orgs.
+//!
+//! Each runs in a transaction of its own, with an empty tenant context where it names no
+//! org: never as a bare statement on the pool, whose Parse and Bind a transaction-mode pooler
+//! could send to two different server connections (`pooler.rs`).
 
 use crate::tenant::ScopedTx;
 use crate::{Db, DbError, Membership, TenantTx};
@@ -42,6 +46,13 @@ pub async fn provision_org(db: &Db, new: &NewOrg) -> Result<TenantTx, DbError> {
             role: Role::Owner,
         },
     ))
+}
+
+/// A transaction with an empty tenant context, for operations that run SECURITY DEFINER
+/// functions (which answer for the context, or for no org at all).
+async fn without_tenant(db: &Db) -> Result<ScopedTx, DbError> {
+    let (tx, _) = ScopedTx::begin(db, None, None, None).await?;
+    Ok(tx)
 }
 
 /// One org a user belongs to.
@@ -133,10 +144,12 @@ pub async fn classify_probes(db: &Db, probes: &[(Probe, String)]) -> Result<u64,
             })
         })
         .collect();
+    let mut tx = without_tenant(db).await?;
     let found: i32 = sqlx::query_scalar("SELECT app.classify_probes($1)")
         .bind(serde_json::Value::Array(batch))
-        .fetch_one(db.pool())
+        .fetch_one(tx.conn())
         .await?;
+    tx.commit().await?;
     Ok(u64::try_from(found).unwrap_or(0))
 }
 
@@ -154,6 +167,7 @@ pub async fn webhook_credentials(
     number: &str,
     provider: voxanne_domain::IntegrationProvider,
 ) -> Result<WebhookCredentials, DbError> {
+    let mut tx = without_tenant(db).await?;
     let row: (
         Option<Uuid>,
         Option<String>,
@@ -164,8 +178,9 @@ pub async fn webhook_credentials(
     )
     .bind(number)
     .bind(provider.as_str())
-    .fetch_one(db.pool())
+    .fetch_one(tx.conn())
     .await?;
+    tx.commit().await?;
     let (org, status, bytes, key_id) = row;
     Ok(WebhookCredentials {
         org: org.map(|o| (OrgId::from_uuid(o), status.as_deref() == Some("active"))),
@@ -197,32 +212,38 @@ pub async fn claim_recordings(
 ) -> Result<Vec<ClaimedRecording>, DbError> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let mut tx = without_tenant(db).await?;
     let rows = sqlx::query_as::<_, ClaimedRecording>(
         "SELECT org_id, call_id, recording_url, attempt
            FROM app.claim_recordings($1, $2 * interval '1 millisecond')",
     )
     .bind(batch)
     .bind(lease_ms)
-    .fetch_all(db.pool())
+    .fetch_all(tx.conn())
     .await?;
+    tx.commit().await?;
     Ok(rows)
 }
 
 /// Puts back in the queue the recordings whose worker died (lease run out), through the
 /// SECURITY DEFINER `app.requeue_stale_recordings`. Returns how many.
 pub async fn requeue_stale_recordings(db: &Db) -> Result<i64, DbError> {
+    let mut tx = without_tenant(db).await?;
     let n = sqlx::query_scalar("SELECT app.requeue_stale_recordings()")
-        .fetch_one(db.pool())
+        .fetch_one(tx.conn())
         .await?;
+    tx.commit().await?;
     Ok(n)
 }
 
 /// The number of calls per recording status, over all orgs (counts only), through the
 /// SECURITY DEFINER `app.recording_queue_depth`: for the metrics.
 pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    let mut tx = without_tenant(db).await?;
     let rows = sqlx::query_as("SELECT status, depth FROM app.recording_queue_depth()")
-        .fetch_all(db.pool())
+        .fetch_all(tx.conn())
         .await?;
+    tx.commit().await?;
     Ok(rows)
 }
 
@@ -249,32 +270,38 @@ pub async fn claim_sms(
 ) -> Result<Vec<ClaimedSms>, DbError> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let mut tx = without_tenant(db).await?;
     let rows = sqlx::query_as::<_, ClaimedSms>(
         "SELECT org_id, sms_id, appointment_id, to_number, body, attempt
            FROM app.claim_sms($1, $2 * interval '1 millisecond')",
     )
     .bind(batch)
     .bind(lease_ms)
-    .fetch_all(db.pool())
+    .fetch_all(tx.conn())
     .await?;
+    tx.commit().await?;
     Ok(rows)
 }
 
 /// Puts back in the queue the SMS confirmations whose worker died (lease run out), through
 /// the SECURITY DEFINER `app.requeue_stale_sms`. Returns how many.
 pub async fn requeue_stale_sms(db: &Db) -> Result<i64, DbError> {
+    let mut tx = without_tenant(db).await?;
     let n = sqlx::query_scalar("SELECT app.requeue_stale_sms()")
-        .fetch_one(db.pool())
+        .fetch_one(tx.conn())
         .await?;
+    tx.commit().await?;
     Ok(n)
 }
 
 /// The SMS queue depth (`queued`, `waiting`, `sending`) over all orgs, counts only, through
 /// the SECURITY DEFINER `app.sms_queue_depth`: for the metrics.
 pub async fn sms_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    let mut tx = without_tenant(db).await?;
     let rows = sqlx::query_as("SELECT status, depth FROM app.sms_queue_depth()")
-        .fetch_all(db.pool())
+        .fetch_all(tx.conn())
         .await?;
+    tx.commit().await?;
     Ok(rows)
 }
 
@@ -287,12 +314,14 @@ pub async fn known_recording_objects(
     let orgs: Vec<Uuid> = objects.iter().map(|o| o.0).collect();
     let calls: Vec<Uuid> = objects.iter().map(|o| o.1).collect();
     let keys: Vec<String> = objects.iter().map(|o| o.2.clone()).collect();
+    let mut tx = without_tenant(db).await?;
     let known = sqlx::query_scalar("SELECT app.known_recording_objects($1, $2, $3)")
         .bind(orgs)
         .bind(calls)
         .bind(keys)
-        .fetch_all(db.pool())
+        .fetch_all(tx.conn())
         .await?;
+    tx.commit().await?;
     Ok(known)
 }
 
@@ -303,14 +332,16 @@ pub async fn stored_recordings(
     after: Option<(Uuid, Uuid)>,
     limit: u32,
 ) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
+    let mut tx = without_tenant(db).await?;
     let rows = sqlx::query_as(
         "SELECT org_id, call_id, recording_path FROM app.stored_recordings($1, $2, $3)",
     )
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1))
     .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-    .fetch_all(db.pool())
+    .fetch_all(tx.conn())
     .await?;
+    tx.commit().await?;
     Ok(rows)
 }
 
@@ -320,7 +351,7 @@ pub async fn org_for_number(
     db: &Db,
     number: &voxanne_domain::PhoneNumber,
 ) -> Result<Option<(OrgId, bool)>, DbError> {
-    let (mut tx, _) = ScopedTx::begin(db, None, None, None).await?;
+    let mut tx = without_tenant(db).await?;
     let row: Option<(Uuid, String)> =
         sqlx::query_as("SELECT org_id, status FROM app.org_for_number($1)")
             .bind(number.as_str())
