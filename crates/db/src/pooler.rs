@@ -195,3 +195,27 @@ impl<'c> Executor<'c> for TxConn<'c> {
         self.conn.describe(sql)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Pooler;
+
+    #[test]
+    fn the_pooler_mode_is_none_or_transaction() {
+        assert_eq!(
+            "transaction".parse::<Pooler>().ok(),
+            Some(Pooler::Transaction)
+        );
+        assert_eq!(
+            " Transaction ".parse::<Pooler>().ok(),
+            Some(Pooler::Transaction)
+        );
+        assert_eq!("none".parse::<Pooler>().ok(), Some(Pooler::None));
+        assert_eq!(Pooler::default(), Pooler::None);
+        let error = "session"
+            .parse::<Pooler>()
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("`session`"), "{error}");
+    }
+}
