@@ -34,6 +34,14 @@ impl Pgbouncer {
             .database(database)
     }
 
+    /// The same as a URL, for the command line's configuration.
+    pub fn url(&self, role: &str, database: &str) -> String {
+        format!(
+            "postgres://{role}@localhost/{database}?host={}&port={PORT}",
+            self.dir.display()
+        )
+    }
+
     /// pgbouncer's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()

@@ -32,6 +32,10 @@ impl Database {
 }
 
 pub async fn open(config: &Config) -> anyhow::Result<Database> {
+    let pooler = config.db_pooler()?;
+    if pooler == voxanne_db::Pooler::Transaction {
+        tracing::info!("the application pool is behind a transaction-mode pooler: unnamed statements, no statement cache");
+    }
     let password = config
         .app_db_password
         .as_ref()
@@ -50,7 +54,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
                     .context("VOXANNE_APP_DATABASE_URL is not a PostgreSQL URL")?,
                 None => app_url_from(url, password.as_deref())?,
             };
-            let db = Db::connect(app, config.db_max_connections)
+            let db = Db::connect_via(app, config.db_max_connections, pooler)
                 .await
                 .context("connecting as voxanne_app (set VOXANNE_APP_DATABASE_URL or VOXANNE_APP_DB_PASSWORD)")?;
             Ok(Database { db, cluster: None })
@@ -98,9 +102,10 @@ async fn open_embedded(cluster: &EmbeddedCluster, config: &Config) -> anyhow::Re
     )
     .await
     .context("migrating the embedded database")?;
-    Db::connect(
+    Db::connect_via(
         cluster.connect_options(APP_ROLE, EMBEDDED_DATABASE),
         config.db_max_connections,
+        config.db_pooler,
     )
     .await
     .context("connecting as voxanne_app")
