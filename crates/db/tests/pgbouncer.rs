@@ -62,6 +62,28 @@ async fn server_connections(t: &TestDb) -> Vec<(i32, Option<String>, Option<Stri
     seen
 }
 
+/// Waits (up to 3 s) until no server connection of the application role is idle inside a
+/// transaction; returns how many still are.
+async fn idle_in_transaction(t: &TestDb) -> i64 {
+    let mut admin = t.admin().await;
+    let mut left = 0;
+    for _ in 0..300 {
+        left = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND usename = 'voxanne_app'
+                AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("pg_stat_activity");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    left
+}
+
 #[tokio::test]
 async fn many_client_connections_share_the_two_server_connections_and_sqlx_defaults_are_refused() {
     let t = TestDb::behind_pgbouncer().await;
@@ -214,26 +236,12 @@ async fn a_dropped_transaction_behind_the_pooler_is_rolled_back_never_committed_
         done.expect("task");
     }
     // The rollbacks of dropped transactions run in the background: wait for them.
-    let mut admin = t.admin().await;
-    let mut in_transaction = -1i64;
-    for _ in 0..300 {
-        in_transaction = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND usename = 'voxanne_app'
-                AND state LIKE 'idle in transaction%'",
-        )
-        .fetch_one(&mut admin)
-        .await
-        .expect("pg_stat_activity");
-        if in_transaction == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
     assert_eq!(
-        in_transaction, 0,
+        idle_in_transaction(&t).await,
+        0,
         "a server connection is left in a transaction"
     );
+    let mut admin = t.admin().await;
     let abandoned: i64 =
         sqlx::query_scalar("SELECT count(*) FROM contacts WHERE name LIKE 'abandoned %'")
             .fetch_one(&mut admin)
@@ -523,4 +531,59 @@ async fn without_the_pooler_mode_named_statements_of_two_clients_collide_on_a_se
             .any(|e| e.contains("prepared statement \"sqlx_s_1\" already exists")),
         "{failures:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_cancelled_anywhere_behind_the_pooler_leave_no_transaction_and_no_context_behind()
+{
+    let t = TestDb::behind_pgbouncer().await;
+    let clinics = demo::seed(&t.db).await.expect("seeding");
+    let db = t.pooled_db(8).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300u64 {
+        let (db, me) = (db.clone(), clinics[(i % 2) as usize].clone());
+        tasks.spawn(async move {
+            // Timeouts from 0 to ~3 ms: cancelled anywhere from the pool queue to the commit.
+            let cut = std::time::Duration::from_micros((i * 37) % 3000);
+            let _ = tokio::time::timeout(cut, async {
+                let mut tx = db.tenant(me.org, me.owner).await.expect("tenant tx");
+                let orgs: Vec<Uuid> =
+                    sqlx::query_scalar("SELECT DISTINCT org_id FROM calls WHERE $1")
+                        .bind(true)
+                        .fetch_all(tx.conn())
+                        .await
+                        .expect("calls");
+                assert_eq!(orgs, vec![me.org.as_uuid()]);
+                tx.commit().await.expect("commit");
+            })
+            .await;
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("no request saw another clinic's rows");
+    }
+    assert_eq!(idle_in_transaction(&t).await, 0);
+    for (i, me) in clinics.iter().cycle().take(8).enumerate() {
+        let mut tx = db.tenant(me.org, me.owner).await.expect("tenant tx");
+        let (org, fresh): (String, bool) = sqlx::query_as(
+            "SELECT current_setting('app.org_id'), now() = transaction_timestamp() AND $1",
+        )
+        .bind(true)
+        .fetch_one(tx.conn())
+        .await
+        .expect("context");
+        assert_eq!(
+            (org, fresh),
+            (me.org.to_string(), true),
+            "after the load, {i}"
+        );
+        tx.commit().await.expect("commit");
+    }
+    for (pid, org, user, statements) in server_connections(&t).await {
+        assert_eq!((org, user), (None, None), "server connection {pid}");
+        assert_eq!(
+            statements, 0,
+            "server connection {pid} keeps named statements"
+        );
+    }
 }
