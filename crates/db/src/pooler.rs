@@ -9,9 +9,10 @@
 //!   the server to be ready; then Bind and Execute, then another Sync. Outside a transaction
 //!   the pooler may hand the server connection to another client between the two Syncs, so
 //!   the Bind would land where the statement was never parsed, or where another client's
-//!   statement of the same name is. Every statement of the application therefore runs inside
-//!   a transaction (tenant transactions, and the cross-org operations of `system.rs`), whose
-//!   server connection stays the client's until COMMIT or ROLLBACK.
+//!   statement of the same name is. Behind such a pooler every statement of the application
+//!   therefore runs inside a transaction, whose server connection stays the client's until
+//!   COMMIT or ROLLBACK: tenant transactions always do, the cross-org operations of
+//!   `system.rs` get one of their own, and readiness is one simple query (one message).
 //! - sqlx names the statements it prepares (`sqlx_s_1`, `sqlx_s_2`, … counted per client
 //!   connection) even when its statement cache is off (capacity 0: then it never closes them),
 //!   and pgbouncer before 1.21 passes the names through: two clients that meet on one server
