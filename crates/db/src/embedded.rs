@@ -172,6 +172,17 @@ impl EmbeddedCluster {
         &self.pg_dir
     }
 
+    /// The directory of the server's Unix socket, and its port (which names the socket).
+    pub fn socket(&self) -> (&Path, u16) {
+        (&self.socket_dir, PORT)
+    }
+
+    /// The OS account (uid, gid) that runs the server when it is not ours (we are root): what
+    /// a tool beside it that also refuses root (a connection pooler) should run as.
+    pub fn os_account(&self) -> Option<(u32, u32)> {
+        self.run_as.as_ref().map(|a| (a.uid, a.gid))
+    }
+
     /// Whether this handle started the server (and so should stop it).
     pub fn started_here(&self) -> bool {
         self.started_here

@@ -20,6 +20,7 @@ pub mod members;
 pub mod migrate;
 pub mod organizations;
 pub mod phone_numbers;
+mod pooler;
 pub mod recordings;
 mod rows;
 pub mod security_events;
@@ -28,6 +29,7 @@ pub mod sms_confirmations;
 pub mod system;
 mod tenant;
 
+pub use pooler::{Pooler, TxConn, UnknownPooler};
 pub use tenant::{Membership, TenantError, TenantTx, SYSTEM_ACTOR};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -112,6 +114,8 @@ pub struct PoolSettings {
     pub org_max_in_flight: Option<usize>,
     /// How long a request waits for one of its org's slots before it is refused.
     pub org_wait: Duration,
+    /// What the pool connects through: directly, or a pooler in transaction mode.
+    pub pooler: Pooler,
 }
 
 impl PoolSettings {
@@ -121,6 +125,7 @@ impl PoolSettings {
             acquire_timeout: Duration::from_secs(10),
             org_max_in_flight: None,
             org_wait: Duration::from_secs(2),
+            pooler: Pooler::None,
         }
     }
 }
@@ -129,15 +134,29 @@ impl PoolSettings {
 pub struct Db {
     pool: PgPool,
     slots: std::sync::Arc<slots::OrgSlots>,
+    pooler: Pooler,
     /// Whether the database is in an episode of unavailability: logged once when it starts
     /// and once when it ends, not once per request.
     unavailable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Db {
-    /// Connects as the application role.
+    /// Connects as the application role, directly.
     pub async fn connect(app: PgConnectOptions, max_connections: u32) -> Result<Self, DbError> {
         Self::connect_with(app, PoolSettings::new(max_connections)).await
+    }
+
+    /// Connects as the application role through `pooler` (see `pooler.rs`).
+    pub async fn connect_via(
+        app: PgConnectOptions,
+        max_connections: u32,
+        pooler: Pooler,
+    ) -> Result<Self, DbError> {
+        let settings = PoolSettings {
+            pooler,
+            ..PoolSettings::new(max_connections)
+        };
+        Self::connect_with(app, settings).await
     }
 
     /// Connects as the application role, with the pool shared out as `settings` say.
@@ -148,7 +167,7 @@ impl Db {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(app)
+            .connect_with(settings.pooler.connect_options(app))
             .await?;
         let half = usize::try_from(settings.max_connections / 2).unwrap_or(1);
         Ok(Self {
@@ -157,12 +176,18 @@ impl Db {
                 settings.org_max_in_flight.unwrap_or(half),
                 settings.org_wait,
             ),
+            pooler: settings.pooler,
             unavailable: Default::default(),
         })
     }
 
     pub(crate) fn slots(&self) -> &std::sync::Arc<slots::OrgSlots> {
         &self.slots
+    }
+
+    /// What the pool connects through.
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
     }
 
     /// Notes the outcome of reaching the database, logging the start and the end of an
@@ -202,9 +227,11 @@ impl Db {
         TenantTx::begin_job(self, org).await
     }
 
-    /// Readiness: can we run a statement? Touches no tenant data.
+    /// Readiness: can we run a statement? Touches no tenant data. Sent as one simple query
+    /// (no bind parameters, so no Parse and Bind split across Syncs), which a
+    /// transaction-mode pooler runs on one server connection.
     pub async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::Executor::execute(&self.pool, "SELECT 1").await?;
         Ok(())
     }
 

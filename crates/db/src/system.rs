@@ -1,11 +1,17 @@
 //! The named operations that are not confined to one org's tenant transaction. Each one is
 //! listed here, does one thing, and is reviewed as such (TENANCY.md section 3); nothing else
 //! in the application reads or writes across orgs.
+//!
+//! Behind a transaction-mode pooler every one of them runs inside a transaction, never as a
+//! bare statement on the pool, whose Parse and Bind the pooler could send to two different
+//! server connections (`pooler.rs`).
 
 use crate::tenant::ScopedTx;
-use crate::{Db, DbError, Membership, TenantTx};
+use crate::{Db, DbError, Membership, Pooler, TenantTx, TxConn};
 use serde::Serialize;
+use sqlx::pool::PoolConnection;
 use sqlx::FromRow;
+use sqlx::Postgres;
 use uuid::Uuid;
 use voxanne_domain::{OrgId, Role, UserId};
 
@@ -42,6 +48,41 @@ pub async fn provision_org(db: &Db, new: &NewOrg) -> Result<TenantTx, DbError> {
             role: Role::Owner,
         },
     ))
+}
+
+/// Where one cross-org statement (a SECURITY DEFINER function, which needs no tenant context)
+/// runs. Directly: on a pooled connection, committing on its own, in one round trip. Behind a
+/// transaction-mode pooler: in a transaction of its own with an empty tenant context, because
+/// sqlx sends the statement's Parse and its Bind with separate Syncs, and between the two the
+/// pooler could hand the server connection to another client.
+enum OneStatement {
+    Direct(PoolConnection<Postgres>),
+    InTransaction(ScopedTx),
+}
+
+impl OneStatement {
+    async fn open(db: &Db) -> Result<Self, DbError> {
+        Ok(match db.pooler() {
+            Pooler::None => OneStatement::Direct(db.pool().acquire().await?),
+            Pooler::Transaction => {
+                OneStatement::InTransaction(ScopedTx::begin(db, None, None, None).await?.0)
+            }
+        })
+    }
+
+    fn conn(&mut self) -> TxConn<'_> {
+        match self {
+            OneStatement::Direct(conn) => TxConn::new(conn, Pooler::None),
+            OneStatement::InTransaction(tx) => tx.conn(),
+        }
+    }
+
+    async fn finish(self) -> Result<(), DbError> {
+        match self {
+            OneStatement::Direct(_) => Ok(()),
+            OneStatement::InTransaction(tx) => Ok(tx.commit().await?),
+        }
+    }
 }
 
 /// One org a user belongs to.
@@ -133,10 +174,12 @@ pub async fn classify_probes(db: &Db, probes: &[(Probe, String)]) -> Result<u64,
             })
         })
         .collect();
+    let mut one = OneStatement::open(db).await?;
     let found: i32 = sqlx::query_scalar("SELECT app.classify_probes($1)")
         .bind(serde_json::Value::Array(batch))
-        .fetch_one(db.pool())
+        .fetch_one(one.conn())
         .await?;
+    one.finish().await?;
     Ok(u64::try_from(found).unwrap_or(0))
 }
 
@@ -154,6 +197,7 @@ pub async fn webhook_credentials(
     number: &str,
     provider: voxanne_domain::IntegrationProvider,
 ) -> Result<WebhookCredentials, DbError> {
+    let mut one = OneStatement::open(db).await?;
     let row: (
         Option<Uuid>,
         Option<String>,
@@ -164,8 +208,9 @@ pub async fn webhook_credentials(
     )
     .bind(number)
     .bind(provider.as_str())
-    .fetch_one(db.pool())
+    .fetch_one(one.conn())
     .await?;
+    one.finish().await?;
     let (org, status, bytes, key_id) = row;
     Ok(WebhookCredentials {
         org: org.map(|o| (OrgId::from_uuid(o), status.as_deref() == Some("active"))),
@@ -197,32 +242,38 @@ pub async fn claim_recordings(
 ) -> Result<Vec<ClaimedRecording>, DbError> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let mut one = OneStatement::open(db).await?;
     let rows = sqlx::query_as::<_, ClaimedRecording>(
         "SELECT org_id, call_id, recording_url, attempt
            FROM app.claim_recordings($1, $2 * interval '1 millisecond')",
     )
     .bind(batch)
     .bind(lease_ms)
-    .fetch_all(db.pool())
+    .fetch_all(one.conn())
     .await?;
+    one.finish().await?;
     Ok(rows)
 }
 
 /// Puts back in the queue the recordings whose worker died (lease run out), through the
 /// SECURITY DEFINER `app.requeue_stale_recordings`. Returns how many.
 pub async fn requeue_stale_recordings(db: &Db) -> Result<i64, DbError> {
+    let mut one = OneStatement::open(db).await?;
     let n = sqlx::query_scalar("SELECT app.requeue_stale_recordings()")
-        .fetch_one(db.pool())
+        .fetch_one(one.conn())
         .await?;
+    one.finish().await?;
     Ok(n)
 }
 
 /// The number of calls per recording status, over all orgs (counts only), through the
 /// SECURITY DEFINER `app.recording_queue_depth`: for the metrics.
 pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    let mut one = OneStatement::open(db).await?;
     let rows = sqlx::query_as("SELECT status, depth FROM app.recording_queue_depth()")
-        .fetch_all(db.pool())
+        .fetch_all(one.conn())
         .await?;
+    one.finish().await?;
     Ok(rows)
 }
 
@@ -249,32 +300,38 @@ pub async fn claim_sms(
 ) -> Result<Vec<ClaimedSms>, DbError> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let mut one = OneStatement::open(db).await?;
     let rows = sqlx::query_as::<_, ClaimedSms>(
         "SELECT org_id, sms_id, appointment_id, to_number, body, attempt
            FROM app.claim_sms($1, $2 * interval '1 millisecond')",
     )
     .bind(batch)
     .bind(lease_ms)
-    .fetch_all(db.pool())
+    .fetch_all(one.conn())
     .await?;
+    one.finish().await?;
     Ok(rows)
 }
 
 /// Puts back in the queue the SMS confirmations whose worker died (lease run out), through
 /// the SECURITY DEFINER `app.requeue_stale_sms`. Returns how many.
 pub async fn requeue_stale_sms(db: &Db) -> Result<i64, DbError> {
+    let mut one = OneStatement::open(db).await?;
     let n = sqlx::query_scalar("SELECT app.requeue_stale_sms()")
-        .fetch_one(db.pool())
+        .fetch_one(one.conn())
         .await?;
+    one.finish().await?;
     Ok(n)
 }
 
 /// The SMS queue depth (`queued`, `waiting`, `sending`) over all orgs, counts only, through
 /// the SECURITY DEFINER `app.sms_queue_depth`: for the metrics.
 pub async fn sms_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
+    let mut one = OneStatement::open(db).await?;
     let rows = sqlx::query_as("SELECT status, depth FROM app.sms_queue_depth()")
-        .fetch_all(db.pool())
+        .fetch_all(one.conn())
         .await?;
+    one.finish().await?;
     Ok(rows)
 }
 
@@ -287,12 +344,14 @@ pub async fn known_recording_objects(
     let orgs: Vec<Uuid> = objects.iter().map(|o| o.0).collect();
     let calls: Vec<Uuid> = objects.iter().map(|o| o.1).collect();
     let keys: Vec<String> = objects.iter().map(|o| o.2.clone()).collect();
+    let mut one = OneStatement::open(db).await?;
     let known = sqlx::query_scalar("SELECT app.known_recording_objects($1, $2, $3)")
         .bind(orgs)
         .bind(calls)
         .bind(keys)
-        .fetch_all(db.pool())
+        .fetch_all(one.conn())
         .await?;
+    one.finish().await?;
     Ok(known)
 }
 
@@ -303,14 +362,16 @@ pub async fn stored_recordings(
     after: Option<(Uuid, Uuid)>,
     limit: u32,
 ) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
+    let mut one = OneStatement::open(db).await?;
     let rows = sqlx::query_as(
         "SELECT org_id, call_id, recording_path FROM app.stored_recordings($1, $2, $3)",
     )
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1))
     .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-    .fetch_all(db.pool())
+    .fetch_all(one.conn())
     .await?;
+    one.finish().await?;
     Ok(rows)
 }
 

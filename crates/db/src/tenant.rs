@@ -6,7 +6,7 @@
 //! Cost: BEGIN, the context and the membership check travel as one statement batch, so a
 //! request pays the round trips of a plain `BEGIN; …; COMMIT` and no more.
 
-use crate::{Db, DbError};
+use crate::{Db, DbError, Pooler, TxConn};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, Row};
@@ -77,6 +77,7 @@ pub const SYSTEM_ACTOR: UserId = UserId::from_uuid(uuid::Uuid::nil());
 /// connection never goes back to the pool inside an open transaction with a stale context.
 pub(crate) struct ScopedTx {
     conn: Option<PoolConnection<Postgres>>,
+    pooler: Pooler,
 }
 
 impl ScopedTx {
@@ -101,8 +102,11 @@ impl ScopedTx {
             attempts += 1;
             let conn = db.pool().acquire().await;
             db.note_reachable(conn.as_ref().map(drop));
-            let mut tx = Self { conn: Some(conn?) };
-            let rows = match batch(tx.conn(), &sql).await {
+            let mut tx = Self {
+                conn: Some(conn?),
+                pooler: db.pooler(),
+            };
+            let rows = match batch(tx.raw_conn(), &sql).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     db.note_reachable(Err(&e));
@@ -127,7 +131,13 @@ impl ScopedTx {
         }
     }
 
-    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+    /// The connection as an executor for the statements of the transaction.
+    pub(crate) fn conn(&mut self) -> TxConn<'_> {
+        let pooler = self.pooler;
+        TxConn::new(self.raw_conn(), pooler)
+    }
+
+    fn raw_conn(&mut self) -> &mut PgConnection {
         // Present until commit, discard or drop, all of which consume or end `self`.
         self.conn
             .as_deref_mut()
@@ -262,7 +272,7 @@ impl TenantTx {
 
     /// The connection, inside the tenant transaction: every statement run on it is bound by
     /// the org's row level security.
-    pub fn conn(&mut self) -> &mut PgConnection {
+    pub fn conn(&mut self) -> TxConn<'_> {
         self.tx.conn()
     }
 

@@ -190,9 +190,11 @@ async fn copy_of_a_row(
     row
 }
 
-/// `INSERT INTO table SELECT ... FROM jsonb_populate_record(...)`, generated columns left out.
-async fn insert_json(
-    conn: &mut PgConnection,
+/// `INSERT INTO table SELECT ... FROM jsonb_populate_record(...)`, generated columns left out
+/// (the column list is read by `admin`).
+async fn insert_json<'c>(
+    admin: &mut PgConnection,
+    conn: impl sqlx::Executor<'c, Database = sqlx::Postgres>,
     table: &str,
     row: &serde_json::Value,
 ) -> Result<u64, sqlx::Error> {
@@ -202,7 +204,7 @@ async fn insert_json(
           ORDER BY attnum",
     )
     .bind(table)
-    .fetch_all(&mut *conn)
+    .fetch_all(admin)
     .await?;
     let columns = columns.join(", ");
     sqlx::query(&format!(
@@ -256,7 +258,7 @@ async fn without_a_tenant_context_the_app_role_sees_nothing_and_writes_nothing()
         );
 
         let row = copy_of_a_row(&mut admin, &table, &column, a.org.as_uuid()).await;
-        let inserted = insert_json(&mut app, &table, &row).await;
+        let inserted = insert_json(&mut admin, &mut app, &table, &row).await;
         assert!(
             is_rls_violation(&inserted),
             "{table}: insert without a tenant context gave {inserted:?}"
@@ -271,7 +273,7 @@ async fn inside_one_clinics_context_no_row_of_another_clinic_can_be_written() {
     for (table, column) in tenant_tables(&mut admin).await {
         let row = copy_of_a_row(&mut admin, &table, &column, a.org.as_uuid()).await;
         let mut tx = t.db.tenant(b.org, b.owner).await.expect("tenant tx");
-        let inserted = insert_json(tx.conn(), &table, &row).await;
+        let inserted = insert_json(&mut admin, tx.conn(), &table, &row).await;
         assert!(
             is_rls_violation(&inserted),
             "{table}: B inserted a row of A: {inserted:?}"

@@ -1,6 +1,11 @@
 //! Test support. One embedded PostgreSQL cluster per test process (in a temp dir, stopped by a
 //! watchdog when the process exits), one migrated template database, and for every test a
-//! fresh database created from the template: no shared state between tests.
+//! fresh database created from the template: no shared state between tests. On demand, a
+//! pgbouncer in transaction mode in front of the cluster (`pgbouncer.rs`).
+
+mod pgbouncer;
+
+pub use pgbouncer::{Pgbouncer, SERVER_POOL_SIZE};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
@@ -9,7 +14,7 @@ use std::sync::OnceLock;
 use tokio::sync::OnceCell;
 use voxanne_db::embedded::{ClusterOptions, EmbeddedCluster, ADMIN_ROLE};
 use voxanne_db::migrate::APP_ROLE;
-use voxanne_db::Db;
+use voxanne_db::{Db, Pooler};
 
 const TEMPLATE: &str = "voxanne_template";
 
@@ -97,20 +102,40 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
-        template().await;
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin =
-            PgConnection::connect_with(&cluster().cluster.connect_options(ADMIN_ROLE, "postgres"))
-                .await
-                .expect("connecting to the test cluster");
-        admin
-            .execute(format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}").as_str())
-            .await
-            .expect("creating the test database");
+        let name = new_database().await;
         let db = Db::connect(app_options(&name), 8)
             .await
             .expect("connecting as the application role");
         Self { name, db }
+    }
+
+    /// A database of its own whose application pool (`db`, 8 connections) goes through the
+    /// test process's pgbouncer in transaction mode, configured as the application is behind
+    /// such a pooler: its clients share [`SERVER_POOL_SIZE`] server connections.
+    pub async fn behind_pgbouncer() -> Self {
+        let name = new_database().await;
+        let db = Db::connect_via(pooled_app_options(&name), 8, Pooler::Transaction)
+            .await
+            .unwrap_or_else(|e| panic!("connecting through pgbouncer: {e}\n{}", pgbouncer().log()));
+        Self { name, db }
+    }
+
+    /// Another application pool of `max_connections` through pgbouncer, as
+    /// [`TestDb::behind_pgbouncer`] configures it.
+    pub async fn pooled_db(&self, max_connections: u32) -> Db {
+        Db::connect_via(
+            pooled_app_options(&self.name),
+            max_connections,
+            Pooler::Transaction,
+        )
+        .await
+        .expect("connecting through pgbouncer")
+    }
+
+    /// Options to log in as the application role through pgbouncer (sqlx's defaults: add
+    /// `Pooler::Transaction.connect_options` for the application's settings).
+    pub fn pgbouncer_app_options(&self) -> PgConnectOptions {
+        pgbouncer().connect_options(APP_ROLE, &self.name)
     }
 
     /// Options to log in as the application role, e.g. to run raw SQL the way a bug would.
@@ -138,6 +163,31 @@ impl TestDb {
 
 fn app_options(database: &str) -> PgConnectOptions {
     cluster().cluster.connect_options(APP_ROLE, database)
+}
+
+fn pooled_app_options(database: &str) -> PgConnectOptions {
+    pgbouncer().connect_options(APP_ROLE, database)
+}
+
+/// A new database from the migrated template; its name.
+async fn new_database() -> String {
+    template().await;
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin =
+        PgConnection::connect_with(&cluster().cluster.connect_options(ADMIN_ROLE, "postgres"))
+            .await
+            .expect("connecting to the test cluster");
+    admin
+        .execute(format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}").as_str())
+        .await
+        .expect("creating the test database");
+    name
+}
+
+/// The test process's pgbouncer (transaction mode, [`SERVER_POOL_SIZE`] server connections
+/// per database) in front of its cluster, started on first use. Blocking on first use.
+pub fn pgbouncer() -> &'static Pgbouncer {
+    pgbouncer::get(&cluster().cluster)
 }
 
 /// Puts at least one row in every tenant table that demo seeding leaves empty, inside the

@@ -203,6 +203,19 @@ pub struct Config {
         global = true
     )]
     pub metrics_addr: String,
+    /// What the application's pool connects through: `none` (directly, or a pooler in
+    /// session mode) or `transaction` (a pooler in transaction mode, e.g. pgbouncer with
+    /// pool_mode=transaction or Supabase's pooler on port 6543: no named prepared statements,
+    /// every statement inside a transaction). Migrations (DATABASE_URL) always need a direct
+    /// connection.
+    #[arg(
+        long,
+        env = "VOXANNE_DB_POOLER",
+        default_value = "none",
+        value_parser = parse_pooler,
+        global = true
+    )]
+    pub db_pooler: voxanne_db::Pooler,
     /// A request head (request line and headers) must arrive within this (408).
     #[arg(long, env = "VOXANNE_HTTP_HEAD_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub http_head_timeout: std::time::Duration,
@@ -228,12 +241,19 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
 }
 
+fn parse_pooler(value: &str) -> Result<voxanne_db::Pooler, String> {
+    value
+        .parse()
+        .map_err(|e: voxanne_db::UnknownPooler| e.to_string())
+}
+
 impl Config {
     /// How the application's pool is shared out between clinics.
     pub fn pool_settings(&self) -> voxanne_db::PoolSettings {
         voxanne_db::PoolSettings {
             org_max_in_flight: self.org_max_in_flight,
             org_wait: self.org_wait,
+            pooler: self.db_pooler,
             ..voxanne_db::PoolSettings::new(self.db_max_connections)
         }
     }
@@ -270,6 +290,23 @@ impl Config {
             })
             .transpose()?;
         Ok(limits)
+    }
+
+    /// The application pool's pooler mode, checked: behind a transaction-mode pooler the
+    /// application must log in through its own URL, because the migrations that run over
+    /// DATABASE_URL hold a session (an advisory lock, `SET ROLE`) that such a pooler would
+    /// split across server connections.
+    pub fn db_pooler(&self) -> anyhow::Result<voxanne_db::Pooler> {
+        if self.db_pooler == voxanne_db::Pooler::Transaction
+            && self.database_url.is_some()
+            && self.app_database_url.is_none()
+        {
+            anyhow::bail!(
+                "VOXANNE_DB_POOLER=transaction needs VOXANNE_APP_DATABASE_URL (the pooler's \
+                 address, as voxanne_app), with DATABASE_URL a direct connection for migrations"
+            );
+        }
+        Ok(self.db_pooler)
     }
 
     /// The edge's limits (`voxanne_http::server`).
@@ -451,6 +488,40 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(error.contains("--twilio-media-hosts"), "{error}");
+    }
+
+    #[test]
+    fn the_pool_connects_directly_unless_told_it_is_behind_a_transaction_pooler() {
+        use voxanne_db::Pooler;
+        assert_eq!(config(&[]).db_pooler().expect("valid"), Pooler::None);
+        let behind = config(&[
+            "--database-url",
+            "postgres://postgres@db.example:5432/postgres",
+            "--app-database-url",
+            "postgres://voxanne_app@pooler.example:6543/postgres",
+            "--db-pooler",
+            "transaction",
+        ]);
+        assert_eq!(behind.db_pooler().expect("valid"), Pooler::Transaction);
+        // The application's URL derived from DATABASE_URL would send migrations through
+        // the pooler too.
+        let error = config(&[
+            "--database-url",
+            "postgres://postgres@pooler.example:6543/postgres",
+            "--db-pooler",
+            "transaction",
+        ])
+        .db_pooler()
+        .expect_err("refused")
+        .to_string();
+        assert!(error.contains("VOXANNE_APP_DATABASE_URL"), "{error}");
+        let error = Cli::try_parse_from(["voxanne", "--db-pooler", "session"])
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("expected `none` or `transaction`"),
+            "{error}"
+        );
     }
 
     #[test]

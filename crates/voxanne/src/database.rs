@@ -32,6 +32,10 @@ impl Database {
 }
 
 pub async fn open(config: &Config) -> anyhow::Result<Database> {
+    let pooler = config.db_pooler()?;
+    if pooler == voxanne_db::Pooler::Transaction {
+        tracing::info!("the application pool is behind a transaction-mode pooler: unnamed statements, no statement cache");
+    }
     let password = config
         .app_db_password
         .as_ref()
@@ -50,7 +54,13 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
                     .context("VOXANNE_APP_DATABASE_URL is not a PostgreSQL URL")?,
                 None => app_url_from(url, password.as_deref())?,
             };
-            let db = Db::connect_with(app, config.pool_settings())
+            let db = Db::connect_with(
+                app,
+                voxanne_db::PoolSettings {
+                    pooler,
+                    ..config.pool_settings()
+                },
+            )
                 .await
                 .context("connecting as voxanne_app (set VOXANNE_APP_DATABASE_URL or VOXANNE_APP_DB_PASSWORD)")?;
             Ok(Database { db, cluster: None })

@@ -374,6 +374,48 @@ fn with_database_url_it_migrates_that_server_and_serves_as_the_application_role(
 }
 
 #[test]
+fn behind_pgbouncer_in_transaction_mode_it_serves_through_the_pooler() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (url, admin) = runtime.block_on(voxanne_testkit::empty_database_url());
+    let database = admin.get_database().expect("database").to_owned();
+    let pooled = voxanne_testkit::pgbouncer().url("voxanne_app", &database);
+    let data = data_dir();
+    let mut command = voxanne(data.path());
+    // Migrations over the direct URL; the application through the pooler.
+    command
+        .env("DATABASE_URL", &url)
+        .env("VOXANNE_APP_DATABASE_URL", &pooled)
+        .env("VOXANNE_DB_POOLER", "transaction")
+        .env(
+            "VOXANNE_JWT_SECRET",
+            "an-operator-provided-secret-of-some-length",
+        );
+    let server = Server::start_with(command);
+    for _ in 0..3 {
+        for (expected, line) in examples(&server.out) {
+            let (status, body) = paste(&line);
+            assert_eq!(status, expected, "{line}\n{body}");
+        }
+    }
+    // The server's sessions are pgbouncer's server connections: at most its pool size.
+    let sessions: i64 = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect_with(&admin).await.expect("admin");
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = 'voxanne_app'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("sessions")
+    });
+    assert!(
+        (1..=i64::from(voxanne_testkit::SERVER_POOL_SIZE)).contains(&sessions),
+        "{sessions} server sessions"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
 fn the_worker_command_runs_the_jobs_and_stops_cleanly_on_sigterm() {
     let data = data_dir();
     let mut child = voxanne(data.path())

@@ -91,7 +91,28 @@ impl TestApp {
         server: ServerConfig,
         limits: Limits,
     ) -> Self {
-        let t = TestDb::new().await;
+        Self::spawn_on_db(TestDb::new().await, jwks, store, server, limits).await
+    }
+
+    /// With the application's pool going through the test pgbouncer in transaction mode.
+    pub async fn spawn_behind_pgbouncer() -> Self {
+        Self::spawn_on_db(
+            TestDb::behind_pgbouncer().await,
+            None,
+            None,
+            ServerConfig::default(),
+            Limits::default(),
+        )
+        .await
+    }
+
+    async fn spawn_on_db(
+        t: TestDb,
+        jwks: Option<JwksSource>,
+        store: Option<Arc<dyn object_store::ObjectStore>>,
+        server: ServerConfig,
+        limits: Limits,
+    ) -> Self {
         let auth = JwtVerifier::new(AuthConfig {
             hs256_secret: Some(SecretString::from(SECRET)),
             jwks,
