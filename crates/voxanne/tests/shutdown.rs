@@ -36,6 +36,8 @@ fn voxanne(data: &Path, args: &[&str]) -> Command {
 }
 
 /// Starts `serve` and returns it with its address.
+// The child is waited for by the tests (or killed on their failure), which clippy cannot follow.
+#[allow(clippy::zombie_processes)]
 fn serve(data: &Path) -> (Child, String) {
     let mut child = voxanne(data, &["serve", "--addr", "127.0.0.1:0", "--no-worker"])
         .stdout(Stdio::piped())
