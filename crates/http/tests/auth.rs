@@ -351,3 +351,46 @@ async fn health_readiness_and_unknown_routes_answer_json() {
     let r = app.get("/api/v1/nothing-here", None, &[]).await;
     assert_eq!((r.status.as_u16(), r.code()), (404, "no_route"));
 }
+
+/// `n - s` for P-256's group order `n`, both 32 bytes big-endian.
+fn p256_negate(s: &[u8]) -> Vec<u8> {
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let mut out = vec![0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        out[i] = d as u8;
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_es256_tokens_high_s_twin_says_the_same_and_grants_the_same() {
+    // Documented in the README: JWS defines no canonical ECDSA form and the library has no
+    // check, so the twin verifies; it carries the same claims, so it can only be the same
+    // user in the same org. If the library starts refusing it, this test says so.
+    let url = jwks_server().await;
+    let app = TestApp::spawn_with(Some(JwksSource::Url(url))).await;
+    let [a, _] = app.clinics().await;
+    let ec = EncodingKey::from_ec_pem(&fixture("ec_private.pem")).expect("ec key");
+    let token = sign(Algorithm::ES256, Some("test-ec"), &ec, &claims(a.owner, Some(a.org)));
+    let (signed, signature) = token.rsplit_once('.').expect("a JWS");
+    let raw = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+    assert_eq!(raw.len(), 64, "r || s");
+    let mut twin = raw[..32].to_vec();
+    twin.extend(p256_negate(&raw[32..]));
+    let twin = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(twin));
+    assert_ne!(twin, token);
+    let original = app.get_as("/api/v1/me", &token).await;
+    let mirrored = app.get_as("/api/v1/me", &twin).await;
+    assert_eq!(original.status, 200);
+    assert_eq!((mirrored.status, &mirrored.body), (original.status, &original.body));
+}
