@@ -213,26 +213,30 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(MatchedPath::as_str)
-                    .unwrap_or("unmatched");
-                let request_id = request
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    route,
-                    request_id,
-                    user_id = tracing::field::Empty,
-                    org_id = tracing::field::Empty,
-                )
-            }),
+            TraceLayer::new_for_http()
+                // The error policy logs what matters itself (internal errors at ERROR, an
+                // unreachable database once per episode): not one ERROR line per 5xx.
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG))
+                .make_span_with(|request: &Request| {
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str)
+                        .unwrap_or("unmatched");
+                    let request_id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        route,
+                        request_id,
+                        user_id = tracing::field::Empty,
+                        org_id = tracing::field::Empty,
+                    )
+                }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

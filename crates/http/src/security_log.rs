@@ -119,12 +119,7 @@ async fn write(db: Db, mut receiver: mpsc::Receiver<Message>) {
             }
         }
         match classify_probes(&db, &probes).await {
-            Ok(0) => {}
-            Ok(found) => tracing::warn!(
-                target: "voxanne::security",
-                found,
-                "ids of other clinics were asked for; recorded for the clinics that own them"
-            ),
+            Ok(found) => budget.found(found),
             Err(e) => tracing::warn!(error = %e, "classifying probes failed"),
         }
         for done in flushed {
@@ -133,11 +128,14 @@ async fn write(db: Db, mut receiver: mpsc::Receiver<Message>) {
     }
 }
 
-/// Probes classified per minute.
+/// Probes classified per minute, and what the minute found: logged once a minute at most,
+/// so that a flood of probes is one line, not one per batch.
 struct Budget {
     window: Instant,
     used: u32,
     skipped: u64,
+    found: u64,
+    reported: bool,
 }
 
 impl Budget {
@@ -146,15 +144,33 @@ impl Budget {
             window: Instant::now(),
             used: 0,
             skipped: 0,
+            found: 0,
+            reported: false,
+        }
+    }
+
+    fn found(&mut self, found: u64) {
+        self.found += found;
+        if found > 0 && !self.reported {
+            self.reported = true;
+            tracing::warn!(
+                target: "voxanne::security",
+                found,
+                "ids of other clinics were asked for; recorded for the clinics that own them \
+                 (the operators' log has each one)"
+            );
         }
     }
 
     fn take(&mut self) -> bool {
         if self.window.elapsed() >= Duration::from_secs(60) {
-            if self.skipped > 0 {
+            if self.skipped > 0 || self.found > 1 {
                 tracing::warn!(
+                    target: "voxanne::security",
+                    found = self.found,
                     skipped = self.skipped,
-                    "probes left unclassified last minute: over the budget"
+                    "probes of the last minute: found to be other clinics' ids, and left \
+                     unclassified over the budget"
                 );
             }
             *self = Self::new();

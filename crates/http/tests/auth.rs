@@ -381,7 +381,12 @@ async fn an_es256_tokens_high_s_twin_says_the_same_and_grants_the_same() {
     let app = TestApp::spawn_with(Some(JwksSource::Url(url))).await;
     let [a, _] = app.clinics().await;
     let ec = EncodingKey::from_ec_pem(&fixture("ec_private.pem")).expect("ec key");
-    let token = sign(Algorithm::ES256, Some("test-ec"), &ec, &claims(a.owner, Some(a.org)));
+    let token = sign(
+        Algorithm::ES256,
+        Some("test-ec"),
+        &ec,
+        &claims(a.owner, Some(a.org)),
+    );
     let (signed, signature) = token.rsplit_once('.').expect("a JWS");
     let raw = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
     assert_eq!(raw.len(), 64, "r || s");
@@ -392,5 +397,8 @@ async fn an_es256_tokens_high_s_twin_says_the_same_and_grants_the_same() {
     let original = app.get_as("/api/v1/me", &token).await;
     let mirrored = app.get_as("/api/v1/me", &twin).await;
     assert_eq!(original.status, 200);
-    assert_eq!((mirrored.status, &mirrored.body), (original.status, &original.body));
+    assert_eq!(
+        (mirrored.status, &mirrored.body),
+        (original.status, &original.body)
+    );
 }

@@ -6,10 +6,13 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::TestApp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tracing_subscriber::layer::SubscriberExt;
 use voxanne_http::ServerConfig;
 
 /// A response read off a raw socket.
@@ -353,6 +356,17 @@ async fn an_oversized_webhook_body_is_413_json() {
     }
 }
 
+/// Counts ERROR events.
+struct CountErrors(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountErrors {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// A cluster of this test's own, so that it can be stopped under a running server.
 fn own_cluster(dir: &std::path::Path) -> voxanne_db::embedded::EmbeddedCluster {
     voxanne_db::embedded::EmbeddedCluster::start(
@@ -383,6 +397,11 @@ async fn a_database_that_goes_away_is_503_unavailable_with_retry_after_then_serv
     .await
     .expect("pool");
     let [a, _] = voxanne_db::demo::seed(&db).await.expect("seed");
+    // Count the ERROR lines that announce the episode (the server runs on this thread).
+    let errors = Arc::new(AtomicUsize::new(0));
+    let _logs = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(CountErrors(errors.clone())),
+    );
     let base = support::serve_db(db).await;
     let client = reqwest::Client::new();
     let token = support::token_for(a.owner, Some(a.org));
@@ -408,6 +427,11 @@ async fn a_database_that_goes_away_is_503_unavailable_with_retry_after_then_serv
         let body: Value = r.json().await.expect("JSON");
         assert_eq!(body["error"]["code"], json!("unavailable"));
     }
+    assert_eq!(
+        errors.load(Ordering::SeqCst),
+        1,
+        "one ERROR line for the episode, not one per request"
+    );
     let ready = client
         .get(format!("{base}/readyz"))
         .send()
