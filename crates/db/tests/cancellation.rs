@@ -24,28 +24,6 @@ async fn cancel_after<F: Future>(fut: F, polls: usize, pause: Duration) -> bool 
     false
 }
 
-/// Waits (up to 3 s) until no connection of the application role is idle inside a
-/// transaction; returns how many still are.
-async fn idle_in_transaction(t: &TestDb) -> i64 {
-    let mut admin = t.admin().await;
-    let mut left = 0;
-    for _ in 0..300 {
-        left = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND usename = 'voxanne_app'
-                AND state LIKE 'idle in transaction%'",
-        )
-        .fetch_one(&mut admin)
-        .await
-        .expect("pg_stat_activity");
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    left
-}
-
 /// On the pool's only connection: the next tenant transaction is `me`'s alone.
 async fn next_user_sees_only_its_own_context(db: &Db, me: &DemoClinic, round: &str) {
     let mut tx = db
@@ -96,7 +74,7 @@ async fn a_tenant_transaction_cancelled_at_any_await_leaves_its_connection_clean
             // A background job's transaction, and a cross-org operation, likewise.
             cancel_after(db.job_tenant(a.org), polls, pause).await;
             cancel_after(voxanne_db::system::memberships(&db, a.owner), polls, pause).await;
-            assert_eq!(idle_in_transaction(&t).await, 0, "{round}");
+            assert_eq!(t.idle_in_transaction().await, 0, "{round}");
             next_user_sees_only_its_own_context(&db, &b, &round).await;
         }
     }
@@ -131,7 +109,7 @@ async fn cancelled_requests_under_load_leave_no_connection_in_a_transaction() {
     while let Some(done) = tasks.join_next().await {
         done.expect("no request saw another clinic's rows");
     }
-    assert_eq!(idle_in_transaction(&t).await, 0);
+    assert_eq!(t.idle_in_transaction().await, 0);
     for (i, me) in clinics.iter().cycle().take(8).enumerate() {
         next_user_sees_only_its_own_context(&db, me, &format!("after the load, {i}")).await;
     }

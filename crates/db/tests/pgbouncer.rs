@@ -62,28 +62,6 @@ async fn server_connections(t: &TestDb) -> Vec<(i32, Option<String>, Option<Stri
     seen
 }
 
-/// Waits (up to 3 s) until no server connection of the application role is idle inside a
-/// transaction; returns how many still are.
-async fn idle_in_transaction(t: &TestDb) -> i64 {
-    let mut admin = t.admin().await;
-    let mut left = 0;
-    for _ in 0..300 {
-        left = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND usename = 'voxanne_app'
-                AND state LIKE 'idle in transaction%'",
-        )
-        .fetch_one(&mut admin)
-        .await
-        .expect("pg_stat_activity");
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    left
-}
-
 #[tokio::test]
 async fn many_client_connections_share_the_two_server_connections_and_sqlx_defaults_are_refused() {
     let t = TestDb::behind_pgbouncer().await;
@@ -237,7 +215,7 @@ async fn a_dropped_transaction_behind_the_pooler_is_rolled_back_never_committed_
     }
     // The rollbacks of dropped transactions run in the background: wait for them.
     assert_eq!(
-        idle_in_transaction(&t).await,
+        t.idle_in_transaction().await,
         0,
         "a server connection is left in a transaction"
     );
@@ -562,7 +540,7 @@ async fn requests_cancelled_anywhere_behind_the_pooler_leave_no_transaction_and_
     while let Some(done) = tasks.join_next().await {
         done.expect("no request saw another clinic's rows");
     }
-    assert_eq!(idle_in_transaction(&t).await, 0);
+    assert_eq!(t.idle_in_transaction().await, 0);
     for (i, me) in clinics.iter().cycle().take(8).enumerate() {
         let mut tx = db.tenant(me.org, me.owner).await.expect("tenant tx");
         let (org, fresh): (String, bool) = sqlx::query_as(

@@ -154,6 +154,28 @@ impl TestDb {
             .expect("connecting as admin")
     }
 
+    /// Waits (up to 3 s) until no connection of the application role to this database is
+    /// idle inside a transaction; returns how many still are.
+    pub async fn idle_in_transaction(&self) -> i64 {
+        let mut admin = self.admin().await;
+        let mut left = 0;
+        for _ in 0..300 {
+            left = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND usename = 'voxanne_app'
+                    AND state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .expect("pg_stat_activity");
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        left
+    }
+
     pub async fn app_conn(&self) -> PgConnection {
         PgConnection::connect_with(&self.app_options())
             .await
