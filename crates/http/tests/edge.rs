@@ -283,20 +283,13 @@ async fn past_the_connection_cap_a_client_gets_503_json_with_retry_after() {
     assert_eq!(r.status, 200);
 }
 
-#[tokio::test]
-async fn a_request_over_its_time_is_503_timeout_and_rolls_back() {
-    let app = TestApp::spawn_with_server(ServerConfig {
-        request_timeout: Duration::from_millis(500),
-        ..ServerConfig::default()
-    })
-    .await;
-    let [a, _] = app.clinics().await;
-    let token = app.token(a.owner, Some(a.org));
+/// A new contact named `name` whose row the superuser holds (`FOR UPDATE`, in a transaction
+/// on the returned connection): requests that write it wait until that transaction ends.
+async fn locked_contact(app: &TestApp, token: &str, name: &str) -> (String, sqlx::PgConnection) {
     let created = app
-        .post("/api/v1/contacts", &token, &json!({"name": "Locked Out"}))
+        .post("/api/v1/contacts", token, &json!({ "name": name }))
         .await;
     let id = created.body["id"].as_str().expect("contact id").to_owned();
-    // Someone else holds the contact's row: the PATCH waits on the lock past its time.
     let mut admin = app.t.admin().await;
     sqlx::query("BEGIN")
         .execute(&mut admin)
@@ -307,6 +300,20 @@ async fn a_request_over_its_time_is_503_timeout_and_rolls_back() {
         .execute(&mut admin)
         .await
         .expect("lock");
+    (id, admin)
+}
+
+#[tokio::test]
+async fn a_request_over_its_time_is_503_timeout_and_rolls_back() {
+    let app = TestApp::spawn_with_server(ServerConfig {
+        request_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    })
+    .await;
+    let [a, _] = app.clinics().await;
+    let token = app.token(a.owner, Some(a.org));
+    // Someone else holds the contact's row: the PATCH waits on the lock past its time.
+    let (id, mut admin) = locked_contact(&app, &token, "Locked Out").await;
     let r = app
         .patch(
             &format!("/api/v1/contacts/{id}"),
@@ -456,22 +463,9 @@ async fn one_clinics_burst_of_slow_requests_leaves_the_pool_to_the_others() {
     let [a, b] = app.clinics().await;
     let a_token = app.token(a.owner, Some(a.org));
     let b_token = app.token(b.owner, Some(b.org));
-    let created = app
-        .post("/api/v1/contacts", &a_token, &json!({"name": "Busy Line"}))
-        .await;
-    let id = created.body["id"].as_str().expect("id").to_owned();
     // Clinic A's requests all wait on a row lock: slow requests, as many as the pool has and
     // more.
-    let mut admin = app.t.admin().await;
-    sqlx::query("BEGIN")
-        .execute(&mut admin)
-        .await
-        .expect("begin");
-    sqlx::query("SELECT 1 FROM contacts WHERE id = $1::uuid FOR UPDATE")
-        .bind(&id)
-        .execute(&mut admin)
-        .await
-        .expect("lock");
+    let (id, mut admin) = locked_contact(&app, &a_token, "Busy Line").await;
     let mut burst = tokio::task::JoinSet::new();
     for i in 0..12 {
         let (client, url, token) = (
