@@ -26,7 +26,7 @@ use voxanne_domain::IntegrationProvider;
 use voxanne_http::auth::{AuthConfig, JwtVerifier};
 use voxanne_http::AppState;
 use voxanne_testkit::TestDb;
-use voxanne_webhooks::signature::timestamped_sign;
+use voxanne_webhooks::vapi_auth::{ServerAuth, CONFIG_KEY};
 
 const SECRET: &str = "bench-webhook-secret";
 const BUDGET: Duration = Duration::from_millis(7500);
@@ -54,13 +54,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?);
     let mut tx = t.db.tenant(a.org, a.owner).await?;
     let secrets = [("webhook_secret".to_owned(), SecretString::from(SECRET))].into();
-    tx.put_integration(
-        &keyring,
-        IntegrationProvider::Vapi,
-        &Default::default(),
-        Some(&secrets),
-    )
-    .await?;
+    // An HMAC credential on Vapi's defaults: the dearest of the modes to verify.
+    let auth = json!({"type": "hmac"});
+    let config = [(CONFIG_KEY.to_owned(), auth.clone())]
+        .into_iter()
+        .collect();
+    let auth = ServerAuth::from_config(&json!({ CONFIG_KEY: auth }))?;
+    tx.put_integration(&keyring, IntegrationProvider::Vapi, &config, Some(&secrets))
+        .await?;
     tx.commit().await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -122,15 +123,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let request = match body {
                 None => http.get(format!("{base}/healthz")),
                 Some(body) => {
-                    let ts = chrono::Utc::now().timestamp();
-                    http.post(format!("{base}/webhooks/voice/vapi"))
-                        .header("content-type", "application/json")
-                        .header("x-vapi-timestamp", ts.to_string())
-                        .header(
-                            "x-vapi-signature",
-                            timestamped_sign(SECRET.as_bytes(), ts, body),
-                        )
-                        .body(body.clone())
+                    let url = format!("{base}/webhooks/voice/vapi");
+                    let now = chrono::Utc::now().timestamp();
+                    let mut request = http.post(&url).header("content-type", "application/json");
+                    for (name, value) in auth.headers(SECRET, body, &url, now) {
+                        request = request.header(name, value);
+                    }
+                    request.body(body.clone())
                 }
             };
             let started = Instant::now();

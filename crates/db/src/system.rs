@@ -184,12 +184,14 @@ pub async fn classify_probes(db: &Db, probes: &[(Probe, String)]) -> Result<u64,
 }
 
 /// What a webhook to `number` is verified against, read in one statement whoever owns the
-/// number (`app.webhook_credentials`, migrations/0012): the owning org and whether it is
-/// active, and the sealed secrets of its `provider` integration.
+/// number (`app.webhook_credentials`, migrations/0013): the owning org and whether it is
+/// active, and the sealed secrets and the settings of its `provider` integration.
 #[derive(Debug, Clone)]
 pub struct WebhookCredentials {
     pub org: Option<(OrgId, bool)>,
     pub secrets: Option<crate::crypto::Sealed>,
+    /// The integration's non-secret settings (`{}` when there is none).
+    pub config: serde_json::Value,
 }
 
 pub async fn webhook_credentials(
@@ -198,26 +200,37 @@ pub async fn webhook_credentials(
     provider: voxanne_domain::IntegrationProvider,
 ) -> Result<WebhookCredentials, DbError> {
     let mut one = OneStatement::open(db).await?;
-    let row: (
-        Option<Uuid>,
-        Option<String>,
-        Option<Vec<u8>>,
-        Option<String>,
-    ) = sqlx::query_as(
-        "SELECT org_id, status, secrets_enc, key_id FROM app.webhook_credentials($1, $2)",
+    #[derive(FromRow)]
+    struct Row {
+        org_id: Option<Uuid>,
+        status: Option<String>,
+        secrets_enc: Option<Vec<u8>>,
+        key_id: Option<String>,
+        config: Option<serde_json::Value>,
+    }
+    let row: Row = sqlx::query_as(
+        "SELECT org_id, status, secrets_enc, key_id, config
+           FROM app.webhook_credentials($1, $2)",
     )
     .bind(number)
     .bind(provider.as_str())
     .fetch_one(one.conn())
     .await?;
     one.finish().await?;
-    let (org, status, bytes, key_id) = row;
+    let Row {
+        org_id,
+        status,
+        secrets_enc,
+        key_id,
+        config,
+    } = row;
     Ok(WebhookCredentials {
-        org: org.map(|o| (OrgId::from_uuid(o), status.as_deref() == Some("active"))),
-        secrets: match (bytes, key_id) {
+        org: org_id.map(|o| (OrgId::from_uuid(o), status.as_deref() == Some("active"))),
+        secrets: match (secrets_enc, key_id) {
             (Some(bytes), Some(key_id)) => Some(crate::crypto::Sealed { key_id, bytes }),
             _ => None,
         },
+        config: config.unwrap_or_else(|| serde_json::json!({})),
     })
 }
 

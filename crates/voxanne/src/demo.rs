@@ -29,6 +29,17 @@ pub fn webhook_secret(number: &str) -> Option<&'static str> {
         .map(|(_, s)| *s)
 }
 
+/// How each demo clinic's Vapi credential authenticates: Clinic A with Vapi's default
+/// (`X-Vapi-Secret`), Clinic B with an HMAC credential on Vapi's defaults, so the demo shows
+/// both.
+pub fn server_auth(number: &str) -> serde_json::Value {
+    if number == WEBHOOK_SECRETS[1].0 {
+        serde_json::json!({"type": "hmac"})
+    } else {
+        serde_json::json!({"type": "x-vapi-secret"})
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct DemoReport {
     pub base_url: String,
@@ -43,6 +54,8 @@ pub struct DemoClinic {
     pub phone_number: String,
     /// Signs the voice platform's webhooks for `phone_number` (`voxanne call simulate`).
     pub webhook_secret: String,
+    /// How the platform presents it (the clinic's `server_auth`).
+    pub server_auth: serde_json::Value,
     pub users: Vec<DemoUser>,
 }
 
@@ -97,13 +110,14 @@ pub async fn seed(
                 SecretString::from(webhook_secret),
             )]
             .into();
-            tx.put_integration(
-                keyring,
-                IntegrationProvider::Vapi,
-                &Default::default(),
-                Some(&secrets),
-            )
-            .await?;
+            let config = [(
+                voxanne_webhooks::vapi_auth::CONFIG_KEY.to_owned(),
+                server_auth(c.number),
+            )]
+            .into_iter()
+            .collect();
+            tx.put_integration(keyring, IntegrationProvider::Vapi, &config, Some(&secrets))
+                .await?;
         }
         tx.commit().await?;
         clinics.push(DemoClinic {
@@ -111,6 +125,7 @@ pub async fn seed(
             org_id: c.org,
             phone_number: c.number.to_owned(),
             webhook_secret: webhook_secret.to_owned(),
+            server_auth: server_auth(c.number),
             users: vec![
                 DemoUser {
                     role: Role::Owner,
@@ -220,8 +235,12 @@ impl fmt::Display for DemoReport {
         for c in &self.clinics {
             writeln!(
                 f,
-                "\n  {} — org {} — phone {} — webhook secret {}",
-                c.name, c.org_id, c.phone_number, c.webhook_secret
+                "\n  {} — org {} — phone {} — webhook secret {} ({})",
+                c.name,
+                c.org_id,
+                c.phone_number,
+                c.webhook_secret,
+                c.server_auth["type"].as_str().unwrap_or("x-vapi-secret")
             )?;
             for u in &c.users {
                 writeln!(

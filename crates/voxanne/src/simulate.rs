@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use voxanne_domain::PhoneNumber;
-use voxanne_webhooks::signature::timestamped_sign;
+use voxanne_webhooks::vapi_auth::{ServerAuth, CONFIG_KEY};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -39,6 +39,10 @@ pub struct SimulateArgs {
     /// The clinic's Vapi webhook secret; the demo clinics' secrets are known without it.
     #[arg(long, env = "VOXANNE_WEBHOOK_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// How the clinic's Vapi credential authenticates: its `server_auth` as JSON (e.g.
+    /// '{"type":"hmac"}'); default: the demo clinic's, else `x-vapi-secret`.
+    #[arg(long)]
+    auth: Option<String>,
     /// How long to keep serving the recording for the worker to fetch it.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     wait: Duration,
@@ -83,6 +87,7 @@ struct Platform {
     http: reqwest::Client,
     url: String,
     secret: String,
+    auth: ServerAuth,
     call_id: String,
     to: String,
     from: String,
@@ -94,16 +99,16 @@ impl Platform {
         message["phoneNumber"] = json!({"number": self.to});
         message["customer"] = json!({"number": self.from});
         let body = json!({ "message": message }).to_string().into_bytes();
-        let ts = chrono::Utc::now().timestamp();
-        let response = self
+        let now = chrono::Utc::now().timestamp();
+        let mut request = self
             .http
             .post(&self.url)
-            .header("content-type", "application/json")
-            .header("x-vapi-timestamp", ts.to_string())
-            .header(
-                "x-vapi-signature",
-                timestamped_sign(self.secret.as_bytes(), ts, &body),
-            )
+            .header("content-type", "application/json");
+        // As Vapi presents the clinic's credential.
+        for (name, value) in self.auth.headers(&self.secret, &body, &self.url, now) {
+            request = request.header(name, value);
+        }
+        let response = request
             .body(body)
             .send()
             .await
@@ -152,6 +157,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 )
             })?,
     };
+    let auth = match &args.auth {
+        Some(text) => serde_json::from_str(text).context("--auth is not JSON")?,
+        None => crate::demo::server_auth(to.as_str()),
+    };
+    let auth = ServerAuth::from_config(&json!({ CONFIG_KEY: auth }))
+        .map_err(|e| anyhow::anyhow!("--auth: {e}"))?;
 
     let recording = Arc::new(Recording {
         fetched: Notify::new(),
@@ -171,6 +182,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             .build()?,
         url: format!("{}/webhooks/voice/vapi", args.server.trim_end_matches('/')),
         secret,
+        auth,
         call_id: call_id.clone(),
         to: to.as_str().to_owned(),
         from: from.as_str().to_owned(),

@@ -3,16 +3,12 @@
 //! - Twilio (`X-Twilio-Signature`): base64 HMAC-SHA1, keyed with the account's auth token,
 //!   over the full request URL followed by every POST parameter as `name` + `value`, sorted
 //!   by name (then value).
-//! - Timestamped HMAC-SHA256 for JSON providers: hex HMAC-SHA256 over `"{timestamp}.{body}"`
-//!   with the raw body bytes, keyed with the clinic's webhook secret; the timestamp (Unix
-//!   seconds) must be within a tolerance of now, so a captured request cannot be replayed
-//!   later.
+//! - Vapi's credentials (X-Vapi-Secret, bearer, HMAC): [`crate::vapi_auth`].
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use sha2::Sha256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -62,50 +58,6 @@ pub fn twilio_verify(
     twilio_mac(auth_token, url, params)
         .verify_slice(&expected)
         .map_err(|_| SignatureError::Mismatch)
-}
-
-fn timestamped_mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect(ANY_KEY_LENGTH);
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
-}
-
-/// The hex signature of `body` at `timestamp`.
-pub fn timestamped_sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    hex::encode(
-        timestamped_mac(secret, timestamp, body)
-            .finalize()
-            .into_bytes(),
-    )
-}
-
-/// Checks a timestamped signature (`sha256=` prefix allowed) against `now` (Unix seconds).
-pub fn timestamped_verify(
-    secret: &[u8],
-    timestamp: Option<&str>,
-    signature: Option<&str>,
-    body: &[u8],
-    now: i64,
-    tolerance_seconds: i64,
-) -> Result<(), SignatureError> {
-    let (timestamp, signature) = match (timestamp.map(str::trim), signature.map(str::trim)) {
-        (Some(t), Some(s)) if !t.is_empty() && !s.is_empty() => (t, s),
-        _ => return Err(SignatureError::Missing),
-    };
-    let timestamp: i64 = timestamp.parse().map_err(|_| SignatureError::Malformed)?;
-    let expected = hex::decode(signature.strip_prefix("sha256=").unwrap_or(signature))
-        .map_err(|_| SignatureError::Malformed)?;
-    // The signature first: an attacker learns nothing about the clock from a forged request.
-    timestamped_mac(secret, timestamp, body)
-        .verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)?;
-    let age_seconds = now.saturating_sub(timestamp);
-    if age_seconds.abs() > tolerance_seconds {
-        return Err(SignatureError::Stale { age_seconds });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -169,67 +121,6 @@ mod tests {
         assert_eq!(
             twilio_verify(b"12345", URL, &example(), Some("%%%")),
             Err(SignatureError::Malformed)
-        );
-    }
-
-    #[test]
-    fn timestamped_signatures_verify_within_the_tolerance_only() {
-        let body = br#"{"message":{"type":"status-update"}}"#;
-        let sig = timestamped_sign(b"whsec", 1_700_000_000, body);
-        let ok = |ts: &str, s: &str, now: i64| {
-            timestamped_verify(b"whsec", Some(ts), Some(s), body, now, 300)
-        };
-        assert_eq!(ok("1700000000", &sig, 1_700_000_100), Ok(()));
-        assert_eq!(
-            ok("1700000000", &format!("sha256={sig}"), 1_700_000_000),
-            Ok(())
-        );
-        assert_eq!(
-            ok("1700000000", &sig, 1_700_000_301),
-            Err(SignatureError::Stale { age_seconds: 301 })
-        );
-        assert_eq!(
-            ok("1700000000", &sig, 1_699_999_000),
-            Err(SignatureError::Stale { age_seconds: -1000 })
-        );
-        assert_eq!(
-            ok("1700000001", &sig, 1_700_000_000),
-            Err(SignatureError::Mismatch),
-            "the timestamp is signed"
-        );
-        assert_eq!(
-            ok("soon", &sig, 1_700_000_000),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            ok("1700000000", "zz", 1_700_000_000),
-            Err(SignatureError::Malformed)
-        );
-        let other = timestamped_verify(
-            b"other-clinic",
-            Some("1700000000"),
-            Some(&sig),
-            body,
-            1_700_000_000,
-            300,
-        );
-        assert_eq!(
-            other,
-            Err(SignatureError::Mismatch),
-            "another clinic's secret does not verify"
-        );
-        let tampered = timestamped_verify(
-            b"whsec",
-            Some("1700000000"),
-            Some(&sig),
-            b"{}",
-            1_700_000_000,
-            300,
-        );
-        assert_eq!(tampered, Err(SignatureError::Mismatch));
-        assert_eq!(
-            timestamped_verify(b"whsec", None, Some(&sig), body, 0, 300),
-            Err(SignatureError::Missing)
         );
     }
 }

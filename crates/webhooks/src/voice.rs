@@ -5,8 +5,9 @@
 //! code whatever the platform, so another platform (Retell, …) is one more implementation of
 //! [`VoicePlatform`], not a rewrite.
 
-use crate::signature::{timestamped_verify, twilio_verify, SignatureError};
+use crate::signature::{twilio_verify, SignatureError};
 use crate::vapi::{self, Kind, ToolCall};
+use crate::vapi_auth::ServerAuth;
 use chrono::{DateTime, Duration, Utc};
 use http::HeaderMap;
 use voxanne_domain::{CallStatus, IntegrationProvider};
@@ -97,15 +98,19 @@ pub trait VoicePlatform: Send + Sync {
     /// Reads the request. Nothing here is trusted until [`VoicePlatform::verify`] passes with
     /// the secret of the clinic that owns `clinic_number`.
     fn parse(&self, request: &Request<'_>) -> Result<Inbound, Malformed>;
-    /// Checks the request's signature with the clinic's secret, in constant time.
-    fn verify(&self, secret: &[u8], request: &Request<'_>) -> Result<(), SignatureError>;
+    /// Checks the request with the clinic's secret, in constant time, as the clinic's
+    /// integration `config` says the platform authenticates (`{}`: the platform's default).
+    fn verify(
+        &self,
+        config: &serde_json::Value,
+        secret: &[u8],
+        request: &Request<'_>,
+    ) -> Result<(), SignatureError>;
 }
 
-/// Signed requests older (or newer) than this are refused as replays.
-pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
-
-/// Vapi server messages, signed `X-Vapi-Timestamp` + `X-Vapi-Signature` (hex HMAC-SHA256 of
-/// `"{timestamp}.{raw body}"`) with the clinic's `webhook_secret` of `integrations/vapi`.
+/// Vapi server messages, authenticated as the clinic's Vapi credential does it (its
+/// `server_auth`, [`ServerAuth`]: X-Vapi-Secret by default, bearer, or HMAC) with the
+/// clinic's `webhook_secret` of `integrations/vapi`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Vapi;
 
@@ -130,8 +135,14 @@ impl VoicePlatform for Vapi {
             is_final,
             started_at: time(&m.started_at),
             ended_at: time(&m.ended_at),
+            // Vapi declares no duration on its reports (some carry `durationSeconds`): the
+            // call lasted from `startedAt` to `endedAt`.
             duration_seconds: m
                 .duration_seconds
+                .or_else(|| {
+                    let (started, ended) = (time(&m.started_at)?, time(&m.ended_at)?);
+                    Some((ended - started).num_milliseconds() as f64 / 1000.0)
+                })
                 .map(|d| d.round().clamp(0.0, f64::from(i32::MAX)) as i32),
             transcript: m.transcript.clone(),
             summary: m.summary.clone(),
@@ -164,15 +175,16 @@ impl VoicePlatform for Vapi {
         })
     }
 
-    fn verify(&self, secret: &[u8], request: &Request<'_>) -> Result<(), SignatureError> {
-        timestamped_verify(
-            secret,
-            request.header("x-vapi-timestamp"),
-            request.header("x-vapi-signature"),
-            request.body,
-            request.now,
-            SIGNATURE_TOLERANCE_SECONDS,
-        )
+    fn verify(
+        &self,
+        config: &serde_json::Value,
+        secret: &[u8],
+        request: &Request<'_>,
+    ) -> Result<(), SignatureError> {
+        // Settings are checked when they are saved; a stored one that no longer reads (a
+        // release that dropped a setting) refuses rather than guesses.
+        let auth = ServerAuth::from_config(config).map_err(|_| SignatureError::Mismatch)?;
+        auth.verify(secret, request)
     }
 }
 
@@ -272,7 +284,12 @@ impl VoicePlatform for TwilioVoice {
         })
     }
 
-    fn verify(&self, secret: &[u8], request: &Request<'_>) -> Result<(), SignatureError> {
+    fn verify(
+        &self,
+        _config: &serde_json::Value,
+        secret: &[u8],
+        request: &Request<'_>,
+    ) -> Result<(), SignatureError> {
         twilio_verify(
             secret,
             request.url,
@@ -285,7 +302,7 @@ impl VoicePlatform for TwilioVoice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::{timestamped_sign, twilio_sign};
+    use crate::signature::twilio_sign;
 
     fn request<'a>(url: &'a str, headers: &'a HeaderMap, body: &'a [u8]) -> Request<'a> {
         Request {
@@ -302,13 +319,7 @@ mod tests {
             "call":{"id":"c1"},"phoneNumber":{"number":"+14155550100"},"customer":{"number":"+14155551234"},
             "durationSeconds":12.6}}"#;
         let mut headers = HeaderMap::new();
-        headers.insert("x-vapi-timestamp", "1900000000".parse().expect("header"));
-        headers.insert(
-            "x-vapi-signature",
-            timestamped_sign(b"s3cret", 1_900_000_000, body)
-                .parse()
-                .expect("header"),
-        );
+        headers.insert("x-vapi-secret", "s3cret".parse().expect("header"));
         let r = request("http://x/webhooks/voice/vapi", &headers, body);
         let inbound = Vapi.parse(&r).expect("parses");
         assert_eq!(inbound.clinic_number.as_deref(), Some("+14155550100"));
@@ -320,8 +331,16 @@ mod tests {
             (update.status, update.is_final, update.duration_seconds),
             (CallStatus::Voicemail, true, Some(13))
         );
-        assert!(Vapi.verify(b"s3cret", &r).is_ok());
-        assert!(Vapi.verify(b"other", &r).is_err());
+        let none = serde_json::json!({});
+        assert!(Vapi.verify(&none, b"s3cret", &r).is_ok());
+        assert!(Vapi.verify(&none, b"other", &r).is_err());
+        let bearer = serde_json::json!({"server_auth": {"type": "bearer"}});
+        assert!(
+            Vapi.verify(&bearer, b"s3cret", &r).is_err(),
+            "the clinic's mode decides"
+        );
+        let broken = serde_json::json!({"server_auth": {"type": "md5"}});
+        assert!(Vapi.verify(&broken, b"s3cret", &r).is_err());
     }
 
     #[test]
@@ -353,9 +372,11 @@ mod tests {
                 ..
             })
         ));
-        assert!(TwilioVoice.verify(b"tok", &r).is_ok());
+        let none = serde_json::json!({});
+        assert!(TwilioVoice.verify(&none, b"tok", &r).is_ok());
         assert!(TwilioVoice
             .verify(
+                &none,
                 b"tok",
                 &request("https://example.com/other", &headers, body)
             )

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use voxanne_db::crypto::Keyring;
 use voxanne_db::integrations::{Secrets, StoredIntegration};
 use voxanne_domain::{IntegrationProvider, OrgId};
+use voxanne_webhooks::vapi_auth::{ServerAuth, CONFIG_KEY};
 
 const MAX_NAMES: usize = 50;
 const MAX_SECRET_BYTES: usize = 8 * 1024;
@@ -31,6 +32,9 @@ const SECRET_WORDS: &[&str] = &[
     "credential",
 ];
 const MASK: &str = "••••";
+/// The secret that authenticates a clinic's Vapi webhooks.
+const WEBHOOK_SECRET: &str = "webhook_secret";
+const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
 
 /// Creates or replaces a provider's settings. `config` (non-secret settings) replaces the
 /// stored config; `secrets` (write-only) replaces the stored secrets, and when omitted the
@@ -71,8 +75,47 @@ fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The vapi integration's settings that decide how its webhooks are authenticated
+/// (`config.server_auth`, voxanne_webhooks::vapi_auth), refused with the field at fault.
+fn check_vapi(config: &Map<String, Value>, secrets: Option<&Secrets>) -> Result<(), ApiError> {
+    let field = |name: &str| match name {
+        "" => format!("config.{CONFIG_KEY}"),
+        name => format!("config.{CONFIG_KEY}.{name}"),
+    };
+    let auth = ServerAuth::from_config(&Value::Object(config.clone()))
+        .map_err(|e| ApiError::validation(field(&e.field), e.message))?;
+    let secret = secrets.and_then(|s| s.get(WEBHOOK_SECRET));
+    if let (ServerAuth::Hmac(plan), Some(secret)) = (&auth, secret) {
+        if plan.secret_is_base64
+            && base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                secret.expose_secret(),
+            )
+            .is_err()
+        {
+            return Err(ApiError::validation(
+                format!("secrets.{WEBHOOK_SECRET}"),
+                "secret_is_base64 is set: the secret must be base64",
+            ));
+        }
+    }
+    if secret.is_some_and(|s| s.expose_secret().len() < MIN_WEBHOOK_SECRET_BYTES) {
+        return Err(ApiError::validation(
+            format!("secrets.{WEBHOOK_SECRET}"),
+            format!(
+                "at least {MIN_WEBHOOK_SECRET_BYTES} characters: it is all that proves a call \
+                 is the clinic's"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl PutIntegration {
-    fn parse(self) -> Result<(Map<String, Value>, Option<Secrets>), ApiError> {
+    fn parse(
+        self,
+        provider: IntegrationProvider,
+    ) -> Result<(Map<String, Value>, Option<Secrets>), ApiError> {
         if self.config.len() > MAX_NAMES {
             return Err(ApiError::validation(
                 "config",
@@ -123,6 +166,9 @@ impl PutIntegration {
                 Ok(secrets)
             })
             .transpose()?;
+        if provider == IntegrationProvider::Vapi {
+            check_vapi(&self.config, secrets.as_ref())?;
+        }
         Ok((self.config, secrets))
     }
 }
@@ -234,7 +280,7 @@ pub async fn put(
 ) -> Result<Json<IntegrationView>, ApiError> {
     let provider = provider(&name)?;
     ApiError::require_admin(tx.membership(), "staff cannot change integrations")?;
-    let (config, secrets) = body.parse()?;
+    let (config, secrets) = body.parse(provider)?;
     let stored = tx
         .put_integration(&state.keyring, provider, &config, secrets.as_ref())
         .await?;

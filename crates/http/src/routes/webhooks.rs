@@ -49,9 +49,16 @@ pub struct WebhookAck {
     pub call_id: Option<uuid::Uuid>,
 }
 
-/// Vapi server messages for a clinic's number, signed with the clinic's `webhook_secret` (set
-/// through `PUT /api/v1/integrations/vapi`): `X-Vapi-Timestamp` (Unix seconds) and
-/// `X-Vapi-Signature` (hex HMAC-SHA256 of `"{timestamp}.{raw body}"`), within five minutes.
+/// Vapi server messages for a clinic's number, authenticated the way the clinic's Vapi
+/// credential does it, with the clinic's `webhook_secret` (both set through
+/// `PUT /api/v1/integrations/vapi`; `config.server_auth` chooses):
+///
+/// - `x-vapi-secret` (the default): `X-Vapi-Secret: <secret>`;
+/// - `bearer`: `Authorization: Bearer <secret>`, or the header the clinic chose, with or
+///   without the prefix;
+/// - `hmac`: Vapi's HMAC credential: by default `x-timestamp` (Unix seconds) and
+///   `x-signature`, the hex HMAC-SHA256 of `"{timestamp}.{raw body}"`, within five minutes;
+///   algorithm, headers, payload format, encoding, prefix and window as configured.
 ///
 /// - `status-update`, `end-of-call-report`: applied to the call (`WebhookAck`).
 /// - `assistant-request`: answered with the clinic's assistant, `{"assistant": {…}}`
@@ -60,8 +67,10 @@ pub struct WebhookAck {
 /// - `tool-calls`: each call run in the clinic, `{"results": [{"toolCallId", "result"}]}`.
 #[utoipa::path(post, path = "/webhooks/voice/vapi", tag = "webhooks",
     params(
-        ("X-Vapi-Timestamp" = String, Header, description = "Unix seconds, signed"),
-        ("X-Vapi-Signature" = String, Header, description = "hex HMAC-SHA256 of \"{timestamp}.{body}\" with the clinic's webhook secret"),
+        ("X-Vapi-Secret" = Option<String>, Header, description = "the clinic's webhook secret (mode `x-vapi-secret`, the default)"),
+        ("Authorization" = Option<String>, Header, description = "`Bearer <secret>` (mode `bearer`; the clinic may choose another header)"),
+        ("x-signature" = Option<String>, Header, description = "mode `hmac`: the HMAC of the payload format (default hex HMAC-SHA256 of \"{timestamp}.{body}\"); the header name is the clinic's choice"),
+        ("x-timestamp" = Option<String>, Header, description = "mode `hmac`: Unix seconds, signed; the header name is the clinic's choice"),
     ),
     request_body = VapiServerMessage,
     responses(
@@ -161,9 +170,14 @@ async fn voice(
     let (provider, secret_name) = platform.secret();
     let named = number.as_ref().map_or("", |n| n.as_str());
     let open = || {
-        open_clinic(state, named, provider, secret_name, route, |secret| {
-            platform.verify(secret, &request)
-        })
+        open_clinic(
+            state,
+            named,
+            provider,
+            secret_name,
+            route,
+            |config, secret| platform.verify(config, secret, &request),
+        )
     };
     let ack = |call_id| Json(WebhookAck { ok: true, call_id }).into_response();
     match inbound.event {
@@ -265,7 +279,7 @@ async fn open_clinic(
     provider: IntegrationProvider,
     secret_name: &str,
     route: &str,
-    verify: impl FnOnce(&[u8]) -> Result<(), SignatureError>,
+    verify: impl FnOnce(&serde_json::Value, &[u8]) -> Result<(), SignatureError>,
 ) -> Result<TenantTx, ApiError> {
     if let Some(retry_after) = state.limits.webhooks.hit(&number.to_owned()) {
         return Err(ApiError::RateLimited {
@@ -287,6 +301,7 @@ async fn open_clinic(
     // Without a secret of the clinic's, the check runs against one no request can know, and
     // fails even if it matched.
     let checked = verify(
+        &found.config,
         secret
             .as_ref()
             .map_or(unknowable_secret(), |s| s.expose_secret().as_bytes()),
@@ -297,9 +312,7 @@ async fn open_clinic(
         (Ok(()), None) => Some(SignatureError::Mismatch.to_string()),
     };
     let Some((org, active)) = found.org else {
-        return Err(ApiError::InvalidSignature(
-            refusal.unwrap_or_else(|| SignatureError::Mismatch.to_string()),
-        ));
+        return Err(ApiError::InvalidSignature);
     };
     if let Some(reason) = refusal {
         let why = if secret.is_none() {
@@ -314,7 +327,7 @@ async fn open_clinic(
             route: route.to_owned(),
             detail: serde_json::json!({ "provider": provider.as_str(), "reason": why }),
         });
-        return Err(ApiError::InvalidSignature(reason));
+        return Err(ApiError::InvalidSignature);
     }
     if !active {
         return Err(ApiError::OrgSuspended);
@@ -328,7 +341,7 @@ async fn open_clinic(
 /// The called number of a request that `open_clinic` verified (which a clinic owns, so it is
 /// one).
 fn verified_number(number: Option<PhoneNumber>) -> Result<PhoneNumber, ApiError> {
-    number.ok_or_else(|| ApiError::InvalidSignature(SignatureError::Mismatch.to_string()))
+    number.ok_or(ApiError::InvalidSignature)
 }
 
 /// A secret of this process that no clinic has and no request can know.
@@ -411,7 +424,7 @@ pub async fn sms_twilio_status(
         provider,
         secret_name,
         "POST /webhooks/sms/twilio/status",
-        |token| TwilioVoice.verify(token, &request),
+        |config, token| TwilioVoice.verify(config, token, &request),
     )
     .await?;
     let applied = match voxanne_domain::SmsStatus::from_twilio(&reported) {

@@ -299,31 +299,43 @@ impl TestApp {
         .expect("the operators' log")
     }
 
-    /// Sets `clinic`'s Vapi webhook signing secret through the API, as its owner.
+    /// Gives `clinic` a Vapi HMAC credential on Vapi's defaults with `secret`, through the
+    /// API, as its owner (what [`TestApp::post_vapi`] signs for).
     pub async fn set_vapi_secret(&self, clinic: &DemoClinic, secret: &str) {
+        self.set_vapi_auth(clinic, json!({"type": "hmac"}), secret)
+            .await;
+    }
+
+    /// Sets how `clinic`'s Vapi credential authenticates (`server_auth`) and its secret.
+    pub async fn set_vapi_auth(&self, clinic: &DemoClinic, server_auth: Value, secret: &str) {
         let r = self
             .put(
                 "/api/v1/integrations/vapi",
                 &self.token(clinic.owner, Some(clinic.org)),
-                &json!({"config": {}, "secrets": {"webhook_secret": secret}}),
+                &json!({"config": {"server_auth": server_auth}, "secrets": {"webhook_secret": secret}}),
             )
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
 
-    /// POSTs `body` to the Vapi webhook as the platform does, signed with `secret` at
-    /// `timestamp` (None: unsigned).
+    /// POSTs `body` to the Vapi webhook as the platform does with an HMAC credential on
+    /// Vapi's defaults, signed with `secret` at `timestamp` (None: unsigned).
     pub async fn post_vapi(&self, body: &[u8], signed: Option<(&str, i64)>) -> Response {
+        let headers = signed
+            .map(|(secret, ts)| vapi_hmac_headers(secret, ts, body))
+            .unwrap_or_default();
+        self.post_vapi_with(body, &headers).await
+    }
+
+    /// POSTs `body` to the Vapi webhook with exactly these authentication headers.
+    pub async fn post_vapi_with(&self, body: &[u8], headers: &[(String, String)]) -> Response {
         let mut request = self
             .client
             .post(format!("{}/webhooks/voice/vapi", self.base))
             .header("content-type", "application/json")
             .body(body.to_vec());
-        if let Some((secret, ts)) = signed {
-            request = request.header("x-vapi-timestamp", ts.to_string()).header(
-                "x-vapi-signature",
-                voxanne_webhooks::signature::timestamped_sign(secret.as_bytes(), ts, body),
-            );
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
         let response = request.send().await.expect("send");
         let status = response.status();
@@ -350,7 +362,25 @@ impl TestApp {
     }
 }
 
-/// The test server's keyring.
+/// The headers Vapi sends with an HMAC credential on its defaults, written here from Vapi's
+/// documentation rather than from the server's code (docs.vapi.ai/server-url/server-authentication;
+/// `HMACAuthenticationPlan` in Vapi's API: `algorithm` sha256, `timestampHeader` `x-timestamp`,
+/// `signatureHeader` `x-signature`, `payloadFormat` `{timestamp}.{body}`, `signatureEncoding`
+/// hex): the hex HMAC-SHA256 of `"{timestamp}.{raw body}"` keyed with the secret.
+pub fn vapi_hmac_headers(secret: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    vec![
+        ("x-timestamp".to_owned(), timestamp.to_string()),
+        (
+            "x-signature".to_owned(),
+            hex::encode(mac.finalize().into_bytes()),
+        ),
+    ]
+}
+
 /// Serves the API on `db` (not a `TestDb`), with the test secrets; returns the base URL.
 pub async fn serve_db(db: voxanne_db::Db) -> String {
     let auth = JwtVerifier::new(AuthConfig {
@@ -456,4 +486,24 @@ pub async fn jwks_server() -> String {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+/// A Vapi server message from `tests/fixtures/vapi/{name}.json` (transcribed from Vapi's
+/// documented shapes; see the README there), its `__PLACEHOLDERS__` filled in. The value of
+/// `__ARGUMENTS_OBJECT__` is JSON, put in as it is (an object, or a string).
+pub fn vapi_fixture(name: &str, fill: &[(&str, Value)]) -> Vec<u8> {
+    let mut text = String::from_utf8(fixture(&format!("vapi/{name}.json"))).expect("utf-8");
+    for (placeholder, value) in fill {
+        let quoted = format!("\"{placeholder}\"");
+        text = text.replace(&quoted, &value.to_string());
+    }
+    assert!(
+        !text.contains("\"__"),
+        "a placeholder left in {name}: {text}"
+    );
+    // Sent compact, as a platform sends it.
+    serde_json::from_str::<Value>(&text)
+        .expect("a fixture is JSON")
+        .to_string()
+        .into_bytes()
 }
