@@ -82,6 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         recordings: Arc::new(object_store::memory::InMemory::new()),
         keyring,
         metrics: Arc::default(),
+        vapi: Arc::default(),
     };
     tokio::spawn(voxanne_http::serve(
         listener,

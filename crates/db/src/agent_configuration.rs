@@ -17,6 +17,9 @@ pub struct AgentConfiguration {
     /// Where the agent transfers a caller who asks for a person (E.164).
     #[schema(value_type = Option<String>, example = "+14155550100")]
     pub transfer_number: Option<PhoneNumber>,
+    /// Whether Vapi runs the clinic's calls under its HIPAA mode (`compliancePlan.hipaaEnabled`:
+    /// Vapi keeps no recording or transcript; honoured on Vapi plans that include it).
+    pub hipaa_enabled: bool,
     /// `null` until the clinic saves a configuration (the defaults apply).
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -26,16 +29,18 @@ impl Default for AgentConfiguration {
     fn default() -> Self {
         Self {
             greeting: String::new(),
-            voice: "default".to_owned(),
+            voice: "vapi:Elliot".to_owned(),
             opening_hours: OpeningHours::default(),
             time_zone: TimeZoneName::utc(),
             transfer_number: None,
+            hipaa_enabled: false,
             updated_at: None,
         }
     }
 }
 
-const COLUMNS: &str = "greeting, voice, opening_hours, time_zone, transfer_number, updated_at";
+const COLUMNS: &str =
+    "greeting, voice, opening_hours, time_zone, transfer_number, hipaa_enabled, updated_at";
 
 fn corrupt(e: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(format!("agent_configurations: {e}"))
@@ -54,6 +59,7 @@ fn from_row(row: &PgRow) -> Result<AgentConfiguration, DbError> {
             .map(|t| PhoneNumber::parse(&t))
             .transpose()
             .map_err(corrupt)?,
+        hipaa_enabled: row.try_get("hipaa_enabled")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
@@ -82,14 +88,16 @@ impl TenantTx {
         let org = self.org().as_uuid();
         let hours = serde_json::to_value(&config.opening_hours).map_err(corrupt)?;
         let row = sqlx::query(&format!(
-            "INSERT INTO agent_configurations (org_id, greeting, voice, opening_hours, time_zone, transfer_number)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO agent_configurations
+                 (org_id, greeting, voice, opening_hours, time_zone, transfer_number, hipaa_enabled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (org_id) DO UPDATE SET
                  greeting = EXCLUDED.greeting,
                  voice = EXCLUDED.voice,
                  opening_hours = EXCLUDED.opening_hours,
                  time_zone = EXCLUDED.time_zone,
                  transfer_number = EXCLUDED.transfer_number,
+                 hipaa_enabled = EXCLUDED.hipaa_enabled,
                  updated_at = now()
              RETURNING {COLUMNS}"
         ))
@@ -99,6 +107,7 @@ impl TenantTx {
         .bind(hours)
         .bind(config.time_zone.as_str())
         .bind(config.transfer_number.as_ref().map(PhoneNumber::as_str))
+        .bind(config.hipaa_enabled)
         .fetch_one(self.conn())
         .await?;
         from_row(&row)

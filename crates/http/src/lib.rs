@@ -15,6 +15,7 @@ pub mod security_log;
 pub mod server;
 pub mod storable;
 pub mod storage;
+pub mod vapi;
 
 use crate::auth::JwtVerifier;
 use crate::error::ApiError;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub security: Arc<security_log::SecurityLog>,
     /// Rate limits: failed authentications per address, webhooks per number.
     pub limits: Arc<limits::Limits>,
+    /// Where Vapi reaches this server and this server reaches Vapi.
+    pub vapi: Arc<vapi::VapiSettings>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

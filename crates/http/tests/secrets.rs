@@ -488,7 +488,7 @@ async fn staff_cannot_link_unlink_or_change_integrations_or_the_agent() {
         .put(
             "/agent-configuration",
             &staff,
-            &json!({"greeting": "Hi", "voice": "alloy", "opening_hours": {}, "time_zone": "UTC"}),
+            &json!({"greeting": "Hi", "voice": "openai:alloy", "opening_hours": {}, "time_zone": "UTC"}),
         )
         .await;
     assert_eq!(agent.status, 403);
@@ -528,7 +528,7 @@ async fn another_clinic_cannot_read_unlink_or_overwrite_a_clinics_secrets() {
             .status,
         200
     );
-    let agent = json!({"greeting": "Clinic A", "voice": "alloy", "opening_hours": {"mon": [["09:00", "17:00"]]}, "time_zone": "Europe/London"});
+    let agent = json!({"greeting": "Clinic A", "voice": "openai:alloy", "opening_hours": {"mon": [["09:00", "17:00"]]}, "time_zone": "Europe/London"});
     assert_eq!(
         s.put("/agent-configuration", &a_owner, &agent).await.status,
         200
@@ -575,7 +575,7 @@ async fn another_clinic_cannot_read_unlink_or_overwrite_a_clinics_secrets() {
         s.put(
             "/agent-configuration",
             &b_owner,
-            &json!({"greeting": "B", "voice": "v", "opening_hours": {}, "time_zone": "UTC"})
+            &json!({"greeting": "B", "voice": "vapi:Rohan", "opening_hours": {}, "time_zone": "UTC"})
         )
         .await
         .status,
@@ -707,7 +707,7 @@ async fn invalid_bodies_are_422_naming_the_field() {
     let owner = app.token(a.owner, Some(a.org));
     let mut s = Session::new(&app);
     let before = app.snapshot(a.org).await;
-    let agent = json!({"greeting": "Hello", "voice": "alloy", "opening_hours": {"mon": [["09:00", "17:00"]]}, "time_zone": "Europe/London", "transfer_number": "+442079460958"});
+    let agent = json!({"greeting": "Hello", "voice": "openai:alloy", "opening_hours": {"mon": [["09:00", "17:00"]]}, "time_zone": "Europe/London", "transfer_number": "+442079460958"});
     let with = |field: &str, value: Value| {
         let mut body = agent.clone();
         body[field] = value;
@@ -772,6 +772,18 @@ async fn invalid_bodies_are_422_naming_the_field() {
     )
     .await;
     assert_invalid(&mut s, "PUT", p, &owner, with("voice", json!(" ")), "voice").await;
+    // Voices Vapi would refuse at the call: retired, unknown, or of no provider it has.
+    for voice in ["Kylie", "alloy", "openai:rachel", "acme:x", "11labs:a b"] {
+        assert_invalid(
+            &mut s,
+            "PUT",
+            p,
+            &owner,
+            with("voice", json!(voice)),
+            "voice",
+        )
+        .await;
+    }
     assert_invalid(
         &mut s,
         "PUT",
@@ -887,13 +899,13 @@ async fn the_agent_configuration_has_defaults_and_one_row_per_clinic() {
     let defaults = app.get_as("/api/v1/agent-configuration", &staff).await;
     assert_eq!(defaults.status, 200);
     assert_eq!(defaults.body["time_zone"], "UTC");
-    assert_eq!(defaults.body["voice"], "default");
+    assert_eq!(defaults.body["voice"], "vapi:Elliot");
     assert_eq!(defaults.body["updated_at"], Value::Null);
     assert_eq!(defaults.body["opening_hours"]["sun"], json!([]));
 
     let body = json!({
         "greeting": "Thank you for calling",
-        "voice": "alloy",
+        "voice": "openai:alloy",
         "opening_hours": {"mon": [["13:30", "17:00"], ["09:00", "12:30"]], "sat": []},
         "time_zone": "America/New_York",
         "transfer_number": "+1 (415) 555-0100"

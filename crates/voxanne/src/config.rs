@@ -158,6 +158,14 @@ pub struct Config {
     /// delivery-status callbacks at `{url}/webhooks/sms/twilio/status`. Unset: none asked.
     #[arg(long, env = "VOXANNE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// Vapi's REST API, for `integrations/vapi/sync` (a test points it at a local fake).
+    #[arg(
+        long,
+        env = "VOXANNE_VAPI_API_URL",
+        default_value = voxanne_http::vapi::DEFAULT_API_URL,
+        global = true
+    )]
+    pub vapi_api_url: String,
     /// Application connection pool size.
     #[arg(
         long,
@@ -394,6 +402,23 @@ impl Config {
                 .transpose()?,
             ..voxanne_jobs::SmsConfig::default()
         })
+    }
+
+    /// Where Vapi reaches this server (`--public-url`) and its REST API (`--vapi-api-url`).
+    pub fn vapi(&self) -> anyhow::Result<voxanne_http::vapi::VapiSettings> {
+        let http_url = |name: &str, value: &str| {
+            url::Url::parse(value)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .ok_or_else(|| anyhow::anyhow!("{name} must be an http(s) URL, not `{value}`"))
+        };
+        Ok(voxanne_http::vapi::VapiSettings::new(
+            self.public_url
+                .as_deref()
+                .map(|u| http_url("--public-url", u))
+                .transpose()?,
+            http_url("--vapi-api-url", &self.vapi_api_url)?,
+        ))
     }
 
     pub fn storage_dir(&self) -> PathBuf {

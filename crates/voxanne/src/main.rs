@@ -252,6 +252,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             security,
             limits: Arc::new(config.limits()?),
+            vapi: Arc::new(config.vapi()?),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = if args.no_worker {

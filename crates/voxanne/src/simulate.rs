@@ -198,7 +198,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         .await
         .context("assistant-request")?;
     let assistant = &answer["assistant"];
-    let tools = assistant["model"]["tools"].as_array().map_or(0, Vec::len);
+    // The clinic's functions (the apology of a clinic not taking calls can only hang up).
+    let tools = assistant["model"]["tools"]
+        .as_array()
+        .map_or(0, |t| t.iter().filter(|t| t["type"] == "function").count());
     println!(
         "  assistant: \"{}\" ({tools} tools, time zone {})",
         assistant["firstMessage"].as_str().unwrap_or_default(),

@@ -5,6 +5,7 @@
 pub mod signature;
 pub mod vapi;
 pub mod vapi_auth;
+pub mod vapi_voice;
 pub mod voice;
 
 /// Removes NUL characters from every key and string of `value`. What a signed provider

@@ -13,6 +13,8 @@ pub enum Kind {
     AssistantRequest,
     /// `tool-calls`: the agent asks for these functions to be run, in order.
     ToolCalls(Vec<ToolCall>),
+    /// `transfer-destination-request`: a `transferCall` without a destination; where to?
+    TransferDestinationRequest,
     /// Anything else (`conversation-update`, `speech-update`, …).
     Other(String),
 }
@@ -128,9 +130,15 @@ pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
         "end-of-call-report" => Kind::EndOfCallReport,
         "assistant-request" => Kind::AssistantRequest,
         "tool-calls" => Kind::ToolCalls(tool_calls(m)?),
-        other => Kind::Other(other.to_owned()),
+        "transfer-destination-request" => Kind::TransferDestinationRequest,
+        other => Kind::Other(other.chars().take(100).collect()),
     };
-    let call_id = text(m, &[&["call", "id"]]).ok_or(ParseError("no `message.call.id`"))?;
+    // Every message of a phone call names it; one Voxanne only acknowledges may not.
+    let call_id = match (&kind, text(m, &[&["call", "id"]])) {
+        (_, Some(id)) => id,
+        (Kind::Other(_), None) => String::new(),
+        (_, None) => return Err(ParseError("no `message.call.id`")),
+    };
     let inbound = text(m, &[&["call", "type"]]).is_none_or(|t| t != "outboundPhoneCall");
     Ok(Message {
         kind,
@@ -158,9 +166,21 @@ pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
 }
 
 /// The recording to download. A report may carry several (mono, stereo, Vapi's storage or the
-/// clinic's own bucket): the first presigned one, which needs no credentials, else the first,
-/// mono before stereo.
+/// clinic's own bucket): the first presigned one, which needs no credentials (Vapi's
+/// `artifact.presignedMonoUrl` and `presignedStereoUrl` are), else the first, mono before
+/// stereo.
 fn recording_url(m: &Value) -> Option<String> {
+    if let Some(url) = text(
+        m,
+        &[
+            &["artifact", "presignedMonoUrl"],
+            &["artifact", "presignedStereoUrl"],
+        ],
+    )
+    .filter(|u| u.starts_with("https://"))
+    {
+        return Some(url);
+    }
     const PATHS: [&[&str]; 6] = [
         &["artifact", "recordingUrl"],
         &["artifact", "recording", "mono", "combinedUrl"],
@@ -280,6 +300,8 @@ mod tests {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         assert!(parse(br#"{"message":{"type":"tool-calls","call":{"id":"c"}}}"#).is_err());
+        let no_call = parse(br#"{"message":{"type":"hang"}}"#).expect("parses");
+        assert_eq!(no_call.kind, Kind::Other("hang".into()));
         let other =
             parse(br#"{"message":{"type":"speech-update","call":{"id":"c"}}}"#).expect("parses");
         assert_eq!(other.kind, Kind::Other("speech-update".into()));

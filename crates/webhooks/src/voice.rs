@@ -50,6 +50,8 @@ pub enum VoiceEvent {
     AssistantRequest,
     /// Functions the agent asks to run, in order.
     ToolCalls(Vec<ToolCall>),
+    /// Where should this call be transferred? (The reply is the clinic's transfer number.)
+    TransferDestination,
     /// Understood, and nothing to do (a message type Voxanne does not use).
     Ignored(String),
 }
@@ -164,6 +166,7 @@ impl VoicePlatform for Vapi {
             }
             Kind::AssistantRequest => VoiceEvent::AssistantRequest,
             Kind::ToolCalls(calls) => VoiceEvent::ToolCalls(calls.clone()),
+            Kind::TransferDestinationRequest => VoiceEvent::TransferDestination,
             Kind::Other(kind) => VoiceEvent::Ignored(kind.clone()),
         };
         Ok(Inbound {

@@ -1,6 +1,9 @@
 //! The reply to `assistant-request`: the clinic's own assistant (greeting, voice, time zone,
 //! opening hours, transfer number, tools), or, for a clinic that is not taking calls, a polite
-//! assistant that knows nothing about it.
+//! assistant that knows nothing about it. The shape is Vapi's `CreateAssistantDTO` (Vapi's
+//! OpenAPI document): `firstMessage`, `voice` from Vapi's catalogue, the `model` block with
+//! the tools in their current form (`function` tools, `endCall`, `transferCall` with
+//! destinations), `server`, and `compliancePlan`.
 
 use super::tools::TOOLS;
 use chrono::{DateTime, Utc};
@@ -9,6 +12,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use voxanne_db::agent_configuration::AgentConfiguration;
 use voxanne_domain::Weekday;
+use voxanne_webhooks::vapi_voice::Voice;
 
 /// The platform waits 7.5 s end to end (network included) for the answer; past this much of
 /// it, the caller hears the "unavailable" assistant rather than silence.
@@ -48,18 +52,27 @@ fn opening_hours_text(config: &AgentConfiguration) -> String {
         .join("; ")
 }
 
-/// `provider:voiceId` as the clinic stores it, or a bare voice id of the platform's own.
-fn voice(config: &AgentConfiguration) -> Value {
-    match config.voice.split_once(':') {
-        Some((provider, id)) if !provider.is_empty() && !id.is_empty() => {
-            json!({"provider": provider, "voiceId": id})
-        }
-        _ => json!({"provider": "vapi", "voiceId": config.voice}),
+/// Where the assistant's server messages and tool calls go, and the Vapi credential they carry
+/// (`Server`: `url`, `credentialId`). `None`: the phone number's own server settings apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRef {
+    pub url: String,
+    pub credential_id: String,
+}
+
+impl ServerRef {
+    fn to_vapi(&self) -> Value {
+        json!({"url": self.url, "credentialId": self.credential_id})
     }
 }
 
 /// The clinic's assistant, as a transient assistant in Vapi's `assistant-request` reply.
-pub fn clinic_assistant(clinic: &str, config: &AgentConfiguration, now: DateTime<Utc>) -> Value {
+pub fn clinic_assistant(
+    clinic: &str,
+    config: &AgentConfiguration,
+    now: DateTime<Utc>,
+    server: Option<&ServerRef>,
+) -> Value {
     let tz: Tz = config.time_zone.as_str().parse().unwrap_or(Tz::UTC);
     let today = now.with_timezone(&tz).format("%A %-d %B %Y, %H:%M");
     let greeting = if config.greeting.trim().is_empty() {
@@ -86,13 +99,18 @@ pub fn clinic_assistant(clinic: &str, config: &AgentConfiguration, now: DateTime
     let mut tools: Vec<Value> = TOOLS
         .iter()
         .map(|t| {
-            json!({
+            let mut tool = json!({
                 "type": "function",
                 "async": false,
                 "function": {"name": t.name, "description": t.description, "parameters": (t.parameters)()},
-            })
+            });
+            if let Some(server) = server {
+                tool["server"] = server.to_vapi();
+            }
+            tool
         })
         .collect();
+    tools.push(json!({"type": "endCall"}));
     if let Some(number) = &transfer {
         prompt.push_str(
             " If the caller asks for a person, or you cannot help, transfer the call with transferCall.",
@@ -103,25 +121,42 @@ pub fn clinic_assistant(clinic: &str, config: &AgentConfiguration, now: DateTime
                               "message": "Please hold while I transfer you."}],
         }));
     }
-    json!({
-        "assistant": {
-            "name": clinic.chars().take(40).collect::<String>(),
-            "firstMessage": greeting,
-            "voice": voice(config),
-            "model": {
-                "provider": "openai",
-                "model": "gpt-4o",
-                "messages": [{"role": "system", "content": prompt}],
-                "tools": tools,
-            },
-            "endCallFunctionEnabled": true,
-            "metadata": {
-                "timeZone": config.time_zone.as_str(),
-                "openingHours": config.opening_hours,
-                "transferNumber": transfer,
-            },
-        }
-    })
+    let mut assistant = json!({
+        "name": clinic.chars().take(40).collect::<String>(),
+        "firstMessage": greeting,
+        "voice": Voice::from_stored(&config.voice).to_vapi(),
+        "model": {
+            "provider": "openai",
+            "model": "gpt-4o",
+            "messages": [{"role": "system", "content": prompt}],
+            "tools": tools,
+        },
+        "compliancePlan": {"hipaaEnabled": config.hipaa_enabled},
+        "metadata": {
+            "timeZone": config.time_zone.as_str(),
+            "openingHours": config.opening_hours,
+            "transferNumber": transfer,
+        },
+    });
+    if let Some(server) = server {
+        assistant["server"] = server.to_vapi();
+    }
+    json!({ "assistant": assistant })
+}
+
+/// The reply to `transfer-destination-request`: the clinic's transfer number (Vapi's
+/// `TransferDestinationNumber`), or Vapi's `error` when it has none.
+pub fn transfer_destination(config: &AgentConfiguration) -> Value {
+    match &config.transfer_number {
+        Some(number) => json!({"destination": {"type": "number", "number": number.as_str(),
+            "message": "Please hold while I transfer you."}}),
+        None => no_transfer(),
+    }
+}
+
+/// The reply when the call cannot be transferred.
+pub fn no_transfer() -> Value {
+    json!({"error": "Sorry, I can't transfer this call right now."})
 }
 
 /// For a number whose clinic is suspended, or when the clinic's assistant could not be made in
@@ -136,8 +171,9 @@ pub fn unavailable_assistant() -> Value {
                 "model": "gpt-4o",
                 "messages": [{"role": "system", "content":
                     "The clinic cannot take calls right now. Apologise briefly, ask the caller to try again later, and end the call. You know nothing else."}],
+                "tools": [{"type": "endCall"}],
             },
-            "endCallFunctionEnabled": true,
+            "voice": Voice::from_stored(voxanne_webhooks::vapi_voice::DEFAULT).to_vapi(),
             "maxDurationSeconds": 30,
         }
     })
@@ -159,9 +195,14 @@ mod tests {
             .expect("hours"),
             time_zone: TimeZoneName::parse("America/New_York").expect("tz"),
             transfer_number: Some(PhoneNumber::parse("+14155550199").expect("number")),
+            hipaa_enabled: true,
             updated_at: None,
         };
-        let a = clinic_assistant("Sunrise Dental", &config, Utc::now());
+        let server = ServerRef {
+            url: "https://voxanne.example/webhooks/voice/vapi".into(),
+            credential_id: "cred-1".into(),
+        };
+        let a = clinic_assistant("Sunrise Dental", &config, Utc::now(), Some(&server));
         let a = &a["assistant"];
         assert_eq!(a["firstMessage"], "Sunrise Dental, Ava speaking.");
         assert_eq!(
@@ -177,19 +218,44 @@ mod tests {
             "{prompt}"
         );
         let tools = a["model"]["tools"].as_array().expect("tools");
-        assert_eq!(tools.len(), TOOLS.len() + 1);
-        assert_eq!(
-            tools.last().expect("transfer")["destinations"][0]["number"],
-            "+14155550199"
+        assert_eq!(tools.len(), TOOLS.len() + 2);
+        let transfer = tools
+            .iter()
+            .find(|t| t["type"] == "transferCall")
+            .expect("transfer");
+        assert_eq!(transfer["destinations"][0]["number"], "+14155550199");
+        assert!(tools.iter().any(|t| t == &json!({"type": "endCall"})));
+        let functions: Vec<&Value> = tools.iter().filter(|t| t["type"] == "function").collect();
+        assert_eq!(functions.len(), TOOLS.len());
+        for f in functions {
+            assert_eq!(
+                f["server"],
+                json!({"url": "https://voxanne.example/webhooks/voice/vapi", "credentialId": "cred-1"})
+            );
+        }
+        assert_eq!(a["server"]["credentialId"], "cred-1");
+        assert_eq!(a["compliancePlan"], json!({"hipaaEnabled": true}));
+        assert!(
+            a.get("endCallFunctionEnabled").is_none(),
+            "not in Vapi's schema"
         );
         assert_eq!(a["metadata"]["timeZone"], "America/New_York");
     }
 
     #[test]
     fn without_a_transfer_number_there_is_no_transfer_tool() {
-        let a = clinic_assistant("X", &AgentConfiguration::default(), Utc::now());
+        let a = clinic_assistant("X", &AgentConfiguration::default(), Utc::now(), None);
         let tools = a["assistant"]["model"]["tools"].as_array().expect("tools");
-        assert!(tools.iter().all(|t| t["type"] == "function"));
+        assert!(tools.iter().all(|t| t["type"] != "transferCall"));
+        assert!(
+            tools.iter().all(|t| t.get("server").is_none()),
+            "the number's server applies"
+        );
+        assert!(a["assistant"].get("server").is_none());
+        assert_eq!(
+            a["assistant"]["voice"],
+            json!({"provider": "vapi", "voiceId": "Elliot"})
+        );
         assert_eq!(
             a["assistant"]["firstMessage"],
             "Hello, you've reached X. How can I help you today?"

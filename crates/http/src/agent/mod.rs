@@ -7,7 +7,10 @@
 mod assistant;
 mod tools;
 
-pub use assistant::{clinic_assistant, unavailable_assistant, ASSISTANT_DEADLINE};
+pub use assistant::{
+    clinic_assistant, no_transfer, transfer_destination, unavailable_assistant, ServerRef,
+    ASSISTANT_DEADLINE,
+};
 pub use tools::{run_tool_calls, unavailable_results, TOOLS};
 
 use voxanne_domain::{OrgId, PhoneNumber};

@@ -183,7 +183,7 @@ pub async fn run_tool_calls(state: &AppState, call: &CallContext, calls: &[ToolC
     let mut results = Vec::with_capacity(calls.len());
     for tool_call in calls {
         let result = run_one(state, call, tool_call).await;
-        results.push(json!({"toolCallId": tool_call.id, "result": result}));
+        results.push(tool_result(tool_call, &result));
     }
     json!({ "results": results })
 }
@@ -191,8 +191,20 @@ pub async fn run_tool_calls(state: &AppState, call: &CallContext, calls: &[ToolC
 /// The reply for a clinic that is not taking calls: no tool runs, nothing is read.
 pub fn unavailable_results(calls: &[ToolCall]) -> Value {
     json!({ "results": calls.iter()
-        .map(|c| json!({"toolCallId": c.id, "result": UNAVAILABLE}))
+        .map(|c| tool_result(c, UNAVAILABLE))
         .collect::<Vec<_>>() })
+}
+
+/// One of Vapi's `ToolCallResult`s: `name` and `toolCallId` (both required by Vapi's schema),
+/// and the `result` as one line (Vapi's tool guide: line breaks break its parsing).
+fn tool_result(tool_call: &ToolCall, result: &str) -> Value {
+    let line: String = result
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    json!({"name": tool_call.name, "toolCallId": tool_call.id, "result": line})
 }
 
 /// The idempotency key of a tool call: the platform's id, within the clinic.

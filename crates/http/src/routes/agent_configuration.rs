@@ -7,9 +7,10 @@ use axum::Json;
 use serde::Deserialize;
 use voxanne_db::agent_configuration::AgentConfiguration;
 use voxanne_domain::{OpeningHours, PhoneNumber, TimeZoneName};
+use voxanne_webhooks::vapi_voice::Voice;
 
 const MAX_GREETING_CHARS: usize = 1000;
-const MAX_VOICE_CHARS: usize = 64;
+const MAX_VOICE_CHARS: usize = 120;
 
 /// The whole configuration (PUT replaces it). Opening hours are keyed `mon`..`sun`, each a
 /// list of non-overlapping `["HH:MM","HH:MM"]` intervals; a missing day is closed.
@@ -17,13 +18,18 @@ const MAX_VOICE_CHARS: usize = 64;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "greeting": "Thank you for calling Riverside Clinic, how can I help?",
-    "voice": "alloy",
+    "voice": "vapi:Savannah",
     "opening_hours": {"mon": [["09:00", "12:30"], ["13:30", "17:00"]], "tue": [["09:00", "17:00"]], "sat": []},
     "time_zone": "Europe/London",
-    "transfer_number": "+442079460958"
+    "transfer_number": "+442079460958",
+    "hipaa_enabled": true
 }))]
 pub struct PutAgentConfiguration {
     greeting: String,
+    /// A voice of Vapi's catalogue: `provider:voiceId` (`vapi:Elliot`, `openai:alloy`,
+    /// `11labs:<voice id>`, `azure:en-US-AriaNeural`, …) or the name of one of Vapi's own
+    /// voices; stored as `provider:voiceId`.
+    #[schema(example = "vapi:Savannah")]
     voice: String,
     opening_hours: OpeningHours,
     time_zone: TimeZoneName,
@@ -31,6 +37,9 @@ pub struct PutAgentConfiguration {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     transfer_number: Option<PhoneNumber>,
+    /// Vapi's HIPAA mode for the clinic's calls (`compliancePlan.hipaaEnabled`); default false.
+    #[serde(default)]
+    hipaa_enabled: bool,
 }
 
 impl PutAgentConfiguration {
@@ -48,9 +57,11 @@ impl PutAgentConfiguration {
                 format!("must be 1 to {MAX_VOICE_CHARS} characters"),
             ));
         }
+        let voice = Voice::parse(voice).map_err(|e| ApiError::validation("voice", e))?;
         Ok(AgentConfiguration {
             greeting: self.greeting,
-            voice: voice.to_owned(),
+            voice: voice.as_stored(),
+            hipaa_enabled: self.hipaa_enabled,
             opening_hours: self.opening_hours,
             time_zone: self.time_zone,
             transfer_number: self.transfer_number,

@@ -31,6 +31,8 @@ const SECRET_WORDS: &[&str] = &[
     "apikey",
     "credential",
 ];
+/// Names that look like a secret's and are not: the id of a credential kept at the provider.
+const NOT_SECRETS: &[&str] = &["credential_id"];
 const MASK: &str = "••••";
 /// The secret that authenticates a clinic's Vapi webhooks.
 const WEBHOOK_SECRET: &str = "webhook_secret";
@@ -131,7 +133,9 @@ impl PutIntegration {
                 ));
             }
             let lower = name.to_ascii_lowercase();
-            if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+            if !NOT_SECRETS.contains(&lower.as_str())
+                && SECRET_WORDS.iter().any(|w| lower.contains(w))
+            {
                 return Err(ApiError::validation(
                     field,
                     "this looks like a secret: send it in `secrets`, which is stored encrypted",

@@ -27,6 +27,9 @@ use voxanne_webhooks::voice::{
 };
 
 const VAPI_ROUTE: &str = "POST /webhooks/voice/vapi";
+/// The id of the clinic's Vapi credential, in its vapi integration config (set by
+/// `integrations/vapi/sync`, or by hand).
+pub const CREDENTIAL_ID: &str = "credential_id";
 const TWILIO_ROUTE: &str = "POST /webhooks/voice/twilio";
 
 /// A Vapi server message (the fields Voxanne reads; others are ignored).
@@ -182,19 +185,33 @@ async fn voice(
     let ack = |call_id| Json(WebhookAck { ok: true, call_id }).into_response();
     match inbound.event {
         VoiceEvent::AssistantRequest => {
-            let answer = async {
-                match open().await {
-                    // Nothing of a suspended clinic is read: the caller hears an apology.
-                    Err(ApiError::OrgSuspended) => Ok(agent::unavailable_assistant()),
-                    Err(e) => Err(e),
-                    Ok(mut tx) => {
-                        let clinic = tx.get_organization().await?.name;
-                        let config = tx.get_agent_configuration().await?;
-                        tx.commit().await?;
-                        Ok(agent::clinic_assistant(&clinic, &config, Utc::now()))
+            let answer =
+                async {
+                    match open().await {
+                        // Nothing of a suspended clinic is read: the caller hears an apology.
+                        Err(ApiError::OrgSuspended) => Ok(agent::unavailable_assistant()),
+                        Err(e) => Err(e),
+                        Ok(mut tx) => {
+                            let clinic = tx.get_organization().await?.name;
+                            let config = tx.get_agent_configuration().await?;
+                            let credential = tx.get_integration(provider).await?.and_then(|i| {
+                                i.config.get(CREDENTIAL_ID)?.as_str().map(str::to_owned)
+                            });
+                            tx.commit().await?;
+                            // Tools and messages come back here with the clinic's own credential;
+                            // without one known, the number's server settings in Vapi apply.
+                            let server = state.vapi.webhook_url().zip(credential).map(
+                                |(url, credential_id)| agent::ServerRef { url, credential_id },
+                            );
+                            Ok(agent::clinic_assistant(
+                                &clinic,
+                                &config,
+                                Utc::now(),
+                                server.as_ref(),
+                            ))
+                        }
                     }
-                }
-            };
+                };
             let reply = match tokio::time::timeout(agent::ASSISTANT_DEADLINE, answer).await {
                 Ok(reply) => reply?,
                 Err(_) => {
@@ -228,8 +245,21 @@ async fn voice(
             tx.commit().await?;
             Ok(Json(agent::run_tool_calls(state, &call, &calls).await).into_response())
         }
-        VoiceEvent::Ignored(_) => {
+        VoiceEvent::TransferDestination => {
+            let reply = match open().await {
+                Err(ApiError::OrgSuspended) => agent::no_transfer(),
+                Err(e) => return Err(e),
+                Ok(mut tx) => {
+                    let config = tx.get_agent_configuration().await?;
+                    tx.commit().await?;
+                    agent::transfer_destination(&config)
+                }
+            };
+            Ok(Json(reply).into_response())
+        }
+        VoiceEvent::Ignored(kind) => {
             open().await?.commit().await?;
+            note_ignored(platform.name(), &kind);
             Ok(ack(None))
         }
         VoiceEvent::Call(update) => {
@@ -263,6 +293,28 @@ async fn voice(
             Ok(ack(Some(call_id)))
         }
     }
+}
+
+/// Logs, once per process, each kind of message that is acknowledged and not used, so that a
+/// platform's new message type shows up in the log without a line per message. Returns
+/// whether it logged.
+fn note_ignored(platform: &str, kind: &str) -> bool {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let key = format!("{platform}:{kind}");
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    // Bounded: a platform cannot grow this with made-up types.
+    let first = seen.len() < 200 && seen.insert(key);
+    if first {
+        tracing::info!(
+            platform,
+            kind,
+            "acknowledged and not used (logged once per kind)"
+        );
+    }
+    first
 }
 
 /// The one path every provider takes before anything is written: the request is verified
@@ -439,4 +491,18 @@ pub async fn sms_twilio_status(
     };
     tx.commit().await?;
     Ok(Json(SmsStatusAck { ok: true, applied }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_ignored_kind_is_logged_once_and_the_set_stays_bounded() {
+        assert!(super::note_ignored("test", "speech-update"));
+        assert!(!super::note_ignored("test", "speech-update"));
+        assert!(super::note_ignored("test", "hang"));
+        for i in 0..500 {
+            super::note_ignored("flood", &format!("made-up-{i}"));
+        }
+        assert!(!super::note_ignored("test", "after-the-flood"), "bounded");
+    }
 }

@@ -113,6 +113,30 @@ impl TestApp {
         server: ServerConfig,
         limits: Limits,
     ) -> Self {
+        Self::spawn_full(t, jwks, store, server, limits, None).await
+    }
+
+    /// With Vapi's REST API at `api_url` (a fake on loopback).
+    pub async fn spawn_with_vapi_api(api_url: &str) -> Self {
+        Self::spawn_full(
+            TestDb::new().await,
+            None,
+            None,
+            ServerConfig::default(),
+            Limits::default(),
+            Some(api_url.to_owned()),
+        )
+        .await
+    }
+
+    async fn spawn_full(
+        t: TestDb,
+        jwks: Option<JwksSource>,
+        store: Option<Arc<dyn object_store::ObjectStore>>,
+        server: ServerConfig,
+        limits: Limits,
+        vapi_api: Option<String>,
+    ) -> Self {
         let auth = JwtVerifier::new(AuthConfig {
             hs256_secret: Some(SecretString::from(SECRET)),
             jwks,
@@ -140,6 +164,16 @@ impl TestApp {
             metrics: Arc::default(),
             security: security.clone(),
             limits: Arc::new(limits),
+            // Vapi reaches this server at its own address; Vapi's API is a fake when a test
+            // gives one.
+            vapi: Arc::new(voxanne_http::vapi::VapiSettings::new(
+                Some(base.parse().expect("url")),
+                vapi_api
+                    .as_deref()
+                    .unwrap_or(voxanne_http::vapi::DEFAULT_API_URL)
+                    .parse()
+                    .expect("url"),
+            )),
         };
         let metrics_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_base = format!("http://{}", metrics_listener.local_addr().expect("addr"));
@@ -404,6 +438,7 @@ pub async fn serve_db(db: voxanne_db::Db) -> String {
         ),
         keyring: Arc::new(keyring()),
         metrics: Arc::default(),
+        vapi: Arc::default(),
     };
     tokio::spawn(voxanne_http::serve(
         listener,
