@@ -66,6 +66,9 @@ pub enum ApiError {
     /// Well-formed, but not acceptable as it stands (e.g. a reused idempotency key).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// A provider this server called on the clinic's behalf failed.
+    #[error("{message}")]
+    Upstream { code: &'static str, message: String },
     #[error("the request body is larger than the limit")]
     PayloadTooLarge,
     #[error("the request body must be JSON (Content-Type: application/json)")]
@@ -208,6 +211,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Gone { code, .. } => (StatusCode::GONE, code),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::Upstream { code, .. } => (StatusCode::BAD_GATEWAY, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

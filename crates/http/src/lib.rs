@@ -16,6 +16,7 @@ pub mod server;
 pub mod storable;
 pub mod storage;
 pub mod vapi;
+pub mod vapi_sync;
 
 use crate::auth::JwtVerifier;
 use crate::error::ApiError;
@@ -110,6 +111,7 @@ fn routes() -> OpenApiRouter<AppState> {
             routes::calendar_connections::unlink
         ))
         .routes(routes!(routes::integrations::list))
+        .routes(routes!(routes::integrations::sync_vapi))
         .routes(routes!(
             routes::integrations::get,
             routes::integrations::put

@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// A clinic's Vapi account.
+    Vapi {
+        #[command(subcommand)]
+        command: VapiCommand,
+    },
     /// Seed two demo clinics (idempotent) and print their users' tokens and curl lines.
     Demo {
         /// Print the same as JSON.
@@ -81,6 +86,19 @@ enum CallCommand {
     /// free time (and with --book, hold and book it), and the end-of-call report with a
     /// recording this command serves until the worker fetches it.
     Simulate(simulate::SimulateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum VapiCommand {
+    /// Point the clinic's Vapi numbers at this server (--public-url) with its credential, as
+    /// `POST /api/v1/integrations/vapi/sync` does; prints what changed.
+    Sync {
+        #[arg(long)]
+        org: OrgId,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +198,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             created.context("creating the organization")?;
             println!("{org}");
             eprintln!("created organization \"{name}\" ({org}) with owner {owner}");
+            Ok(())
+        }
+        Command::Vapi {
+            command: VapiCommand::Sync { org, json },
+        } => {
+            let keyring = secret::encryption_keyring(&config)?;
+            let settings = config.vapi()?;
+            let database = database::open(&config).await?;
+            let synced =
+                voxanne_http::vapi_sync::sync(&database.db, &keyring, &settings, org, None).await;
+            database.shutdown().await;
+            let report = synced.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "Vapi credential {} ({}); numbers point at {}",
+                    report.credential.id, report.credential.action, report.server_url
+                );
+                if report.webhook_secret_generated {
+                    println!("  a webhook secret was made for the clinic");
+                }
+                for n in &report.numbers {
+                    println!("  {:<16} {:<12} (Vapi {})", n.number, n.action, n.vapi_id);
+                }
+            }
             Ok(())
         }
         Command::Demo { json, base_url } => {

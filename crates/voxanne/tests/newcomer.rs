@@ -189,6 +189,27 @@ fn the_run_command_serves_demo_data_whose_printed_curl_lines_work_and_stops_clea
         "{printed}"
     );
     assert!(printed.contains("fetched."), "{printed}");
+    // Clinic B's credential is HMAC: the simulator signs as Vapi does in that mode.
+    let to_b: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("+14155550100", "+442079460100"))
+        .filter(|a| a != "--book")
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_voxanne"))
+        .args(&to_b)
+        .args(["--wait", "60s"])
+        .output()
+        .expect("call simulate B");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("assistant: \"Thank you for calling Clinic B."),
+        "{printed}"
+    );
 
     // The calls count as seeded, for the restart check below.
     let calls_line = examples
@@ -448,4 +469,119 @@ fn the_worker_command_runs_the_jobs_and_stops_cleanly_on_sigterm() {
             "{stopped}: {rest:?}"
         );
     }
+}
+
+/// A minimal Vapi REST API on loopback (Vapi's shapes: a plain array from `GET /phone-number`,
+/// `POST /credential` answering the credential with its `id`, `PATCH /phone-number/{id}`),
+/// recording what it was sent.
+/// What the fake Vapi was sent: (what, body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+fn fake_vapi(numbers: serde_json::Value) -> (String, Seen) {
+    use axum::routing::{get, patch, post};
+    use std::sync::Arc;
+    let seen: Seen = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let recorded = seen.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let record = move |what: &'static str| {
+                let seen = recorded.clone();
+                move |body: Option<axum::Json<serde_json::Value>>| {
+                    let seen = seen.clone();
+                    async move {
+                        let body = body.map(|b| b.0).unwrap_or_default();
+                        seen.lock().expect("lock").push((what.to_owned(), body.clone()));
+                        axum::Json(serde_json::json!({"id": "5f0e3a1c-cli", "provider": "custom-credential",
+                            "authenticationPlan": body["authenticationPlan"]}))
+                    }
+                }
+            };
+            let list = move || {
+                let numbers = numbers.clone();
+                async move { axum::Json(numbers) }
+            };
+            let app = axum::Router::new()
+                .route("/phone-number", get(list))
+                .route("/credential", post(record("create credential")))
+                .route("/phone-number/{id}", patch(record("update number")));
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    (base, seen)
+}
+
+#[test]
+fn vapi_sync_points_a_clinics_vapi_numbers_at_the_public_url() {
+    let data = data_dir();
+    let server = Server::start(data.path());
+    let base = server.base_url();
+    let out = voxanne(data.path())
+        .args(["demo", "--json"])
+        .output()
+        .expect("demo");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let a = &report["clinics"][0];
+    let (org, token) = (
+        a["org_id"].as_str().expect("org"),
+        a["users"][0]["token"].as_str().expect("token"),
+    );
+    let (status, body) = paste(&format!(
+        "curl -s -X PUT {base}/api/v1/integrations/vapi -H 'authorization: Bearer {token}' \
+         -H 'content-type: application/json' \
+         -d '{{\"config\": {{\"server_auth\": {{\"type\": \"hmac\"}}}}, \"secrets\": {{\"api_key\": \"vapi-private-key\"}}}}'"
+    ));
+    assert_eq!(status, 200, "{body}");
+
+    let (vapi, seen) = fake_vapi(serde_json::json!([
+        {"id": "pn-a", "provider": "twilio", "number": a["phone_number"], "assistantId": "asst-1",
+         "createdAt": "2026-11-01T09:00:00.000Z", "updatedAt": "2026-11-01T09:00:00.000Z"}
+    ]));
+    let out = voxanne(data.path())
+        .env("VOXANNE_VAPI_API_URL", &vapi)
+        .env("VOXANNE_PUBLIC_URL", "https://voxanne.example")
+        .args(["vapi", "sync", "--org", org, "--json"])
+        .output()
+        .expect("vapi sync");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let synced: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        synced["server_url"],
+        "https://voxanne.example/webhooks/voice/vapi"
+    );
+    assert_eq!(synced["credential"]["action"], "created");
+    assert_eq!(synced["numbers"][0]["action"], "linked");
+    let seen = seen.lock().expect("lock").clone();
+    let (_, credential) = seen
+        .iter()
+        .find(|(w, _)| w == "create credential")
+        .expect("credential");
+    assert_eq!(credential["authenticationPlan"]["type"], "hmac");
+    // The PUT replaced the clinic's secrets with the API key alone: the sync made a secret.
+    assert_eq!(synced["webhook_secret_generated"], true);
+    assert!(credential["authenticationPlan"]["secretKey"]
+        .as_str()
+        .is_some_and(|s| s.len() >= 32));
+    let (_, update) = seen
+        .iter()
+        .find(|(w, _)| w == "update number")
+        .expect("number");
+    assert_eq!(
+        update["server"],
+        serde_json::json!({"url": "https://voxanne.example/webhooks/voice/vapi", "credentialId": "5f0e3a1c-cli"})
+    );
+    assert_eq!(update["assistantId"], serde_json::Value::Null);
+    assert!(server.stop().success());
 }

@@ -292,3 +292,28 @@ pub async fn put(
     tx.commit().await?;
     Ok(Json(view(&state.keyring, org, provider, Some(stored))))
 }
+
+/// Points the clinic's Vapi numbers at this server, in one step (admins): with the clinic's
+/// Vapi private API key (`secrets.api_key`, `PUT /integrations/vapi`), makes or updates the
+/// clinic's Vapi credential from its `server_auth` and webhook secret (made if it has none),
+/// registers the account's numbers that no clinic has yet, and sets each of the clinic's
+/// numbers' `server` to this server with that credential. Idempotent; says what it changed.
+#[utoipa::path(post, path = "/integrations/vapi/sync", tag = "integrations", responses(
+    (status = 200, body = crate::vapi_sync::SyncReport),
+    (status = 409, description = "`vapi_not_configured`, `vapi_api_key_missing`, `public_url_not_set`, `secrets_unreadable`", body = crate::openapi::ErrorBody),
+    (status = 422, description = "`vapi_key_refused`: Vapi refused the API key", body = crate::openapi::ErrorBody),
+    (status = 429, description = "`vapi_rate_limited`, with Retry-After", body = crate::openapi::ErrorBody),
+    (status = 502, description = "`vapi_failed`: Vapi answered otherwise or could not be reached", body = crate::openapi::ErrorBody),
+))]
+pub async fn sync_vapi(
+    State(state): State<AppState>,
+    Tenant(tx): Tenant,
+) -> Result<Json<crate::vapi_sync::SyncReport>, ApiError> {
+    ApiError::require_admin(tx.membership(), "staff cannot change integrations")?;
+    let (org, user) = (tx.org(), tx.membership().user);
+    // Vapi is called with no transaction open.
+    tx.commit().await?;
+    let report =
+        crate::vapi_sync::sync(&state.db, &state.keyring, &state.vapi, org, Some(user)).await?;
+    Ok(Json(report))
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of it
 
 pub mod fake_twilio;
+pub mod fake_vapi;
 pub mod openapi;
 pub mod recordings;
 
