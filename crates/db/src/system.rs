@@ -194,21 +194,38 @@ pub struct WebhookCredentials {
     pub config: serde_json::Value,
 }
 
+/// A row of `app.webhook_credentials` or `app.oauth_client_credentials`.
+#[derive(FromRow)]
+struct CredentialsRow {
+    org_id: Option<Uuid>,
+    status: Option<String>,
+    secrets_enc: Option<Vec<u8>>,
+    key_id: Option<String>,
+    config: Option<serde_json::Value>,
+}
+
+impl From<CredentialsRow> for WebhookCredentials {
+    fn from(row: CredentialsRow) -> Self {
+        WebhookCredentials {
+            org: row
+                .org_id
+                .map(|o| (OrgId::from_uuid(o), row.status.as_deref() == Some("active"))),
+            secrets: match (row.secrets_enc, row.key_id) {
+                (Some(bytes), Some(key_id)) => Some(crate::crypto::Sealed { key_id, bytes }),
+                _ => None,
+            },
+            config: row.config.unwrap_or_else(|| serde_json::json!({})),
+        }
+    }
+}
+
 pub async fn webhook_credentials(
     db: &Db,
     number: &str,
     provider: voxanne_domain::IntegrationProvider,
 ) -> Result<WebhookCredentials, DbError> {
     let mut one = OneStatement::open(db).await?;
-    #[derive(FromRow)]
-    struct Row {
-        org_id: Option<Uuid>,
-        status: Option<String>,
-        secrets_enc: Option<Vec<u8>>,
-        key_id: Option<String>,
-        config: Option<serde_json::Value>,
-    }
-    let row: Row = sqlx::query_as(
+    let row: CredentialsRow = sqlx::query_as(
         "SELECT org_id, status, secrets_enc, key_id, config
            FROM app.webhook_credentials($1, $2)",
     )
@@ -217,21 +234,28 @@ pub async fn webhook_credentials(
     .fetch_one(one.conn())
     .await?;
     one.finish().await?;
-    let Row {
-        org_id,
-        status,
-        secrets_enc,
-        key_id,
-        config,
-    } = row;
-    Ok(WebhookCredentials {
-        org: org_id.map(|o| (OrgId::from_uuid(o), status.as_deref() == Some("active"))),
-        secrets: match (secrets_enc, key_id) {
-            (Some(bytes), Some(key_id)) => Some(crate::crypto::Sealed { key_id, bytes }),
-            _ => None,
-        },
-        config: config.unwrap_or_else(|| serde_json::json!({})),
-    })
+    Ok(row.into())
+}
+
+/// How a token request proves its clinic (`app.oauth_client_credentials`, migrations/0015):
+/// the same answer as [`webhook_credentials`], for the clinic whose organization id is
+/// `client_id`, in one statement whatever the id.
+pub async fn oauth_client_credentials(
+    db: &Db,
+    client_id: Uuid,
+    provider: voxanne_domain::IntegrationProvider,
+) -> Result<WebhookCredentials, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let row: CredentialsRow = sqlx::query_as(
+        "SELECT org_id, status, secrets_enc, key_id, config
+           FROM app.oauth_client_credentials($1, $2)",
+    )
+    .bind(client_id)
+    .bind(provider.as_str())
+    .fetch_one(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(row.into())
 }
 
 /// A recording job, claimed for one worker until its lease runs out.

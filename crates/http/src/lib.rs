@@ -147,6 +147,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::webhooks::vapi))
         .routes(routes!(routes::webhooks::twilio))
         .routes(routes!(routes::webhooks::sms_twilio_status))
+        .routes(routes!(routes::oauth::vapi_token))
         .nest("/api/v1", api)
 }
 

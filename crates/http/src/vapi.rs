@@ -39,6 +39,16 @@ impl VapiSettings {
     }
 }
 
+impl VapiSettings {
+    /// The token endpoint of Vapi's OAuth 2.0 credential, when this server knows its public
+    /// address.
+    pub fn token_url(&self) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|u| format!("{}/oauth/vapi/token", u.as_str().trim_end_matches('/')))
+    }
+}
+
 impl Default for VapiSettings {
     fn default() -> Self {
         Self::new(None, Url::parse(DEFAULT_API_URL).expect("Vapi's URL"))

@@ -196,7 +196,8 @@ pub async fn sync(
 
     // 2. The clinic's credential at Vapi.
     let api = VapiApi::new(settings, &api_key);
-    let credential = auth.vapi_credential(CREDENTIAL_NAME, &secret);
+    let token_url = settings.token_url().unwrap_or_default();
+    let credential = auth.vapi_credential(CREDENTIAL_NAME, &secret, (&token_url, &org.to_string()));
     let known = config
         .get(CREDENTIAL_ID)
         .and_then(Value::as_str)

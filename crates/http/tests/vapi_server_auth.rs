@@ -35,6 +35,9 @@ struct Mode {
     /// token is the whole proof: it says who sends, not what; a body changed in flight is
     /// TLS's to stop, and a replay within the token's life is not detectable.
     signed: bool,
+    /// Vapi's OAuth 2.0 credential: Vapi first trades the secret for a token here, and
+    /// presents the token.
+    oauth: bool,
 }
 
 fn pair(name: &str, value: String) -> (String, String) {
@@ -48,6 +51,7 @@ fn x_vapi_secret() -> Mode {
         server_auth: json!({"type": "x-vapi-secret"}),
         present: |secret, _, _, _| vec![pair("X-Vapi-Secret", secret.to_owned())],
         signed: false,
+        oauth: false,
     }
 }
 
@@ -57,6 +61,7 @@ fn bearer() -> Mode {
         server_auth: json!({"type": "bearer"}),
         present: |secret, _, _, _| vec![pair("Authorization", format!("Bearer {secret}"))],
         signed: false,
+        oauth: false,
     }
 }
 
@@ -66,6 +71,7 @@ fn bearer_own_header() -> Mode {
         server_auth: json!({"type": "bearer", "header_name": "X-Clinic-Token", "bearer_prefix": false}),
         present: |secret, _, _, _| vec![pair("X-Clinic-Token", secret.to_owned())],
         signed: false,
+        oauth: false,
     }
 }
 
@@ -76,6 +82,7 @@ fn hmac_defaults() -> Mode {
         server_auth: json!({"type": "hmac"}),
         present: |secret, timestamp, _, body| vapi_hmac_headers(secret, timestamp, body),
         signed: true,
+        oauth: false,
     }
 }
 
@@ -98,6 +105,19 @@ fn hmac_custom() -> Mode {
             ]
         },
         signed: true,
+        oauth: false,
+    }
+}
+
+/// Vapi's OAuth 2.0 credential with this server as its token endpoint: what Vapi sends once
+/// it holds the token (`Authorization: Bearer <access_token>`, docs.vapi.ai server
+/// authentication, "OAuth 2.0 Flow").
+fn oauth2() -> Mode {
+    Mode {
+        server_auth: json!({"type": "oauth2"}),
+        present: |token, _, _, _| vec![pair("Authorization", format!("Bearer {token}"))],
+        signed: false,
+        oauth: true,
     }
 }
 
@@ -132,9 +152,37 @@ impl World {
         (self.mode.present)(secret, timestamp, &self.url(), body)
     }
 
+    /// What Vapi presents for `secret`: the secret, or with OAuth 2.0 the token it got for
+    /// it from the token endpoint (a placeholder when the endpoint refused it).
+    async fn credential(&self, secret: &str) -> String {
+        if !self.mode.oauth {
+            return secret.to_owned();
+        }
+        let org = if secret == B_SECRET {
+            self.b.org
+        } else {
+            self.a.org
+        };
+        let (status, body) = token_request(
+            &self.app,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &org.to_string()),
+                ("client_secret", secret),
+            ],
+            None,
+        )
+        .await;
+        match status {
+            200 => body["access_token"].as_str().expect("token").to_owned(),
+            _ => "no-token-was-issued".to_owned(),
+        }
+    }
+
     async fn send(&self, body: &[u8], secret: &str) -> Response {
+        let credential = self.credential(secret).await;
         self.app
-            .post_vapi_with(body, &self.present(secret, now(), body))
+            .post_vapi_with(body, &self.present(&credential, now(), body))
             .await
     }
 
@@ -193,7 +241,7 @@ async fn a_whole_call_and_every_wrong_credential(mode: Mode) {
     let before_b = app.snapshot(b.org).await;
     let body = w.message("status-update", "vapi-refused", a.number, &[]);
     let tampered = w.message("status-update", "vapi-refused-other", a.number, &[]);
-    let good = w.present(A_SECRET, now(), &body);
+    let good = w.present(&w.credential(A_SECRET).await, now(), &body);
     let mut refused = vec![
         ("no credential", app.post_vapi_with(&body, &[]).await),
         (
@@ -215,7 +263,10 @@ async fn a_whole_call_and_every_wrong_credential(mode: Mode) {
     }
     let unknown = w.message("status-update", "vapi-refused", "+15005550006", &[]);
     let unknown = app
-        .post_vapi_with(&unknown, &w.present(A_SECRET, now(), &unknown))
+        .post_vapi_with(
+            &unknown,
+            &w.present(&w.credential(A_SECRET).await, now(), &unknown),
+        )
         .await;
     for (what, r) in &refused {
         assert_eq!(r.status, 401, "{what}: {:?}", r.body);
@@ -238,7 +289,9 @@ async fn a_whole_call_and_every_wrong_credential(mode: Mode) {
     let events = app.security_events(a).await;
     let refusals = events
         .iter()
-        .filter(|e| e["kind"] == "invalid_webhook_signature")
+        .filter(|e| {
+            e["kind"] == "invalid_webhook_signature" && e["route"] == "POST /webhooks/voice/vapi"
+        })
         .count();
     assert_eq!(refusals, refused.len(), "{events:?}");
 
@@ -350,6 +403,195 @@ async fn an_hmac_credential_on_vapis_defaults_carries_a_whole_call_and_refuses_r
 #[tokio::test]
 async fn an_hmac_credential_with_every_setting_changed_carries_a_whole_call() {
     a_whole_call_and_every_wrong_credential(hmac_custom()).await;
+}
+
+#[tokio::test]
+async fn an_oauth2_credential_with_this_server_as_token_endpoint_carries_a_whole_call() {
+    a_whole_call_and_every_wrong_credential(oauth2()).await;
+}
+
+/// POSTs a form to the token endpoint (with HTTP Basic when `basic` is given): (status, body).
+async fn token_request(
+    app: &TestApp,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value) {
+    let mut request = app
+        .client
+        .post(format!("{}/oauth/vapi/token", app.base))
+        .form(form);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_token_endpoint_speaks_rfc_6749_and_tells_no_client_from_a_wrong_secret() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    app.set_vapi_auth(
+        &a,
+        json!({"type": "oauth2", "token_ttl_seconds": 600}),
+        A_SECRET,
+    )
+    .await;
+    // Clinic B authenticates with HMAC: no token is issued for it, even with its secret.
+    app.set_vapi_auth(&b, json!({"type": "hmac"}), B_SECRET)
+        .await;
+    let (a_id, b_id) = (a.org.to_string(), b.org.to_string());
+    let grant = ("grant_type", "client_credentials");
+
+    let (status, body) = token_request(
+        &app,
+        &[
+            grant,
+            ("client_id", &a_id),
+            ("client_secret", A_SECRET),
+            ("scope", "webhooks"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["token_type"].as_str(), body["expires_in"].as_i64()),
+        (Some("Bearer"), Some(600))
+    );
+    // HTTP Basic (RFC 6749 section 2.3.1) works as well.
+    let (status, basic) = token_request(&app, &[grant], Some((&a_id, A_SECRET))).await;
+    assert_eq!(status, 200, "{basic}");
+
+    let refusals = [
+        token_request(
+            &app,
+            &[
+                grant,
+                ("client_id", &a_id),
+                ("client_secret", "wrong-secret-0000000"),
+            ],
+            None,
+        )
+        .await,
+        token_request(
+            &app,
+            &[grant, ("client_id", &a_id), ("client_secret", B_SECRET)],
+            None,
+        )
+        .await,
+        token_request(
+            &app,
+            &[grant, ("client_id", &b_id), ("client_secret", B_SECRET)],
+            None,
+        )
+        .await,
+        token_request(
+            &app,
+            &[
+                grant,
+                ("client_id", &uuid::Uuid::new_v4().to_string()),
+                ("client_secret", A_SECRET),
+            ],
+            None,
+        )
+        .await,
+        token_request(
+            &app,
+            &[
+                grant,
+                ("client_id", "not-a-uuid"),
+                ("client_secret", A_SECRET),
+            ],
+            None,
+        )
+        .await,
+        token_request(&app, &[grant], Some((&a_id, "wrong-secret-0000000"))).await,
+    ];
+    for (i, (status, body)) in refusals.iter().enumerate() {
+        assert_eq!(
+            (*status, body),
+            (
+                401,
+                &json!({"error": "invalid_client", "error_description": "client authentication failed"})
+            ),
+            "refusal {i}"
+        );
+    }
+    let (status, body) = token_request(
+        &app,
+        &[
+            ("grant_type", "password"),
+            ("client_id", &a_id),
+            ("client_secret", A_SECRET),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (status, body) = token_request(
+        &app,
+        &[("client_id", &a_id), ("client_secret", A_SECRET)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, body) = token_request(
+        &app,
+        &[grant, ("client_secret", A_SECRET)],
+        Some((&a_id, A_SECRET)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "two ways at once"
+    );
+
+    // A token is clinic A's alone, and only as long as A stays in oauth2 mode with that secret.
+    let token = body_token(&app, &a_id).await;
+    let to = |number: &str| {
+        vapi_fixture(
+            "status-update",
+            &[
+                ("__CALL_ID__", json!("oauth-call")),
+                ("__CLINIC_NUMBER__", json!(number)),
+                ("__CALLER__", json!("+14155557777")),
+            ],
+        )
+    };
+    let bearer = vec![pair("Authorization", format!("Bearer {token}"))];
+    assert_eq!(app.post_vapi_with(&to(a.number), &bearer).await.status, 200);
+    assert_eq!(app.post_vapi_with(&to(b.number), &bearer).await.status, 401);
+    app.set_vapi_auth(&a, json!({"type": "oauth2"}), "a-new-secret-for-clinic-a")
+        .await;
+    assert_eq!(
+        app.post_vapi_with(&to(a.number), &bearer).await.status,
+        401,
+        "a new secret retires the tokens of the old one"
+    );
+}
+
+async fn body_token(app: &TestApp, client_id: &str) -> String {
+    let (status, body) = token_request(
+        app,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", A_SECRET),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().expect("token").to_owned()
 }
 
 #[tokio::test]

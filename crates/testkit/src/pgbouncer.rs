@@ -89,6 +89,7 @@ fn ini(dir: &Path, cluster_socket: &Path, cluster_port: u16) -> String {
          min_pool_size = 0\n\
          reserve_pool_size = 0\n\
          max_client_conn = 500\n\
+         listen_backlog = 4096\n\
          server_login_retry = 1\n\
          logfile = {dir}/pgbouncer.log\n\
          log_connections = 0\n\

@@ -43,6 +43,10 @@ pub struct SimulateArgs {
     /// '{"type":"hmac"}'); default: the demo clinic's, else `x-vapi-secret`.
     #[arg(long)]
     auth: Option<String>,
+    /// With an `oauth2` credential: the clinic's organization id, the client id the token is
+    /// asked for with (as Vapi asks the server's token endpoint).
+    #[arg(long)]
+    client_id: Option<String>,
     /// How long to keep serving the recording for the worker to fetch it.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     wait: Duration,
@@ -163,6 +167,38 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let auth = ServerAuth::from_config(&json!({ CONFIG_KEY: auth }))
         .map_err(|e| anyhow::anyhow!("--auth: {e}"))?;
+
+    // With OAuth 2.0, Vapi first trades the secret for a token at the server's token
+    // endpoint, and presents the token.
+    let secret = match &auth {
+        ServerAuth::Oauth2(_) => {
+            let client_id = args
+                .client_id
+                .as_deref()
+                .context("an oauth2 credential needs --client-id (the clinic's organization id)")?;
+            let answer: Value = reqwest::Client::new()
+                .post(format!(
+                    "{}/oauth/vapi/token",
+                    args.server.trim_end_matches('/')
+                ))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id),
+                    ("client_secret", secret.as_str()),
+                ])
+                .send()
+                .await
+                .context("asking the token endpoint")?
+                .json()
+                .await
+                .context("the token endpoint's answer")?;
+            answer["access_token"]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("no token was issued: {answer}"))?
+        }
+        _ => secret,
+    };
 
     let recording = Arc::new(Recording {
         fetched: Notify::new(),

@@ -583,5 +583,36 @@ fn vapi_sync_points_a_clinics_vapi_numbers_at_the_public_url() {
         serde_json::json!({"url": "https://voxanne.example/webhooks/voice/vapi", "credentialId": "5f0e3a1c-cli"})
     );
     assert_eq!(update["assistantId"], serde_json::Value::Null);
+
+    // With an OAuth 2.0 credential, the simulator asks the server's token endpoint for a
+    // token, as Vapi does, and the call goes through with it.
+    let secret = "oauth-client-secret-of-clinic-a";
+    let (status, body) = paste(&format!(
+        "curl -s -X PUT {base}/api/v1/integrations/vapi -H 'authorization: Bearer {token}' \
+         -H 'content-type: application/json' \
+         -d '{{\"config\": {{\"server_auth\": {{\"type\": \"oauth2\"}}}}, \"secrets\": {{\"webhook_secret\": \"{secret}\"}}}}'"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let out = Command::new(BIN)
+        .args([
+            "call",
+            "simulate",
+            "--to",
+            a["phone_number"].as_str().expect("number"),
+        ])
+        .args(["--server", &base, "--secret", secret, "--client-id", org])
+        .args(["--auth", r#"{"type": "oauth2"}"#, "--wait", "60s"])
+        .output()
+        .expect("call simulate");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("assistant: \"Thank you for calling Clinic A."),
+        "{printed}"
+    );
     assert!(server.stop().success());
 }

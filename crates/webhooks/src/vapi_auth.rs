@@ -13,6 +13,12 @@
 //!   `signaturePrefix`, hex or base64; the timestamp in `timestampHeader` must be within the
 //!   replay window.
 //!
+//! - `oauth2`: Vapi's OAuth 2.0 credential, with Voxanne as the token endpoint: Vapi trades
+//!   the client id (the clinic's organization id) and secret for an access token at
+//!   `/oauth/vapi/token` (client credentials grant, RFC 6749 section 4.4) and sends
+//!   `Authorization: Bearer <token>`. The token is Voxanne's own: an expiry and a MAC keyed
+//!   with the clinic's secret, so nothing is stored and another clinic's token proves nothing.
+//!
 //! The settings are a clinic's `server_auth` in its `vapi` integration config (non-secret,
 //! shown as stored); the secret is the integration's `webhook_secret` (sealed). Every
 //! comparison is constant time.
@@ -45,6 +51,69 @@ pub enum ServerAuth {
     Bearer(BearerPlan),
     /// Vapi's HMAC credential.
     Hmac(HmacPlan),
+    /// Vapi's OAuth 2.0 credential, this server its token endpoint.
+    Oauth2(OAuth2Plan),
+}
+
+/// How long the access tokens Voxanne issues to Vapi last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Plan {
+    /// Seconds (60 to 86400; default 3600).
+    #[serde(default = "token_ttl")]
+    pub token_ttl_seconds: i64,
+}
+
+fn token_ttl() -> i64 {
+    3600
+}
+
+/// The prefix of the access tokens Voxanne issues, and what their MAC covers besides the
+/// expiry (so that the MAC is of nothing else the secret keys).
+const TOKEN_PREFIX: &str = "vxo1";
+const TOKEN_CONTEXT: &[u8] = b"voxanne vapi oauth2 access token|";
+
+fn token_mac(secret: &[u8], expires: i64) -> Vec<u8> {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(TOKEN_CONTEXT);
+    mac.update(expires.to_string().as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+impl OAuth2Plan {
+    /// An access token for the clinic whose client secret is `secret`: `(token, expires_in)`.
+    pub fn issue(&self, secret: &[u8], now: i64) -> (String, i64) {
+        let expires = now.saturating_add(self.token_ttl_seconds);
+        let mac =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_mac(secret, expires));
+        (
+            format!("{TOKEN_PREFIX}.{expires}.{mac}"),
+            self.token_ttl_seconds,
+        )
+    }
+
+    fn verify(&self, secret: &[u8], token: &str, now: i64) -> Result<(), SignatureError> {
+        let mut parts = token.split('.');
+        let (Some(TOKEN_PREFIX), Some(expires), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SignatureError::Malformed);
+        };
+        let expires: i64 = expires.parse().map_err(|_| SignatureError::Malformed)?;
+        let given = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| SignatureError::Malformed)?;
+        if !bool::from(token_mac(secret, expires).ct_eq(&given)) {
+            return Err(SignatureError::Mismatch);
+        }
+        if now > expires {
+            return Err(SignatureError::Stale {
+                age_seconds: now - expires,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Vapi's bearer settings, with Vapi's defaults.
@@ -393,7 +462,7 @@ fn present(header: Option<&str>) -> Result<&str, SignatureError> {
 
 /// Whether `given` is `expected`, in time that depends on neither (both are hashed first, so
 /// not even the length is compared in the clear).
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     Sha256::digest(given)
         .ct_eq(&Sha256::digest(expected))
         .into()
@@ -405,7 +474,7 @@ impl ServerAuth {
         match config.get(CONFIG_KEY) {
             None | Some(Value::Null) => Ok(Self::default()),
             Some(value) => {
-                let types = "`x-vapi-secret`, `bearer` or `hmac`";
+                let types = "`x-vapi-secret`, `bearer`, `hmac` or `oauth2`";
                 let mut fields = value
                     .as_object()
                     .cloned()
@@ -422,6 +491,7 @@ impl ServerAuth {
                     },
                     Some("bearer") => Self::Bearer(settings_of(settings)?),
                     Some("hmac") => Self::Hmac(settings_of(settings)?),
+                    Some("oauth2") => Self::Oauth2(settings_of(settings)?),
                     _ => return Err(invalid("type", format!("one of {types}"))),
                 };
                 auth.validated()
@@ -437,6 +507,12 @@ impl ServerAuth {
                 bearer_prefix: plan.bearer_prefix,
             }),
             Self::Hmac(plan) => Self::Hmac(plan.validated()?),
+            Self::Oauth2(plan) => {
+                if !(60..=86_400).contains(&plan.token_ttl_seconds) {
+                    return Err(invalid("token_ttl_seconds", "60 to 86400 seconds"));
+                }
+                Self::Oauth2(plan)
+            }
         })
     }
 
@@ -462,6 +538,15 @@ impl ServerAuth {
             Self::XVapiSecret => token("x-vapi-secret", false),
             Self::Bearer(plan) => token(&plan.header_name, plan.bearer_prefix),
             Self::Hmac(plan) => plan.verify(secret, request),
+            Self::Oauth2(plan) => {
+                let sent = present(request.header("authorization"))?;
+                match sent.split_once(' ') {
+                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                        plan.verify(secret, token.trim(), request.now)
+                    }
+                    _ => Err(SignatureError::Malformed),
+                }
+            }
         }
     }
 
@@ -506,12 +591,16 @@ impl ServerAuth {
                 }
                 out
             }
+            // What Vapi sends once it holds a token (`voxanne call simulate` asks the token
+            // endpoint for one, as Vapi does, and passes the token as `secret`).
+            Self::Oauth2(_) => vec![("authorization".into(), format!("Bearer {secret}"))],
         }
     }
 
     /// The custom credential that makes Vapi authenticate this way (`POST /credential`,
-    /// provider `custom-credential`, its `authenticationPlan`).
-    pub fn vapi_credential(&self, name: &str, secret: &str) -> Value {
+    /// provider `custom-credential`, its `authenticationPlan`). `oauth_client` is the token
+    /// endpoint and the client id, for `oauth2`.
+    pub fn vapi_credential(&self, name: &str, secret: &str, oauth_client: (&str, &str)) -> Value {
         let plan = match self {
             Self::XVapiSecret => json!({"type": "bearer", "token": secret,
                 "headerName": "X-Vapi-Secret", "bearerPrefixEnabled": false}),
@@ -533,6 +622,8 @@ impl ServerAuth {
                 }
                 p
             }
+            Self::Oauth2(_) => json!({"type": "oauth2", "url": oauth_client.0,
+                "clientId": oauth_client.1, "clientSecret": secret}),
         };
         json!({"provider": "custom-credential", "name": name, "authenticationPlan": plan})
     }
@@ -807,18 +898,78 @@ mod tests {
             "header_name"
         );
         assert_eq!(refused(json!({"type": "basic"})), "type");
+        assert_eq!(
+            refused(json!({"type": "oauth2", "token_ttl_seconds": 5})),
+            "token_ttl_seconds"
+        );
         assert_eq!(refused(json!("hmac")), "");
     }
 
     #[test]
+    fn oauth2_tokens_are_the_clinics_and_expire() {
+        let plan = OAuth2Plan {
+            token_ttl_seconds: 3600,
+        };
+        let (token, expires_in) = plan.issue(SECRET, 1_700_000_000);
+        assert_eq!(expires_in, 3600);
+        let auth = ServerAuth::Oauth2(plan.clone());
+        let bearer = format!("Bearer {token}");
+        assert_eq!(
+            check(&auth, &[("authorization", &bearer)], BODY, 1_700_003_600),
+            Ok(())
+        );
+        assert_eq!(
+            check(&auth, &[("authorization", &bearer)], BODY, 1_700_003_601),
+            Err(SignatureError::Stale { age_seconds: 1 })
+        );
+        let (other, _) = plan.issue(b"another clinic", 1_700_000_000);
+        assert_eq!(
+            check(
+                &auth,
+                &[("authorization", &format!("Bearer {other}"))],
+                BODY,
+                1_700_000_000
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        let stretched = token.replacen("1700003600", "1800003600", 1);
+        assert_eq!(
+            check(
+                &auth,
+                &[("authorization", &format!("Bearer {stretched}"))],
+                BODY,
+                1_700_000_000
+            ),
+            Err(SignatureError::Mismatch),
+            "the expiry is signed"
+        );
+        for bad in ["Bearer x", "Bearer vxo1.1.!!", "Basic abc", "vxo1"] {
+            assert!(
+                check(&auth, &[("authorization", bad)], BODY, 0).is_err(),
+                "{bad}"
+            );
+        }
+        let c = auth.vapi_credential(
+            "Voxanne",
+            "s",
+            ("https://v.example/oauth/vapi/token", "org-1"),
+        );
+        assert_eq!(
+            c["authenticationPlan"],
+            json!({"type": "oauth2",
+            "url": "https://v.example/oauth/vapi/token", "clientId": "org-1", "clientSecret": "s"})
+        );
+    }
+
+    #[test]
     fn the_vapi_credential_carries_vapis_field_names() {
-        let x = ServerAuth::XVapiSecret.vapi_credential("Voxanne", "s");
+        let x = ServerAuth::XVapiSecret.vapi_credential("Voxanne", "s", ("", ""));
         assert_eq!(
             x["authenticationPlan"],
             json!({"type": "bearer", "token": "s",
             "headerName": "X-Vapi-Secret", "bearerPrefixEnabled": false})
         );
-        let h = auth(json!({"type": "hmac"})).vapi_credential("Voxanne", "s");
+        let h = auth(json!({"type": "hmac"})).vapi_credential("Voxanne", "s", ("", ""));
         assert_eq!(
             h["authenticationPlan"]["payloadFormat"],
             "{timestamp}.{body}"

@@ -12,6 +12,7 @@ pub mod integrations;
 pub mod knowledge_base;
 pub mod me;
 pub mod members;
+pub mod oauth;
 pub mod organizations;
 pub mod phone_numbers;
 pub mod security_events;
