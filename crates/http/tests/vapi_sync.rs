@@ -153,36 +153,23 @@ async fn one_step_points_the_clinics_numbers_here_with_a_credential_vapi_can_use
         .starts_with("••••"));
 
     // Vapi's side works: a call to the new number, signed with what Vapi holds, is clinic A's.
-    let body = vapi_fixture(
-        "status-update",
-        &[
-            ("__CALL_ID__", json!("vapi-after-sync")),
-            ("__CLINIC_NUMBER__", json!(NEW_NUMBER)),
-            ("__CALLER__", json!("+14155557777")),
-        ],
-    );
-    let r = app
-        .post_vapi_with(
-            &body,
-            &vapi_hmac_headers(&secret, chrono::Utc::now().timestamp(), &body),
-        )
-        .await;
+    let as_vapi = |fixture: &str| {
+        let body = vapi_fixture(
+            fixture,
+            &[
+                ("__CALL_ID__", json!("vapi-after-sync")),
+                ("__CLINIC_NUMBER__", json!(NEW_NUMBER)),
+                ("__CALLER__", json!("+14155557777")),
+            ],
+        );
+        let headers = vapi_hmac_headers(&secret, chrono::Utc::now().timestamp(), &body);
+        let app = &app;
+        async move { app.post_vapi_with(&body, &headers).await }
+    };
+    let r = as_vapi("status-update").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     // And the assistant now points its tools back here with that credential.
-    let ask = vapi_fixture(
-        "assistant-request",
-        &[
-            ("__CALL_ID__", json!("vapi-after-sync")),
-            ("__CLINIC_NUMBER__", json!(NEW_NUMBER)),
-            ("__CALLER__", json!("+14155557777")),
-        ],
-    );
-    let r = app
-        .post_vapi_with(
-            &ask,
-            &vapi_hmac_headers(&secret, chrono::Utc::now().timestamp(), &ask),
-        )
-        .await;
+    let r = as_vapi("assistant-request").await;
     assert_eq!(
         r.body["assistant"]["server"]["credentialId"],
         credential_id.as_str()

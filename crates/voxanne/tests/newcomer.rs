@@ -112,6 +112,23 @@ fn wait_for(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// Runs `voxanne` with `args` (a `call simulate` line) and a minute for the recording;
+/// returns what it printed, after asserting it succeeded.
+fn simulate_call<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--wait", "60s"])
+        .output()
+        .expect("call simulate");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
 /// The printed examples: a `# description (HTTP nnn)` line, then the curl line.
 fn examples(out: &[String]) -> Vec<(u16, String)> {
     out.windows(2)
@@ -169,17 +186,7 @@ fn the_run_command_serves_demo_data_whose_printed_curl_lines_work_and_stops_clea
         .expect("a call simulate line")
         .clone();
     let args: Vec<&str> = simulate.split_whitespace().skip(1).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_voxanne"))
-        .args(&args)
-        .args(["--wait", "60s"])
-        .output()
-        .expect("call simulate");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = simulate_call(&args);
     assert!(
         printed.contains("assistant: \"Thank you for calling Clinic A."),
         "{printed}"
@@ -195,17 +202,7 @@ fn the_run_command_serves_demo_data_whose_printed_curl_lines_work_and_stops_clea
         .map(|a| a.replace("+14155550100", "+442079460100"))
         .filter(|a| a != "--book")
         .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_voxanne"))
-        .args(&to_b)
-        .args(["--wait", "60s"])
-        .output()
-        .expect("call simulate B");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = simulate_call(&to_b);
     assert!(
         printed.contains("assistant: \"Thank you for calling Clinic B."),
         "{printed}"
