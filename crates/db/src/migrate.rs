@@ -1,6 +1,6 @@
 //! Roles and migrations.
 //!
-//! Three roles (TENANCY.md section 3):
+//! Three roles (docs/TENANCY.md section 3):
 //! - `voxanne_owner` owns every table and runs the migrations (NOLOGIN: the admin connection
 //!   `SET ROLE`s to it). FORCE ROW LEVEL SECURITY binds it like everyone else.
 //! - `voxanne_app` is what the application logs in as: it owns nothing, has no BYPASSRLS, and

@@ -1,5 +1,5 @@
 //! The named operations that are not confined to one org's tenant transaction. Each one is
-//! listed here, does one thing, and is reviewed as such (TENANCY.md section 3); nothing else
+//! listed here, does one thing, and is reviewed as such (docs/TENANCY.md section 3); nothing else
 //! in the application reads or writes across orgs.
 //!
 //! Behind a transaction-mode pooler every one of them runs inside a transaction, never as a

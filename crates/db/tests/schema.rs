@@ -1,5 +1,5 @@
 //! The schema's tenancy rules, checked from the catalog after all migrations, so that a future
-//! migration that forgets one fails here (TENANCY.md section 3).
+//! migration that forgets one fails here (docs/TENANCY.md section 3).
 
 use sqlx::PgConnection;
 use voxanne_db::migrate::{APP_ROLE, OWNER_ROLE, SYSTEM_ROLE};

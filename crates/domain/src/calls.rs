@@ -3,8 +3,11 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// Declares a string-valued enum whose text form matches the CHECK constraint in the schema.
+/// The text is a `tt`, not a `literal`: a `literal` fragment reaches utoipa's derive wrapped in
+/// an invisible group, which it skips, and the OpenAPI document then spelled the variants in
+/// PascalCase while the API speaks lowercase.
 macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {
@@ -100,5 +103,58 @@ mod tests {
         }
         assert_eq!("inbound".parse(), Ok(CallDirection::Inbound));
         assert!("sideways".parse::<CallDirection>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+    use crate::{CalendarProvider, IntegrationProvider, SmsStatus};
+
+    /// The enum values of `T`'s OpenAPI schema.
+    fn schema_values<T: utoipa::PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(T::schema()).expect("schema");
+        schema["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no enum in {schema}"))
+            .iter()
+            .map(|v| v.as_str().expect("a string").to_owned())
+            .collect()
+    }
+
+    fn texts<T: Copy>(all: &[T], text: fn(T) -> &'static str) -> Vec<String> {
+        all.iter().map(|v| text(*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_openapi_document_spells_every_enum_as_the_api_speaks_it() {
+        assert_eq!(
+            schema_values::<CallDirection>(),
+            texts(CallDirection::ALL, CallDirection::as_str)
+        );
+        assert_eq!(
+            schema_values::<CallStatus>(),
+            texts(CallStatus::ALL, CallStatus::as_str)
+        );
+        assert_eq!(
+            schema_values::<RecordingStatus>(),
+            texts(RecordingStatus::ALL, RecordingStatus::as_str)
+        );
+        assert_eq!(
+            schema_values::<AppointmentStatus>(),
+            texts(AppointmentStatus::ALL, AppointmentStatus::as_str)
+        );
+        assert_eq!(
+            schema_values::<SmsStatus>(),
+            texts(SmsStatus::ALL, SmsStatus::as_str)
+        );
+        assert_eq!(
+            schema_values::<CalendarProvider>(),
+            texts(CalendarProvider::ALL, CalendarProvider::as_str)
+        );
+        assert_eq!(
+            schema_values::<IntegrationProvider>(),
+            texts(IntegrationProvider::ALL, IntegrationProvider::as_str)
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Who is asking (TENANCY.md section 1): Supabase-style JWTs. HS256 with a shared secret, and
+//! Who is asking (docs/TENANCY.md section 1): Supabase-style JWTs. HS256 with a shared secret, and
 //! RS256/ES256 through a JWKS document (from a URL or a file). `aud`, `exp`, `nbf` and `sub`
 //! are checked; `user_metadata` is never read (it is user-editable), only `app_metadata`.
 

@@ -1,4 +1,4 @@
-//! Who is asking and for which clinic (TENANCY.md sections 1 and 2), over real HTTP.
+//! Who is asking and for which clinic (docs/TENANCY.md sections 1 and 2), over real HTTP.
 
 mod support;
 

@@ -3,7 +3,7 @@
 //! its org's prefix. The SMS confirmations (`sms.rs`): a queued confirmation is sent through
 //! the clinic's own SMS provider account.
 //!
-//! How it stays fair and tenant-safe (TENANCY.md section 5): a batch is claimed with ONE
+//! How it stays fair and tenant-safe (docs/TENANCY.md section 5): a batch is claimed with ONE
 //! statement, `voxanne_db::system::claim_recordings`, which shares the batch out round-robin
 //! across the active orgs that have work; everything done afterwards for a job runs in its
 //! own org's tenant transaction (`Db::job_tenant`), under RLS. A claim carries a lease and an

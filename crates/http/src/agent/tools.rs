@@ -134,7 +134,7 @@ enum Refusal {
     /// Logged; the caller hears [`TROUBLE`].
     Internal(String),
     /// Said to the caller, like `Say`: the agent named an id (`table`.id) that this clinic
-    /// does not have. If it is another clinic's, that is a security event (TENANCY.md §4).
+    /// does not have. If it is another clinic's, that is a security event (docs/TENANCY.md §4).
     Probe {
         say: String,
         table: &'static str,

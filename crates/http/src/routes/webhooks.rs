@@ -1,5 +1,5 @@
 //! Webhooks from the voice platforms. They carry no JWT: the clinic is the owner of the called
-//! number, and the request must be signed with that clinic's own secret (TENANCY.md section 5).
+//! number, and the request must be signed with that clinic's own secret (docs/TENANCY.md section 5).
 //! Anything else is refused before a row is written; a bad signature on a known number is a
 //! security event for that clinic. Each platform is a `VoicePlatform` (crates/webhooks): it
 //! reads and verifies its requests; `voice` below does the rest, the same for all of them.
