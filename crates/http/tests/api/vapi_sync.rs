@@ -3,11 +3,9 @@
 //! Vapi's side of it: a webhook signed with the secret the fake now holds for the credential,
 //! as Vapi would sign it, is accepted for the clinic.
 
-mod support;
-
+use crate::support::fake_vapi::{twilio_number, FakeVapi, KEY};
+use crate::support::*;
 use serde_json::{json, Value};
-use support::fake_vapi::{twilio_number, FakeVapi, KEY};
-use support::*;
 
 const NEW_NUMBER: &str = "+14155550123";
 

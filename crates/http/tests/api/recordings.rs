@@ -1,8 +1,7 @@
 //! The recording pipeline, end to end: a real PostgreSQL, a real HTTP server on loopback
 //! serving recordings with injected faults, real files in a temp dir.
-mod support;
-use support::recordings::*;
-use support::*;
+use crate::support::recordings::*;
+use crate::support::*;
 
 use std::time::{Duration, Instant};
 use uuid::Uuid;

@@ -1,9 +1,7 @@
 //! The OpenAPI document: served, complete, and every operation states its auth and errors.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 

@@ -1,11 +1,9 @@
 //! Appointments, holds and availability: booking, no double booking under concurrency,
 //! expiry, idempotency, and references that must stay inside the clinic.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use support::*;
 use uuid::Uuid;
 use voxanne_db::demo::DemoClinic;
 

@@ -4,10 +4,8 @@
 //! `name` and `toolCallId`, a transfer destination, and 200 for everything Voxanne only
 //! acknowledges, including a type no schema has yet.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use voxanne_db::demo::DemoClinic;
 
 const A_SECRET: &str = "vapi-credential-clinic-a-0123456789";

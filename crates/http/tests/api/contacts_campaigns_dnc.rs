@@ -1,9 +1,7 @@
 //! Contacts, campaigns and the do-not-call list: CRUD, search, roles, conflicts, isolation.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use uuid::Uuid;
 
 fn ids(r: &Response) -> Vec<String> {

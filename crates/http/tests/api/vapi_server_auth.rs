@@ -8,13 +8,11 @@
 //! HMAC also a tampered body and a replay), with nothing written and nothing that tells a
 //! clinic's number from an unknown one.
 
-mod support;
-
+use crate::support::recordings::{call_state, config, drain, quiet_demo_queue, worker, Provider};
+use crate::support::*;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use support::recordings::{call_state, config, drain, quiet_demo_queue, worker, Provider};
-use support::*;
 use voxanne_db::demo::DemoClinic;
 
 const A_SECRET: &str = "vapi-credential-clinic-a-0123456789";

@@ -1,9 +1,7 @@
 //! The knowledge base (chunked on write, full-text search) and SMS confirmations.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 async fn chunk_rows(app: &TestApp, document: &str) -> Vec<(i32, String)> {
     let mut admin = app.t.admin().await;

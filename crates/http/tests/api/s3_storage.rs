@@ -3,8 +3,8 @@
 //! multipart upload: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //! AbortMultipartUpload), behind the same API; and the worker streaming into it.
 
-mod support;
-
+use crate::support::recordings::*;
+use crate::support::*;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -13,8 +13,6 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use support::recordings::*;
-use support::*;
 
 /// The fake bucket: objects by `{bucket}/{key}`, multipart uploads in progress by id, and a
 /// count of each request by its S3 operation name.

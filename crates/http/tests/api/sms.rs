@@ -2,13 +2,12 @@
 //! Twilio (a real HTTP server on loopback that records every request and answers from a
 //! script: 500, too slow, 201 with a sid, 400 with a Twilio error), moved on by signed status
 //! callbacks. A real PostgreSQL; no mocks.
-mod support;
-use support::*;
+use crate::support::*;
 
+use crate::support::fake_twilio::{FakeTwilio, Reply};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::fake_twilio::{FakeTwilio, Reply};
 use voxanne_db::demo::DemoClinic;
 use voxanne_jobs::{Metrics, SmsConfig, SmsOutcome, SmsWorker};
 use voxanne_webhooks::signature::twilio_sign;

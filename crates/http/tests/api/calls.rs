@@ -1,11 +1,9 @@
 //! `GET /api/v1/calls` and `GET /api/v1/calls/{id}`: filters, keyset pagination, detail, and
 //! isolation between clinics.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use support::*;
 use uuid::Uuid;
 
 fn data(r: &Response) -> &Vec<Value> {

@@ -3,10 +3,8 @@
 //! damaged; only admins change them; another clinic cannot touch them. And the agent
 //! configuration, which is validated field by field.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use uuid::Uuid;
 use voxanne_db::calendar_connections::token_aad;
 use voxanne_db::crypto::CryptoError;

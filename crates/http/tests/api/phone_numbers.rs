@@ -1,9 +1,7 @@
 //! The clinic's phone numbers: admins manage them, and a number belongs to one clinic only.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 #[tokio::test]
 async fn admins_add_list_and_remove_numbers_normalised_to_e164() {

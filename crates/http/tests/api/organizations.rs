@@ -1,10 +1,8 @@
 //! Organizations and members: onboarding, the active org, erasing a clinic, and membership
 //! changes with their roles and the one-owner-at-least invariant.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use uuid::Uuid;
 use voxanne_db::demo::DemoClinic;
 use voxanne_domain::{OrgId, UserId};

@@ -1,9 +1,7 @@
 //! Security events: what is recorded, for which clinic, and who may read them.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use uuid::Uuid;
 
 async fn events(app: &TestApp, token: &str) -> Vec<Value> {

@@ -3,13 +3,11 @@
 //! database connection, idle and excess connections are closed, and a database that goes
 //! away is a 503 `unavailable` with `Retry-After`, not a 500.
 
-mod support;
-
+use crate::support::TestApp;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::TestApp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing_subscriber::layer::SubscriberExt;
@@ -409,9 +407,9 @@ async fn a_database_that_goes_away_is_503_unavailable_with_retry_after_then_serv
     let _logs = tracing::subscriber::set_default(
         tracing_subscriber::registry().with(CountErrors(errors.clone())),
     );
-    let base = support::serve_db(db).await;
+    let base = crate::support::serve_db(db).await;
     let client = reqwest::Client::new();
-    let token = support::token_for(a.owner, Some(a.org));
+    let token = crate::support::token_for(a.owner, Some(a.org));
     let calls = || {
         client
             .get(format!("{base}/api/v1/calls?limit=1"))

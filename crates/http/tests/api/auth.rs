@@ -1,12 +1,10 @@
 //! Who is asking and for which clinic (docs/TENANCY.md sections 1 and 2), over real HTTP.
 
-mod support;
-
+use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
-use support::*;
 use voxanne_domain::{OrgId, UserId};
 use voxanne_http::auth::JwksSource;
 

@@ -2,13 +2,11 @@
 //! assistant, and `tool-calls` run through the same booking code as the REST API, in that
 //! clinic only. Requests are signed and sent over real HTTP as the platform sends them.
 
-mod support;
-
+use crate::support::fake_twilio::FakeTwilio;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::fake_twilio::FakeTwilio;
-use support::*;
 use voxanne_db::demo::DemoClinic;
 
 const A_SECRET: &str = "whsec-clinic-a-0123456789";

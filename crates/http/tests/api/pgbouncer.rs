@@ -1,11 +1,9 @@
 //! The API behind a real pgbouncer in transaction mode: two clinics' requests, interleaved,
 //! share two server connections, and each clinic still sees only its own data.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use support::*;
 
 const A_SECRET: &str = "whsec-clinic-a-0123456789";
 

@@ -5,11 +5,9 @@
 //! fractional numbers, very long text, wrong shapes, deep nesting). Each answer must be JSON,
 //! with a stable error code when it is an error, and never a 5xx.
 
-mod support;
-
+use crate::support::openapi::*;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::openapi::*;
-use support::*;
 
 /// Replaces, in `value`, every leaf in turn by each hostile value that suits it; returns the
 /// variants with the leaf's path.

@@ -1,6 +1,6 @@
 //! Claiming SMS confirmations: fair across clinics, one statement, active clinics only, and a
 //! claim taken over after its lease ran out leaves its first holder powerless. (Sending, end
-//! to end through the API and a fake provider, is in crates/http/tests/sms.rs.)
+//! to end through the API and a fake provider, is in crates/http/tests/api/sms.rs.)
 
 use std::collections::HashSet;
 use std::time::Duration;

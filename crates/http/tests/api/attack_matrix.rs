@@ -8,11 +8,9 @@
 //! every tenant table, compared) and nothing at all of clinic B (the prober learns nothing from
 //! its own security log), and be recorded, off the request path, in clinic A's security log.
 
-mod support;
-
+use crate::support::openapi::*;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::openapi::*;
-use support::*;
 use voxanne_db::demo::DemoClinic;
 
 async fn cross_tenant_events(app: &TestApp, target: &DemoClinic) -> usize {

@@ -1,10 +1,8 @@
 //! Voice-platform webhooks: the clinic is whoever owns the called number and signed with its
 //! own secret; everything else is refused before a row is written.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use voxanne_db::demo::DemoClinic;
 
 const A_SECRET: &str = "whsec-clinic-a-0123456789";

@@ -1,0 +1,8 @@
+//! The database crate's tests, one binary (one link): each module one area, each test its own database.
+
+mod cancellation;
+mod embedded;
+mod isolation;
+mod job_tenant;
+mod pgbouncer;
+mod schema;

@@ -1,0 +1,27 @@
+//! The HTTP API's tests, one binary (one link) for all of them: each module is one area,
+//! run against the real server on loopback with its own fresh database.
+
+mod support;
+
+mod appointments;
+mod attack_matrix;
+mod auth;
+mod calls;
+mod contacts_campaigns_dnc;
+mod edge;
+mod hostile_input;
+mod knowledge_base_sms;
+mod openapi;
+mod organizations;
+mod pgbouncer;
+mod phone_numbers;
+mod recordings;
+mod s3_storage;
+mod secrets;
+mod security_events;
+mod sms;
+mod vapi_messages;
+mod vapi_server_auth;
+mod vapi_sync;
+mod voice_agent;
+mod voice_webhooks;

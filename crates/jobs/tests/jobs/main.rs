@@ -1,0 +1,4 @@
+//! The background jobs' tests, one binary (one link).
+
+mod claiming;
+mod sms;
