@@ -5,13 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
+use voxanne_domain::CampaignStatus;
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Campaign {
     pub id: Uuid,
     pub name: String,
-    /// `draft`, `active`, `paused` or `completed`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: CampaignStatus,
     /// What the agent says or sends.
     pub message: String,
     pub scheduled_at: Option<DateTime<Utc>>,
@@ -21,7 +22,7 @@ pub struct Campaign {
 #[derive(Debug, Clone)]
 pub struct CampaignFields {
     pub name: String,
-    pub status: &'static str,
+    pub status: CampaignStatus,
     pub message: String,
     pub scheduled_at: Option<DateTime<Utc>>,
 }
@@ -49,7 +50,7 @@ impl TenantTx {
         ))
         .bind(org)
         .bind(&f.name)
-        .bind(f.status)
+        .bind(f.status.as_str())
         .bind(&f.message)
         .bind(f.scheduled_at)
         .fetch_one(self.conn())
@@ -69,7 +70,7 @@ impl TenantTx {
         .bind(org)
         .bind(id)
         .bind(&f.name)
-        .bind(f.status)
+        .bind(f.status.as_str())
         .bind(&f.message)
         .bind(f.scheduled_at)
         .fetch_optional(self.conn())

@@ -5,14 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
-use voxanne_domain::OrgName;
+use voxanne_domain::{OrgName, OrgStatus};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Organization {
     pub id: Uuid,
     pub name: String,
-    /// `active` or `suspended`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: OrgStatus,
     pub created_at: DateTime<Utc>,
 }
 

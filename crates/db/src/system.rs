@@ -90,8 +90,10 @@ impl OneStatement {
 pub struct OrgMembership {
     pub org_id: Uuid,
     pub name: String,
-    pub status: String,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub status: voxanne_domain::OrgStatus,
+    #[sqlx(try_from = "String")]
+    pub role: voxanne_domain::Role,
 }
 
 /// The orgs `user` belongs to, through the SECURITY DEFINER `app.my_memberships()`, which

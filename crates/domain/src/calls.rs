@@ -92,6 +92,21 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// Where an outbound campaign is.
+    CampaignStatus {
+        Draft => "draft",
+        Active => "active",
+        Paused => "paused",
+        Completed => "completed",
+    }
+);
+
+text_enum!(
+    /// Whether a clinic is served. A suspended clinic's members and numbers get nothing.
+    OrgStatus { Active => "active", Suspended => "suspended" }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@ mod role;
 mod sms;
 
 pub use agent::{Interval, OpeningHours, OpeningHoursError, TimeZoneError, TimeZoneName, Weekday};
-pub use calls::{AppointmentStatus, CallDirection, CallStatus, RecordingStatus};
+pub use calls::{
+    AppointmentStatus, CallDirection, CallStatus, CampaignStatus, OrgStatus, RecordingStatus,
+};
 pub use chunks::chunks;
 pub use ids::{CallId, ContactId, OrgId, UserId};
 pub use members::{check_member_change, MemberChange, MemberRefusal};

@@ -1,6 +1,6 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
-use crate::fields::{nullable, one_of, text};
+use crate::fields::{nullable, text};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
@@ -10,16 +10,15 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use voxanne_db::campaigns::{Campaign, CampaignFields};
 use voxanne_db::Membership;
-
-const STATUSES: &[&str] = &["draft", "active", "paused", "completed"];
+use voxanne_domain::CampaignStatus;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Flu shot reminders", "status": "draft", "message": "Flu shots are in: reply or call to book.", "scheduled_at": "2026-12-01T09:00:00Z"}))]
 pub struct NewCampaign {
     name: String,
-    /// `draft` (default), `active`, `paused` or `completed`.
-    status: Option<String>,
+    /// Default `draft`.
+    status: Option<CampaignStatus>,
     message: Option<String>,
     scheduled_at: Option<DateTime<Utc>>,
 }
@@ -29,7 +28,7 @@ pub struct NewCampaign {
 #[schema(example = json!({"status": "paused"}))]
 pub struct CampaignPatch {
     name: Option<String>,
-    status: Option<String>,
+    status: Option<CampaignStatus>,
     message: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<DateTime<Utc>>)]
@@ -38,13 +37,13 @@ pub struct CampaignPatch {
 
 fn validate(
     name: &str,
-    status: &str,
+    status: CampaignStatus,
     message: &str,
     scheduled_at: Option<DateTime<Utc>>,
 ) -> Result<CampaignFields, ApiError> {
     Ok(CampaignFields {
         name: text("name", name, 1, 200)?,
-        status: one_of("status", status, STATUSES)?,
+        status,
         message: text("message", message, 0, 2_000)?,
         scheduled_at,
     })
@@ -82,7 +81,7 @@ pub async fn create(
     )?;
     let fields = validate(
         &body.name,
-        body.status.as_deref().unwrap_or("draft"),
+        body.status.unwrap_or(CampaignStatus::Draft),
         body.message.as_deref().unwrap_or(""),
         body.scheduled_at,
     )?;
@@ -121,7 +120,7 @@ pub async fn update(
         .ok_or_else(|| missing(tx.membership(), id))?;
     let fields = validate(
         patch.name.as_deref().unwrap_or(&current.name),
-        patch.status.as_deref().unwrap_or(&current.status),
+        patch.status.unwrap_or(current.status),
         patch.message.as_deref().unwrap_or(&current.message),
         patch.scheduled_at.unwrap_or(current.scheduled_at),
     )?;

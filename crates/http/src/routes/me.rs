@@ -26,7 +26,7 @@ pub struct UserRef {
 pub struct ActiveOrg {
     pub id: OrgId,
     pub name: String,
-    pub status: String,
+    pub status: voxanne_domain::OrgStatus,
 }
 
 /// The caller: user, active org and role (when one is selected), and every org they belong to.
@@ -57,7 +57,7 @@ pub async fn me(
             .map(|m| ActiveOrg {
                 id: org,
                 name: m.name.clone(),
-                status: m.status.clone(),
+                status: m.status,
             })
     });
     Ok(Json(Me {
