@@ -176,7 +176,7 @@ impl TenantTx {
     /// A contact's booked appointments that have not started yet, soonest first; up to `limit`.
     pub async fn upcoming_appointments_of_contact(
         &mut self,
-        contact_id: Uuid,
+        contact_id: voxanne_domain::ContactId,
         limit: u32,
     ) -> Result<Vec<Appointment>, DbError> {
         let org = self.org().as_uuid();

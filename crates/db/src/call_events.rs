@@ -86,7 +86,11 @@ impl TenantTx {
     }
 
     /// Links a call to the contact it turned out to be, unless it is linked already.
-    pub async fn link_call_to_contact(&mut self, call: Uuid, contact: Uuid) -> Result<(), DbError> {
+    pub async fn link_call_to_contact(
+        &mut self,
+        call: Uuid,
+        contact: voxanne_domain::ContactId,
+    ) -> Result<(), DbError> {
         let org = self.org().as_uuid();
         sqlx::query(
             "UPDATE calls SET contact_id = $3

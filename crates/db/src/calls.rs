@@ -5,13 +5,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
-use voxanne_domain::{CallDirection, CallStatus, PhoneNumber, RecordingStatus};
+use voxanne_domain::{
+    CallDirection, CallId, CallStatus, ContactId, OrgId, PhoneNumber, RecordingStatus,
+};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Call {
-    pub id: Uuid,
-    pub org_id: Uuid,
-    pub contact_id: Option<Uuid>,
+    pub id: CallId,
+    pub org_id: OrgId,
+    pub contact_id: Option<ContactId>,
     #[sqlx(try_from = "String")]
     pub direction: CallDirection,
     #[sqlx(try_from = "String")]
@@ -105,7 +107,7 @@ impl TenantTx {
             calls.truncate(limit as usize);
             calls.last().map(|c| CallKey {
                 started_at: c.started_at,
-                id: c.id,
+                id: c.id.as_uuid(),
             })
         } else {
             None
@@ -113,7 +115,7 @@ impl TenantTx {
         Ok(CallPage { calls, next })
     }
 
-    pub async fn get_call(&mut self, id: Uuid) -> Result<Option<Call>, DbError> {
+    pub async fn get_call(&mut self, id: CallId) -> Result<Option<Call>, DbError> {
         let org = self.org().as_uuid();
         let call = sqlx::query_as::<_, Call>(&format!(
             "SELECT {CALL_COLUMNS} FROM calls WHERE org_id = $1 AND id = $2"
@@ -125,7 +127,7 @@ impl TenantTx {
         Ok(call)
     }
 
-    pub async fn insert_call(&mut self, call: &NewCall) -> Result<Uuid, DbError> {
+    pub async fn insert_call(&mut self, call: &NewCall) -> Result<CallId, DbError> {
         let org = self.org().as_uuid();
         let duration = call
             .ended_at

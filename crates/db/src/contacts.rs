@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
-use voxanne_domain::PhoneNumber;
+use voxanne_domain::{ContactId, PhoneNumber};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Contact {
-    pub id: Uuid,
+    pub id: ContactId,
     pub name: String,
     /// E.164.
     pub phone: Option<String>,
@@ -71,8 +71,8 @@ impl TenantTx {
         Ok(rows)
     }
 
-    pub async fn get_contact(&mut self, id: Uuid) -> Result<Option<Contact>, DbError> {
-        self.find_by_id("contacts", COLUMNS, id).await
+    pub async fn get_contact(&mut self, id: ContactId) -> Result<Option<Contact>, DbError> {
+        self.find_by_id("contacts", COLUMNS, id.as_uuid()).await
     }
 
     pub async fn insert_contact(&mut self, fields: &ContactFields) -> Result<Contact, DbError> {
@@ -91,7 +91,7 @@ impl TenantTx {
 
     pub async fn update_contact(
         &mut self,
-        id: Uuid,
+        id: ContactId,
         fields: &ContactFields,
     ) -> Result<Option<Contact>, DbError> {
         let org = self.org().as_uuid();
@@ -151,7 +151,7 @@ impl TenantTx {
     }
 
     /// Whether there was such a contact.
-    pub async fn delete_contact(&mut self, id: Uuid) -> Result<bool, DbError> {
-        self.delete_by_id("contacts", id).await
+    pub async fn delete_contact(&mut self, id: ContactId) -> Result<bool, DbError> {
+        self.delete_by_id("contacts", id.as_uuid()).await
     }
 }

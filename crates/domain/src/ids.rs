@@ -8,6 +8,7 @@ macro_rules! id_type {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(transparent)]
         #[schema(value_type = String, format = Uuid)]
+        #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
         pub struct $name(Uuid);
 
         impl $name {
@@ -28,6 +29,13 @@ macro_rules! id_type {
             }
         }
 
+        /// A row's key as the database returns it (`#[sqlx(try_from = "Uuid")]`).
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
         impl std::str::FromStr for $name {
             type Err = uuid::Error;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -45,5 +53,11 @@ id_type!(
     /// A user, as named by the `sub` claim of the identity provider.
     UserId
 );
-id_type!(CallId);
-id_type!(ContactId);
+id_type!(
+    /// A call (`calls.id`).
+    CallId
+);
+id_type!(
+    /// A contact, a patient or caller of a clinic (`contacts.id`).
+    ContactId
+);

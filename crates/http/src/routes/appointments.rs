@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 use voxanne_db::appointments::{Appointment, SlotRequest};
+use voxanne_domain::ContactId;
 
 /// The longest appointment or hold.
 const MAX_LENGTH: Duration = Duration::hours(24);
@@ -20,7 +21,7 @@ const MAX_NOTES: usize = 2000;
 
 /// Validates what a new appointment or hold asks for, naming the field that fails.
 pub(crate) fn slot_request(
-    contact_id: Option<Uuid>,
+    contact_id: Option<ContactId>,
     call_id: Option<Uuid>,
     resource: Option<&str>,
     starts_at: DateTime<Utc>,
@@ -35,7 +36,7 @@ pub(crate) fn slot_request(
     }
     check_range(starts_at, ends_at)?;
     Ok(SlotRequest {
-        contact_id,
+        contact_id: contact_id.map(|c| c.as_uuid()),
         call_id,
         resource: resource.to_owned(),
         starts_at,
@@ -106,7 +107,8 @@ pub async fn list(
 pub struct NewAppointment {
     /// A contact of this clinic.
     #[serde(default)]
-    pub contact_id: Option<Uuid>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub contact_id: Option<ContactId>,
     /// The call that booked it, of this clinic.
     #[serde(default)]
     pub call_id: Option<Uuid>,

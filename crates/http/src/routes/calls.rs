@@ -4,9 +4,8 @@ use crate::fields::time_range;
 use crate::pagination::{parse_page, Cursor, Page};
 use axum::Json;
 use serde::Deserialize;
-use uuid::Uuid;
 use voxanne_db::calls::{Call, CallFilter, CallKey};
-use voxanne_domain::{CallDirection, CallStatus};
+use voxanne_domain::{CallDirection, CallId, CallStatus};
 
 /// Query parameters as text, parsed below so that each failure names its field. Unknown
 /// parameters (an `org_id`, say) are ignored: they select nothing.
@@ -92,12 +91,12 @@ pub async fn list(
 #[utoipa::path(get, path = "/calls/{id}", tag = "calls", params(("id" = Uuid, Path, description = "the call's id")), responses((status = 200, body = Call)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<CallId>,
 ) -> Result<Json<Call>, ApiError> {
     let call = tx
         .get_call(id)
         .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id))?;
+        .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id.as_uuid()))?;
     tx.commit().await?;
     Ok(Json(call))
 }
@@ -110,12 +109,12 @@ pub async fn get(
 pub async fn recording(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<CallId>,
 ) -> Result<axum::response::Response, ApiError> {
     let call = tx
         .get_call(id)
         .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id))?;
+        .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id.as_uuid()))?;
     tx.commit().await?;
     let key = match (call.recording_status, call.recording_path) {
         (voxanne_domain::RecordingStatus::Stored, Some(key)) => key,

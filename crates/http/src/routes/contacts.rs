@@ -6,10 +6,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 use voxanne_db::contacts::{Contact, ContactFields};
 use voxanne_db::{DbError, Membership};
-use voxanne_domain::PhoneNumber;
+use voxanne_domain::{ContactId, PhoneNumber};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -78,8 +77,8 @@ fn write_error(e: DbError) -> ApiError {
     }
 }
 
-fn missing(m: &Membership, id: Uuid) -> ApiError {
-    ApiError::missing(m, "contacts", "id", id)
+fn missing(m: &Membership, id: ContactId) -> ApiError {
+    ApiError::missing(m, "contacts", "id", id.as_uuid())
 }
 
 /// The clinic's contacts, newest first; `q` searches names and phone numbers.
@@ -96,7 +95,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
         at: c.created_at,
-        id: c.id,
+        id: c.id.as_uuid(),
     })))
 }
 
@@ -119,7 +118,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 200, body = Contact)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<ContactId>,
 ) -> Result<Json<Contact>, ApiError> {
     let contact = tx
         .get_contact(id)
@@ -132,7 +131,7 @@ pub async fn get(
 #[utoipa::path(patch, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), request_body = ContactPatch, responses((status = 200, body = Contact), (status = 409, description = "`phone_taken`", body = crate::openapi::ErrorBody)))]
 pub async fn update(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<ContactId>,
     AppJson(patch): AppJson<ContactPatch>,
 ) -> Result<Json<Contact>, ApiError> {
     let current = tx
@@ -166,7 +165,7 @@ pub async fn update(
 #[utoipa::path(delete, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted; its calls and appointments keep their history without it")))]
 pub async fn delete(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<ContactId>,
 ) -> Result<StatusCode, ApiError> {
     if !tx.delete_contact(id).await? {
         return Err(missing(tx.membership(), id));

@@ -46,7 +46,8 @@ pub async fn list(
 }))]
 pub struct NewHold {
     #[serde(default)]
-    pub contact_id: Option<Uuid>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub contact_id: Option<voxanne_domain::ContactId>,
     #[serde(default)]
     pub call_id: Option<Uuid>,
     /// Default `default`.
