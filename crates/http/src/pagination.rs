@@ -37,7 +37,7 @@ pub struct PageParams {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1 to 100, default 25.
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 

@@ -25,6 +25,7 @@ const MAX_VOICE_CHARS: usize = 120;
     "hipaa_enabled": true
 }))]
 pub struct PutAgentConfiguration {
+    #[schema(max_length = 1000)]
     greeting: String,
     /// A voice of Vapi's catalogue: `provider:voiceId` (`vapi:Elliot`, `openai:alloy`,
     /// `11labs:<voice id>`, `azure:en-US-AriaNeural`, …) or the name of one of Vapi's own

@@ -74,7 +74,7 @@ pub struct ListParams {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 100, default 25.
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 

@@ -16,9 +16,11 @@ use voxanne_domain::CampaignStatus;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Flu shot reminders", "status": "draft", "message": "Flu shots are in: reply or call to book.", "scheduled_at": "2026-12-01T09:00:00Z"}))]
 pub struct NewCampaign {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     /// Default `draft`.
     status: Option<CampaignStatus>,
+    #[schema(max_length = 2000)]
     message: Option<String>,
     scheduled_at: Option<DateTime<Utc>>,
 }
@@ -27,8 +29,10 @@ pub struct NewCampaign {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"status": "paused"}))]
 pub struct CampaignPatch {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<String>,
     status: Option<CampaignStatus>,
+    #[schema(max_length = 2000)]
     message: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<DateTime<Utc>>)]

@@ -14,28 +14,32 @@ use voxanne_domain::{ContactId, PhoneNumber};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Ada Lovelace", "phone": "+14155550123", "email": "ada@example.com", "notes": "Prefers mornings"}))]
 pub struct NewContact {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     /// E.164; punctuation is accepted and normalised.
     #[schema(value_type = Option<String>)]
     phone: Option<PhoneNumber>,
+    #[schema(max_length = 320, pattern = r"^[^@\s]+@[^@\s]*\.[^@\s]*$")]
     email: Option<String>,
+    #[schema(max_length = 10_000)]
     notes: Option<String>,
 }
 
 /// Fields to change; `null` clears an optional one.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "Ada King", "notes": "Called back on Monday"}))]
+#[schema(example = json!({"name": "Ada King", "email": "ada.king@example.com", "notes": "Called back on Monday"}))]
 pub struct ContactPatch {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     phone: Option<Option<PhoneNumber>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 320, pattern = r"^[^@\s]+@[^@\s]*\.[^@\s]*$")]
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10_000)]
     notes: Option<Option<String>>,
 }
 
@@ -47,7 +51,7 @@ pub struct ListParams {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 100, default 25.
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 

@@ -18,6 +18,8 @@ pub struct NewDncEntry {
     /// Normalised to E.164.
     #[schema(value_type = String)]
     phone: PhoneNumber,
+    /// Text; blank counts as absent.
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 

@@ -16,7 +16,9 @@ const MAX_BODY_CHARS: usize = 200_000;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"title": "Parking", "body": "Free parking is behind the clinic.\n\nThe entrance is on Elm Street."}))]
 pub struct NewDocument {
+    #[schema(min_length = 1, max_length = 300, pattern = "\\S")]
     title: String,
+    #[schema(min_length = 1, max_length = 200_000, pattern = "\\S")]
     body: String,
 }
 
@@ -24,7 +26,9 @@ pub struct NewDocument {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"body": "Free parking is behind the clinic, and two spaces are reserved for wheelchair users."}))]
 pub struct DocumentPatch {
+    #[schema(min_length = 1, max_length = 300, pattern = "\\S")]
     title: Option<String>,
+    #[schema(min_length = 1, max_length = 200_000, pattern = "\\S")]
     body: Option<String>,
 }
 
@@ -32,9 +36,10 @@ pub struct DocumentPatch {
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// The question, in web-search syntax: words, "quoted phrases", -excluded.
+    #[param(min_length = 1, max_length = 500, pattern = "\\S")]
     q: String,
     /// 1 to 50, default 10.
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     limit: Option<String>,
 }
 

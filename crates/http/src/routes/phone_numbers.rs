@@ -18,6 +18,7 @@ pub struct NewNumber {
     /// Normalised to E.164.
     #[schema(value_type = String)]
     number: PhoneNumber,
+    #[schema(max_length = 100)]
     label: Option<String>,
 }
 

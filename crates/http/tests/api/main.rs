@@ -17,6 +17,7 @@ mod pgbouncer;
 mod phone_numbers;
 mod recordings;
 mod s3_storage;
+mod schema_constraints;
 mod secrets;
 mod security_events;
 mod sms;
