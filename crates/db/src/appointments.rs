@@ -8,16 +8,16 @@ use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::availability::{OpeningHours, Span};
-use voxanne_domain::AppointmentStatus;
+use voxanne_domain::{AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Appointment {
-    pub id: Uuid,
-    pub org_id: Uuid,
-    pub contact_id: Option<Uuid>,
-    pub call_id: Option<Uuid>,
+    pub id: AppointmentId,
+    pub org_id: OrgId,
+    pub contact_id: Option<ContactId>,
+    pub call_id: Option<CallId>,
     /// The hold this appointment was confirmed from, if any.
-    pub hold_id: Option<Uuid>,
+    pub hold_id: Option<HoldId>,
     pub resource: String,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -33,10 +33,10 @@ const APPOINTMENT_COLUMNS: &str = "id, org_id, contact_id, call_id, hold_id, res
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct AppointmentHold {
-    pub id: Uuid,
-    pub org_id: Uuid,
-    pub contact_id: Option<Uuid>,
-    pub call_id: Option<Uuid>,
+    pub id: HoldId,
+    pub org_id: OrgId,
+    pub contact_id: Option<ContactId>,
+    pub call_id: Option<CallId>,
     pub resource: String,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -51,8 +51,8 @@ const HOLD_COLUMNS: &str =
 /// What a new appointment or hold is about; validated by the caller.
 #[derive(Debug, Clone)]
 pub struct SlotRequest {
-    pub contact_id: Option<Uuid>,
-    pub call_id: Option<Uuid>,
+    pub contact_id: Option<ContactId>,
+    pub call_id: Option<CallId>,
     pub resource: String,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -106,10 +106,18 @@ impl BookingError {
             | "appointment_holds_booked_slot" => BookingError::SlotTaken,
             "appointments_org_hold_key" => BookingError::HoldAlreadyConfirmed,
             "appointments_org_id_contact_id_fkey" | "appointment_holds_org_id_contact_id_fkey" => {
-                reference("contact_id", "contacts", slot.and_then(|s| s.contact_id))
+                reference(
+                    "contact_id",
+                    "contacts",
+                    slot.and_then(|s| s.contact_id).map(|c| c.as_uuid()),
+                )
             }
             "appointments_org_id_call_id_fkey" | "appointment_holds_org_id_call_id_fkey" => {
-                reference("call_id", "calls", slot.and_then(|s| s.call_id))
+                reference(
+                    "call_id",
+                    "calls",
+                    slot.and_then(|s| s.call_id).map(|c| c.as_uuid()),
+                )
             }
             _ => BookingError::Db(e),
         }
@@ -194,12 +202,16 @@ impl TenantTx {
     }
 
     /// One hold, expired or not.
-    pub async fn get_hold(&mut self, id: Uuid) -> Result<Option<AppointmentHold>, DbError> {
-        self.find_by_id("appointment_holds", HOLD_COLUMNS, id).await
+    pub async fn get_hold(&mut self, id: HoldId) -> Result<Option<AppointmentHold>, DbError> {
+        self.find_by_id("appointment_holds", HOLD_COLUMNS, id.as_uuid())
+            .await
     }
 
-    pub async fn get_appointment(&mut self, id: Uuid) -> Result<Option<Appointment>, DbError> {
-        self.find_by_id("appointments", APPOINTMENT_COLUMNS, id)
+    pub async fn get_appointment(
+        &mut self,
+        id: AppointmentId,
+    ) -> Result<Option<Appointment>, DbError> {
+        self.find_by_id("appointments", APPOINTMENT_COLUMNS, id.as_uuid())
             .await
     }
 
@@ -218,7 +230,7 @@ impl TenantTx {
         &mut self,
         slot: &SlotRequest,
         notes: Option<&str>,
-        hold_id: Option<Uuid>,
+        hold_id: Option<HoldId>,
     ) -> Result<Appointment, BookingError> {
         let org = self.org().as_uuid();
         let appointment = sqlx::query_as::<_, Appointment>(&format!(
@@ -250,7 +262,7 @@ impl TenantTx {
     /// Moves a booked appointment and/or changes its notes (`Some(None)` clears them).
     pub async fn reschedule_appointment(
         &mut self,
-        id: Uuid,
+        id: AppointmentId,
         starts_at: Option<DateTime<Utc>>,
         ends_at: Option<DateTime<Utc>>,
         notes: Option<Option<&str>>,
@@ -298,7 +310,10 @@ impl TenantTx {
     }
 
     /// Cancels a booked appointment (a cancelled one is answered as it is).
-    pub async fn cancel_appointment(&mut self, id: Uuid) -> Result<Appointment, BookingError> {
+    pub async fn cancel_appointment(
+        &mut self,
+        id: AppointmentId,
+    ) -> Result<Appointment, BookingError> {
         let current = self
             .lock_appointment(id)
             .await?
@@ -320,7 +335,10 @@ impl TenantTx {
         .await?)
     }
 
-    async fn lock_appointment(&mut self, id: Uuid) -> Result<Option<Appointment>, DbError> {
+    async fn lock_appointment(
+        &mut self,
+        id: AppointmentId,
+    ) -> Result<Option<Appointment>, DbError> {
         let org = self.org().as_uuid();
         Ok(sqlx::query_as::<_, Appointment>(&format!(
             "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE org_id = $1 AND id = $2 FOR UPDATE"
@@ -378,7 +396,7 @@ impl TenantTx {
     }
 
     /// Releases a hold (expired or not). False if there was none.
-    pub async fn delete_hold(&mut self, id: Uuid) -> Result<bool, DbError> {
+    pub async fn delete_hold(&mut self, id: HoldId) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
         let done = sqlx::query("DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2")
             .bind(org)
@@ -394,7 +412,7 @@ impl TenantTx {
     /// something a lock holder waits for.
     pub async fn confirm_hold(
         &mut self,
-        id: Uuid,
+        id: HoldId,
         notes: Option<&str>,
     ) -> Result<Appointment, BookingError> {
         let org = self.org().as_uuid();
@@ -439,8 +457,8 @@ impl TenantTx {
             return Err(BookingError::HoldExpired);
         }
         let slot = SlotRequest {
-            contact_id: taken.contact_id,
-            call_id: taken.call_id,
+            contact_id: taken.contact_id.map(ContactId::from),
+            call_id: taken.call_id.map(CallId::from),
             resource: taken.resource,
             starts_at: taken.starts_at,
             ends_at: taken.ends_at,
@@ -449,7 +467,7 @@ impl TenantTx {
     }
 
     /// Why hold `id` is not there: confirmed already, or never was (or was released).
-    async fn absent_hold(&mut self, id: Uuid) -> Result<BookingError, DbError> {
+    async fn absent_hold(&mut self, id: HoldId) -> Result<BookingError, DbError> {
         let org = self.org().as_uuid();
         let confirmed: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM appointments WHERE org_id = $1 AND hold_id = $2)",

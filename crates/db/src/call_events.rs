@@ -88,7 +88,7 @@ impl TenantTx {
     /// Links a call to the contact it turned out to be, unless it is linked already.
     pub async fn link_call_to_contact(
         &mut self,
-        call: Uuid,
+        call: voxanne_domain::CallId,
         contact: voxanne_domain::ContactId,
     ) -> Result<(), DbError> {
         let org = self.org().as_uuid();

@@ -9,7 +9,7 @@ use voxanne_domain::CampaignStatus;
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Campaign {
-    pub id: Uuid,
+    pub id: voxanne_domain::CampaignId,
     pub name: String,
     #[sqlx(try_from = "String")]
     pub status: CampaignStatus,
@@ -38,8 +38,11 @@ impl TenantTx {
         self.list_recent("campaigns", COLUMNS, after, limit).await
     }
 
-    pub async fn get_campaign(&mut self, id: Uuid) -> Result<Option<Campaign>, DbError> {
-        self.find_by_id("campaigns", COLUMNS, id).await
+    pub async fn get_campaign(
+        &mut self,
+        id: voxanne_domain::CampaignId,
+    ) -> Result<Option<Campaign>, DbError> {
+        self.find_by_id("campaigns", COLUMNS, id.as_uuid()).await
     }
 
     pub async fn insert_campaign(&mut self, f: &CampaignFields) -> Result<Campaign, DbError> {
@@ -59,7 +62,7 @@ impl TenantTx {
 
     pub async fn update_campaign(
         &mut self,
-        id: Uuid,
+        id: voxanne_domain::CampaignId,
         f: &CampaignFields,
     ) -> Result<Option<Campaign>, DbError> {
         let org = self.org().as_uuid();
@@ -77,7 +80,10 @@ impl TenantTx {
         .await?)
     }
 
-    pub async fn delete_campaign(&mut self, id: Uuid) -> Result<bool, DbError> {
-        self.delete_by_id("campaigns", id).await
+    pub async fn delete_campaign(
+        &mut self,
+        id: voxanne_domain::CampaignId,
+    ) -> Result<bool, DbError> {
+        self.delete_by_id("campaigns", id.as_uuid()).await
     }
 }

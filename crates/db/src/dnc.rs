@@ -9,7 +9,7 @@ use voxanne_domain::PhoneNumber;
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct DncEntry {
-    pub id: Uuid,
+    pub id: voxanne_domain::DncEntryId,
     /// E.164.
     pub phone: String,
     pub reason: Option<String>,
@@ -27,8 +27,11 @@ impl TenantTx {
         self.list_recent("dnc_list", COLUMNS, after, limit).await
     }
 
-    pub async fn get_dnc(&mut self, id: Uuid) -> Result<Option<DncEntry>, DbError> {
-        self.find_by_id("dnc_list", COLUMNS, id).await
+    pub async fn get_dnc(
+        &mut self,
+        id: voxanne_domain::DncEntryId,
+    ) -> Result<Option<DncEntry>, DbError> {
+        self.find_by_id("dnc_list", COLUMNS, id.as_uuid()).await
     }
 
     pub async fn insert_dnc(
@@ -47,8 +50,8 @@ impl TenantTx {
         .await?)
     }
 
-    pub async fn delete_dnc(&mut self, id: Uuid) -> Result<bool, DbError> {
-        self.delete_by_id("dnc_list", id).await
+    pub async fn delete_dnc(&mut self, id: voxanne_domain::DncEntryId) -> Result<bool, DbError> {
+        self.delete_by_id("dnc_list", id.as_uuid()).await
     }
 
     pub async fn is_on_dnc(&mut self, phone: &PhoneNumber) -> Result<bool, DbError> {

@@ -12,7 +12,7 @@ pub const CHUNK_SIZE: usize = 800;
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Document {
-    pub id: Uuid,
+    pub id: voxanne_domain::DocumentId,
     pub title: String,
     pub body: String,
     /// How many chunks the body was split into.
@@ -23,7 +23,7 @@ pub struct Document {
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct SearchHit {
-    pub document_id: Uuid,
+    pub document_id: voxanne_domain::DocumentId,
     pub title: String,
     /// Position of the chunk in its document, from 0.
     pub ordinal: i32,
@@ -55,7 +55,10 @@ impl TenantTx {
         .await?)
     }
 
-    pub async fn get_document(&mut self, id: Uuid) -> Result<Option<Document>, DbError> {
+    pub async fn get_document(
+        &mut self,
+        id: voxanne_domain::DocumentId,
+    ) -> Result<Option<Document>, DbError> {
         let org = self.org().as_uuid();
         Ok(sqlx::query_as::<_, Document>(&format!(
             "SELECT {COLUMNS} FROM knowledge_base_documents d WHERE d.org_id = $1 AND d.id = $2"
@@ -68,7 +71,7 @@ impl TenantTx {
 
     pub async fn insert_document(&mut self, title: &str, body: &str) -> Result<Document, DbError> {
         let org = self.org().as_uuid();
-        let id: Uuid = sqlx::query_scalar("INSERT INTO knowledge_base_documents (org_id, title, body) VALUES ($1, $2, $3) RETURNING id")
+        let id: voxanne_domain::DocumentId = sqlx::query_scalar("INSERT INTO knowledge_base_documents (org_id, title, body) VALUES ($1, $2, $3) RETURNING id")
             .bind(org)
             .bind(title)
             .bind(body)
@@ -81,7 +84,7 @@ impl TenantTx {
     /// Replaces title and body, and the chunks with them.
     pub async fn update_document(
         &mut self,
-        id: Uuid,
+        id: voxanne_domain::DocumentId,
         title: &str,
         body: &str,
     ) -> Result<Option<Document>, DbError> {
@@ -105,7 +108,11 @@ impl TenantTx {
         self.get_document(id).await
     }
 
-    async fn write_chunks(&mut self, document: Uuid, body: &str) -> Result<(), DbError> {
+    async fn write_chunks(
+        &mut self,
+        document: voxanne_domain::DocumentId,
+        body: &str,
+    ) -> Result<(), DbError> {
         let org = self.org().as_uuid();
         let chunks = voxanne_domain::chunks(body, CHUNK_SIZE);
         sqlx::query(
@@ -121,8 +128,12 @@ impl TenantTx {
     }
 
     /// Chunks are deleted with their document (composite foreign key, cascade).
-    pub async fn delete_document(&mut self, id: Uuid) -> Result<bool, DbError> {
-        self.delete_by_id("knowledge_base_documents", id).await
+    pub async fn delete_document(
+        &mut self,
+        id: voxanne_domain::DocumentId,
+    ) -> Result<bool, DbError> {
+        self.delete_by_id("knowledge_base_documents", id.as_uuid())
+            .await
     }
 
     /// The best chunks for a question, in web-search syntax (`parking -street "opening hours"`).

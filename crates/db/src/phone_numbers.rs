@@ -10,7 +10,7 @@ use voxanne_domain::PhoneNumber;
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct OwnedNumber {
-    pub id: Uuid,
+    pub id: voxanne_domain::PhoneNumberId,
     /// E.164.
     pub number: String,
     pub label: Option<String>,
@@ -32,8 +32,12 @@ impl TenantTx {
             .await
     }
 
-    pub async fn get_phone_number(&mut self, id: Uuid) -> Result<Option<OwnedNumber>, DbError> {
-        self.find_by_id("phone_numbers", COLUMNS, id).await
+    pub async fn get_phone_number(
+        &mut self,
+        id: voxanne_domain::PhoneNumberId,
+    ) -> Result<Option<OwnedNumber>, DbError> {
+        self.find_by_id("phone_numbers", COLUMNS, id.as_uuid())
+            .await
     }
 
     /// Fails with `DbError::Constraint` [`NUMBER_TAKEN`] when any clinic (this one included)
@@ -54,7 +58,10 @@ impl TenantTx {
         .await?)
     }
 
-    pub async fn remove_phone_number(&mut self, id: Uuid) -> Result<bool, DbError> {
-        self.delete_by_id("phone_numbers", id).await
+    pub async fn remove_phone_number(
+        &mut self,
+        id: voxanne_domain::PhoneNumberId,
+    ) -> Result<bool, DbError> {
+        self.delete_by_id("phone_numbers", id.as_uuid()).await
     }
 }

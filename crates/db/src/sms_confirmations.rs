@@ -93,8 +93,8 @@ impl TenantTx {
     /// contact or the contact no phone. Returns the queued row's id.
     pub(crate) async fn queue_confirmation(
         &mut self,
-        appointment_id: Uuid,
-        contact_id: Option<Uuid>,
+        appointment_id: voxanne_domain::AppointmentId,
+        contact_id: Option<voxanne_domain::ContactId>,
         starts_at: DateTime<Utc>,
         why: Confirm,
     ) -> Result<Option<Uuid>, DbError> {

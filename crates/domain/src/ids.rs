@@ -61,3 +61,39 @@ id_type!(
     /// A contact, a patient or caller of a clinic (`contacts.id`).
     ContactId
 );
+id_type!(
+    /// An appointment (`appointments.id`).
+    AppointmentId
+);
+id_type!(
+    /// A hold on a slot while a caller decides (`appointment_holds.id`).
+    HoldId
+);
+id_type!(
+    /// An outbound campaign (`campaigns.id`).
+    CampaignId
+);
+id_type!(
+    /// A phone number a clinic owns (`phone_numbers.id`).
+    PhoneNumberId
+);
+id_type!(
+    /// A knowledge-base document (`knowledge_base_documents.id`).
+    DocumentId
+);
+id_type!(
+    /// An entry of the do-not-call list (`dnc_list.id`).
+    DncEntryId
+);
+id_type!(
+    /// A security event (`security_events.id`).
+    SecurityEventId
+);
+id_type!(
+    /// An SMS confirmation or notice (`sms_confirmation_logs.id`).
+    SmsId
+);
+id_type!(
+    /// A calendar connection (`calendar_connections.id`).
+    CalendarConnectionId
+);

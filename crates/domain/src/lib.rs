@@ -18,7 +18,10 @@ pub use calls::{
     AppointmentStatus, CallDirection, CallStatus, CampaignStatus, OrgStatus, RecordingStatus,
 };
 pub use chunks::chunks;
-pub use ids::{CallId, ContactId, OrgId, UserId};
+pub use ids::{
+    AppointmentId, CalendarConnectionId, CallId, CampaignId, ContactId, DncEntryId, DocumentId,
+    HoldId, OrgId, PhoneNumberId, SecurityEventId, SmsId, UserId,
+};
 pub use members::{check_member_change, MemberChange, MemberRefusal};
 pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};
 pub use phone::{PhoneNumber, PhoneNumberError};

@@ -157,7 +157,7 @@ pub async fn sync(
     loop {
         let page = tx.list_phone_numbers(after, 500).await?;
         let done = page.len() < 500;
-        after = page.last().map(|n| (n.created_at, n.id));
+        after = page.last().map(|n| (n.created_at, n.id.as_uuid()));
         owned.extend(page.into_iter().map(|n| n.number));
         if done {
             break;

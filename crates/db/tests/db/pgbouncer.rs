@@ -263,7 +263,7 @@ async fn fifty_concurrent_bookings_of_one_slot_behind_the_pooler_have_exactly_on
             let mut tx = db.tenant(me.org, me.staff).await.expect("tenant tx");
             match tx.insert_appointment(&slot, None).await {
                 Ok(appointment) => {
-                    assert_eq!(appointment.org_id, me.org.as_uuid());
+                    assert_eq!(appointment.org_id, me.org);
                     tx.commit().await.expect("commit");
                     (i % 2, true)
                 }

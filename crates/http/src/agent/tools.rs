@@ -19,7 +19,7 @@ use voxanne_db::idempotency::Claim;
 use voxanne_db::system::Probe;
 use voxanne_db::{DbError, TenantError, TenantTx, SYSTEM_ACTOR};
 use voxanne_domain::availability::{free_slots, Span};
-use voxanne_domain::{CallDirection, CallStatus, PhoneNumber};
+use voxanne_domain::{AppointmentId, CallDirection, CallId, CallStatus, HoldId, PhoneNumber};
 use voxanne_webhooks::vapi::ToolCall;
 
 /// The resource the agent books.
@@ -329,11 +329,12 @@ fn minutes(args: &Value) -> Result<Duration, Refusal> {
     }
 }
 
-fn uuid_arg(args: &Value, name: &str) -> Result<Option<Uuid>, Refusal> {
+/// An id argument, as the id type it names (`HoldId`, `AppointmentId`).
+fn uuid_arg<T: From<Uuid>>(args: &Value, name: &str) -> Result<Option<T>, Refusal> {
     match text(args, name) {
         None => Ok(None),
         Some(t) => match Uuid::parse_str(t) {
-            Ok(id) => Ok(Some(id)),
+            Ok(id) => Ok(Some(T::from(id))),
             Err(_) => say(format!("{name} must be the id I gave you earlier.")),
         },
     }
@@ -398,7 +399,7 @@ async fn clinic_zone(tx: &mut TenantTx) -> Result<Tz, Refusal> {
 
 /// The call row of this call, created on the first tool that needs it (the end-of-call
 /// report completes it later; events never move it backwards).
-async fn call_row(tx: &mut TenantTx, call: &CallContext) -> Result<Uuid, Refusal> {
+async fn call_row(tx: &mut TenantTx, call: &CallContext) -> Result<CallId, Refusal> {
     Ok(tx
         .apply_call_event(&CallEvent {
             provider: call.provider,
@@ -419,7 +420,8 @@ async fn call_row(tx: &mut TenantTx, call: &CallContext) -> Result<Uuid, Refusal
             ended_reason: None,
             recording_url: None,
         })
-        .await?)
+        .await
+        .map(CallId::from)?)
 }
 
 /// Refuses a slot the agent may not offer: in the past, or outside the opening hours.
@@ -566,7 +568,7 @@ async fn hold_slot(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answe
 }
 
 async fn confirm_booking(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answer {
-    let Some(hold_id) = uuid_arg(args, "hold_id")? else {
+    let Some(hold_id): Option<HoldId> = uuid_arg(args, "hold_id")? else {
         return say("Which hold? Give the hold_id from hold_slot.");
     };
     let notes = text(args, "notes").map(|n| n.chars().take(2000).collect::<String>());
@@ -580,7 +582,7 @@ async fn confirm_booking(tx: &mut TenantTx, call: &CallContext, args: &Value) ->
             return Err(Refusal::Probe {
                 say: refusal.into(),
                 table: "appointment_holds",
-                id: hold_id,
+                id: hold_id.as_uuid(),
             })
         }
     }
@@ -599,14 +601,14 @@ async fn callers_appointment(
     call: &CallContext,
     args: &Value,
 ) -> Result<Appointment, Refusal> {
-    let named = uuid_arg(args, "appointment_id")?;
+    let named: Option<AppointmentId> = uuid_arg(args, "appointment_id")?;
     let not_found = || {
         let say = "I couldn't find an upcoming appointment under your number.".to_owned();
         match named {
             Some(id) => Refusal::Probe {
                 say,
                 table: "appointments",
-                id,
+                id: id.as_uuid(),
             },
             None => Refusal::Say(say),
         }
@@ -728,9 +730,9 @@ mod tests {
         );
         assert!(minutes(&json!({"duration_minutes": 4})).is_err());
         assert!(minutes(&json!({"duration_minutes": [1]})).is_err());
-        assert!(uuid_arg(&json!({"hold_id": "nope"}), "hold_id").is_err());
+        assert!(uuid_arg::<HoldId>(&json!({"hold_id": "nope"}), "hold_id").is_err());
         assert_eq!(
-            uuid_arg(&json!({"hold_id": "  "}), "hold_id").ok(),
+            uuid_arg::<HoldId>(&json!({"hold_id": "  "}), "hold_id").ok(),
             Some(None)
         );
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 use voxanne_db::appointments::{Appointment, SlotRequest};
-use voxanne_domain::ContactId;
+use voxanne_domain::{AppointmentId, CallId, ContactId};
 
 /// The longest appointment or hold.
 const MAX_LENGTH: Duration = Duration::hours(24);
@@ -22,7 +22,7 @@ const MAX_NOTES: usize = 2000;
 /// Validates what a new appointment or hold asks for, naming the field that fails.
 pub(crate) fn slot_request(
     contact_id: Option<ContactId>,
-    call_id: Option<Uuid>,
+    call_id: Option<CallId>,
     resource: Option<&str>,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
@@ -36,7 +36,7 @@ pub(crate) fn slot_request(
     }
     check_range(starts_at, ends_at)?;
     Ok(SlotRequest {
-        contact_id: contact_id.map(|c| c.as_uuid()),
+        contact_id,
         call_id,
         resource: resource.to_owned(),
         starts_at,
@@ -92,7 +92,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |a| Cursor {
         at: a.starts_at,
-        id: a.id,
+        id: a.id.as_uuid(),
     })))
 }
 
@@ -111,7 +111,7 @@ pub struct NewAppointment {
     pub contact_id: Option<ContactId>,
     /// The call that booked it, of this clinic.
     #[serde(default)]
-    pub call_id: Option<Uuid>,
+    pub call_id: Option<CallId>,
     /// What is booked (a room, a practitioner); default `default`.
     #[serde(default)]
     pub resource: Option<String>,
@@ -160,12 +160,12 @@ pub async fn create(
 #[utoipa::path(get, path = "/appointments/{id}", tag = "appointments", params(("id" = Uuid, Path, description = "the appointment's id")), responses((status = 200, body = Appointment)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<AppointmentId>,
 ) -> Result<Json<Appointment>, ApiError> {
     let appointment = tx
         .get_appointment(id)
         .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "appointments", "id", id))?;
+        .ok_or_else(|| ApiError::missing(tx.membership(), "appointments", "id", id.as_uuid()))?;
     tx.commit().await?;
     Ok(Json(appointment))
 }
@@ -200,7 +200,7 @@ pub struct AppointmentChange {
               (status = 409, description = "the new slot is taken (`slot_taken`), or the appointment is not booked (`appointment_not_booked`)", body = crate::openapi::ErrorBody)))]
 pub async fn update(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<AppointmentId>,
     AppJson(body): AppJson<AppointmentChange>,
 ) -> Result<Json<Appointment>, ApiError> {
     if let (Some(starts_at), Some(ends_at)) = (body.starts_at, body.ends_at) {
@@ -216,7 +216,7 @@ pub async fn update(
             body.notes.as_ref().map(|n| n.as_deref()),
         )
         .await
-        .map_err(|e| ApiError::booking(&m, ("appointments", id), e))?;
+        .map_err(|e| ApiError::booking(&m, ("appointments", id.as_uuid()), e))?;
     if appointment.ends_at - appointment.starts_at > MAX_LENGTH {
         return Err(ApiError::validation(
             "ends_at",
@@ -234,13 +234,13 @@ pub async fn update(
               (status = 409, description = "completed or no-show: `appointment_not_booked`", body = crate::openapi::ErrorBody)))]
 pub async fn cancel(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<AppointmentId>,
 ) -> Result<Json<Appointment>, ApiError> {
     let m = *tx.membership();
     let appointment = tx
         .cancel_appointment(id)
         .await
-        .map_err(|e| ApiError::booking(&m, ("appointments", id), e))?;
+        .map_err(|e| ApiError::booking(&m, ("appointments", id.as_uuid()), e))?;
     tx.commit().await?;
     Ok(Json(appointment))
 }

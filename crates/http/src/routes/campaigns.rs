@@ -7,7 +7,6 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 use voxanne_db::campaigns::{Campaign, CampaignFields};
 use voxanne_db::Membership;
 use voxanne_domain::CampaignStatus;
@@ -53,8 +52,8 @@ fn validate(
     })
 }
 
-fn missing(m: &Membership, id: Uuid) -> ApiError {
-    ApiError::missing(m, "campaigns", "id", id)
+fn missing(m: &Membership, id: voxanne_domain::CampaignId) -> ApiError {
+    ApiError::missing(m, "campaigns", "id", id.as_uuid())
 }
 
 #[utoipa::path(get, path = "/campaigns", tag = "campaigns", params(PageParams), responses((status = 200, body = Page<Campaign>)))]
@@ -69,7 +68,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
         at: c.created_at,
-        id: c.id,
+        id: c.id.as_uuid(),
     })))
 }
 
@@ -97,7 +96,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)), responses((status = 200, body = Campaign)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::CampaignId>,
 ) -> Result<Json<Campaign>, ApiError> {
     let campaign = tx
         .get_campaign(id)
@@ -111,7 +110,7 @@ pub async fn get(
 #[utoipa::path(patch, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)), request_body = CampaignPatch, responses((status = 200, body = Campaign)))]
 pub async fn update(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::CampaignId>,
     AppJson(patch): AppJson<CampaignPatch>,
 ) -> Result<Json<Campaign>, ApiError> {
     ApiError::require_admin(
@@ -140,7 +139,7 @@ pub async fn update(
 #[utoipa::path(delete, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted")))]
 pub async fn delete(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::CampaignId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(
         tx.membership(),

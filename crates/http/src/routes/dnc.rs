@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 use voxanne_db::dnc::DncEntry;
 use voxanne_db::DbError;
 use voxanne_domain::PhoneNumber;
@@ -47,7 +46,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |e| Cursor {
         at: e.created_at,
-        id: e.id,
+        id: e.id.as_uuid(),
     })))
 }
 
@@ -77,12 +76,12 @@ pub async fn add(
 #[utoipa::path(get, path = "/dnc/{id}", tag = "dnc", params(("id" = Uuid, Path)), responses((status = 200, body = DncEntry)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::DncEntryId>,
 ) -> Result<Json<DncEntry>, ApiError> {
     let entry = tx
         .get_dnc(id)
         .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "dnc_list", "id", id))?;
+        .ok_or_else(|| ApiError::missing(tx.membership(), "dnc_list", "id", id.as_uuid()))?;
     tx.commit().await?;
     Ok(Json(entry))
 }
@@ -91,14 +90,19 @@ pub async fn get(
 #[utoipa::path(delete, path = "/dnc/{id}", tag = "dnc", params(("id" = Uuid, Path)), responses((status = 204, description = "removed")))]
 pub async fn remove(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::DncEntryId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(
         tx.membership(),
         "staff cannot take numbers off the do-not-call list",
     )?;
     if !tx.delete_dnc(id).await? {
-        return Err(ApiError::missing(tx.membership(), "dnc_list", "id", id));
+        return Err(ApiError::missing(
+            tx.membership(),
+            "dnc_list",
+            "id",
+            id.as_uuid(),
+        ));
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 use voxanne_db::appointments::{Appointment, AppointmentHold};
+use voxanne_domain::HoldId;
 
 pub const DEFAULT_TTL_SECONDS: u32 = 120;
 pub const MAX_TTL_SECONDS: u32 = 900;
@@ -32,7 +33,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |h| Cursor {
         at: h.starts_at,
-        id: h.id,
+        id: h.id.as_uuid(),
     })))
 }
 
@@ -49,7 +50,7 @@ pub struct NewHold {
     #[schema(value_type = Option<String>, format = Uuid)]
     pub contact_id: Option<voxanne_domain::ContactId>,
     #[serde(default)]
-    pub call_id: Option<Uuid>,
+    pub call_id: Option<voxanne_domain::CallId>,
     /// Default `default`.
     #[serde(default)]
     pub resource: Option<String>,
@@ -99,7 +100,7 @@ pub async fn create(
 pub async fn confirm(
     Tenant(mut tx): Tenant,
     key: IdempotencyKey,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<HoldId>,
 ) -> Result<Response, ApiError> {
     let request = json!({ "op": "confirm_hold", "hold_id": id });
     if let Some(replay) = key.claim(&mut tx, &request).await? {
@@ -109,7 +110,7 @@ pub async fn confirm(
     let appointment: Appointment = tx
         .confirm_hold(id, None)
         .await
-        .map_err(|e| ApiError::booking(&m, ("appointment_holds", id), e))?;
+        .map_err(|e| ApiError::booking(&m, ("appointment_holds", id.as_uuid()), e))?;
     let response = key
         .respond(&mut tx, StatusCode::CREATED, &appointment)
         .await?;
@@ -123,14 +124,14 @@ pub async fn confirm(
     responses((status = 204, description = "released")))]
 pub async fn release(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<HoldId>,
 ) -> Result<Response, ApiError> {
     if !tx.delete_hold(id).await? {
         return Err(ApiError::missing(
             tx.membership(),
             "appointment_holds",
             "id",
-            id,
+            id.as_uuid(),
         ));
     }
     tx.commit().await?;

@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 use voxanne_db::knowledge_base::{Document, SearchHit};
 use voxanne_db::Membership;
 
@@ -48,8 +47,8 @@ pub struct SearchResults {
     pub data: Vec<SearchHit>,
 }
 
-fn missing(m: &Membership, id: Uuid) -> ApiError {
-    ApiError::missing(m, "knowledge_base_documents", "id", id)
+fn missing(m: &Membership, id: voxanne_domain::DocumentId) -> ApiError {
+    ApiError::missing(m, "knowledge_base_documents", "id", id.as_uuid())
 }
 
 #[utoipa::path(get, path = "/knowledge-base/documents", tag = "knowledge-base", params(PageParams), responses((status = 200, body = Page<Document>)))]
@@ -64,7 +63,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |d| Cursor {
         at: d.created_at,
-        id: d.id,
+        id: d.id.as_uuid(),
     })))
 }
 
@@ -88,7 +87,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/knowledge-base/documents/{id}", tag = "knowledge-base", params(("id" = Uuid, Path)), responses((status = 200, body = Document)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::DocumentId>,
 ) -> Result<Json<Document>, ApiError> {
     let document = tx
         .get_document(id)
@@ -102,7 +101,7 @@ pub async fn get(
 #[utoipa::path(patch, path = "/knowledge-base/documents/{id}", tag = "knowledge-base", params(("id" = Uuid, Path)), request_body = DocumentPatch, responses((status = 200, body = Document)))]
 pub async fn update(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::DocumentId>,
     AppJson(patch): AppJson<DocumentPatch>,
 ) -> Result<Json<Document>, ApiError> {
     ApiError::require_admin(
@@ -137,7 +136,7 @@ pub async fn update(
 #[utoipa::path(delete, path = "/knowledge-base/documents/{id}", tag = "knowledge-base", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted with its chunks")))]
 pub async fn delete(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::DocumentId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(
         tx.membership(),

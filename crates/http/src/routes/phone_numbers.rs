@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 use voxanne_db::phone_numbers::{OwnedNumber, NUMBER_TAKEN};
 use voxanne_db::DbError;
 use voxanne_domain::PhoneNumber;
@@ -38,7 +37,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |n| Cursor {
         at: n.created_at,
-        id: n.id,
+        id: n.id.as_uuid(),
     })))
 }
 
@@ -73,13 +72,13 @@ pub async fn add(
 #[utoipa::path(get, path = "/phone-numbers/{id}", tag = "phone-numbers", params(("id" = Uuid, Path)), responses((status = 200, body = OwnedNumber)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::PhoneNumberId>,
 ) -> Result<Json<OwnedNumber>, ApiError> {
     ApiError::require_admin(tx.membership(), ADMINS_ONLY)?;
     let number = tx
         .get_phone_number(id)
         .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "phone_numbers", "id", id))?;
+        .ok_or_else(|| ApiError::missing(tx.membership(), "phone_numbers", "id", id.as_uuid()))?;
     tx.commit().await?;
     Ok(Json(number))
 }
@@ -88,7 +87,7 @@ pub async fn get(
 #[utoipa::path(delete, path = "/phone-numbers/{id}", tag = "phone-numbers", params(("id" = Uuid, Path)), responses((status = 204, description = "removed")))]
 pub async fn remove(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::PhoneNumberId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(tx.membership(), ADMINS_ONLY)?;
     if !tx.remove_phone_number(id).await? {
@@ -96,7 +95,7 @@ pub async fn remove(
             tx.membership(),
             "phone_numbers",
             "id",
-            id,
+            id.as_uuid(),
         ));
     }
     tx.commit().await?;
