@@ -14,7 +14,7 @@ use voxanne_domain::{CalendarProvider, OrgId};
 /// A linked calendar as the API shows it: whether tokens are stored, never the tokens.
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct CalendarConnection {
-    pub id: Uuid,
+    pub id: voxanne_domain::CalendarConnectionId,
     #[sqlx(try_from = "String")]
     pub provider: CalendarProvider,
     pub account_email: String,
@@ -79,7 +79,7 @@ impl TenantTx {
 
     pub async fn get_calendar_connection(
         &mut self,
-        id: Uuid,
+        id: voxanne_domain::CalendarConnectionId,
     ) -> Result<Option<CalendarConnection>, DbError> {
         let org = self.org().as_uuid();
         let row = sqlx::query_as::<_, CalendarConnection>(&format!(
@@ -134,7 +134,10 @@ impl TenantTx {
     }
 
     /// Whether a connection was deleted.
-    pub async fn delete_calendar_connection(&mut self, id: Uuid) -> Result<bool, DbError> {
+    pub async fn delete_calendar_connection(
+        &mut self,
+        id: voxanne_domain::CalendarConnectionId,
+    ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
         let deleted = sqlx::query("DELETE FROM calendar_connections WHERE org_id = $1 AND id = $2")
             .bind(org)

@@ -61,7 +61,7 @@ pub struct CallPage {
 
 #[derive(Debug, Clone)]
 pub struct NewCall {
-    pub contact_id: Option<Uuid>,
+    pub contact_id: Option<ContactId>,
     pub direction: CallDirection,
     pub status: CallStatus,
     pub from_number: PhoneNumber,

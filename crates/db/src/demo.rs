@@ -190,7 +190,7 @@ async fn seed_clinic(tx: &mut TenantTx, clinic: &DemoClinic) -> Result<(), DbErr
             .then(|| started_at + Duration::seconds(95 + 40 * n as i64));
         let call = tx
             .insert_call(&NewCall {
-                contact_id: Some(*contact),
+                contact_id: Some(voxanne_domain::ContactId::from(*contact)),
                 direction,
                 status,
                 from_number: phone(from)?,

@@ -9,7 +9,7 @@ use voxanne_domain::{Role, UserId};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Member {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     #[sqlx(try_from = "String")]
     pub role: Role,
     pub created_at: DateTime<Utc>,

@@ -4,12 +4,11 @@ use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
-use uuid::Uuid;
 use voxanne_domain::{OrgName, OrgStatus};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Organization {
-    pub id: Uuid,
+    pub id: voxanne_domain::OrgId,
     pub name: String,
     #[sqlx(try_from = "String")]
     pub status: OrgStatus,

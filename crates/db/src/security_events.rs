@@ -9,11 +9,11 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct SecurityEvent {
-    pub id: Uuid,
+    pub id: voxanne_domain::SecurityEventId,
     /// `cross_tenant_reference`, `membership_denied` or `invalid_token`.
     pub kind: String,
     /// The user who acted, when known (a bad token has none).
-    pub actor_user_id: Option<Uuid>,
+    pub actor_user_id: Option<voxanne_domain::UserId>,
     /// Method and path of the request.
     pub route: Option<String>,
     /// The id that was asked for (cross-tenant references).

@@ -12,8 +12,8 @@ use voxanne_domain::{confirmation_body, moved_body, SmsStatus};
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct SmsConfirmation {
-    pub id: Uuid,
-    pub appointment_id: Option<Uuid>,
+    pub id: voxanne_domain::SmsId,
+    pub appointment_id: Option<voxanne_domain::AppointmentId>,
     /// The appointment's start this message confirms (a move is confirmed by a new message).
     pub appointment_starts_at: Option<DateTime<Utc>>,
     pub to_number: String,

@@ -88,7 +88,7 @@ impl OneStatement {
 /// One org a user belongs to.
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq, utoipa::ToSchema)]
 pub struct OrgMembership {
-    pub org_id: Uuid,
+    pub org_id: OrgId,
     pub name: String,
     #[sqlx(try_from = "String")]
     pub status: voxanne_domain::OrgStatus,

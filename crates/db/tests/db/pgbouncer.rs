@@ -455,13 +455,13 @@ async fn the_cross_org_operations_work_behind_the_pooler() {
                         .await
                         .expect("webhook credentials");
                 assert_eq!(credentials.org, Some((me.org, true)));
-                let orgs: Vec<Uuid> = system::memberships(&db, me.owner)
+                let orgs: Vec<voxanne_domain::OrgId> = system::memberships(&db, me.owner)
                     .await
                     .expect("memberships")
                     .into_iter()
                     .map(|m| m.org_id)
                     .collect();
-                assert_eq!(orgs, vec![me.org.as_uuid()]);
+                assert_eq!(orgs, vec![me.org]);
                 system::recording_queue_depth(&db).await.expect("depth");
                 system::sms_queue_depth(&db).await.expect("depth");
                 db.ping().await.expect("ping");

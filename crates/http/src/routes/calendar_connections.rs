@@ -12,7 +12,6 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use uuid::Uuid;
 use voxanne_db::calendar_connections::{CalendarConnection, NewCalendarConnection, UNIQUE_ACCOUNT};
 use voxanne_db::DbError;
 use voxanne_domain::CalendarProvider;
@@ -100,7 +99,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
         at: c.created_at,
-        id: c.id,
+        id: c.id.as_uuid(),
     })))
 }
 
@@ -133,12 +132,11 @@ pub async fn link(
 #[utoipa::path(get, path = "/calendar-connections/{id}", tag = "calendar", params(("id" = Uuid, Path, description = "the connection's id")), responses((status = 200, body = CalendarConnection)))]
 pub async fn get(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::CalendarConnectionId>,
 ) -> Result<Json<CalendarConnection>, ApiError> {
-    let row = tx
-        .get_calendar_connection(id)
-        .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "calendar_connections", "id", id))?;
+    let row = tx.get_calendar_connection(id).await?.ok_or_else(|| {
+        ApiError::missing(tx.membership(), "calendar_connections", "id", id.as_uuid())
+    })?;
     tx.commit().await?;
     Ok(Json(row))
 }
@@ -147,7 +145,7 @@ pub async fn get(
 #[utoipa::path(delete, path = "/calendar-connections/{id}", tag = "calendar", params(("id" = Uuid, Path, description = "the connection's id")), responses((status = 204, description = "unlinked")))]
 pub async fn unlink(
     Tenant(mut tx): Tenant,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<voxanne_domain::CalendarConnectionId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(tx.membership(), "staff cannot link or unlink calendars")?;
     if !tx.delete_calendar_connection(id).await? {
@@ -155,7 +153,7 @@ pub async fn unlink(
             tx.membership(),
             "calendar_connections",
             "id",
-            id,
+            id.as_uuid(),
         ));
     }
     tx.commit().await?;

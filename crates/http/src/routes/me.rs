@@ -52,13 +52,11 @@ pub async fn me(
     };
     let orgs = memberships(&state.db, principal.user).await?;
     let active_org = principal.requested_org.and_then(|org| {
-        orgs.iter()
-            .find(|m| m.org_id == org.as_uuid())
-            .map(|m| ActiveOrg {
-                id: org,
-                name: m.name.clone(),
-                status: m.status,
-            })
+        orgs.iter().find(|m| m.org_id == org).map(|m| ActiveOrg {
+            id: org,
+            name: m.name.clone(),
+            status: m.status,
+        })
     });
     Ok(Json(Me {
         user: UserRef { id: principal.user },

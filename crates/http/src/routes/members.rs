@@ -43,7 +43,7 @@ pub async fn list(
     Ok(Json(Page::from_overfetch(&mut members, limit, |m| {
         Cursor {
             at: m.created_at,
-            id: m.user_id,
+            id: m.user_id.as_uuid(),
         }
     })))
 }

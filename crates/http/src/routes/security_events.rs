@@ -19,6 +19,6 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut events, limit, |e| Cursor {
         at: e.created_at,
-        id: e.id,
+        id: e.id.as_uuid(),
     })))
 }

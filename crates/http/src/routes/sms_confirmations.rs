@@ -18,7 +18,7 @@ pub async fn list(
     tx.commit().await?;
     Ok(Json(Page::from_overfetch(&mut rows, limit, |s| Cursor {
         at: s.created_at,
-        id: s.id,
+        id: s.id.as_uuid(),
     })))
 }
 
