@@ -31,6 +31,12 @@ pub struct Appointment {
 const APPOINTMENT_COLUMNS: &str = "id, org_id, contact_id, call_id, hold_id, resource, starts_at, \
      ends_at, status, notes, created_at, updated_at";
 
+impl crate::TenantRow for Appointment {
+    const TABLE: &'static str = "appointments";
+    const COLUMNS: &'static str = APPOINTMENT_COLUMNS;
+    type Id = AppointmentId;
+}
+
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct AppointmentHold {
     pub id: HoldId,
@@ -47,6 +53,12 @@ pub struct AppointmentHold {
 
 const HOLD_COLUMNS: &str =
     "id, org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at, created_at";
+
+impl crate::TenantRow for AppointmentHold {
+    const TABLE: &'static str = "appointment_holds";
+    const COLUMNS: &'static str = HOLD_COLUMNS;
+    type Id = HoldId;
+}
 
 /// What a new appointment or hold is about; validated by the caller.
 #[derive(Debug, Clone)]
@@ -203,16 +215,7 @@ impl TenantTx {
 
     /// One hold, expired or not.
     pub async fn get_hold(&mut self, id: HoldId) -> Result<Option<AppointmentHold>, DbError> {
-        self.find_by_id("appointment_holds", HOLD_COLUMNS, id.as_uuid())
-            .await
-    }
-
-    pub async fn get_appointment(
-        &mut self,
-        id: AppointmentId,
-    ) -> Result<Option<Appointment>, DbError> {
-        self.find_by_id("appointments", APPOINTMENT_COLUMNS, id.as_uuid())
-            .await
+        self.find::<AppointmentHold>(id).await
     }
 
     pub async fn insert_appointment(

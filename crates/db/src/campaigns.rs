@@ -29,20 +29,19 @@ pub struct CampaignFields {
 
 const COLUMNS: &str = "id, name, status, message, scheduled_at, created_at";
 
+impl crate::TenantRow for Campaign {
+    const TABLE: &'static str = "campaigns";
+    const COLUMNS: &'static str = COLUMNS;
+    type Id = voxanne_domain::CampaignId;
+}
+
 impl TenantTx {
     pub async fn list_campaigns(
         &mut self,
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Campaign>, DbError> {
-        self.list_recent("campaigns", COLUMNS, after, limit).await
-    }
-
-    pub async fn get_campaign(
-        &mut self,
-        id: voxanne_domain::CampaignId,
-    ) -> Result<Option<Campaign>, DbError> {
-        self.find_by_id("campaigns", COLUMNS, id.as_uuid()).await
+        self.page::<Campaign>(after, limit).await
     }
 
     pub async fn insert_campaign(&mut self, f: &CampaignFields) -> Result<Campaign, DbError> {
@@ -78,12 +77,5 @@ impl TenantTx {
         .bind(f.scheduled_at)
         .fetch_optional(self.conn())
         .await?)
-    }
-
-    pub async fn delete_campaign(
-        &mut self,
-        id: voxanne_domain::CampaignId,
-    ) -> Result<bool, DbError> {
-        self.delete_by_id("campaigns", id.as_uuid()).await
     }
 }

@@ -30,6 +30,12 @@ pub struct ContactFields {
 
 const COLUMNS: &str = "id, name, phone, email, notes, created_at, updated_at";
 
+impl crate::TenantRow for Contact {
+    const TABLE: &'static str = "contacts";
+    const COLUMNS: &'static str = COLUMNS;
+    type Id = ContactId;
+}
+
 /// `text` for use inside LIKE, with its wildcards escaped.
 fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\")
@@ -69,10 +75,6 @@ impl TenantTx {
         .fetch_all(self.conn())
         .await?;
         Ok(rows)
-    }
-
-    pub async fn get_contact(&mut self, id: ContactId) -> Result<Option<Contact>, DbError> {
-        self.find_by_id("contacts", COLUMNS, id.as_uuid()).await
     }
 
     pub async fn insert_contact(&mut self, fields: &ContactFields) -> Result<Contact, DbError> {
@@ -148,10 +150,5 @@ impl TenantTx {
                 DbError::Corrupt("a contact's phone conflicted, then was not there".into())
             }),
         }
-    }
-
-    /// Whether there was such a contact.
-    pub async fn delete_contact(&mut self, id: ContactId) -> Result<bool, DbError> {
-        self.delete_by_id("contacts", id.as_uuid()).await
     }
 }

@@ -18,20 +18,19 @@ pub struct DncEntry {
 
 const COLUMNS: &str = "id, phone, reason, created_at";
 
+impl crate::TenantRow for DncEntry {
+    const TABLE: &'static str = "dnc_list";
+    const COLUMNS: &'static str = COLUMNS;
+    type Id = voxanne_domain::DncEntryId;
+}
+
 impl TenantTx {
     pub async fn list_dnc(
         &mut self,
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<DncEntry>, DbError> {
-        self.list_recent("dnc_list", COLUMNS, after, limit).await
-    }
-
-    pub async fn get_dnc(
-        &mut self,
-        id: voxanne_domain::DncEntryId,
-    ) -> Result<Option<DncEntry>, DbError> {
-        self.find_by_id("dnc_list", COLUMNS, id.as_uuid()).await
+        self.page::<DncEntry>(after, limit).await
     }
 
     pub async fn insert_dnc(
@@ -48,10 +47,6 @@ impl TenantTx {
         .bind(reason)
         .fetch_one(self.conn())
         .await?)
-    }
-
-    pub async fn delete_dnc(&mut self, id: voxanne_domain::DncEntryId) -> Result<bool, DbError> {
-        self.delete_by_id("dnc_list", id.as_uuid()).await
     }
 
     pub async fn is_on_dnc(&mut self, phone: &PhoneNumber) -> Result<bool, DbError> {

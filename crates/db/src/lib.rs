@@ -30,6 +30,7 @@ pub mod system;
 mod tenant;
 
 pub use pooler::{Pooler, TxConn, UnknownPooler};
+pub use rows::TenantRow;
 pub use tenant::{Membership, TenantError, TenantTx, SYSTEM_ACTOR};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

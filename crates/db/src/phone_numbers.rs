@@ -19,6 +19,12 @@ pub struct OwnedNumber {
 
 const COLUMNS: &str = "id, number, label, created_at";
 
+impl crate::TenantRow for OwnedNumber {
+    const TABLE: &'static str = "phone_numbers";
+    const COLUMNS: &'static str = COLUMNS;
+    type Id = voxanne_domain::PhoneNumberId;
+}
+
 /// The constraint that makes a number belong to at most one clinic.
 pub const NUMBER_TAKEN: &str = "phone_numbers_number_key";
 
@@ -28,16 +34,7 @@ impl TenantTx {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<OwnedNumber>, DbError> {
-        self.list_recent("phone_numbers", COLUMNS, after, limit)
-            .await
-    }
-
-    pub async fn get_phone_number(
-        &mut self,
-        id: voxanne_domain::PhoneNumberId,
-    ) -> Result<Option<OwnedNumber>, DbError> {
-        self.find_by_id("phone_numbers", COLUMNS, id.as_uuid())
-            .await
+        self.page::<OwnedNumber>(after, limit).await
     }
 
     /// Fails with `DbError::Constraint` [`NUMBER_TAKEN`] when any clinic (this one included)
@@ -56,12 +53,5 @@ impl TenantTx {
         .bind(label)
         .fetch_one(self.conn())
         .await?)
-    }
-
-    pub async fn remove_phone_number(
-        &mut self,
-        id: voxanne_domain::PhoneNumberId,
-    ) -> Result<bool, DbError> {
-        self.delete_by_id("phone_numbers", id.as_uuid()).await
     }
 }

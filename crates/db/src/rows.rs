@@ -1,5 +1,6 @@
 //! The query shapes that many tenant tables share, written once: a page of the active
-//! org's rows newest first, one of its rows by id, and deleting one by id. Table and column lists are
+//! org's rows newest first, one of its rows by id, and deleting one by id. A row type says
+//! which table it is and how it is keyed ([`TenantRow`]); table and column lists are
 //! `&'static str` from this crate, never request data.
 
 use crate::{DbError, TenantTx};
@@ -8,7 +9,36 @@ use sqlx::postgres::PgRow;
 use sqlx::FromRow;
 use uuid::Uuid;
 
+/// A tenant table's row as this crate reads it: the table, the columns selected, and the
+/// typed key. `tx.find::<Contact>(id)`, `tx.page::<Contact>(after, limit)` and
+/// `tx.delete::<Contact>(id)` are then written once for every such table.
+pub trait TenantRow: for<'r> FromRow<'r, PgRow> + Send + Unpin {
+    const TABLE: &'static str;
+    const COLUMNS: &'static str;
+    /// The row's id type (`ContactId`, …).
+    type Id: Copy + Into<Uuid> + Send;
+}
+
 impl TenantTx {
+    /// The active org's row `id`, if it has one (another org's row is as absent as none).
+    pub async fn find<T: TenantRow>(&mut self, id: T::Id) -> Result<Option<T>, DbError> {
+        self.find_by_id(T::TABLE, T::COLUMNS, id.into()).await
+    }
+
+    /// A page of the active org's rows, newest first, after the keyset position `after`.
+    pub async fn page<T: TenantRow>(
+        &mut self,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<T>, DbError> {
+        self.list_recent(T::TABLE, T::COLUMNS, after, limit).await
+    }
+
+    /// Deletes the active org's row `id`; whether there was one.
+    pub async fn delete<T: TenantRow>(&mut self, id: T::Id) -> Result<bool, DbError> {
+        self.delete_by_id(T::TABLE, id.into()).await
+    }
+
     /// `columns` of the active org's rows of `table`, ordered by `(created_at, id)` newest
     /// first, after the keyset position `after`.
     pub(crate) async fn list_recent<T>(

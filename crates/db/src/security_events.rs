@@ -25,6 +25,12 @@ pub struct SecurityEvent {
 
 const COLUMNS: &str = "id, kind, actor_user_id, route, target, detail, created_at";
 
+impl crate::TenantRow for SecurityEvent {
+    const TABLE: &'static str = "security_events";
+    const COLUMNS: &'static str = COLUMNS;
+    type Id = voxanne_domain::SecurityEventId;
+}
+
 impl TenantTx {
     /// Newest first; `after` is the (created_at, id) of the last event of the previous page.
     pub async fn list_security_events(
@@ -32,7 +38,6 @@ impl TenantTx {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<SecurityEvent>, DbError> {
-        self.list_recent("security_events", COLUMNS, after, limit)
-            .await
+        self.page::<SecurityEvent>(after, limit).await
     }
 }

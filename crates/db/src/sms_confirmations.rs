@@ -40,6 +40,12 @@ pub struct SmsConfirmation {
 const COLUMNS: &str = "id, appointment_id, appointment_starts_at, to_number, from_number, body, provider_message_id, \
      status, attempts, next_attempt_at, last_error, created_at, updated_at";
 
+impl crate::TenantRow for SmsConfirmation {
+    const TABLE: &'static str = "sms_confirmation_logs";
+    const COLUMNS: &'static str = COLUMNS;
+    type Id = voxanne_domain::SmsId;
+}
+
 /// `last_error` holds at most this many characters.
 const MAX_ERROR_CHARS: usize = 2000;
 
@@ -75,8 +81,7 @@ impl TenantTx {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<SmsConfirmation>, DbError> {
-        self.list_recent("sms_confirmation_logs", COLUMNS, after, limit)
-            .await
+        self.page::<SmsConfirmation>(after, limit).await
     }
 
     pub async fn get_sms_confirmation(

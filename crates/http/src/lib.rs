@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod found;
 pub mod idempotency;
 pub mod limits;
 pub mod openapi;

@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
+use crate::found::found;
 use crate::idempotency::IdempotencyKey;
 use crate::pagination::{parse_page, Cursor, Page};
 use axum::http::StatusCode;
@@ -162,10 +163,7 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<AppointmentId>,
 ) -> Result<Json<Appointment>, ApiError> {
-    let appointment = tx
-        .get_appointment(id)
-        .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "appointments", "id", id.as_uuid()))?;
+    let appointment = found::<Appointment>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(appointment))
 }

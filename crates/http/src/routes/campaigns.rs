@@ -1,6 +1,7 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::fields::{nullable, text};
+use crate::found::{delete_found, found};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
@@ -98,10 +99,7 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<voxanne_domain::CampaignId>,
 ) -> Result<Json<Campaign>, ApiError> {
-    let campaign = tx
-        .get_campaign(id)
-        .await?
-        .ok_or_else(|| missing(tx.membership(), id))?;
+    let campaign = found::<Campaign>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(campaign))
 }
@@ -117,10 +115,7 @@ pub async fn update(
         tx.membership(),
         "campaigns place calls in the clinic's name: admins manage them",
     )?;
-    let current = tx
-        .get_campaign(id)
-        .await?
-        .ok_or_else(|| missing(tx.membership(), id))?;
+    let current = found::<Campaign>(&mut tx, id).await?;
     let fields = validate(
         patch.name.as_deref().unwrap_or(&current.name),
         patch.status.unwrap_or(current.status),
@@ -145,9 +140,7 @@ pub async fn delete(
         tx.membership(),
         "campaigns place calls in the clinic's name: admins manage them",
     )?;
-    if !tx.delete_campaign(id).await? {
-        return Err(missing(tx.membership(), id));
-    }
+    delete_found::<Campaign>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

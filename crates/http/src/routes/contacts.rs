@@ -1,6 +1,7 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::fields::{email, nullable, optional_text, text};
+use crate::found::{delete_found, found};
 use crate::pagination::{parse_page, Cursor, Page};
 use axum::http::StatusCode;
 use axum::Json;
@@ -124,10 +125,7 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<ContactId>,
 ) -> Result<Json<Contact>, ApiError> {
-    let contact = tx
-        .get_contact(id)
-        .await?
-        .ok_or_else(|| missing(tx.membership(), id))?;
+    let contact = found::<Contact>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(contact))
 }
@@ -138,10 +136,7 @@ pub async fn update(
     AppPath(id): AppPath<ContactId>,
     AppJson(patch): AppJson<ContactPatch>,
 ) -> Result<Json<Contact>, ApiError> {
-    let current = tx
-        .get_contact(id)
-        .await?
-        .ok_or_else(|| missing(tx.membership(), id))?;
+    let current = found::<Contact>(&mut tx, id).await?;
     let phone = match patch.phone {
         Some(phone) => phone,
         None => current
@@ -171,9 +166,7 @@ pub async fn delete(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<ContactId>,
 ) -> Result<StatusCode, ApiError> {
-    if !tx.delete_contact(id).await? {
-        return Err(missing(tx.membership(), id));
-    }
+    delete_found::<Contact>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::fields::optional_text;
+use crate::found::{delete_found, found};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
@@ -78,10 +79,7 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<voxanne_domain::DncEntryId>,
 ) -> Result<Json<DncEntry>, ApiError> {
-    let entry = tx
-        .get_dnc(id)
-        .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "dnc_list", "id", id.as_uuid()))?;
+    let entry = found::<DncEntry>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(entry))
 }
@@ -96,14 +94,7 @@ pub async fn remove(
         tx.membership(),
         "staff cannot take numbers off the do-not-call list",
     )?;
-    if !tx.delete_dnc(id).await? {
-        return Err(ApiError::missing(
-            tx.membership(),
-            "dnc_list",
-            "id",
-            id.as_uuid(),
-        ));
-    }
+    delete_found::<DncEntry>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

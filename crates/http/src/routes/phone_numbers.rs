@@ -1,6 +1,7 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::fields::optional_text;
+use crate::found::{delete_found, found};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
@@ -75,10 +76,7 @@ pub async fn get(
     AppPath(id): AppPath<voxanne_domain::PhoneNumberId>,
 ) -> Result<Json<OwnedNumber>, ApiError> {
     ApiError::require_admin(tx.membership(), ADMINS_ONLY)?;
-    let number = tx
-        .get_phone_number(id)
-        .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "phone_numbers", "id", id.as_uuid()))?;
+    let number = found::<OwnedNumber>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(number))
 }
@@ -90,14 +88,7 @@ pub async fn remove(
     AppPath(id): AppPath<voxanne_domain::PhoneNumberId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(tx.membership(), ADMINS_ONLY)?;
-    if !tx.remove_phone_number(id).await? {
-        return Err(ApiError::missing(
-            tx.membership(),
-            "phone_numbers",
-            "id",
-            id.as_uuid(),
-        ));
-    }
+    delete_found::<OwnedNumber>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
