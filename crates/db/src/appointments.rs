@@ -4,13 +4,13 @@
 use crate::sms_confirmations::Confirm;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::availability::{OpeningHours, Span};
 use voxanne_domain::{AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId};
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `appointments` (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct Appointment {
     pub id: AppointmentId,
     pub org_id: OrgId,
@@ -37,7 +37,8 @@ impl crate::TenantRow for Appointment {
     type Id = AppointmentId;
 }
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `appointment_holds` (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct AppointmentHold {
     pub id: HoldId,
     pub org_id: OrgId,

@@ -2,14 +2,14 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::{
     CallDirection, CallId, CallStatus, ContactId, OrgId, PhoneNumber, RecordingStatus,
 };
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `calls` (the API's view of a call is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct Call {
     pub id: CallId,
     pub org_id: OrgId,

@@ -2,12 +2,12 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::{ContactId, PhoneNumber};
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `contacts` (the API's view of a contact is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct Contact {
     pub id: ContactId,
     pub name: String,

@@ -28,6 +28,14 @@ impl<T> Page<T> {
             next_cursor,
         }
     }
+
+    /// The same page, each item shown as `U` (a row as the API's view of it).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            data: self.data.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
 }
 
 /// `cursor` and `limit`, for lists without other filters.

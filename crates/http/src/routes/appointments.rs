@@ -13,8 +13,45 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use uuid::Uuid;
-use voxanne_db::appointments::{Appointment, SlotRequest};
-use voxanne_domain::{AppointmentId, CallId, ContactId};
+use voxanne_db::appointments::{Appointment as AppointmentRow, SlotRequest};
+use voxanne_domain::{AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId};
+
+/// An appointment as the API shows it (the row is the database's).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Appointment {
+    pub id: AppointmentId,
+    pub org_id: OrgId,
+    pub contact_id: Option<ContactId>,
+    pub call_id: Option<CallId>,
+    /// The hold this appointment was confirmed from, if any.
+    pub hold_id: Option<HoldId>,
+    pub resource: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub status: AppointmentStatus,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<AppointmentRow> for Appointment {
+    fn from(row: AppointmentRow) -> Self {
+        Self {
+            id: row.id,
+            org_id: row.org_id,
+            contact_id: row.contact_id,
+            call_id: row.call_id,
+            hold_id: row.hold_id,
+            resource: row.resource,
+            starts_at: row.starts_at,
+            ends_at: row.ends_at,
+            status: row.status,
+            notes: row.notes,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
 
 /// The longest appointment or hold.
 const MAX_LENGTH: Duration = Duration::hours(24);
@@ -91,10 +128,13 @@ pub async fn list(
         .list_appointments(from, to, cursor.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut rows, limit, |a| Cursor {
-        at: a.starts_at,
-        id: a.id.as_uuid(),
-    })))
+    Ok(Json(
+        Page::from_overfetch(&mut rows, limit, |a| Cursor {
+            at: a.starts_at,
+            id: a.id.as_uuid(),
+        })
+        .map(Appointment::from),
+    ))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -151,7 +191,11 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::booking(&m, ("appointments", Uuid::nil()), e))?;
     let response = key
-        .respond(&mut tx, StatusCode::CREATED, &appointment)
+        .respond(
+            &mut tx,
+            StatusCode::CREATED,
+            &Appointment::from(appointment),
+        )
         .await?;
     tx.commit().await?;
     Ok(response)
@@ -163,9 +207,9 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<AppointmentId>,
 ) -> Result<Json<Appointment>, ApiError> {
-    let appointment = found::<Appointment>(&mut tx, id).await?;
+    let appointment = found::<AppointmentRow>(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(Json(appointment))
+    Ok(Json(appointment.into()))
 }
 
 /// `Some(None)` for an explicit `null`, `None` when absent.
@@ -222,7 +266,7 @@ pub async fn update(
         ));
     }
     tx.commit().await?;
-    Ok(Json(appointment))
+    Ok(Json(appointment.into()))
 }
 
 /// Cancels an appointment: its slot is free again. Cancelling a cancelled one is a no-op.
@@ -240,5 +284,5 @@ pub async fn cancel(
         .await
         .map_err(|e| ApiError::booking(&m, ("appointments", id.as_uuid()), e))?;
     tx.commit().await?;
-    Ok(Json(appointment))
+    Ok(Json(appointment.into()))
 }

@@ -3,9 +3,57 @@ use crate::extract::{AppPath, AppQuery, Tenant};
 use crate::fields::time_range;
 use crate::pagination::{parse_page, Cursor, Page};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use voxanne_db::calls::{Call, CallFilter, CallKey};
-use voxanne_domain::{CallDirection, CallId, CallStatus};
+use serde::Serialize;
+use voxanne_db::calls::{Call as CallRow, CallFilter, CallKey};
+use voxanne_domain::{CallDirection, CallId, CallStatus, ContactId, OrgId, RecordingStatus};
+
+/// A call as the API shows it (the row is the database's: a column renamed there is a
+/// compile error here, not a silent change of the API).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Call {
+    pub id: CallId,
+    pub org_id: OrgId,
+    pub contact_id: Option<ContactId>,
+    pub direction: CallDirection,
+    pub status: CallStatus,
+    /// E.164.
+    pub from_number: String,
+    /// E.164.
+    pub to_number: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i32>,
+    pub recording_status: RecordingStatus,
+    /// Where the recording is stored, once it is (`GET /calls/{id}/recording` streams it).
+    pub recording_path: Option<String>,
+    pub transcript: Option<String>,
+    pub summary: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<CallRow> for Call {
+    fn from(row: CallRow) -> Self {
+        Self {
+            id: row.id,
+            org_id: row.org_id,
+            contact_id: row.contact_id,
+            direction: row.direction,
+            status: row.status,
+            from_number: row.from_number,
+            to_number: row.to_number,
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+            duration_seconds: row.duration_seconds,
+            recording_status: row.recording_status,
+            recording_path: row.recording_path,
+            transcript: row.transcript,
+            summary: row.summary,
+            created_at: row.created_at,
+        }
+    }
+}
 
 /// Query parameters as text, parsed below so that each failure names its field. Unknown
 /// parameters (an `org_id`, say) are ignored: they select nothing.
@@ -76,7 +124,7 @@ pub async fn list(
     let page = tx.list_calls(&filter, after, limit).await?;
     tx.commit().await?;
     Ok(Json(Page {
-        data: page.calls,
+        data: page.calls.into_iter().map(Call::from).collect(),
         next_cursor: page.next.map(|k| {
             Cursor {
                 at: k.started_at,
@@ -98,7 +146,7 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id.as_uuid()))?;
     tx.commit().await?;
-    Ok(Json(call))
+    Ok(Json(call.into()))
 }
 
 /// The call's recording, streamed from storage. 404 `no_recording` when the call has none

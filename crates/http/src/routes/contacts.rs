@@ -5,11 +5,40 @@ use crate::found::{delete_found, found};
 use crate::pagination::{parse_page, Cursor, Page};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
-use voxanne_db::contacts::{Contact, ContactFields};
+use voxanne_db::contacts::{Contact as ContactRow, ContactFields};
 use voxanne_db::{DbError, Membership};
 use voxanne_domain::{ContactId, PhoneNumber};
+
+/// A contact as the API shows it (the row is the database's).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Contact {
+    pub id: ContactId,
+    pub name: String,
+    /// E.164.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ContactRow> for Contact {
+    fn from(row: ContactRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            phone: row.phone,
+            email: row.email,
+            notes: row.notes,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,10 +127,13 @@ pub async fn list(
         .list_contacts(q, cursor.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
-        at: c.created_at,
-        id: c.id.as_uuid(),
-    })))
+    Ok(Json(
+        Page::from_overfetch(&mut rows, limit, |c| Cursor {
+            at: c.created_at,
+            id: c.id.as_uuid(),
+        })
+        .map(Contact::from),
+    ))
 }
 
 #[utoipa::path(post, path = "/contacts", tag = "contacts", request_body = NewContact, responses((status = 201, body = Contact), (status = 409, description = "`phone_taken`", body = crate::openapi::ErrorBody)))]
@@ -117,7 +149,7 @@ pub async fn create(
     )?;
     let contact = tx.insert_contact(&fields).await.map_err(write_error)?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(contact)))
+    Ok((StatusCode::CREATED, Json(contact.into())))
 }
 
 #[utoipa::path(get, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 200, body = Contact)))]
@@ -125,9 +157,9 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<ContactId>,
 ) -> Result<Json<Contact>, ApiError> {
-    let contact = found::<Contact>(&mut tx, id).await?;
+    let contact = found::<ContactRow>(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(Json(contact))
+    Ok(Json(contact.into()))
 }
 
 #[utoipa::path(patch, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), request_body = ContactPatch, responses((status = 200, body = Contact), (status = 409, description = "`phone_taken`", body = crate::openapi::ErrorBody)))]
@@ -136,7 +168,7 @@ pub async fn update(
     AppPath(id): AppPath<ContactId>,
     AppJson(patch): AppJson<ContactPatch>,
 ) -> Result<Json<Contact>, ApiError> {
-    let current = found::<Contact>(&mut tx, id).await?;
+    let current = found::<ContactRow>(&mut tx, id).await?;
     let phone = match patch.phone {
         Some(phone) => phone,
         None => current
@@ -158,7 +190,7 @@ pub async fn update(
         .map_err(write_error)?
         .ok_or_else(|| missing(tx.membership(), id))?;
     tx.commit().await?;
-    Ok(Json(contact))
+    Ok(Json(contact.into()))
 }
 
 #[utoipa::path(delete, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted; its calls and appointments keep their history without it")))]
@@ -166,7 +198,7 @@ pub async fn delete(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<ContactId>,
 ) -> Result<StatusCode, ApiError> {
-    delete_found::<Contact>(&mut tx, id).await?;
+    delete_found::<ContactRow>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@ use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::idempotency::IdempotencyKey;
 use crate::pagination::{Cursor, Page, PageParams};
 use crate::routes::appointments::slot_request;
+use crate::routes::appointments::Appointment;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,8 +15,39 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
-use voxanne_db::appointments::{Appointment, AppointmentHold};
-use voxanne_domain::HoldId;
+use voxanne_db::appointments::AppointmentHold as HoldRow;
+use voxanne_domain::{CallId, ContactId, HoldId, OrgId};
+
+/// A hold as the API shows it (the row is the database's).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AppointmentHold {
+    pub id: HoldId,
+    pub org_id: OrgId,
+    pub contact_id: Option<ContactId>,
+    pub call_id: Option<CallId>,
+    pub resource: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// After this instant the hold blocks nothing and cannot be confirmed.
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<HoldRow> for AppointmentHold {
+    fn from(row: HoldRow) -> Self {
+        Self {
+            id: row.id,
+            org_id: row.org_id,
+            contact_id: row.contact_id,
+            call_id: row.call_id,
+            resource: row.resource,
+            starts_at: row.starts_at,
+            ends_at: row.ends_at,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+        }
+    }
+}
 
 pub const DEFAULT_TTL_SECONDS: u32 = 120;
 pub const MAX_TTL_SECONDS: u32 = 900;
@@ -31,10 +63,13 @@ pub async fn list(
         .list_live_holds(cursor.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut rows, limit, |h| Cursor {
-        at: h.starts_at,
-        id: h.id.as_uuid(),
-    })))
+    Ok(Json(
+        Page::from_overfetch(&mut rows, limit, |h| Cursor {
+            at: h.starts_at,
+            id: h.id.as_uuid(),
+        })
+        .map(AppointmentHold::from),
+    ))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -86,7 +121,7 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::booking(&m, ("appointment_holds", Uuid::nil()), e))?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(hold)))
+    Ok((StatusCode::CREATED, Json(hold.into())))
 }
 
 /// Turns a live hold into an appointment, atomically. `Idempotency-Key` replays the first
@@ -107,12 +142,16 @@ pub async fn confirm(
         return Ok(replay);
     }
     let m = *tx.membership();
-    let appointment: Appointment = tx
+    let appointment = tx
         .confirm_hold(id, None)
         .await
         .map_err(|e| ApiError::booking(&m, ("appointment_holds", id.as_uuid()), e))?;
     let response = key
-        .respond(&mut tx, StatusCode::CREATED, &appointment)
+        .respond(
+            &mut tx,
+            StatusCode::CREATED,
+            &Appointment::from(appointment),
+        )
         .await?;
     tx.commit().await?;
     Ok(response)
