@@ -2,12 +2,12 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::CampaignStatus;
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `campaigns` (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct Campaign {
     pub id: voxanne_domain::CampaignId,
     pub name: String,

@@ -2,12 +2,12 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::PhoneNumber;
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `dnc_list` (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct DncEntry {
     pub id: voxanne_domain::DncEntryId,
     /// E.164.

@@ -3,11 +3,11 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `security_events` (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct SecurityEvent {
     pub id: voxanne_domain::SecurityEventId,
     /// `cross_tenant_reference`, `membership_denied` or `invalid_token`.
@@ -18,7 +18,6 @@ pub struct SecurityEvent {
     pub route: Option<String>,
     /// The id that was asked for (cross-tenant references).
     pub target: Option<String>,
-    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub created_at: DateTime<Utc>,
 }

@@ -5,12 +5,12 @@
 use crate::recordings::AfterFailure;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::{confirmation_body, moved_body, SmsStatus};
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `sms_confirmation_logs` (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct SmsConfirmation {
     pub id: voxanne_domain::SmsId,
     pub appointment_id: Option<voxanne_domain::AppointmentId>,

@@ -8,9 +8,34 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
-use voxanne_db::campaigns::{Campaign, CampaignFields};
+use voxanne_db::campaigns::{Campaign as CampaignRow, CampaignFields};
 use voxanne_db::Membership;
 use voxanne_domain::CampaignStatus;
+
+/// A campaign as the API shows it (the row is the database's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Campaign {
+    pub id: voxanne_domain::CampaignId,
+    pub name: String,
+    pub status: CampaignStatus,
+    /// What the agent says or sends.
+    pub message: String,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<CampaignRow> for Campaign {
+    fn from(row: CampaignRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            status: row.status,
+            message: row.message,
+            scheduled_at: row.scheduled_at,
+            created_at: row.created_at,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -67,10 +92,13 @@ pub async fn list(
         .list_campaigns(cursor.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
-        at: c.created_at,
-        id: c.id.as_uuid(),
-    })))
+    Ok(Json(
+        Page::from_overfetch(&mut rows, limit, |c| Cursor {
+            at: c.created_at,
+            id: c.id.as_uuid(),
+        })
+        .map(Campaign::from),
+    ))
 }
 
 /// Admins only.
@@ -91,7 +119,7 @@ pub async fn create(
     )?;
     let campaign = tx.insert_campaign(&fields).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(campaign)))
+    Ok((StatusCode::CREATED, Json(campaign.into())))
 }
 
 #[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)), responses((status = 200, body = Campaign)))]
@@ -99,9 +127,9 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<voxanne_domain::CampaignId>,
 ) -> Result<Json<Campaign>, ApiError> {
-    let campaign = found::<Campaign>(&mut tx, id).await?;
+    let campaign = found::<CampaignRow>(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(Json(campaign))
+    Ok(Json(campaign.into()))
 }
 
 /// Admins only.
@@ -115,7 +143,7 @@ pub async fn update(
         tx.membership(),
         "campaigns place calls in the clinic's name: admins manage them",
     )?;
-    let current = found::<Campaign>(&mut tx, id).await?;
+    let current = found::<CampaignRow>(&mut tx, id).await?;
     let fields = validate(
         patch.name.as_deref().unwrap_or(&current.name),
         patch.status.unwrap_or(current.status),
@@ -127,7 +155,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| missing(tx.membership(), id))?;
     tx.commit().await?;
-    Ok(Json(campaign))
+    Ok(Json(campaign.into()))
 }
 
 /// Admins only.
@@ -140,7 +168,7 @@ pub async fn delete(
         tx.membership(),
         "campaigns place calls in the clinic's name: admins manage them",
     )?;
-    delete_found::<Campaign>(&mut tx, id).await?;
+    delete_found::<CampaignRow>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,11 +5,33 @@ use crate::found::{delete_found, found};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use voxanne_db::dnc::DncEntry;
+use voxanne_db::dnc::DncEntry as DncEntryRow;
 use voxanne_db::DbError;
 use voxanne_domain::PhoneNumber;
+
+/// A do-not-call entry as the API shows it (the row is the database's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DncEntry {
+    pub id: voxanne_domain::DncEntryId,
+    /// E.164.
+    pub phone: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<DncEntryRow> for DncEntry {
+    fn from(row: DncEntryRow) -> Self {
+        Self {
+            id: row.id,
+            phone: row.phone,
+            reason: row.reason,
+            created_at: row.created_at,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,10 +67,13 @@ pub async fn list(
     let (cursor, limit) = p.parse()?;
     let mut rows = tx.list_dnc(cursor.map(|c| (c.at, c.id)), limit + 1).await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut rows, limit, |e| Cursor {
-        at: e.created_at,
-        id: e.id.as_uuid(),
-    })))
+    Ok(Json(
+        Page::from_overfetch(&mut rows, limit, |e| Cursor {
+            at: e.created_at,
+            id: e.id.as_uuid(),
+        })
+        .map(DncEntry::from),
+    ))
 }
 
 /// Anyone at the clinic may add a number (a patient asked not to be called).
@@ -71,7 +96,7 @@ pub async fn add(
             e => e.into(),
         })?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(entry)))
+    Ok((StatusCode::CREATED, Json(entry.into())))
 }
 
 #[utoipa::path(get, path = "/dnc/{id}", tag = "dnc", params(("id" = Uuid, Path)), responses((status = 200, body = DncEntry)))]
@@ -79,9 +104,9 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<voxanne_domain::DncEntryId>,
 ) -> Result<Json<DncEntry>, ApiError> {
-    let entry = found::<DncEntry>(&mut tx, id).await?;
+    let entry = found::<DncEntryRow>(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(Json(entry))
+    Ok(Json(entry.into()))
 }
 
 /// Admins only: taking a number off the list lets the agent call it again.
@@ -94,7 +119,7 @@ pub async fn remove(
         tx.membership(),
         "staff cannot take numbers off the do-not-call list",
     )?;
-    delete_found::<DncEntry>(&mut tx, id).await?;
+    delete_found::<DncEntryRow>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,11 +5,33 @@ use crate::found::{delete_found, found};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
-use voxanne_db::phone_numbers::{OwnedNumber, NUMBER_TAKEN};
+use voxanne_db::phone_numbers::{OwnedNumber as OwnedNumberRow, NUMBER_TAKEN};
 use voxanne_db::DbError;
 use voxanne_domain::PhoneNumber;
+
+/// A phone number of the clinic as the API shows it (the row is the database's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OwnedNumber {
+    pub id: voxanne_domain::PhoneNumberId,
+    /// E.164.
+    pub number: String,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<OwnedNumberRow> for OwnedNumber {
+    fn from(row: OwnedNumberRow) -> Self {
+        Self {
+            id: row.id,
+            number: row.number,
+            label: row.label,
+            created_at: row.created_at,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,10 +58,13 @@ pub async fn list(
         .list_phone_numbers(cursor.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut rows, limit, |n| Cursor {
-        at: n.created_at,
-        id: n.id.as_uuid(),
-    })))
+    Ok(Json(
+        Page::from_overfetch(&mut rows, limit, |n| Cursor {
+            at: n.created_at,
+            id: n.id.as_uuid(),
+        })
+        .map(OwnedNumber::from),
+    ))
 }
 
 /// Admins only. A number belongs to at most one clinic: one that is taken is a 409 that does
@@ -67,7 +92,7 @@ pub async fn add(
             e => e.into(),
         })?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(number)))
+    Ok((StatusCode::CREATED, Json(number.into())))
 }
 
 #[utoipa::path(get, path = "/phone-numbers/{id}", tag = "phone-numbers", params(("id" = Uuid, Path)), responses((status = 200, body = OwnedNumber)))]
@@ -76,9 +101,9 @@ pub async fn get(
     AppPath(id): AppPath<voxanne_domain::PhoneNumberId>,
 ) -> Result<Json<OwnedNumber>, ApiError> {
     ApiError::require_admin(tx.membership(), ADMINS_ONLY)?;
-    let number = found::<OwnedNumber>(&mut tx, id).await?;
+    let number = found::<OwnedNumberRow>(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(Json(number))
+    Ok(Json(number.into()))
 }
 
 /// Admins only. Calls to a removed number no longer reach the clinic.
@@ -88,7 +113,7 @@ pub async fn remove(
     AppPath(id): AppPath<voxanne_domain::PhoneNumberId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(tx.membership(), ADMINS_ONLY)?;
-    delete_found::<OwnedNumber>(&mut tx, id).await?;
+    delete_found::<OwnedNumberRow>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
