@@ -6,13 +6,13 @@ use crate::crypto::Keyring;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::{CalendarProvider, OrgId};
 
 /// A linked calendar as the API shows it: whether tokens are stored, never the tokens.
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `calendar_connections` (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct CalendarConnection {
     pub id: voxanne_domain::CalendarConnectionId,
     #[sqlx(try_from = "String")]

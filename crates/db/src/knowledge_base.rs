@@ -3,14 +3,14 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::FromRow;
 use uuid::Uuid;
 
 /// Chunks of at most this many characters.
 pub const CHUNK_SIZE: usize = 800;
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A row of `knowledge_base_documents` (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct Document {
     pub id: voxanne_domain::DocumentId,
     pub title: String,
@@ -21,7 +21,8 @@ pub struct Document {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, utoipa::ToSchema)]
+/// A search hit (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct SearchHit {
     pub document_id: voxanne_domain::DocumentId,
     pub title: String,

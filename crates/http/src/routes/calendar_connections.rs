@@ -12,9 +12,37 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use voxanne_db::calendar_connections::{CalendarConnection, NewCalendarConnection, UNIQUE_ACCOUNT};
+use voxanne_db::calendar_connections::{
+    CalendarConnection as CalendarConnectionRow, NewCalendarConnection, UNIQUE_ACCOUNT,
+};
 use voxanne_db::DbError;
 use voxanne_domain::CalendarProvider;
+
+/// A linked calendar as the API shows it (the row is the database's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CalendarConnection {
+    pub id: voxanne_domain::CalendarConnectionId,
+    pub provider: CalendarProvider,
+    pub account_email: String,
+    pub has_access_token: bool,
+    pub has_refresh_token: bool,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<CalendarConnectionRow> for CalendarConnection {
+    fn from(row: CalendarConnectionRow) -> Self {
+        Self {
+            id: row.id,
+            provider: row.provider,
+            account_email: row.account_email,
+            has_access_token: row.has_access_token,
+            has_refresh_token: row.has_refresh_token,
+            token_expires_at: row.token_expires_at,
+            created_at: row.created_at,
+        }
+    }
+}
 
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -97,10 +125,13 @@ pub async fn list(
         .list_calendar_connections(after.map(|c| (c.at, c.id)), i64::from(limit) + 1)
         .await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut rows, limit, |c| Cursor {
-        at: c.created_at,
-        id: c.id.as_uuid(),
-    })))
+    Ok(Json(
+        Page::from_overfetch(&mut rows, limit, |c| Cursor {
+            at: c.created_at,
+            id: c.id.as_uuid(),
+        })
+        .map(CalendarConnection::from),
+    ))
 }
 
 /// Links a calendar (admins). One link per provider and account.
@@ -125,7 +156,7 @@ pub async fn link(
         other => other?,
     };
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((StatusCode::CREATED, Json(created.into())))
 }
 
 /// One linked calendar.
@@ -138,7 +169,7 @@ pub async fn get(
         ApiError::missing(tx.membership(), "calendar_connections", "id", id.as_uuid())
     })?;
     tx.commit().await?;
-    Ok(Json(row))
+    Ok(Json(row.into()))
 }
 
 /// Unlinks a calendar (admins): its tokens are deleted with it.

@@ -4,10 +4,60 @@ use crate::fields::text;
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use voxanne_db::knowledge_base::{Document, SearchHit};
+use voxanne_db::knowledge_base::{Document as DocumentRow, SearchHit as SearchHitRow};
 use voxanne_db::Membership;
+
+/// A search hit as the API shows it (the row is the database's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SearchHit {
+    pub document_id: voxanne_domain::DocumentId,
+    pub title: String,
+    /// Position of the chunk in its document, from 0.
+    pub ordinal: i32,
+    pub content: String,
+    /// Higher is better.
+    pub rank: f32,
+}
+
+impl From<SearchHitRow> for SearchHit {
+    fn from(row: SearchHitRow) -> Self {
+        Self {
+            document_id: row.document_id,
+            title: row.title,
+            ordinal: row.ordinal,
+            content: row.content,
+            rank: row.rank,
+        }
+    }
+}
+
+/// A knowledge-base document as the API shows it (the row is the database's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Document {
+    pub id: voxanne_domain::DocumentId,
+    pub title: String,
+    pub body: String,
+    /// How many chunks the body was split into.
+    pub chunk_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<DocumentRow> for Document {
+    fn from(row: DocumentRow) -> Self {
+        Self {
+            id: row.id,
+            title: row.title,
+            body: row.body,
+            chunk_count: row.chunk_count,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
 
 const MAX_BODY_CHARS: usize = 200_000;
 
@@ -61,10 +111,13 @@ pub async fn list(
         .list_documents(cursor.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut rows, limit, |d| Cursor {
-        at: d.created_at,
-        id: d.id.as_uuid(),
-    })))
+    Ok(Json(
+        Page::from_overfetch(&mut rows, limit, |d| Cursor {
+            at: d.created_at,
+            id: d.id.as_uuid(),
+        })
+        .map(Document::from),
+    ))
 }
 
 /// Admins only. The body is split into chunks for search.
@@ -81,7 +134,7 @@ pub async fn create(
     let content = text("body", &body.body, 1, MAX_BODY_CHARS)?;
     let document = tx.insert_document(&title, &content).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(document)))
+    Ok((StatusCode::CREATED, Json(document.into())))
 }
 
 #[utoipa::path(get, path = "/knowledge-base/documents/{id}", tag = "knowledge-base", params(("id" = Uuid, Path)), responses((status = 200, body = Document)))]
@@ -94,7 +147,7 @@ pub async fn get(
         .await?
         .ok_or_else(|| missing(tx.membership(), id))?;
     tx.commit().await?;
-    Ok(Json(document))
+    Ok(Json(document.into()))
 }
 
 /// Admins only. A new body is split into chunks again.
@@ -129,7 +182,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| missing(tx.membership(), id))?;
     tx.commit().await?;
-    Ok(Json(document))
+    Ok(Json(document.into()))
 }
 
 /// Admins only.
@@ -166,5 +219,7 @@ pub async fn search(
     };
     let data = tx.search_knowledge_base(&q, limit).await?;
     tx.commit().await?;
-    Ok(Json(SearchResults { data }))
+    Ok(Json(SearchResults {
+        data: data.into_iter().map(SearchHit::from).collect(),
+    }))
 }

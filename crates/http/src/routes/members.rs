@@ -8,10 +8,29 @@ use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use voxanne_db::members::Member;
+use voxanne_db::members::Member as MemberRow;
 use voxanne_db::TenantTx;
 use voxanne_domain::{check_member_change, MemberChange, Role, UserId};
+
+/// A member of the clinic as the API shows it (the row is the database's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Member {
+    pub user_id: UserId,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<MemberRow> for Member {
+    fn from(row: MemberRow) -> Self {
+        Self {
+            user_id: row.user_id,
+            role: row.role,
+            created_at: row.created_at,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,12 +59,13 @@ pub async fn list(
         .list_members(after.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
-    Ok(Json(Page::from_overfetch(&mut members, limit, |m| {
-        Cursor {
+    Ok(Json(
+        Page::from_overfetch(&mut members, limit, |m| Cursor {
             at: m.created_at,
             id: m.user_id.as_uuid(),
-        }
-    })))
+        })
+        .map(Member::from),
+    ))
 }
 
 /// Adds a member (admins; only owners add owners).
@@ -67,7 +87,7 @@ pub async fn add(
         .ok_or_else(already_a_member)?;
     audit(&tx, "member added", &member);
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(member)))
+    Ok((StatusCode::CREATED, Json(member.into())))
 }
 
 /// Changes a member's role (admins; only owners grant or revoke `owner`; never the last owner's).
@@ -97,7 +117,7 @@ pub async fn update(
         .ok_or_else(|| not_a_member_of_this_org(&tx, user))?;
     audit(&tx, "member role changed", &member);
     tx.commit().await?;
-    Ok(Json(member))
+    Ok(Json(member.into()))
 }
 
 /// Removes a member (admins; only owners remove owners; anyone may remove themselves; never
@@ -143,6 +163,6 @@ fn not_a_member_of_this_org(tx: &TenantTx, user: UserId) -> ApiError {
     )
 }
 
-fn audit(tx: &TenantTx, what: &str, member: &Member) {
+fn audit(tx: &TenantTx, what: &str, member: &MemberRow) {
     tracing::info!(org_id = %tx.org(), actor = %tx.membership().user, user_id = %member.user_id, role = %member.role, "{what}");
 }

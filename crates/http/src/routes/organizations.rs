@@ -7,10 +7,32 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use voxanne_db::organizations::{ErasedOrg, Organization};
+use voxanne_db::organizations::{ErasedOrg, Organization as OrganizationRow};
 use voxanne_db::system::{provision_org, NewOrg};
+use voxanne_domain::OrgStatus;
 use voxanne_domain::{OrgId, OrgName, Role};
+
+/// An organization (a clinic) as the API shows it (the row is the database's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Organization {
+    pub id: voxanne_domain::OrgId,
+    pub name: String,
+    pub status: OrgStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<OrganizationRow> for Organization {
+    fn from(row: OrganizationRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            status: row.status,
+            created_at: row.created_at,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +72,7 @@ pub async fn create(
     let org = tx.get_organization().await?;
     tx.commit().await?;
     tracing::info!(org_id = %org.id, user_id = %principal.user, "organization created");
-    Ok((StatusCode::CREATED, Json(org)))
+    Ok((StatusCode::CREATED, Json(org.into())))
 }
 
 /// The active org.
@@ -58,7 +80,7 @@ pub async fn create(
 pub async fn get(Tenant(mut tx): Tenant) -> Result<Json<Organization>, ApiError> {
     let org = tx.get_organization().await?;
     tx.commit().await?;
-    Ok(Json(org))
+    Ok(Json(org.into()))
 }
 
 /// Renames the active org (admins).
@@ -70,7 +92,7 @@ pub async fn update(
     ApiError::require_admin(tx.membership(), "staff cannot change the organization")?;
     let org = tx.rename_organization(&body.name).await?;
     tx.commit().await?;
-    Ok(Json(org))
+    Ok(Json(org.into()))
 }
 
 /// Erases the active org (owners): every row of the clinic, in every table, goes with it.
