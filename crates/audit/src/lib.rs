@@ -195,7 +195,7 @@ fn bind<'q, O>(
 /// Audits the database behind `conn` inside a read-only transaction, rolled back at the end.
 pub async fn audit(conn: &mut PgConnection, options: &Options) -> Result<Report, AuditError> {
     let mut tx = conn.begin().await.map_err(ctx("BEGIN"))?;
-    sqlx::query("SET TRANSACTION READ ONLY")
+    sqlx::query!("SET TRANSACTION READ ONLY")
         .execute(&mut *tx)
         .await
         .map_err(ctx("SET TRANSACTION READ ONLY"))?;
@@ -206,48 +206,52 @@ pub async fn audit(conn: &mut PgConnection, options: &Options) -> Result<Report,
 
 async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, AuditError> {
     let catalog_started = Instant::now();
-    let (database, role, bypass): (String, String, bool) = sqlx::query_as(
-        "SELECT current_database()::text, current_user::text,
-                (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)",
+    let connection = sqlx::query!(
+        r#"SELECT current_database()::text AS "database!", current_user::text AS "role!",
+                  (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+                    AS "bypass!""#
     )
     .fetch_one(&mut *conn)
     .await
     .map_err(ctx("reading the connection"))?;
-    let tenant: Option<(i64, String, String)> = sqlx::query_as(
-        "SELECT c.oid::int8, format('%I.%I', n.nspname, c.relname),
-                coalesce((SELECT a.attname::text FROM pg_constraint k
-                            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
-                           WHERE k.conrelid = c.oid AND k.contype = 'p' AND cardinality(k.conkey) = 1), 'id')
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind IN ('r', 'p')
-            AND (n.nspname || '.' || c.relname = $1 OR (c.relname = $1 AND n.nspname = ANY($2)))
-          ORDER BY array_position($2, n.nspname::text) NULLS FIRST LIMIT 1",
+    let (database, role, bypass) = (connection.database, connection.role, connection.bypass);
+    let tenant = sqlx::query!(
+        r#"SELECT c.oid::int8 AS "oid!", format('%I.%I', n.nspname, c.relname) AS "name!",
+                  coalesce((SELECT a.attname::text FROM pg_constraint k
+                              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
+                             WHERE k.conrelid = c.oid AND k.contype = 'p'
+                               AND cardinality(k.conkey) = 1), 'id') AS "key!"
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p')
+              AND (n.nspname || '.' || c.relname = $1 OR (c.relname = $1 AND n.nspname = ANY($2)))
+            ORDER BY array_position($2, n.nspname::text) NULLS FIRST LIMIT 1"#,
+        options.tenant_table,
+        options.schemas.as_slice()
     )
-    .bind(&options.tenant_table)
-    .bind(&options.schemas)
     .fetch_optional(&mut *conn)
     .await
-    .map_err(ctx("finding the tenant table"))?;
+    .map_err(ctx("finding the tenant table"))?
+    .map(|row| (row.oid, row.name, row.key));
     let (tenant_oid, tenant_name, tenant_key) = tenant.ok_or_else(|| {
         AuditError::NoTenantTable(options.tenant_table.clone(), options.schemas.clone())
     })?;
-    let tenant_tables: Vec<i64> = sqlx::query_scalar(
-        "SELECT c.oid::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p')
-            AND (c.oid::int8 = $3 OR EXISTS (SELECT 1 FROM pg_attribute a
-                  WHERE a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped))",
+    let tenant_tables = sqlx::query_scalar!(
+        r#"SELECT c.oid::int8 AS "oid!" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p')
+              AND (c.oid::int8 = $3 OR EXISTS (SELECT 1 FROM pg_attribute a
+                    WHERE a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped))"#,
+        options.schemas.as_slice(),
+        options.tenant_column,
+        tenant_oid
     )
-    .bind(&options.schemas)
-    .bind(&options.tenant_column)
-    .bind(tenant_oid)
     .fetch_all(&mut *conn)
     .await
     .map_err(ctx("listing the tenant tables"))?;
-    let tables_checked: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p')",
+    let tables_checked = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p')"#,
+        options.schemas.as_slice()
     )
-    .bind(&options.schemas)
     .fetch_one(&mut *conn)
     .await
     .map_err(ctx("counting tables"))?;
@@ -269,6 +273,7 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
     let mut results = Vec::new();
     for check in checks::CHECKS {
         let started = Instant::now();
+        // Dynamic: the checks are a table (checks.rs) run in turn, each with the same parameters.
         let rows: Vec<Row> = bind(sqlx::query_as(check.sql), &params)
             .fetch_all(&mut *conn)
             .await
@@ -310,6 +315,7 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
     }
 
     type TableRow = (String, String, bool, bool, bool, bool);
+    // Dynamic like the checks: checks.rs holds every catalog query, bound alike by `bind`.
     let tables: Vec<TableRow> = bind(sqlx::query_as(checks::TENANT_TABLES), &params)
         .fetch_all(&mut *conn)
         .await
@@ -350,6 +356,7 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
         let sql = format!(
             "SELECT count(*) FILTER (WHERE t.{col} IS NULL), {dangling_sql} FROM {qname} t"
         );
+        // Dynamic: the table and column come from the catalog, read above.
         let (null_count, dangling_count): (i64, i64) = sqlx::query_as(&sql)
             .fetch_one(&mut *conn)
             .await
@@ -388,6 +395,7 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
             quote_ident(ctcol),
             quote_ident(ptcol)
         );
+        // Dynamic: the tables and key columns come from the catalog, read above.
         let n: i64 = sqlx::query_scalar(&sql)
             .fetch_one(&mut *conn)
             .await

@@ -1,13 +1,12 @@
 //! The voice agent's configuration: one row per org, defaults until the clinic saves one.
 
+use crate::rows::query_row;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::postgres::PgRow;
-use sqlx::Row;
 use voxanne_domain::{OpeningHours, PhoneNumber, TimeZoneName};
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// A clinic's agent configuration, checked (the API's view is the HTTP layer's).
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfiguration {
     /// What the agent says when it answers.
     pub greeting: String,
@@ -15,7 +14,6 @@ pub struct AgentConfiguration {
     pub opening_hours: OpeningHours,
     pub time_zone: TimeZoneName,
     /// Where the agent transfers a caller who asks for a person (E.164).
-    #[schema(value_type = Option<String>, example = "+14155550100")]
     pub transfer_number: Option<PhoneNumber>,
     /// Whether Vapi runs the clinic's calls under its HIPAA mode (`compliancePlan.hipaaEnabled`:
     /// Vapi keeps no recording or transcript; honoured on Vapi plans that include it).
@@ -39,43 +37,62 @@ impl Default for AgentConfiguration {
     }
 }
 
-const COLUMNS: &str =
-    "greeting, voice, opening_hours, time_zone, transfer_number, hipaa_enabled, updated_at";
+/// A row of `agent_configurations` as stored, before its values are checked.
+struct StoredConfiguration {
+    greeting: String,
+    voice: String,
+    opening_hours: serde_json::Value,
+    time_zone: String,
+    transfer_number: Option<String>,
+    hipaa_enabled: bool,
+    updated_at: DateTime<Utc>,
+}
+
+/// `query_as!` for [`StoredConfiguration`]: the column list goes between the first two pieces.
+macro_rules! configuration_query {
+    ($($query:tt)*) => {
+        query_row!(
+            StoredConfiguration,
+            "greeting, voice, opening_hours, time_zone, transfer_number, hipaa_enabled, updated_at",
+            $($query)*
+        )
+    };
+}
 
 fn corrupt(e: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(format!("agent_configurations: {e}"))
 }
 
-fn from_row(row: &PgRow) -> Result<AgentConfiguration, DbError> {
-    let hours: serde_json::Value = row.try_get("opening_hours")?;
-    let time_zone: String = row.try_get("time_zone")?;
-    let transfer: Option<String> = row.try_get("transfer_number")?;
-    Ok(AgentConfiguration {
-        greeting: row.try_get("greeting")?,
-        voice: row.try_get("voice")?,
-        opening_hours: serde_json::from_value(hours).map_err(corrupt)?,
-        time_zone: TimeZoneName::parse(&time_zone).map_err(corrupt)?,
-        transfer_number: transfer
-            .map(|t| PhoneNumber::parse(&t))
-            .transpose()
-            .map_err(corrupt)?,
-        hipaa_enabled: row.try_get("hipaa_enabled")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+impl TryFrom<StoredConfiguration> for AgentConfiguration {
+    type Error = DbError;
+    fn try_from(row: StoredConfiguration) -> Result<Self, DbError> {
+        Ok(AgentConfiguration {
+            greeting: row.greeting,
+            voice: row.voice,
+            opening_hours: serde_json::from_value(row.opening_hours).map_err(corrupt)?,
+            time_zone: TimeZoneName::parse(&row.time_zone).map_err(corrupt)?,
+            transfer_number: row
+                .transfer_number
+                .map(|t| PhoneNumber::parse(&t))
+                .transpose()
+                .map_err(corrupt)?,
+            hipaa_enabled: row.hipaa_enabled,
+            updated_at: Some(row.updated_at),
+        })
+    }
 }
 
 impl TenantTx {
     /// The org's configuration, or the defaults when it has none.
     pub async fn get_agent_configuration(&mut self) -> Result<AgentConfiguration, DbError> {
         let org = self.org().as_uuid();
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM agent_configurations WHERE org_id = $1"
-        ))
-        .bind(org)
+        let row = configuration_query!(
+            ["SELECT ", " FROM agent_configurations WHERE org_id = $1"],
+            org
+        )
         .fetch_optional(self.conn())
         .await?;
-        row.as_ref()
-            .map(from_row)
+        row.map(AgentConfiguration::try_from)
             .transpose()
             .map(Option::unwrap_or_default)
     }
@@ -87,8 +104,9 @@ impl TenantTx {
     ) -> Result<AgentConfiguration, DbError> {
         let org = self.org().as_uuid();
         let hours = serde_json::to_value(&config.opening_hours).map_err(corrupt)?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO agent_configurations
+        let row = configuration_query!(
+            [
+                "INSERT INTO agent_configurations
                  (org_id, greeting, voice, opening_hours, time_zone, transfer_number, hipaa_enabled)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (org_id) DO UPDATE SET
@@ -98,18 +116,20 @@ impl TenantTx {
                  time_zone = EXCLUDED.time_zone,
                  transfer_number = EXCLUDED.transfer_number,
                  hipaa_enabled = EXCLUDED.hipaa_enabled,
-                 updated_at = now()
-             RETURNING {COLUMNS}"
-        ))
-        .bind(org)
-        .bind(&config.greeting)
-        .bind(&config.voice)
-        .bind(hours)
-        .bind(config.time_zone.as_str())
-        .bind(config.transfer_number.as_ref().map(PhoneNumber::as_str))
-        .bind(config.hipaa_enabled)
+                     updated_at = now()
+                 RETURNING ",
+                ""
+            ],
+            org,
+            config.greeting,
+            config.voice,
+            hours,
+            config.time_zone.as_str(),
+            config.transfer_number.as_ref().map(PhoneNumber::as_str),
+            config.hipaa_enabled
+        )
         .fetch_one(self.conn())
         .await?;
-        from_row(&row)
+        row.try_into()
     }
 }

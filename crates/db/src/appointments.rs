@@ -1,16 +1,16 @@
 //! Appointments, appointment holds and what availability needs. No double booking is the
 //! database's job (migrations/0006_booking.sql); this module names its refusals.
 
+use crate::rows::{query_row, tenant_row};
 use crate::sms_confirmations::Confirm;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::availability::{OpeningHours, Span};
 use voxanne_domain::{AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId};
 
 /// A row of `appointments` (the API's view is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Appointment {
     pub id: AppointmentId,
     pub org_id: OrgId,
@@ -21,24 +21,34 @@ pub struct Appointment {
     pub resource: String,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
-    #[sqlx(try_from = "String")]
     pub status: AppointmentStatus,
     pub notes: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-const APPOINTMENT_COLUMNS: &str = "id, org_id, contact_id, call_id, hold_id, resource, starts_at, \
-     ends_at, status, notes, created_at, updated_at";
-
-impl crate::TenantRow for Appointment {
-    const TABLE: &'static str = "appointments";
-    const COLUMNS: &'static str = APPOINTMENT_COLUMNS;
-    type Id = AppointmentId;
+/// `query_as!` for [`Appointment`]: the column list goes between the first two SQL pieces.
+macro_rules! appointment_query {
+    ($($query:tt)*) => {
+        query_row!(
+            Appointment,
+            r#"id, org_id, contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
+               hold_id AS "hold_id: HoldId", resource, starts_at, ends_at,
+               status AS "status: AppointmentStatus", notes, created_at, updated_at"#,
+            $($query)*
+        )
+    };
 }
 
+tenant_row!(
+    Appointment,
+    AppointmentId,
+    "appointments",
+    appointment_query
+);
+
 /// A row of `appointment_holds` (the API's view is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppointmentHold {
     pub id: HoldId,
     pub org_id: OrgId,
@@ -52,14 +62,19 @@ pub struct AppointmentHold {
     pub created_at: DateTime<Utc>,
 }
 
-const HOLD_COLUMNS: &str =
-    "id, org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at, created_at";
-
-impl crate::TenantRow for AppointmentHold {
-    const TABLE: &'static str = "appointment_holds";
-    const COLUMNS: &'static str = HOLD_COLUMNS;
-    type Id = HoldId;
+/// `query_as!` for [`AppointmentHold`]: the column list goes between the first two pieces.
+macro_rules! hold_query {
+    ($($query:tt)*) => {
+        query_row!(
+            AppointmentHold,
+            r#"id, org_id, contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
+               resource, starts_at, ends_at, expires_at, created_at"#,
+            $($query)*
+        )
+    };
 }
+
+tenant_row!(AppointmentHold, HoldId, "appointment_holds", hold_query);
 
 /// What a new appointment or hold is about; validated by the caller.
 #[derive(Debug, Clone)]
@@ -174,21 +189,24 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<Appointment>, DbError> {
         let org = self.org().as_uuid();
-        let rows = sqlx::query_as::<_, Appointment>(&format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments
-              WHERE org_id = $1
-                AND ($2::timestamptz IS NULL OR starts_at >= $2)
-                AND ($3::timestamptz IS NULL OR starts_at < $3)
-                AND ($4::timestamptz IS NULL OR (starts_at, id) > ($4, $5))
-              ORDER BY starts_at, id
-              LIMIT $6"
-        ))
-        .bind(org)
-        .bind(from)
-        .bind(to)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
+        let rows = appointment_query!(
+            [
+                "SELECT ",
+                " FROM appointments
+                  WHERE org_id = $1
+                    AND ($2::timestamptz IS NULL OR starts_at >= $2)
+                    AND ($3::timestamptz IS NULL OR starts_at < $3)
+                    AND ($4::timestamptz IS NULL OR (starts_at, id) > ($4, $5))
+                  ORDER BY starts_at, id
+                  LIMIT $6"
+            ],
+            org,
+            from,
+            to,
+            after.map(|a| a.0),
+            after.map(|a| a.1),
+            i64::from(limit)
+        )
         .fetch_all(self.conn())
         .await?;
         Ok(rows)
@@ -201,15 +219,18 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<Appointment>, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Appointment>(&format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments
-              WHERE org_id = $1 AND contact_id = $2 AND status = 'booked' AND starts_at > now()
-              ORDER BY starts_at, id
-              LIMIT $3"
-        ))
-        .bind(org)
-        .bind(contact_id)
-        .bind(i64::from(limit))
+        Ok(appointment_query!(
+            [
+                "SELECT ",
+                " FROM appointments
+                  WHERE org_id = $1 AND contact_id = $2 AND status = 'booked' AND starts_at > now()
+                  ORDER BY starts_at, id
+                  LIMIT $3"
+            ],
+            org,
+            contact_id.as_uuid(),
+            i64::from(limit)
+        )
         .fetch_all(self.conn())
         .await?)
     }
@@ -237,19 +258,23 @@ impl TenantTx {
         hold_id: Option<HoldId>,
     ) -> Result<Appointment, BookingError> {
         let org = self.org().as_uuid();
-        let appointment = sqlx::query_as::<_, Appointment>(&format!(
-            "INSERT INTO appointments (org_id, contact_id, call_id, hold_id, resource, starts_at, ends_at, notes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             RETURNING {APPOINTMENT_COLUMNS}"
-        ))
-        .bind(org)
-        .bind(slot.contact_id)
-        .bind(slot.call_id)
-        .bind(hold_id)
-        .bind(&slot.resource)
-        .bind(slot.starts_at)
-        .bind(slot.ends_at)
-        .bind(notes)
+        let appointment = appointment_query!(
+            [
+                "INSERT INTO appointments
+                        (org_id, contact_id, call_id, hold_id, resource, starts_at, ends_at, notes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 RETURNING ",
+                ""
+            ],
+            org,
+            slot.contact_id.map(Uuid::from),
+            slot.call_id.map(Uuid::from),
+            hold_id.map(Uuid::from),
+            slot.resource,
+            slot.starts_at,
+            slot.ends_at,
+            notes
+        )
         .fetch_one(self.conn())
         .await
         .map_err(|e| BookingError::from_db(e, Some(slot)))?;
@@ -288,20 +313,23 @@ impl TenantTx {
             Some(n) => (true, n),
             None => (false, None),
         };
-        let moved = sqlx::query_as::<_, Appointment>(&format!(
-            "UPDATE appointments
-                SET starts_at = $3, ends_at = $4,
-                    notes = CASE WHEN $5 THEN $6 ELSE notes END,
-                    updated_at = now()
-              WHERE org_id = $1 AND id = $2
-              RETURNING {APPOINTMENT_COLUMNS}"
-        ))
-        .bind(org)
-        .bind(id)
-        .bind(starts_at)
-        .bind(ends_at)
-        .bind(set_notes)
-        .bind(notes)
+        let moved = appointment_query!(
+            [
+                "UPDATE appointments
+                    SET starts_at = $3, ends_at = $4,
+                        notes = CASE WHEN $5 THEN $6 ELSE notes END,
+                        updated_at = now()
+                  WHERE org_id = $1 AND id = $2
+                  RETURNING ",
+                ""
+            ],
+            org,
+            id.as_uuid(),
+            starts_at,
+            ends_at,
+            set_notes,
+            notes
+        )
         .fetch_one(self.conn())
         .await
         .map_err(BookingError::from)?;
@@ -328,13 +356,16 @@ impl TenantTx {
             other => return Err(BookingError::NotBooked(other)),
         }
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Appointment>(&format!(
-            "UPDATE appointments SET status = 'cancelled', updated_at = now()
-              WHERE org_id = $1 AND id = $2
-              RETURNING {APPOINTMENT_COLUMNS}"
-        ))
-        .bind(org)
-        .bind(id)
+        Ok(appointment_query!(
+            [
+                "UPDATE appointments SET status = 'cancelled', updated_at = now()
+                  WHERE org_id = $1 AND id = $2
+                  RETURNING ",
+                ""
+            ],
+            org,
+            id.as_uuid()
+        )
         .fetch_one(self.conn())
         .await?)
     }
@@ -344,11 +375,14 @@ impl TenantTx {
         id: AppointmentId,
     ) -> Result<Option<Appointment>, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Appointment>(&format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE org_id = $1 AND id = $2 FOR UPDATE"
-        ))
-        .bind(org)
-        .bind(id)
+        Ok(appointment_query!(
+            [
+                "SELECT ",
+                " FROM appointments WHERE org_id = $1 AND id = $2 FOR UPDATE"
+            ],
+            org,
+            id.as_uuid()
+        )
         .fetch_optional(self.conn())
         .await?)
     }
@@ -360,17 +394,20 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<AppointmentHold>, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, AppointmentHold>(&format!(
-            "SELECT {HOLD_COLUMNS} FROM appointment_holds
-              WHERE org_id = $1 AND expires_at > now()
-                AND ($2::timestamptz IS NULL OR (starts_at, id) > ($2, $3))
-              ORDER BY starts_at, id
-              LIMIT $4"
-        ))
-        .bind(org)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
+        Ok(hold_query!(
+            [
+                "SELECT ",
+                " FROM appointment_holds
+                  WHERE org_id = $1 AND expires_at > now()
+                    AND ($2::timestamptz IS NULL OR (starts_at, id) > ($2, $3))
+                  ORDER BY starts_at, id
+                  LIMIT $4"
+            ],
+            org,
+            after.map(|a| a.0),
+            after.map(|a| a.1),
+            i64::from(limit)
+        )
         .fetch_all(self.conn())
         .await?)
     }
@@ -382,18 +419,22 @@ impl TenantTx {
         ttl_seconds: u32,
     ) -> Result<AppointmentHold, BookingError> {
         let org = self.org().as_uuid();
-        sqlx::query_as::<_, AppointmentHold>(&format!(
-            "INSERT INTO appointment_holds (org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
-             RETURNING {HOLD_COLUMNS}"
-        ))
-        .bind(org)
-        .bind(slot.contact_id)
-        .bind(slot.call_id)
-        .bind(&slot.resource)
-        .bind(slot.starts_at)
-        .bind(slot.ends_at)
-        .bind(f64::from(ttl_seconds))
+        hold_query!(
+            [
+                "INSERT INTO appointment_holds
+                        (org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+                 RETURNING ",
+                ""
+            ],
+            org,
+            slot.contact_id.map(Uuid::from),
+            slot.call_id.map(Uuid::from),
+            slot.resource,
+            slot.starts_at,
+            slot.ends_at,
+            f64::from(ttl_seconds)
+        )
         .fetch_one(self.conn())
         .await
         .map_err(|e| BookingError::from_db(e, Some(slot)))
@@ -402,12 +443,8 @@ impl TenantTx {
     /// Releases a hold (expired or not). False if there was none.
     pub async fn delete_hold(&mut self, id: HoldId) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        let done = sqlx::query("DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .execute(self.conn())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let _ = org;
+        self.delete::<AppointmentHold>(id).await
     }
 
     /// Turns a live hold into an appointment, in this transaction: the hold is deleted and the
@@ -420,36 +457,26 @@ impl TenantTx {
         notes: Option<&str>,
     ) -> Result<Appointment, BookingError> {
         let org = self.org().as_uuid();
-        let resource: Option<String> = sqlx::query_scalar(
+        let resource = sqlx::query_scalar!(
             "SELECT resource FROM appointment_holds WHERE org_id = $1 AND id = $2",
+            org,
+            id.as_uuid()
         )
-        .bind(org)
-        .bind(id)
         .fetch_optional(self.conn())
         .await?;
         let Some(resource) = resource else {
             return Err(self.absent_hold(id).await?);
         };
-        sqlx::query("SELECT app.lock_booking($1, $2)")
-            .bind(org)
-            .bind(&resource)
+        sqlx::query!("SELECT app.lock_booking($1, $2)", org, resource)
             .execute(self.conn())
             .await?;
-        #[derive(FromRow)]
-        struct Taken {
-            contact_id: Option<Uuid>,
-            call_id: Option<Uuid>,
-            resource: String,
-            starts_at: DateTime<Utc>,
-            ends_at: DateTime<Utc>,
-            live: bool,
-        }
-        let taken = sqlx::query_as::<_, Taken>(
-            "DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2
-             RETURNING contact_id, call_id, resource, starts_at, ends_at, expires_at > now() AS live",
+        let taken = sqlx::query!(
+            r#"DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2
+               RETURNING contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
+                         resource, starts_at, ends_at, expires_at > now() AS "live!""#,
+            org,
+            id.as_uuid()
         )
-        .bind(org)
-        .bind(id)
         .fetch_optional(self.conn())
         .await?;
         let Some(taken) = taken else {
@@ -461,8 +488,8 @@ impl TenantTx {
             return Err(BookingError::HoldExpired);
         }
         let slot = SlotRequest {
-            contact_id: taken.contact_id.map(ContactId::from),
-            call_id: taken.call_id.map(CallId::from),
+            contact_id: taken.contact_id,
+            call_id: taken.call_id,
             resource: taken.resource,
             starts_at: taken.starts_at,
             ends_at: taken.ends_at,
@@ -473,11 +500,11 @@ impl TenantTx {
     /// Why hold `id` is not there: confirmed already, or never was (or was released).
     async fn absent_hold(&mut self, id: HoldId) -> Result<BookingError, DbError> {
         let org = self.org().as_uuid();
-        let confirmed: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM appointments WHERE org_id = $1 AND hold_id = $2)",
+        let confirmed = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM appointments WHERE org_id = $1 AND hold_id = $2) AS "confirmed!""#,
+            org,
+            id.as_uuid()
         )
-        .bind(org)
-        .bind(id)
         .fetch_one(self.conn())
         .await?;
         Ok(if confirmed {
@@ -490,13 +517,13 @@ impl TenantTx {
     /// The clinic's opening hours and time zone, and what is busy for `resource` in `window`.
     pub async fn schedule(&mut self, resource: &str, window: Span) -> Result<Schedule, DbError> {
         let org = self.org().as_uuid();
-        let config: Option<(serde_json::Value, String)> = sqlx::query_as(
+        let config = sqlx::query!(
             "SELECT opening_hours, time_zone FROM agent_configurations WHERE org_id = $1",
+            org
         )
-        .bind(org)
         .fetch_optional(self.conn())
         .await?;
-        let (opening_hours, time_zone) = match config {
+        let (opening_hours, time_zone) = match config.map(|c| (c.opening_hours, c.time_zone)) {
             Some((hours, tz)) => (
                 Some(
                     serde_json::from_value::<OpeningHours>(hours)
@@ -506,22 +533,22 @@ impl TenantTx {
             ),
             None => (None, "UTC".to_owned()),
         };
-        let rows: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT starts_at, ends_at FROM appointments
-              WHERE org_id = $1 AND resource = $2 AND status <> 'cancelled'
-                AND tstzrange(starts_at, ends_at) && tstzrange($3, $4)
-             UNION ALL
-             SELECT starts_at, ends_at FROM appointment_holds
-              WHERE org_id = $1 AND resource = $2 AND expires_at > now()
-                AND tstzrange(starts_at, ends_at) && tstzrange($3, $4)",
+        let rows = sqlx::query!(
+            r#"SELECT starts_at AS "start!", ends_at AS "end!" FROM appointments
+                WHERE org_id = $1 AND resource = $2 AND status <> 'cancelled'
+                  AND tstzrange(starts_at, ends_at) && tstzrange($3, $4)
+               UNION ALL
+               SELECT starts_at, ends_at FROM appointment_holds
+                WHERE org_id = $1 AND resource = $2 AND expires_at > now()
+                  AND tstzrange(starts_at, ends_at) && tstzrange($3, $4)"#,
+            org,
+            resource,
+            window.start,
+            window.end
         )
-        .bind(org)
-        .bind(resource)
-        .bind(window.start)
-        .bind(window.end)
         .fetch_all(self.conn())
         .await?;
-        let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
             .fetch_one(self.conn())
             .await?;
         Ok(Schedule {
@@ -529,7 +556,10 @@ impl TenantTx {
             time_zone,
             busy: rows
                 .into_iter()
-                .map(|(start, end)| Span { start, end })
+                .map(|row| Span {
+                    start: row.start,
+                    end: row.end,
+                })
                 .collect(),
             now,
         })

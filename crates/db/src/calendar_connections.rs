@@ -3,19 +3,18 @@
 //! only [`TenantTx::calendar_tokens`] opens them, for the code that talks to the calendar.
 
 use crate::crypto::Keyring;
+use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::FromRow;
 use uuid::Uuid;
-use voxanne_domain::{CalendarProvider, OrgId};
+use voxanne_domain::{CalendarConnectionId, CalendarProvider, OrgId};
 
 /// A linked calendar as the API shows it: whether tokens are stored, never the tokens.
 /// A row of `calendar_connections` (the API's view is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CalendarConnection {
     pub id: voxanne_domain::CalendarConnectionId,
-    #[sqlx(try_from = "String")]
     pub provider: CalendarProvider,
     pub account_email: String,
     pub has_access_token: bool,
@@ -24,9 +23,25 @@ pub struct CalendarConnection {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "id, provider, account_email, access_token_enc IS NOT NULL AS has_access_token, \
-     refresh_token_enc IS NOT NULL AS has_refresh_token, token_expires_at, created_at";
+/// `query_as!` for [`CalendarConnection`]: the column list goes between the first two pieces.
+macro_rules! connection_query {
+    ($($query:tt)*) => {
+        query_row!(
+            CalendarConnection,
+            r#"id, provider AS "provider: CalendarProvider", account_email,
+               access_token_enc IS NOT NULL AS "has_access_token!",
+               refresh_token_enc IS NOT NULL AS "has_refresh_token!", token_expires_at, created_at"#,
+            $($query)*
+        )
+    };
+}
+
+tenant_row!(
+    CalendarConnection,
+    CalendarConnectionId,
+    "calendar_connections",
+    connection_query
+);
 
 /// The constraint that allows one link per (provider, account) in an org.
 pub const UNIQUE_ACCOUNT: &str = "calendar_connections_org_id_provider_account_email_key";
@@ -58,38 +73,17 @@ impl TenantTx {
     /// Fetches `limit` rows.
     pub async fn list_calendar_connections(
         &mut self,
-        after: Option<(DateTime<Utc>, Uuid)>,
-        limit: i64,
+        after: After,
+        limit: u32,
     ) -> Result<Vec<CalendarConnection>, DbError> {
-        let org = self.org().as_uuid();
-        let rows = sqlx::query_as::<_, CalendarConnection>(&format!(
-            "SELECT {COLUMNS} FROM calendar_connections
-              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-              ORDER BY created_at DESC, id DESC
-              LIMIT $4"
-        ))
-        .bind(org)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(limit)
-        .fetch_all(self.conn())
-        .await?;
-        Ok(rows)
+        self.page::<CalendarConnection>(after, limit).await
     }
 
     pub async fn get_calendar_connection(
         &mut self,
-        id: voxanne_domain::CalendarConnectionId,
+        id: CalendarConnectionId,
     ) -> Result<Option<CalendarConnection>, DbError> {
-        let org = self.org().as_uuid();
-        let row = sqlx::query_as::<_, CalendarConnection>(&format!(
-            "SELECT {COLUMNS} FROM calendar_connections WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?;
-        Ok(row)
+        self.find::<CalendarConnection>(id).await
     }
 
     /// Seals the tokens with the current key and stores the link.
@@ -114,20 +108,23 @@ impl TenantTx {
                 )
             })
             .transpose()?;
-        let row = sqlx::query_as::<_, CalendarConnection>(&format!(
-            "INSERT INTO calendar_connections (org_id, id, provider, account_email,
-                 access_token_enc, refresh_token_enc, key_id, token_expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             RETURNING {COLUMNS}"
-        ))
-        .bind(org.as_uuid())
-        .bind(id)
-        .bind(new.provider.as_str())
-        .bind(&new.account_email)
-        .bind(&access.bytes)
-        .bind(refresh.as_ref().map(|r| &r.bytes))
-        .bind(&access.key_id)
-        .bind(new.token_expires_at)
+        let row = connection_query!(
+            [
+                "INSERT INTO calendar_connections (org_id, id, provider, account_email,
+                     access_token_enc, refresh_token_enc, key_id, token_expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 RETURNING ",
+                ""
+            ],
+            org.as_uuid(),
+            id,
+            new.provider.as_str(),
+            new.account_email,
+            access.bytes,
+            refresh.as_ref().map(|r| r.bytes.as_slice()),
+            access.key_id,
+            new.token_expires_at
+        )
         .fetch_one(self.conn())
         .await?;
         Ok(row)
@@ -136,16 +133,9 @@ impl TenantTx {
     /// Whether a connection was deleted.
     pub async fn delete_calendar_connection(
         &mut self,
-        id: voxanne_domain::CalendarConnectionId,
+        id: CalendarConnectionId,
     ) -> Result<bool, DbError> {
-        let org = self.org().as_uuid();
-        let deleted = sqlx::query("DELETE FROM calendar_connections WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .execute(self.conn())
-            .await?
-            .rows_affected();
-        Ok(deleted > 0)
+        self.delete::<CalendarConnection>(id).await
     }
 
     /// The decrypted tokens of a connection, for the code that calls the calendar provider.
@@ -157,15 +147,15 @@ impl TenantTx {
         id: Uuid,
     ) -> Result<Option<CalendarTokens>, DbError> {
         let org = self.org();
-        type Row = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
-        let row: Option<Row> = sqlx::query_as(
+        let row = sqlx::query!(
             "SELECT access_token_enc, refresh_token_enc, key_id
                FROM calendar_connections WHERE org_id = $1 AND id = $2",
+            org.as_uuid(),
+            id
         )
-        .bind(org.as_uuid())
-        .bind(id)
         .fetch_optional(self.conn())
-        .await?;
+        .await?
+        .map(|row| (row.access_token_enc, row.refresh_token_enc, row.key_id));
         let Some((access, refresh, key_id)) = row else {
             return Ok(None);
         };

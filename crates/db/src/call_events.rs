@@ -27,19 +27,13 @@ pub struct CallEvent {
     pub recording_url: Option<String>,
 }
 
-/// A status's place in a call's life; statuses only move up.
-const RANK: &str =
-    "CASE %s WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END";
-
-fn rank(expr: &str) -> String {
-    RANK.replace("%s", expr)
-}
-
 impl TenantTx {
     /// Creates the call on its first event and merges later ones; returns its id.
     pub async fn apply_call_event(&mut self, e: &CallEvent) -> Result<Uuid, DbError> {
         let org = self.org().as_uuid();
-        let sql = format!(
+        // A status's place in a call's life (queued 0, ringing 1, in progress 2, ended 3):
+        // statuses only move up, and only the final report may settle an ended call's status.
+        let id = sqlx::query_scalar!(
             "INSERT INTO calls AS c (org_id, provider, provider_call_id, direction, status, from_number,
                                      to_number, started_at, ended_at, duration_seconds, transcript,
                                      summary, ended_reason, recording_url, recording_status)
@@ -47,8 +41,8 @@ impl TenantTx {
                      CASE WHEN $14::text IS NULL THEN 'none' ELSE 'queued' END)
              ON CONFLICT (org_id, provider, provider_call_id) WHERE provider_call_id IS NOT NULL DO UPDATE SET
                  status = CASE
-                     WHEN {new} > {old} THEN EXCLUDED.status
-                     WHEN {new} = 3 AND {old} = 3 AND $15 THEN EXCLUDED.status
+                     WHEN (CASE EXCLUDED.status WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END) > (CASE c.status WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END) THEN EXCLUDED.status
+                     WHEN (CASE EXCLUDED.status WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END) = 3 AND (CASE c.status WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END) = 3 AND $15 THEN EXCLUDED.status
                      ELSE c.status END,
                  started_at = least(c.started_at, EXCLUDED.started_at),
                  ended_at = coalesce(c.ended_at, EXCLUDED.ended_at),
@@ -61,27 +55,24 @@ impl TenantTx {
                      WHEN c.recording_status = 'none' AND EXCLUDED.recording_url IS NOT NULL THEN 'queued'
                      ELSE c.recording_status END
              RETURNING c.id",
-            new = rank("EXCLUDED.status"),
-            old = rank("c.status"),
-        );
-        let id = sqlx::query_scalar(&sql)
-            .bind(org)
-            .bind(e.provider)
-            .bind(&e.provider_call_id)
-            .bind(e.direction.as_str())
-            .bind(e.status.as_str())
-            .bind(&e.from_number)
-            .bind(&e.to_number)
-            .bind(e.started_at)
-            .bind(e.ended_at)
-            .bind(e.duration_seconds)
-            .bind(&e.transcript)
-            .bind(&e.summary)
-            .bind(&e.ended_reason)
-            .bind(&e.recording_url)
-            .bind(e.is_final_report)
-            .fetch_one(self.conn())
-            .await?;
+            org,
+            e.provider,
+            e.provider_call_id,
+            e.direction.as_str(),
+            e.status.as_str(),
+            e.from_number,
+            e.to_number,
+            e.started_at,
+            e.ended_at,
+            e.duration_seconds,
+            e.transcript,
+            e.summary,
+            e.ended_reason,
+            e.recording_url,
+            e.is_final_report
+        )
+        .fetch_one(self.conn())
+        .await?;
         Ok(id)
     }
 
@@ -92,13 +83,13 @@ impl TenantTx {
         contact: voxanne_domain::ContactId,
     ) -> Result<(), DbError> {
         let org = self.org().as_uuid();
-        sqlx::query(
+        sqlx::query!(
             "UPDATE calls SET contact_id = $3
               WHERE org_id = $1 AND id = $2 AND contact_id IS NULL",
+            org,
+            Uuid::from(call),
+            Uuid::from(contact)
         )
-        .bind(org)
-        .bind(call)
-        .bind(contact)
         .execute(self.conn())
         .await?;
         Ok(())

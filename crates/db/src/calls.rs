@@ -1,29 +1,26 @@
 //! Calls: the voice agent's inbound and outbound phone calls.
 
+use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::{
     CallDirection, CallId, CallStatus, ContactId, OrgId, PhoneNumber, RecordingStatus,
 };
 
 /// A row of `calls` (the API's view of a call is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Call {
     pub id: CallId,
     pub org_id: OrgId,
     pub contact_id: Option<ContactId>,
-    #[sqlx(try_from = "String")]
     pub direction: CallDirection,
-    #[sqlx(try_from = "String")]
     pub status: CallStatus,
     pub from_number: String,
     pub to_number: String,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<i32>,
-    #[sqlx(try_from = "String")]
     pub recording_status: RecordingStatus,
     pub recording_path: Option<String>,
     pub transcript: Option<String>,
@@ -31,16 +28,22 @@ pub struct Call {
     pub created_at: DateTime<Utc>,
 }
 
-const CALL_COLUMNS: &str = "id, org_id, contact_id, direction, status, from_number, to_number, \
-     started_at, ended_at, duration_seconds, recording_status, recording_path, transcript, \
-     summary, created_at";
-
-/// A keyset position: the last call of the previous page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallKey {
-    pub started_at: DateTime<Utc>,
-    pub id: Uuid,
+/// `query_as!` for [`Call`]: the column list goes between the first two SQL pieces.
+macro_rules! call_query {
+    ($($query:tt)*) => {
+        query_row!(
+            Call,
+            r#"id, org_id, contact_id AS "contact_id: ContactId",
+               direction AS "direction: CallDirection", status AS "status: CallStatus",
+               from_number, to_number, started_at, ended_at, duration_seconds,
+               recording_status AS "recording_status: RecordingStatus", recording_path,
+               transcript, summary, created_at"#,
+            $($query)*
+        )
+    };
 }
+
+tenant_row!(Call, CallId, "calls", call_query);
 
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
@@ -50,13 +53,6 @@ pub struct CallFilter {
     pub from: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `started_at`.
     pub to: Option<DateTime<Utc>>,
-}
-
-/// One page of calls, newest first, and the key to continue from when there is more.
-#[derive(Debug, Clone)]
-pub struct CallPage {
-    pub calls: Vec<Call>,
-    pub next: Option<CallKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,56 +71,43 @@ pub struct NewCall {
 }
 
 impl TenantTx {
+    /// Up to `limit` calls matching `filter`, newest first by `(started_at, id)`, after the
+    /// keyset position `after` (a `started_at` and an id).
     pub async fn list_calls(
         &mut self,
         filter: &CallFilter,
-        after: Option<CallKey>,
+        after: After,
         limit: u32,
-    ) -> Result<CallPage, DbError> {
+    ) -> Result<Vec<Call>, DbError> {
         let org = self.org().as_uuid();
-        let mut calls = sqlx::query_as::<_, Call>(&format!(
-            "SELECT {CALL_COLUMNS} FROM calls
-              WHERE org_id = $1
-                AND ($2::text IS NULL OR direction = $2)
-                AND ($3::text IS NULL OR status = $3)
-                AND ($4::timestamptz IS NULL OR started_at >= $4)
-                AND ($5::timestamptz IS NULL OR started_at < $5)
-                AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
-              ORDER BY started_at DESC, id DESC
-              LIMIT $8"
-        ))
-        .bind(org)
-        .bind(filter.direction.map(|d| d.as_str()))
-        .bind(filter.status.map(|s| s.as_str()))
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(after.map(|k| k.started_at))
-        .bind(after.map(|k| k.id))
-        .bind(i64::from(limit) + 1)
+        Ok(call_query!(
+            [
+                "SELECT ",
+                " FROM calls
+                  WHERE org_id = $1
+                    AND ($2::text IS NULL OR direction = $2)
+                    AND ($3::text IS NULL OR status = $3)
+                    AND ($4::timestamptz IS NULL OR started_at >= $4)
+                    AND ($5::timestamptz IS NULL OR started_at < $5)
+                    AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
+                  ORDER BY started_at DESC, id DESC
+                  LIMIT $8"
+            ],
+            org,
+            filter.direction.map(|d| d.as_str()),
+            filter.status.map(|s| s.as_str()),
+            filter.from,
+            filter.to,
+            after.map(|k| k.0),
+            after.map(|k| k.1),
+            i64::from(limit)
+        )
         .fetch_all(self.conn())
-        .await?;
-        let next = if calls.len() > limit as usize {
-            calls.truncate(limit as usize);
-            calls.last().map(|c| CallKey {
-                started_at: c.started_at,
-                id: c.id.as_uuid(),
-            })
-        } else {
-            None
-        };
-        Ok(CallPage { calls, next })
+        .await?)
     }
 
     pub async fn get_call(&mut self, id: CallId) -> Result<Option<Call>, DbError> {
-        let org = self.org().as_uuid();
-        let call = sqlx::query_as::<_, Call>(&format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?;
-        Ok(call)
+        self.find::<Call>(id).await
     }
 
     pub async fn insert_call(&mut self, call: &NewCall) -> Result<CallId, DbError> {
@@ -132,26 +115,26 @@ impl TenantTx {
         let duration = call
             .ended_at
             .map(|end| (end - call.started_at).num_seconds().max(0) as i32);
-        let id = sqlx::query_scalar(
-            "INSERT INTO calls (org_id, contact_id, direction, status, from_number, to_number,
-                                started_at, ended_at, duration_seconds, recording_status,
-                                recording_url, transcript, summary)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             RETURNING id",
+        let id = sqlx::query_scalar!(
+            r#"INSERT INTO calls (org_id, contact_id, direction, status, from_number, to_number,
+                                  started_at, ended_at, duration_seconds, recording_status,
+                                  recording_url, transcript, summary)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+               RETURNING id AS "id: CallId""#,
+            org,
+            call.contact_id.map(Uuid::from),
+            call.direction.as_str(),
+            call.status.as_str(),
+            call.from_number.as_str(),
+            call.to_number.as_str(),
+            call.started_at,
+            call.ended_at,
+            duration,
+            call.recording_status.as_str(),
+            call.recording_url.as_deref(),
+            call.transcript.as_deref(),
+            call.summary.as_deref()
         )
-        .bind(org)
-        .bind(call.contact_id)
-        .bind(call.direction.as_str())
-        .bind(call.status.as_str())
-        .bind(call.from_number.as_str())
-        .bind(call.to_number.as_str())
-        .bind(call.started_at)
-        .bind(call.ended_at)
-        .bind(duration)
-        .bind(call.recording_status.as_str())
-        .bind(call.recording_url.as_deref())
-        .bind(call.transcript.as_deref())
-        .bind(call.summary.as_deref())
         .fetch_one(self.conn())
         .await?;
         Ok(id)

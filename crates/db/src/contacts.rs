@@ -1,13 +1,12 @@
 //! Contacts: the clinic's patients and callers.
 
+use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
-use uuid::Uuid;
 use voxanne_domain::{ContactId, PhoneNumber};
 
 /// A row of `contacts` (the API's view of a contact is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Contact {
     pub id: ContactId,
     pub name: String,
@@ -28,13 +27,14 @@ pub struct ContactFields {
     pub notes: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, phone, email, notes, created_at, updated_at";
-
-impl crate::TenantRow for Contact {
-    const TABLE: &'static str = "contacts";
-    const COLUMNS: &'static str = COLUMNS;
-    type Id = ContactId;
+/// `query_as!` for [`Contact`]: the column list goes between the first two SQL pieces.
+macro_rules! contact_query {
+    ($($query:tt)*) => {
+        query_row!(Contact, "id, name, phone, email, notes, created_at, updated_at", $($query)*)
+    };
 }
+
+tenant_row!(Contact, ContactId, "contacts", contact_query);
 
 /// `text` for use inside LIKE, with its wildcards escaped.
 fn like_escape(text: &str) -> String {
@@ -49,7 +49,7 @@ impl TenantTx {
     pub async fn list_contacts(
         &mut self,
         search: Option<&str>,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        after: After,
         limit: u32,
     ) -> Result<Vec<Contact>, DbError> {
         let org = self.org().as_uuid();
@@ -58,20 +58,23 @@ impl TenantTx {
             .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
             .filter(|d| d.len() >= 3)
             .map(|d| format!("%{d}%"));
-        let rows = sqlx::query_as::<_, Contact>(&format!(
-            "SELECT {COLUMNS} FROM contacts
-              WHERE org_id = $1
-                AND ($2::text IS NULL OR name ILIKE $2 OR phone LIKE $3)
-                AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
-              ORDER BY created_at DESC, id DESC
-              LIMIT $6"
-        ))
-        .bind(org)
-        .bind(name)
-        .bind(digits)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
+        let rows = contact_query!(
+            [
+                "SELECT ",
+                " FROM contacts
+                  WHERE org_id = $1
+                    AND ($2::text IS NULL OR name ILIKE $2 OR phone LIKE $3)
+                    AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+                  ORDER BY created_at DESC, id DESC
+                  LIMIT $6"
+            ],
+            org,
+            name,
+            digits,
+            after.map(|a| a.0),
+            after.map(|a| a.1),
+            i64::from(limit)
+        )
         .fetch_all(self.conn())
         .await?;
         Ok(rows)
@@ -79,14 +82,18 @@ impl TenantTx {
 
     pub async fn insert_contact(&mut self, fields: &ContactFields) -> Result<Contact, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Contact>(&format!(
-            "INSERT INTO contacts (org_id, name, phone, email, notes) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
-        ))
-        .bind(org)
-        .bind(&fields.name)
-        .bind(fields.phone.as_ref().map(PhoneNumber::as_str))
-        .bind(&fields.email)
-        .bind(&fields.notes)
+        Ok(contact_query!(
+            [
+                "INSERT INTO contacts (org_id, name, phone, email, notes)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                ""
+            ],
+            org,
+            fields.name,
+            fields.phone.as_ref().map(PhoneNumber::as_str),
+            fields.email,
+            fields.notes
+        )
         .fetch_one(self.conn())
         .await?)
     }
@@ -97,16 +104,19 @@ impl TenantTx {
         fields: &ContactFields,
     ) -> Result<Option<Contact>, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Contact>(&format!(
-            "UPDATE contacts SET name = $3, phone = $4, email = $5, notes = $6, updated_at = now()
-              WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
-        ))
-        .bind(org)
-        .bind(id)
-        .bind(&fields.name)
-        .bind(fields.phone.as_ref().map(PhoneNumber::as_str))
-        .bind(&fields.email)
-        .bind(&fields.notes)
+        Ok(contact_query!(
+            [
+                "UPDATE contacts SET name = $3, phone = $4, email = $5, notes = $6, updated_at = now()
+                  WHERE org_id = $1 AND id = $2 RETURNING ",
+                ""
+            ],
+            org,
+            id.as_uuid(),
+            fields.name,
+            fields.phone.as_ref().map(PhoneNumber::as_str),
+            fields.email,
+            fields.notes
+        )
         .fetch_optional(self.conn())
         .await?)
     }
@@ -117,11 +127,11 @@ impl TenantTx {
         phone: &PhoneNumber,
     ) -> Result<Option<Contact>, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, Contact>(&format!(
-            "SELECT {COLUMNS} FROM contacts WHERE org_id = $1 AND phone = $2"
-        ))
-        .bind(org)
-        .bind(phone.as_str())
+        Ok(contact_query!(
+            ["SELECT ", " FROM contacts WHERE org_id = $1 AND phone = $2"],
+            org,
+            phone.as_str()
+        )
         .fetch_optional(self.conn())
         .await?)
     }
@@ -134,14 +144,17 @@ impl TenantTx {
         name: &str,
     ) -> Result<Contact, DbError> {
         let org = self.org().as_uuid();
-        let created = sqlx::query_as::<_, Contact>(&format!(
-            "INSERT INTO contacts (org_id, name, phone) VALUES ($1, $2, $3)
-             ON CONFLICT ON CONSTRAINT contacts_org_phone_key DO NOTHING
-             RETURNING {COLUMNS}"
-        ))
-        .bind(org)
-        .bind(name)
-        .bind(phone.as_str())
+        let created = contact_query!(
+            [
+                "INSERT INTO contacts (org_id, name, phone) VALUES ($1, $2, $3)
+                 ON CONFLICT ON CONSTRAINT contacts_org_phone_key DO NOTHING
+                 RETURNING ",
+                ""
+            ],
+            org,
+            name,
+            phone.as_str()
+        )
         .fetch_optional(self.conn())
         .await?;
         match created {

@@ -79,47 +79,46 @@ async fn seed_clinic(tx: &mut TenantTx, clinic: &DemoClinic) -> Result<(), DbErr
     } else {
         ("+4420794", ["Bea Baker", "Bob Brown", "Bill Blake"])
     };
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, 'staff')",
+        org,
+        clinic.staff.as_uuid()
     )
-    .bind(org)
-    .bind(clinic.staff.as_uuid())
     .execute(tx.conn())
     .await?;
-    sqlx::query("INSERT INTO phone_numbers (org_id, number, label) VALUES ($1, $2, 'Front desk')")
-        .bind(org)
-        .bind(clinic.number)
-        .execute(tx.conn())
-        .await?;
-    sqlx::query(
+    sqlx::query!(
+        "INSERT INTO phone_numbers (org_id, number, label) VALUES ($1, $2, 'Front desk')",
+        org,
+        clinic.number
+    )
+    .execute(tx.conn())
+    .await?;
+    sqlx::query!(
         "INSERT INTO agent_configurations (org_id, greeting, opening_hours, time_zone)
          VALUES ($1, $2, $3, $4)",
+        org,
+        format!("Thank you for calling {}. How can I help?", clinic.name),
+        serde_json::json!({
+            "mon": [["09:00", "17:00"]], "tue": [["09:00", "17:00"]], "wed": [["09:00", "17:00"]],
+            "thu": [["09:00", "17:00"]], "fri": [["09:00", "13:00"]]
+        }),
+        if clinic.name.ends_with('A') {
+            "America/Los_Angeles"
+        } else {
+            "Europe/London"
+        }
     )
-    .bind(org)
-    .bind(format!(
-        "Thank you for calling {}. How can I help?",
-        clinic.name
-    ))
-    .bind(serde_json::json!({
-        "mon": [["09:00", "17:00"]], "tue": [["09:00", "17:00"]], "wed": [["09:00", "17:00"]],
-        "thu": [["09:00", "17:00"]], "fri": [["09:00", "13:00"]]
-    }))
-    .bind(if clinic.name.ends_with('A') {
-        "America/Los_Angeles"
-    } else {
-        "Europe/London"
-    })
     .execute(tx.conn())
     .await?;
 
     let mut contacts = Vec::new();
     for (i, name) in patients.iter().enumerate() {
-        let contact: Uuid = sqlx::query_scalar(
+        let contact: Uuid = sqlx::query_scalar!(
             "INSERT INTO contacts (org_id, name, phone) VALUES ($1, $2, $3) RETURNING id",
+            org,
+            name,
+            format!("{prefix}{:04}", 1001 + i)
         )
-        .bind(org)
-        .bind(name)
-        .bind(format!("{prefix}{:04}", 1001 + i))
         .fetch_one(tx.conn())
         .await?;
         contacts.push((contact, format!("{prefix}{:04}", 1001 + i)));
@@ -211,15 +210,15 @@ async fn seed_clinic(tx: &mut TenantTx, clinic: &DemoClinic) -> Result<(), DbErr
         let starts_at = (now + Duration::days(day as i64 + 1))
             .duration_trunc(Duration::hours(1))
             .unwrap_or(now);
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO appointments (org_id, contact_id, call_id, starts_at, ends_at, notes)
              VALUES ($1, $2, $3, $4, $5, 'Booked by the voice agent')",
+            org,
+            contact,
+            first_call.map(Uuid::from),
+            starts_at,
+            starts_at + Duration::minutes(30)
         )
-        .bind(org)
-        .bind(contact)
-        .bind(first_call)
-        .bind(starts_at)
-        .bind(starts_at + Duration::minutes(30))
         .execute(tx.conn())
         .await?;
     }

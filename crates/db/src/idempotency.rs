@@ -17,8 +17,8 @@ pub enum Claim {
     Reused,
 }
 
-/// Keys are kept this long; an older key counts as new.
-const RETENTION: &str = "24 hours";
+/// Keys are kept this long (the `interval '24 hours'` below); an older key counts as new.
+pub const RETENTION_HOURS: u32 = 24;
 
 impl TenantTx {
     /// Claims `key` for `request` (any JSON naming the operation and its input; compared by
@@ -31,39 +31,42 @@ impl TenantTx {
         request: &serde_json::Value,
     ) -> Result<Claim, DbError> {
         let org = self.org().as_uuid();
-        sqlx::query(&format!(
+        sqlx::query!(
             "DELETE FROM idempotency_keys
-              WHERE org_id = $1 AND created_at < now() - interval '{RETENTION}'"
-        ))
-        .bind(org)
+              WHERE org_id = $1 AND created_at < now() - make_interval(hours => $2)",
+            org,
+            RETENTION_HOURS as i32
+        )
         .execute(self.conn())
         .await?;
         // Twice at most: a key seen as taken can vanish (retention) before we read it.
         for _ in 0..2 {
-            let claimed: Option<bool> = sqlx::query_scalar(
-                "INSERT INTO idempotency_keys (org_id, key, request_hash)
-                 VALUES ($1, $2, encode(sha256(convert_to($3::jsonb::text, 'UTF8')), 'hex'))
-                 ON CONFLICT (org_id, key) DO NOTHING
-                 RETURNING true",
+            let claimed = sqlx::query_scalar!(
+                r#"INSERT INTO idempotency_keys (org_id, key, request_hash)
+                   VALUES ($1, $2, encode(sha256(convert_to($3::jsonb::text, 'UTF8')), 'hex'))
+                   ON CONFLICT (org_id, key) DO NOTHING
+                   RETURNING true AS "claimed!""#,
+                org,
+                key,
+                request
             )
-            .bind(org)
-            .bind(key)
-            .bind(request)
             .fetch_optional(self.conn())
             .await?;
             if claimed.is_some() {
                 return Ok(Claim::New);
             }
-            let seen: Option<(bool, Option<i16>, Option<serde_json::Value>)> = sqlx::query_as(
-                "SELECT request_hash = encode(sha256(convert_to($3::jsonb::text, 'UTF8')), 'hex'),
-                        status, response
-                   FROM idempotency_keys WHERE org_id = $1 AND key = $2",
+            let seen = sqlx::query!(
+                r#"SELECT request_hash = encode(sha256(convert_to($3::jsonb::text, 'UTF8')), 'hex')
+                            AS "same!",
+                          status, response
+                     FROM idempotency_keys WHERE org_id = $1 AND key = $2"#,
+                org,
+                key,
+                request
             )
-            .bind(org)
-            .bind(key)
-            .bind(request)
             .fetch_optional(self.conn())
-            .await?;
+            .await?
+            .map(|row| (row.same, row.status, row.response));
             match seen {
                 None => continue,
                 Some((false, _, _)) => return Ok(Claim::Reused),
@@ -94,13 +97,13 @@ impl TenantTx {
         body: &serde_json::Value,
     ) -> Result<(), DbError> {
         let org = self.org().as_uuid();
-        sqlx::query(
+        sqlx::query!(
             "UPDATE idempotency_keys SET status = $3, response = $4 WHERE org_id = $1 AND key = $2",
+            org,
+            key,
+            i16::try_from(status).map_err(|e| DbError::Corrupt(e.to_string()))?,
+            body
         )
-        .bind(org)
-        .bind(key)
-        .bind(i16::try_from(status).map_err(|e| DbError::Corrupt(e.to_string()))?)
-        .bind(body)
         .execute(self.conn())
         .await?;
         Ok(())

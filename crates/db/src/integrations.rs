@@ -3,12 +3,11 @@
 //! `secrets_enc` before it reaches SQL.
 
 use crate::crypto::{CryptoError, Keyring, Sealed};
+use crate::rows::query_row;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::PgRow;
-use sqlx::Row;
 use std::collections::BTreeMap;
 use voxanne_domain::{IntegrationProvider, OrgId};
 
@@ -64,14 +63,32 @@ pub fn open_sealed(
         .collect())
 }
 
-const COLUMNS: &str = "provider, config, secrets_enc, key_id, updated_at";
+/// A row of `integration_settings` as stored, before its values are checked.
+struct IntegrationRow {
+    provider: String,
+    config: serde_json::Value,
+    secrets_enc: Option<Vec<u8>>,
+    key_id: Option<String>,
+    updated_at: DateTime<Utc>,
+}
 
-fn from_row(row: &PgRow) -> Result<StoredIntegration, DbError> {
-    let provider: String = row.try_get("provider")?;
-    let provider = provider
+/// `query_as!` for [`IntegrationRow`]: the column list goes between the first two pieces.
+macro_rules! integration_query {
+    ($($query:tt)*) => {
+        query_row!(
+            IntegrationRow,
+            "provider, config, secrets_enc, key_id, updated_at",
+            $($query)*
+        )
+    };
+}
+
+fn from_row(row: IntegrationRow) -> Result<StoredIntegration, DbError> {
+    let provider = row
+        .provider
         .parse()
         .map_err(|e: voxanne_domain::UnknownVariant| DbError::Corrupt(e.to_string()))?;
-    let config = match row.try_get::<serde_json::Value, _>("config")? {
+    let config = match row.config {
         serde_json::Value::Object(map) => map,
         _ => {
             return Err(DbError::Corrupt(
@@ -79,9 +96,7 @@ fn from_row(row: &PgRow) -> Result<StoredIntegration, DbError> {
             ))
         }
     };
-    let bytes: Option<Vec<u8>> = row.try_get("secrets_enc")?;
-    let key_id: Option<String> = row.try_get("key_id")?;
-    let secrets = match (bytes, key_id) {
+    let secrets = match (row.secrets_enc, row.key_id) {
         (Some(bytes), Some(key_id)) => Some(Sealed { key_id, bytes }),
         (None, _) => None,
         (Some(_), None) => return Err(DbError::Corrupt("sealed secrets without a key id".into())),
@@ -90,7 +105,7 @@ fn from_row(row: &PgRow) -> Result<StoredIntegration, DbError> {
         provider,
         config,
         secrets,
-        updated_at: row.try_get("updated_at")?,
+        updated_at: row.updated_at,
     })
 }
 
@@ -98,13 +113,16 @@ impl TenantTx {
     /// The org's stored integrations, by provider.
     pub async fn list_integrations(&mut self) -> Result<Vec<StoredIntegration>, DbError> {
         let org = self.org().as_uuid();
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM integration_settings WHERE org_id = $1 ORDER BY provider"
-        ))
-        .bind(org)
+        let rows = integration_query!(
+            [
+                "SELECT ",
+                " FROM integration_settings WHERE org_id = $1 ORDER BY provider"
+            ],
+            org
+        )
         .fetch_all(self.conn())
         .await?;
-        rows.iter().map(from_row).collect()
+        rows.into_iter().map(from_row).collect()
     }
 
     pub async fn get_integration(
@@ -112,14 +130,17 @@ impl TenantTx {
         provider: IntegrationProvider,
     ) -> Result<Option<StoredIntegration>, DbError> {
         let org = self.org().as_uuid();
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM integration_settings WHERE org_id = $1 AND provider = $2"
-        ))
-        .bind(org)
-        .bind(provider.as_str())
+        let row = integration_query!(
+            [
+                "SELECT ",
+                " FROM integration_settings WHERE org_id = $1 AND provider = $2"
+            ],
+            org,
+            provider.as_str()
+        )
         .fetch_optional(self.conn())
         .await?;
-        row.as_ref().map(from_row).transpose()
+        row.map(from_row).transpose()
     }
 
     /// Creates or replaces the provider's settings. `secrets`, when given, replaces the stored
@@ -144,24 +165,27 @@ impl TenantTx {
                 Ok::<_, DbError>(keyring.seal(&json, &secrets_aad(org, provider))?)
             })
             .transpose()?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO integration_settings (org_id, provider, config, secrets_enc, key_id)
+        let row = integration_query!(
+            [
+                "INSERT INTO integration_settings (org_id, provider, config, secrets_enc, key_id)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (org_id, provider) DO UPDATE SET
                  config = EXCLUDED.config,
                  secrets_enc = CASE WHEN $6 THEN EXCLUDED.secrets_enc ELSE integration_settings.secrets_enc END,
                  key_id = CASE WHEN $6 THEN EXCLUDED.key_id ELSE integration_settings.key_id END,
-                 updated_at = now()
-             RETURNING {COLUMNS}"
-        ))
-        .bind(org.as_uuid())
-        .bind(provider.as_str())
-        .bind(serde_json::Value::Object(config.clone()))
-        .bind(sealed.as_ref().map(|s| &s.bytes))
-        .bind(sealed.as_ref().map(|s| &s.key_id))
-        .bind(sealed.is_some())
+                     updated_at = now()
+                 RETURNING ",
+                ""
+            ],
+            org.as_uuid(),
+            provider.as_str(),
+            serde_json::Value::Object(config.clone()),
+            sealed.as_ref().map(|s| s.bytes.as_slice()),
+            sealed.as_ref().map(|s| s.key_id.as_str()),
+            sealed.is_some()
+        )
         .fetch_one(self.conn())
         .await?;
-        from_row(&row)
+        from_row(row)
     }
 }

@@ -12,12 +12,10 @@ pub mod contacts;
 pub mod crypto;
 pub mod demo;
 pub mod dnc;
-pub mod embedded;
 pub mod idempotency;
 pub mod integrations;
 pub mod knowledge_base;
 pub mod members;
-pub mod migrate;
 pub mod organizations;
 pub mod phone_numbers;
 mod pooler;
@@ -28,6 +26,8 @@ mod slots;
 pub mod sms_confirmations;
 pub mod system;
 mod tenant;
+
+pub use voxanne_schema::{embedded, migrate};
 
 pub use pooler::{Pooler, TxConn, UnknownPooler};
 pub use rows::TenantRow;

@@ -2,15 +2,13 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 use uuid::Uuid;
 use voxanne_domain::{Role, UserId};
 
 /// A row of `organization_members` (the API's view is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Member {
     pub user_id: UserId,
-    #[sqlx(try_from = "String")]
     pub role: Role,
     pub created_at: DateTime<Utc>,
 }
@@ -42,16 +40,18 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<Member>, DbError> {
         let org = self.org().as_uuid();
-        let rows = sqlx::query_as::<_, Member>(
-            "SELECT user_id, role, created_at FROM organization_members
-              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, user_id) > ($2, $3))
-              ORDER BY created_at, user_id
-              LIMIT $4",
+        let rows = sqlx::query_as!(
+            Member,
+            r#"SELECT user_id, role AS "role: Role", created_at FROM organization_members
+                WHERE org_id = $1
+                  AND ($2::timestamptz IS NULL OR (created_at, user_id) > ($2, $3))
+                ORDER BY created_at, user_id
+                LIMIT $4"#,
+            org,
+            after.map(|a| a.0),
+            after.map(|a| a.1),
+            i64::from(limit)
         )
-        .bind(org)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
         .fetch_all(self.conn())
         .await?;
         Ok(rows)
@@ -74,15 +74,15 @@ impl TenantTx {
         let org = self.org().as_uuid();
         let actor = self.membership().user.as_uuid();
         let target = target.map(|t| t.as_uuid());
-        let rows = sqlx::query_as::<_, (Uuid, String)>(
-            "SELECT user_id, role FROM organization_members
-              WHERE org_id = $1 AND (role = 'owner' OR user_id = $2 OR user_id = $3)
-              ORDER BY user_id
-              FOR UPDATE",
+        let rows = sqlx::query!(
+            r#"SELECT user_id, role AS "role: Role" FROM organization_members
+                WHERE org_id = $1 AND (role = 'owner' OR user_id = $2 OR user_id = $3)
+                ORDER BY user_id
+                FOR UPDATE"#,
+            org,
+            actor,
+            target
         )
-        .bind(org)
-        .bind(actor)
-        .bind(target)
         .fetch_all(self.conn())
         .await?;
         let mut locks = MemberLocks {
@@ -90,10 +90,8 @@ impl TenantTx {
             target: None,
             owners: Vec::new(),
         };
-        for (user, role) in rows {
-            let role = role
-                .parse::<Role>()
-                .map_err(|e| DbError::Corrupt(e.to_string()))?;
+        for row in rows {
+            let (user, role) = (row.user_id, row.role);
             if user == actor {
                 locks.actor = Some(role);
             }
@@ -114,14 +112,15 @@ impl TenantTx {
         role: Role,
     ) -> Result<Option<Member>, DbError> {
         let org = self.org().as_uuid();
-        let row = sqlx::query_as::<_, Member>(
-            "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, $3)
-             ON CONFLICT (org_id, user_id) DO NOTHING
-             RETURNING user_id, role, created_at",
+        let row = sqlx::query_as!(
+            Member,
+            r#"INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, $3)
+               ON CONFLICT (org_id, user_id) DO NOTHING
+               RETURNING user_id, role AS "role: Role", created_at"#,
+            org,
+            user.as_uuid(),
+            role.as_str()
         )
-        .bind(org)
-        .bind(user.as_uuid())
-        .bind(role.as_str())
         .fetch_optional(self.conn())
         .await?;
         Ok(row)
@@ -134,13 +133,14 @@ impl TenantTx {
         role: Role,
     ) -> Result<Option<Member>, DbError> {
         let org = self.org().as_uuid();
-        let row = sqlx::query_as::<_, Member>(
-            "UPDATE organization_members SET role = $3 WHERE org_id = $1 AND user_id = $2
-             RETURNING user_id, role, created_at",
+        let row = sqlx::query_as!(
+            Member,
+            r#"UPDATE organization_members SET role = $3 WHERE org_id = $1 AND user_id = $2
+               RETURNING user_id, role AS "role: Role", created_at"#,
+            org,
+            user.as_uuid(),
+            role.as_str()
         )
-        .bind(org)
-        .bind(user.as_uuid())
-        .bind(role.as_str())
         .fetch_optional(self.conn())
         .await?;
         Ok(row)
@@ -149,13 +149,14 @@ impl TenantTx {
     /// Whether `user` was a member.
     pub async fn remove_member(&mut self, user: UserId) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        let removed =
-            sqlx::query("DELETE FROM organization_members WHERE org_id = $1 AND user_id = $2")
-                .bind(org)
-                .bind(user.as_uuid())
-                .execute(self.conn())
-                .await?
-                .rows_affected();
+        let removed = sqlx::query!(
+            "DELETE FROM organization_members WHERE org_id = $1 AND user_id = $2",
+            org,
+            user.as_uuid()
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected();
         Ok(removed > 0)
     }
 }

@@ -2,15 +2,13 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 use voxanne_domain::{OrgName, OrgStatus};
 
 /// A row of `organizations` (the API's view is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Organization {
     pub id: voxanne_domain::OrgId,
     pub name: String,
-    #[sqlx(try_from = "String")]
     pub status: OrgStatus,
     pub created_at: DateTime<Utc>,
 }
@@ -31,14 +29,6 @@ impl ErasedOrg {
     }
 }
 
-/// Tenant tables are the tables of `public` with an `org_id` column (and `organizations`).
-const TENANT_TABLES_SQL: &str = "SELECT c.relname::text
-       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-        AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                     WHERE a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped)
-      ORDER BY 1";
-
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -46,10 +36,12 @@ fn quote_ident(name: &str) -> String {
 impl TenantTx {
     pub async fn get_organization(&mut self) -> Result<Organization, DbError> {
         let org = self.org().as_uuid();
-        let row = sqlx::query_as::<_, Organization>(
-            "SELECT id, name, status, created_at FROM organizations WHERE id = $1",
+        let row = sqlx::query_as!(
+            Organization,
+            r#"SELECT id, name, status AS "status: OrgStatus", created_at
+                 FROM organizations WHERE id = $1"#,
+            org
         )
-        .bind(org)
         .fetch_one(self.conn())
         .await?;
         Ok(row)
@@ -57,12 +49,13 @@ impl TenantTx {
 
     pub async fn rename_organization(&mut self, name: &OrgName) -> Result<Organization, DbError> {
         let org = self.org().as_uuid();
-        let row = sqlx::query_as::<_, Organization>(
-            "UPDATE organizations SET name = $2 WHERE id = $1
-             RETURNING id, name, status, created_at",
+        let row = sqlx::query_as!(
+            Organization,
+            r#"UPDATE organizations SET name = $2 WHERE id = $1
+               RETURNING id, name, status AS "status: OrgStatus", created_at"#,
+            org,
+            name.as_str()
         )
-        .bind(org)
-        .bind(name.as_str())
         .fetch_one(self.conn())
         .await?;
         Ok(row)
@@ -74,20 +67,32 @@ impl TenantTx {
     /// erased: the counts and the recording paths are complete.
     pub async fn erase_organization(&mut self) -> Result<ErasedOrg, DbError> {
         let org = self.org().as_uuid();
-        sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE")
-            .bind(org)
-            .fetch_one(self.conn())
-            .await?;
-        let recording_paths: Vec<String> = sqlx::query_scalar(
-            "SELECT recording_path FROM calls
-              WHERE org_id = $1 AND recording_path IS NOT NULL ORDER BY recording_path",
+        sqlx::query!(
+            "SELECT 1 AS one FROM organizations WHERE id = $1 FOR UPDATE",
+            org
         )
-        .bind(org)
+        .fetch_one(self.conn())
+        .await?;
+        let recording_paths = sqlx::query_scalar!(
+            r#"SELECT recording_path AS "recording_path!" FROM calls
+                WHERE org_id = $1 AND recording_path IS NOT NULL ORDER BY recording_path"#,
+            org
+        )
         .fetch_all(self.conn())
         .await?;
-        let tables: Vec<String> = sqlx::query_scalar(TENANT_TABLES_SQL)
-            .fetch_all(self.conn())
-            .await?;
+        // Tenant tables are the tables of `public` with an `org_id` column (and
+        // `organizations`), read from the catalog so that a new table is counted too.
+        let tables = sqlx::query_scalar!(
+            r#"SELECT c.relname::text AS "name!"
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+                  AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                               WHERE a.attrelid = c.oid AND a.attname = 'org_id'
+                                 AND NOT a.attisdropped)
+                ORDER BY 1"#
+        )
+        .fetch_all(self.conn())
+        .await?;
         let mut rows = Vec::with_capacity(tables.len() + 1);
         if !tables.is_empty() {
             let counts = tables
@@ -101,13 +106,13 @@ impl TenantTx {
                 })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
+            // Dynamic: one count per table found in the catalog above.
             rows = sqlx::query_as::<_, (String, i64)>(&counts)
                 .bind(org)
                 .fetch_all(self.conn())
                 .await?;
         }
-        let deleted = sqlx::query("DELETE FROM organizations WHERE id = $1")
-            .bind(org)
+        let deleted = sqlx::query!("DELETE FROM organizations WHERE id = $1", org)
             .execute(self.conn())
             .await?
             .rows_affected();

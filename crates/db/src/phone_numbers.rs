@@ -1,14 +1,13 @@
 //! The phone numbers a clinic owns: the numbers patients call, and how a webhook finds its
 //! clinic. A number belongs to at most one clinic (a global unique key).
 
+use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
-use uuid::Uuid;
-use voxanne_domain::PhoneNumber;
+use voxanne_domain::{PhoneNumber, PhoneNumberId};
 
 /// A row of `phone_numbers` (the API's view is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OwnedNumber {
     pub id: voxanne_domain::PhoneNumberId,
     /// E.164.
@@ -17,13 +16,14 @@ pub struct OwnedNumber {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, number, label, created_at";
-
-impl crate::TenantRow for OwnedNumber {
-    const TABLE: &'static str = "phone_numbers";
-    const COLUMNS: &'static str = COLUMNS;
-    type Id = voxanne_domain::PhoneNumberId;
+/// `query_as!` for [`OwnedNumber`]: the column list goes between the first two SQL pieces.
+macro_rules! number_query {
+    ($($query:tt)*) => {
+        query_row!(OwnedNumber, "id, number, label, created_at", $($query)*)
+    };
 }
+
+tenant_row!(OwnedNumber, PhoneNumberId, "phone_numbers", number_query);
 
 /// The constraint that makes a number belong to at most one clinic.
 pub const NUMBER_TAKEN: &str = "phone_numbers_number_key";
@@ -31,7 +31,7 @@ pub const NUMBER_TAKEN: &str = "phone_numbers_number_key";
 impl TenantTx {
     pub async fn list_phone_numbers(
         &mut self,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        after: After,
         limit: u32,
     ) -> Result<Vec<OwnedNumber>, DbError> {
         self.page::<OwnedNumber>(after, limit).await
@@ -45,12 +45,15 @@ impl TenantTx {
         label: Option<&str>,
     ) -> Result<OwnedNumber, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, OwnedNumber>(&format!(
-            "INSERT INTO phone_numbers (org_id, number, label) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
-        ))
-        .bind(org)
-        .bind(number.as_str())
-        .bind(label)
+        Ok(number_query!(
+            [
+                "INSERT INTO phone_numbers (org_id, number, label) VALUES ($1, $2, $3) RETURNING ",
+                ""
+            ],
+            org,
+            number.as_str(),
+            label
+        )
         .fetch_one(self.conn())
         .await?)
     }

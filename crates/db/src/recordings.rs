@@ -25,27 +25,29 @@ impl TenantTx {
         path: &str,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        let updated = sqlx::query(
+        let updated = sqlx::query!(
             "UPDATE calls
                 SET recording_status = 'stored', recording_path = $3,
                     recording_lease_until = NULL, recording_next_attempt_at = NULL
               WHERE org_id = $1 AND id = $2 AND recording_status = 'processing'
                 AND recording_attempts = $4",
+            org,
+            call_id,
+            path,
+            attempt
         )
-        .bind(org)
-        .bind(call_id)
-        .bind(path)
-        .bind(attempt)
         .execute(self.conn())
         .await?
         .rows_affected()
             > 0;
         if updated {
-            sqlx::query("DELETE FROM failed_recording_uploads WHERE org_id = $1 AND call_id = $2")
-                .bind(org)
-                .bind(call_id)
-                .execute(self.conn())
-                .await?;
+            sqlx::query!(
+                "DELETE FROM failed_recording_uploads WHERE org_id = $1 AND call_id = $2",
+                org,
+                call_id
+            )
+            .execute(self.conn())
+            .await?;
         }
         Ok(updated)
     }
@@ -65,36 +67,29 @@ impl TenantTx {
             AfterFailure::RetryAt(at) => ("queued", Some(at)),
             AfterFailure::GiveUp => ("failed", None),
         };
-        let updated = sqlx::query(
+        let updated = sqlx::query!(
             "UPDATE calls
                 SET recording_status = $3, recording_next_attempt_at = $4,
                     recording_lease_until = NULL
               WHERE org_id = $1 AND id = $2 AND recording_status = 'processing'
                 AND recording_attempts = $5",
+            org,
+            call_id,
+            status,
+            next,
+            attempt
         )
-        .bind(org)
-        .bind(call_id)
-        .bind(status)
-        .bind(next)
-        .bind(attempt)
         .execute(self.conn())
         .await?
         .rows_affected()
             > 0;
         if updated {
             let error: String = error.chars().take(2000).collect();
-            sqlx::query(
-                "INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error, next_attempt_at)
+            sqlx::query!("INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error, next_attempt_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (org_id, call_id) DO UPDATE
                     SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
-                        next_attempt_at = EXCLUDED.next_attempt_at, updated_at = now()",
-            )
-            .bind(org)
-            .bind(call_id)
-            .bind(attempt)
-            .bind(error)
-            .bind(next)
+                        next_attempt_at = EXCLUDED.next_attempt_at, updated_at = now()", org, call_id, attempt, error, next)
             .execute(self.conn())
             .await?;
         }
@@ -109,16 +104,16 @@ impl TenantTx {
         attempt: i32,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        let updated = sqlx::query(
+        let updated = sqlx::query!(
             "UPDATE calls
                 SET recording_status = 'queued', recording_lease_until = NULL,
                     recording_attempts = greatest(recording_attempts - 1, 0)
               WHERE org_id = $1 AND id = $2 AND recording_status = 'processing'
                 AND recording_attempts = $3",
+            org,
+            call_id,
+            attempt
         )
-        .bind(org)
-        .bind(call_id)
-        .bind(attempt)
         .execute(self.conn())
         .await?
         .rows_affected()
@@ -136,27 +131,18 @@ impl TenantTx {
         path: &str,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        let updated = sqlx::query(
-            "UPDATE calls SET recording_status = 'failed'
-              WHERE org_id = $1 AND id = $2 AND recording_status = 'stored' AND recording_path = $3",
-        )
-        .bind(org)
-        .bind(call_id)
-        .bind(path)
+        let updated = sqlx::query!("UPDATE calls SET recording_status = 'failed'
+              WHERE org_id = $1 AND id = $2 AND recording_status = 'stored' AND recording_path = $3", org, call_id, path)
         .execute(self.conn())
         .await?
         .rows_affected()
             > 0;
         if updated {
-            sqlx::query(
-                "INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error)
+            sqlx::query!("INSERT INTO failed_recording_uploads (org_id, call_id, attempts, last_error)
                  SELECT org_id, id, recording_attempts, 'the stored object is missing from storage'
                    FROM calls WHERE org_id = $1 AND id = $2
                  ON CONFLICT (org_id, call_id) DO UPDATE
-                    SET last_error = EXCLUDED.last_error, next_attempt_at = NULL, updated_at = now()",
-            )
-            .bind(org)
-            .bind(call_id)
+                    SET last_error = EXCLUDED.last_error, next_attempt_at = NULL, updated_at = now()", org, call_id)
             .execute(self.conn())
             .await?;
         }

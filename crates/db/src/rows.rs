@@ -1,105 +1,135 @@
 //! The query shapes that many tenant tables share, written once: a page of the active
 //! org's rows newest first, one of its rows by id, and deleting one by id. A row type says
-//! which table it is and how it is keyed ([`TenantRow`]); table and column lists are
-//! `&'static str` from this crate, never request data.
+//! which table it is and how it is keyed ([`TenantRow`], implemented by [`tenant_row!`]).
+//!
+//! Every query here is compile-checked: the macros paste the table and the row's column
+//! list (string literals) into sqlx's `query_as!`, so a misspelt or dropped column fails the
+//! build, not a request.
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::FromRow;
+use std::future::Future;
 use uuid::Uuid;
 
-/// A tenant table's row as this crate reads it: the table, the columns selected, and the
-/// typed key. `tx.find::<Contact>(id)`, `tx.page::<Contact>(after, limit)` and
-/// `tx.delete::<Contact>(id)` are then written once for every such table.
-pub trait TenantRow: for<'r> FromRow<'r, PgRow> + Send + Unpin {
+/// A keyset position in a newest-first list: the `(created_at, id)` of the last row of the
+/// previous page.
+pub type After = Option<(DateTime<Utc>, Uuid)>;
+
+/// A tenant table's row as this crate reads it, with its typed key. `tx.find::<Contact>(id)`,
+/// `tx.page::<Contact>(after, limit)` and `tx.delete::<Contact>(id)` then work for every such
+/// table. Implement it with [`tenant_row!`].
+pub trait TenantRow: Sized + Send + Unpin {
+    /// The table, as errors and the security log name it.
     const TABLE: &'static str;
-    const COLUMNS: &'static str;
     /// The row's id type (`ContactId`, …).
     type Id: Copy + Into<Uuid> + Send;
+
+    fn find_in(
+        tx: &mut TenantTx,
+        id: Self::Id,
+    ) -> impl Future<Output = Result<Option<Self>, DbError>> + Send;
+
+    fn page_in(
+        tx: &mut TenantTx,
+        after: After,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Self>, DbError>> + Send;
+
+    fn delete_in(
+        tx: &mut TenantTx,
+        id: Self::Id,
+    ) -> impl Future<Output = Result<bool, DbError>> + Send;
 }
 
 impl TenantTx {
     /// The active org's row `id`, if it has one (another org's row is as absent as none).
     pub async fn find<T: TenantRow>(&mut self, id: T::Id) -> Result<Option<T>, DbError> {
-        self.find_by_id(T::TABLE, T::COLUMNS, id.into()).await
+        T::find_in(self, id).await
     }
 
     /// A page of the active org's rows, newest first, after the keyset position `after`.
     pub async fn page<T: TenantRow>(
         &mut self,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        after: After,
         limit: u32,
     ) -> Result<Vec<T>, DbError> {
-        self.list_recent(T::TABLE, T::COLUMNS, after, limit).await
+        T::page_in(self, after, limit).await
     }
 
     /// Deletes the active org's row `id`; whether there was one.
     pub async fn delete<T: TenantRow>(&mut self, id: T::Id) -> Result<bool, DbError> {
-        self.delete_by_id(T::TABLE, id.into()).await
-    }
-
-    /// `columns` of the active org's rows of `table`, ordered by `(created_at, id)` newest
-    /// first, after the keyset position `after`.
-    pub(crate) async fn list_recent<T>(
-        &mut self,
-        table: &'static str,
-        columns: &'static str,
-        after: Option<(DateTime<Utc>, Uuid)>,
-        limit: u32,
-    ) -> Result<Vec<T>, DbError>
-    where
-        T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, T>(&format!(
-            "SELECT {columns} FROM {table}
-              WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-              ORDER BY created_at DESC, id DESC
-              LIMIT $4"
-        ))
-        .bind(org)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(i64::from(limit))
-        .fetch_all(self.conn())
-        .await?)
-    }
-
-    /// `columns` of the active org's row `id` of `table`, if there is one.
-    pub(crate) async fn find_by_id<T>(
-        &mut self,
-        table: &'static str,
-        columns: &'static str,
-        id: Uuid,
-    ) -> Result<Option<T>, DbError>
-    where
-        T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        let org = self.org().as_uuid();
-        Ok(sqlx::query_as::<_, T>(&format!(
-            "SELECT {columns} FROM {table} WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?)
-    }
-
-    /// Deletes the active org's row `id` of `table`; whether there was one.
-    pub(crate) async fn delete_by_id(
-        &mut self,
-        table: &'static str,
-        id: Uuid,
-    ) -> Result<bool, DbError> {
-        let org = self.org().as_uuid();
-        let done = sqlx::query(&format!(
-            "DELETE FROM {table} WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org)
-        .bind(id)
-        .execute(self.conn())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        T::delete_in(self, id).await
     }
 }
+
+/// `sqlx::query_as!` for a row type whose column list is `$columns`: the SQL is the pieces in
+/// brackets with the column list between the first and the second, e.g.
+/// `query_row!(Contact, "id, name", ["SELECT ", " FROM contacts WHERE id = $1"], id)`.
+/// Modules wrap it once per row type (`contact_query!([…], …)`), so the list is written once.
+macro_rules! query_row {
+    ($row:path, $columns:tt, [$before:tt, $($after:tt),+] $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!($row, $before + $columns $(+ $after)+ $(, $arg)*)
+    };
+}
+pub(crate) use query_row;
+
+/// Implements [`TenantRow`] for `$row` keyed by `$id` in `$table`, reading it with `$query`
+/// (the module's `query_row!` wrapper for the row type).
+macro_rules! tenant_row {
+    ($row:ty, $id:ty, $table:tt, $query:ident) => {
+        impl $crate::TenantRow for $row {
+            const TABLE: &'static str = $table;
+            type Id = $id;
+
+            async fn find_in(
+                tx: &mut $crate::TenantTx,
+                id: $id,
+            ) -> Result<Option<Self>, $crate::DbError> {
+                let org = tx.org().as_uuid();
+                Ok($query!(
+                    ["SELECT ", " FROM ", $table, " WHERE org_id = $1 AND id = $2"],
+                    org,
+                    id.as_uuid()
+                )
+                .fetch_optional(tx.conn())
+                .await?)
+            }
+
+            async fn page_in(
+                tx: &mut $crate::TenantTx,
+                after: $crate::rows::After,
+                limit: u32,
+            ) -> Result<Vec<Self>, $crate::DbError> {
+                let org = tx.org().as_uuid();
+                Ok($query!(
+                    [
+                        "SELECT ",
+                        " FROM ",
+                        $table,
+                        " WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+                          ORDER BY created_at DESC, id DESC LIMIT $4"
+                    ],
+                    org,
+                    after.map(|a| a.0),
+                    after.map(|a| a.1),
+                    i64::from(limit)
+                )
+                .fetch_all(tx.conn())
+                .await?)
+            }
+
+            async fn delete_in(tx: &mut $crate::TenantTx, id: $id) -> Result<bool, $crate::DbError> {
+                let org = tx.org().as_uuid();
+                let done = sqlx::query!(
+                    "DELETE FROM " + $table + " WHERE org_id = $1 AND id = $2",
+                    org,
+                    id.as_uuid()
+                )
+                .execute(tx.conn())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+    };
+}
+pub(crate) use tenant_row;

@@ -1,13 +1,13 @@
 //! Security events of the active org: cross-tenant references by its users, denied
 //! memberships and bad tokens that named it.
 
+use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
-use uuid::Uuid;
+use voxanne_domain::{SecurityEventId, UserId};
 
 /// A row of `security_events` (the API's view is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecurityEvent {
     pub id: voxanne_domain::SecurityEventId,
     /// `cross_tenant_reference`, `membership_denied` or `invalid_token`.
@@ -22,19 +22,29 @@ pub struct SecurityEvent {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, kind, actor_user_id, route, target, detail, created_at";
-
-impl crate::TenantRow for SecurityEvent {
-    const TABLE: &'static str = "security_events";
-    const COLUMNS: &'static str = COLUMNS;
-    type Id = voxanne_domain::SecurityEventId;
+/// `query_as!` for [`SecurityEvent`]: the column list goes between the first two pieces.
+macro_rules! event_query {
+    ($($query:tt)*) => {
+        query_row!(
+            SecurityEvent,
+            r#"id, kind, actor_user_id AS "actor_user_id: UserId", route, target, detail, created_at"#,
+            $($query)*
+        )
+    };
 }
+
+tenant_row!(
+    SecurityEvent,
+    SecurityEventId,
+    "security_events",
+    event_query
+);
 
 impl TenantTx {
     /// Newest first; `after` is the (created_at, id) of the last event of the previous page.
     pub async fn list_security_events(
         &mut self,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        after: After,
         limit: u32,
     ) -> Result<Vec<SecurityEvent>, DbError> {
         self.page::<SecurityEvent>(after, limit).await

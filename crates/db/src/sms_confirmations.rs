@@ -3,14 +3,14 @@
 //! here runs in the clinic's tenant transaction; claiming, which spans orgs, is in `system.rs`.
 
 use crate::recordings::AfterFailure;
+use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 use uuid::Uuid;
-use voxanne_domain::{confirmation_body, moved_body, SmsStatus};
+use voxanne_domain::{confirmation_body, moved_body, AppointmentId, SmsId, SmsStatus};
 
 /// A row of `sms_confirmation_logs` (the API's view is the HTTP layer's).
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SmsConfirmation {
     pub id: voxanne_domain::SmsId,
     pub appointment_id: Option<voxanne_domain::AppointmentId>,
@@ -25,7 +25,6 @@ pub struct SmsConfirmation {
     /// `queued`, `sending`, `sent` (accepted by the provider), `delivered`, `undelivered`,
     /// `failed` or `suppressed` (never sent: the number is on the do-not-call list, or the
     /// appointment was cancelled first).
-    #[sqlx(try_from = "String")]
     pub status: SmsStatus,
     /// Sending attempts so far.
     pub attempts: i32,
@@ -37,14 +36,20 @@ pub struct SmsConfirmation {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, appointment_id, appointment_starts_at, to_number, from_number, body, provider_message_id, \
-     status, attempts, next_attempt_at, last_error, created_at, updated_at";
-
-impl crate::TenantRow for SmsConfirmation {
-    const TABLE: &'static str = "sms_confirmation_logs";
-    const COLUMNS: &'static str = COLUMNS;
-    type Id = voxanne_domain::SmsId;
+/// `query_as!` for [`SmsConfirmation`]: the column list goes between the first two pieces.
+macro_rules! sms_query {
+    ($($query:tt)*) => {
+        query_row!(
+            SmsConfirmation,
+            r#"id, appointment_id AS "appointment_id: AppointmentId", appointment_starts_at,
+               to_number, from_number, body, provider_message_id, status AS "status: SmsStatus",
+               attempts, next_attempt_at, last_error, created_at, updated_at"#,
+            $($query)*
+        )
+    };
 }
+
+tenant_row!(SmsConfirmation, SmsId, "sms_confirmation_logs", sms_query);
 
 /// `last_error` holds at most this many characters.
 const MAX_ERROR_CHARS: usize = 2000;
@@ -78,7 +83,7 @@ pub struct SmsRoute {
 impl TenantTx {
     pub async fn list_sms_confirmations(
         &mut self,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        after: After,
         limit: u32,
     ) -> Result<Vec<SmsConfirmation>, DbError> {
         self.page::<SmsConfirmation>(after, limit).await
@@ -86,9 +91,9 @@ impl TenantTx {
 
     pub async fn get_sms_confirmation(
         &mut self,
-        id: Uuid,
+        id: SmsId,
     ) -> Result<Option<SmsConfirmation>, DbError> {
-        self.find_by_id("sms_confirmation_logs", COLUMNS, id).await
+        self.find::<SmsConfirmation>(id).await
     }
 
     /// Queues the confirmation of an appointment just booked or moved, in that change's
@@ -105,31 +110,32 @@ impl TenantTx {
     ) -> Result<Option<Uuid>, DbError> {
         let org = self.org().as_uuid();
         if why == Confirm::Moved {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE sms_confirmation_logs
                     SET status = 'suppressed', updated_at = now(), next_attempt_at = NULL,
                         last_error = 'superseded: the appointment moved before this was sent'
                   WHERE org_id = $1 AND appointment_id = $2 AND status = 'queued'",
+                org,
+                appointment_id.as_uuid()
             )
-            .bind(org)
-            .bind(appointment_id)
             .execute(self.conn())
             .await?;
         }
         let Some(contact_id) = contact_id else {
             return Ok(None);
         };
-        let found: Option<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT c.phone, o.name, a.time_zone
-               FROM contacts c
-               JOIN organizations o ON o.id = c.org_id
-               LEFT JOIN agent_configurations a ON a.org_id = c.org_id
-              WHERE c.org_id = $1 AND c.id = $2 AND c.phone IS NOT NULL",
+        let found = sqlx::query!(
+            r#"SELECT c.phone AS "phone!", o.name, a.time_zone AS "time_zone?"
+                 FROM contacts c
+                 JOIN organizations o ON o.id = c.org_id
+                 LEFT JOIN agent_configurations a ON a.org_id = c.org_id
+                WHERE c.org_id = $1 AND c.id = $2 AND c.phone IS NOT NULL"#,
+            org,
+            contact_id.as_uuid()
         )
-        .bind(org)
-        .bind(contact_id)
         .fetch_optional(self.conn())
-        .await?;
+        .await?
+        .map(|row| (row.phone, row.name, row.time_zone));
         let Some((phone, clinic, time_zone)) = found else {
             return Ok(None);
         };
@@ -138,15 +144,16 @@ impl TenantTx {
             Confirm::Booked => confirmation_body(&clinic, starts_at, time_zone),
             Confirm::Moved => moved_body(&clinic, starts_at, time_zone),
         };
-        let id = sqlx::query_scalar(
-            "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body, appointment_starts_at)
+        let id = sqlx::query_scalar!(
+            "INSERT INTO sms_confirmation_logs
+                    (org_id, appointment_id, to_number, body, appointment_starts_at)
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            org,
+            appointment_id.as_uuid(),
+            phone,
+            body,
+            starts_at
         )
-        .bind(org)
-        .bind(appointment_id)
-        .bind(phone)
-        .bind(body)
-        .bind(starts_at)
         .fetch_one(self.conn())
         .await?;
         Ok(Some(id))
@@ -161,35 +168,34 @@ impl TenantTx {
         appointment_id: Option<Uuid>,
     ) -> Result<SmsRoute, DbError> {
         let org = self.org().as_uuid();
-        let (do_not_contact, appointment_gone, superseded, clinic_numbers): (
-            bool,
-            bool,
-            bool,
-            Vec<String>,
-        ) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM dnc_list WHERE org_id = $1 AND phone = $2),
-                    EXISTS (SELECT 1 FROM appointments
-                             WHERE org_id = $1 AND id = $3 AND status <> 'booked'),
-                    EXISTS (SELECT 1 FROM appointments a
-                              JOIN sms_confirmation_logs s
-                                ON s.org_id = a.org_id AND s.appointment_id = a.id
-                             WHERE a.org_id = $1 AND a.id = $3 AND s.id = $4
-                               AND s.appointment_starts_at IS DISTINCT FROM a.starts_at
-                               AND s.appointment_starts_at IS NOT NULL),
-                    coalesce((SELECT array_agg(number ORDER BY created_at, id)
-                                FROM phone_numbers WHERE org_id = $1), '{}')",
+        let route = sqlx::query!(
+            r#"SELECT EXISTS (SELECT 1 FROM dnc_list WHERE org_id = $1 AND phone = $2)
+                        AS "do_not_contact!",
+                      EXISTS (SELECT 1 FROM appointments
+                               WHERE org_id = $1 AND id = $3 AND status <> 'booked')
+                        AS "appointment_gone!",
+                      EXISTS (SELECT 1 FROM appointments a
+                                JOIN sms_confirmation_logs s
+                                  ON s.org_id = a.org_id AND s.appointment_id = a.id
+                               WHERE a.org_id = $1 AND a.id = $3 AND s.id = $4
+                                 AND s.appointment_starts_at IS DISTINCT FROM a.starts_at
+                                 AND s.appointment_starts_at IS NOT NULL)
+                        AS "superseded!",
+                      coalesce((SELECT array_agg(number ORDER BY created_at, id)
+                                  FROM phone_numbers WHERE org_id = $1), '{}')
+                        AS "clinic_numbers!""#,
+            org,
+            to_number,
+            appointment_id,
+            sms_id
         )
-        .bind(org)
-        .bind(to_number)
-        .bind(appointment_id)
-        .bind(sms_id)
         .fetch_one(self.conn())
         .await?;
         Ok(SmsRoute {
-            do_not_contact,
-            appointment_gone,
-            superseded,
-            clinic_numbers,
+            do_not_contact: route.do_not_contact,
+            appointment_gone: route.appointment_gone,
+            superseded: route.superseded,
+            clinic_numbers: route.clinic_numbers,
         })
     }
 
@@ -202,16 +208,16 @@ impl TenantTx {
         reason: &str,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query(
+        Ok(sqlx::query!(
             "UPDATE sms_confirmation_logs
                 SET status = 'suppressed', last_error = $3, lease_until = NULL,
                     next_attempt_at = NULL, updated_at = now()
               WHERE org_id = $1 AND id = $2 AND status = 'sending' AND attempts = $4",
+            org,
+            id,
+            clip(reason),
+            attempt
         )
-        .bind(org)
-        .bind(id)
-        .bind(clip(reason))
-        .bind(attempt)
         .execute(self.conn())
         .await?
         .rows_affected()
@@ -231,19 +237,19 @@ impl TenantTx {
         note: Option<&str>,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query(
+        Ok(sqlx::query!(
             "UPDATE sms_confirmation_logs
                 SET status = $3, provider_message_id = $4, from_number = $5, last_error = $6,
                     lease_until = NULL, next_attempt_at = NULL, updated_at = now()
               WHERE org_id = $1 AND id = $2 AND status = 'sending' AND attempts = $7",
+            org,
+            id,
+            status.as_str(),
+            provider_message_id,
+            from_number,
+            note.map(clip),
+            attempt
         )
-        .bind(org)
-        .bind(id)
-        .bind(status.as_str())
-        .bind(provider_message_id)
-        .bind(from_number)
-        .bind(note.map(clip))
-        .bind(attempt)
         .execute(self.conn())
         .await?
         .rows_affected()
@@ -264,18 +270,18 @@ impl TenantTx {
             AfterFailure::RetryAt(at) => (SmsStatus::Queued, Some(at)),
             AfterFailure::GiveUp => (SmsStatus::Failed, None),
         };
-        Ok(sqlx::query(
+        Ok(sqlx::query!(
             "UPDATE sms_confirmation_logs
                 SET status = $3, next_attempt_at = $4, last_error = $5, lease_until = NULL,
                     updated_at = now()
               WHERE org_id = $1 AND id = $2 AND status = 'sending' AND attempts = $6",
+            org,
+            id,
+            status.as_str(),
+            next,
+            clip(error),
+            attempt
         )
-        .bind(org)
-        .bind(id)
-        .bind(status.as_str())
-        .bind(next)
-        .bind(clip(error))
-        .bind(attempt)
         .execute(self.conn())
         .await?
         .rows_affected()
@@ -294,17 +300,21 @@ impl TenantTx {
         error: Option<&str>,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        let lower: Vec<&str> = status.overwrites().iter().map(|s| s.as_str()).collect();
-        Ok(sqlx::query(
+        let lower: Vec<String> = status
+            .overwrites()
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        Ok(sqlx::query!(
             "UPDATE sms_confirmation_logs
                 SET status = $3, last_error = coalesce($4, last_error), updated_at = now()
               WHERE org_id = $1 AND provider_message_id = $2 AND status = ANY($5)",
+            org,
+            provider_message_id,
+            status.as_str(),
+            error.map(clip),
+            &lower
         )
-        .bind(org)
-        .bind(provider_message_id)
-        .bind(status.as_str())
-        .bind(error.map(clip))
-        .bind(lower)
         .execute(self.conn())
         .await?
         .rows_affected()

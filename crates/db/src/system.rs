@@ -8,12 +8,10 @@
 
 use crate::tenant::ScopedTx;
 use crate::{Db, DbError, Membership, Pooler, TenantTx, TxConn};
-use serde::Serialize;
 use sqlx::pool::PoolConnection;
-use sqlx::FromRow;
 use sqlx::Postgres;
 use uuid::Uuid;
-use voxanne_domain::{OrgId, Role, UserId};
+use voxanne_domain::{OrgId, OrgStatus, Role, UserId};
 
 /// A new org and its first owner.
 #[derive(Debug, Clone)]
@@ -28,16 +26,18 @@ pub struct NewOrg {
 /// caller can seed it in the same transaction.
 pub async fn provision_org(db: &Db, new: &NewOrg) -> Result<TenantTx, DbError> {
     let (mut tx, _) = ScopedTx::begin(db, Some(new.id), Some(new.owner), None).await?;
-    sqlx::query("INSERT INTO organizations (id, name) VALUES ($1, $2)")
-        .bind(new.id.as_uuid())
-        .bind(new.name.trim())
-        .execute(tx.conn())
-        .await?;
-    sqlx::query(
-        "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, 'owner')",
+    sqlx::query!(
+        "INSERT INTO organizations (id, name) VALUES ($1, $2)",
+        new.id.as_uuid(),
+        new.name.trim()
     )
-    .bind(new.id.as_uuid())
-    .bind(new.owner.as_uuid())
+    .execute(tx.conn())
+    .await?;
+    sqlx::query!(
+        "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, 'owner')",
+        new.id.as_uuid(),
+        new.owner.as_uuid()
+    )
     .execute(tx.conn())
     .await?;
     Ok(TenantTx::from_parts(
@@ -86,22 +86,23 @@ impl OneStatement {
 }
 
 /// One org a user belongs to.
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgMembership {
     pub org_id: OrgId,
     pub name: String,
-    #[sqlx(try_from = "String")]
-    pub status: voxanne_domain::OrgStatus,
-    #[sqlx(try_from = "String")]
-    pub role: voxanne_domain::Role,
+    pub status: OrgStatus,
+    pub role: Role,
 }
 
 /// The orgs `user` belongs to, through the SECURITY DEFINER `app.my_memberships()`, which
 /// answers for the user of the transaction's context only.
 pub async fn memberships(db: &Db, user: UserId) -> Result<Vec<OrgMembership>, DbError> {
     let (mut tx, _) = ScopedTx::begin(db, None, Some(user), None).await?;
-    let rows = sqlx::query_as::<_, OrgMembership>(
-        "SELECT org_id, name, status, role FROM app.my_memberships()",
+    let rows = sqlx::query_as!(
+        OrgMembership,
+        r#"SELECT org_id AS "org_id!: OrgId", name AS "name!", status AS "status!: OrgStatus",
+                  role AS "role!: Role"
+             FROM app.my_memberships()"#
     )
     .fetch_all(tx.conn())
     .await?;
@@ -136,13 +137,15 @@ pub async fn record_denied(
         DeniedKind::InvalidWebhookSignature => "invalid_webhook_signature",
     };
     let (mut tx, _) = ScopedTx::begin(db, None, user, None).await?;
-    sqlx::query("SELECT app.record_security_event($1, $2, $3, $4)")
-        .bind(org.as_uuid())
-        .bind(kind)
-        .bind(route)
-        .bind(detail)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query!(
+        "SELECT app.record_security_event($1, $2, $3, $4)",
+        org.as_uuid(),
+        kind,
+        route,
+        detail
+    )
+    .execute(tx.conn())
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -177,10 +180,12 @@ pub async fn classify_probes(db: &Db, probes: &[(Probe, String)]) -> Result<u64,
         })
         .collect();
     let mut one = OneStatement::open(db).await?;
-    let found: i32 = sqlx::query_scalar("SELECT app.classify_probes($1)")
-        .bind(serde_json::Value::Array(batch))
-        .fetch_one(one.conn())
-        .await?;
+    let found = sqlx::query_scalar!(
+        r#"SELECT app.classify_probes($1) AS "found!""#,
+        serde_json::Value::Array(batch)
+    )
+    .fetch_one(one.conn())
+    .await?;
     one.finish().await?;
     Ok(u64::try_from(found).unwrap_or(0))
 }
@@ -197,7 +202,6 @@ pub struct WebhookCredentials {
 }
 
 /// A row of `app.webhook_credentials` or `app.oauth_client_credentials`.
-#[derive(FromRow)]
 struct CredentialsRow {
     org_id: Option<Uuid>,
     status: Option<String>,
@@ -227,12 +231,13 @@ pub async fn webhook_credentials(
     provider: voxanne_domain::IntegrationProvider,
 ) -> Result<WebhookCredentials, DbError> {
     let mut one = OneStatement::open(db).await?;
-    let row: CredentialsRow = sqlx::query_as(
+    let row = sqlx::query_as!(
+        CredentialsRow,
         "SELECT org_id, status, secrets_enc, key_id, config
            FROM app.webhook_credentials($1, $2)",
+        number,
+        provider.as_str()
     )
-    .bind(number)
-    .bind(provider.as_str())
     .fetch_one(one.conn())
     .await?;
     one.finish().await?;
@@ -248,12 +253,13 @@ pub async fn oauth_client_credentials(
     provider: voxanne_domain::IntegrationProvider,
 ) -> Result<WebhookCredentials, DbError> {
     let mut one = OneStatement::open(db).await?;
-    let row: CredentialsRow = sqlx::query_as(
+    let row = sqlx::query_as!(
+        CredentialsRow,
         "SELECT org_id, status, secrets_enc, key_id, config
            FROM app.oauth_client_credentials($1, $2)",
+        client_id,
+        provider.as_str()
     )
-    .bind(client_id)
-    .bind(provider.as_str())
     .fetch_one(one.conn())
     .await?;
     one.finish().await?;
@@ -261,7 +267,7 @@ pub async fn oauth_client_credentials(
 }
 
 /// A recording job, claimed for one worker until its lease runs out.
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedRecording {
     pub org_id: Uuid,
     pub call_id: Uuid,
@@ -280,14 +286,15 @@ pub async fn claim_recordings(
     lease: std::time::Duration,
 ) -> Result<Vec<ClaimedRecording>, DbError> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = lease.as_secs_f64() * 1000.0;
     let mut one = OneStatement::open(db).await?;
-    let rows = sqlx::query_as::<_, ClaimedRecording>(
-        "SELECT org_id, call_id, recording_url, attempt
-           FROM app.claim_recordings($1, $2 * interval '1 millisecond')",
+    let rows = sqlx::query_as!(
+        ClaimedRecording,
+        r#"SELECT org_id AS "org_id!", call_id AS "call_id!", recording_url, attempt AS "attempt!"
+             FROM app.claim_recordings($1, $2 * interval '1 millisecond')"#,
+        batch,
+        lease_ms
     )
-    .bind(batch)
-    .bind(lease_ms)
     .fetch_all(one.conn())
     .await?;
     one.finish().await?;
@@ -298,7 +305,7 @@ pub async fn claim_recordings(
 /// SECURITY DEFINER `app.requeue_stale_recordings`. Returns how many.
 pub async fn requeue_stale_recordings(db: &Db) -> Result<i64, DbError> {
     let mut one = OneStatement::open(db).await?;
-    let n = sqlx::query_scalar("SELECT app.requeue_stale_recordings()")
+    let n = sqlx::query_scalar!(r#"SELECT app.requeue_stale_recordings() AS "n!""#)
         .fetch_one(one.conn())
         .await?;
     one.finish().await?;
@@ -309,15 +316,20 @@ pub async fn requeue_stale_recordings(db: &Db) -> Result<i64, DbError> {
 /// SECURITY DEFINER `app.recording_queue_depth`: for the metrics.
 pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
     let mut one = OneStatement::open(db).await?;
-    let rows = sqlx::query_as("SELECT status, depth FROM app.recording_queue_depth()")
-        .fetch_all(one.conn())
-        .await?;
+    let rows = sqlx::query!(
+        r#"SELECT status AS "status!", depth AS "depth!" FROM app.recording_queue_depth()"#
+    )
+    .fetch_all(one.conn())
+    .await?
+    .into_iter()
+    .map(|row| (row.status, row.depth))
+    .collect();
     one.finish().await?;
     Ok(rows)
 }
 
 /// An SMS confirmation, claimed for one worker until its lease runs out.
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedSms {
     pub org_id: Uuid,
     pub sms_id: Uuid,
@@ -338,14 +350,16 @@ pub async fn claim_sms(
     lease: std::time::Duration,
 ) -> Result<Vec<ClaimedSms>, DbError> {
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = lease.as_secs_f64() * 1000.0;
     let mut one = OneStatement::open(db).await?;
-    let rows = sqlx::query_as::<_, ClaimedSms>(
-        "SELECT org_id, sms_id, appointment_id, to_number, body, attempt
-           FROM app.claim_sms($1, $2 * interval '1 millisecond')",
+    let rows = sqlx::query_as!(
+        ClaimedSms,
+        r#"SELECT org_id AS "org_id!", sms_id AS "sms_id!", appointment_id,
+                  to_number AS "to_number!", body AS "body!", attempt AS "attempt!"
+             FROM app.claim_sms($1, $2 * interval '1 millisecond')"#,
+        batch,
+        lease_ms
     )
-    .bind(batch)
-    .bind(lease_ms)
     .fetch_all(one.conn())
     .await?;
     one.finish().await?;
@@ -356,7 +370,7 @@ pub async fn claim_sms(
 /// the SECURITY DEFINER `app.requeue_stale_sms`. Returns how many.
 pub async fn requeue_stale_sms(db: &Db) -> Result<i64, DbError> {
     let mut one = OneStatement::open(db).await?;
-    let n = sqlx::query_scalar("SELECT app.requeue_stale_sms()")
+    let n = sqlx::query_scalar!(r#"SELECT app.requeue_stale_sms() AS "n!""#)
         .fetch_one(one.conn())
         .await?;
     one.finish().await?;
@@ -367,9 +381,13 @@ pub async fn requeue_stale_sms(db: &Db) -> Result<i64, DbError> {
 /// the SECURITY DEFINER `app.sms_queue_depth`: for the metrics.
 pub async fn sms_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
     let mut one = OneStatement::open(db).await?;
-    let rows = sqlx::query_as("SELECT status, depth FROM app.sms_queue_depth()")
-        .fetch_all(one.conn())
-        .await?;
+    let rows =
+        sqlx::query!(r#"SELECT status AS "status!", depth AS "depth!" FROM app.sms_queue_depth()"#)
+            .fetch_all(one.conn())
+            .await?
+            .into_iter()
+            .map(|row| (row.status, row.depth))
+            .collect();
     one.finish().await?;
     Ok(rows)
 }
@@ -384,12 +402,14 @@ pub async fn known_recording_objects(
     let calls: Vec<Uuid> = objects.iter().map(|o| o.1).collect();
     let keys: Vec<String> = objects.iter().map(|o| o.2.clone()).collect();
     let mut one = OneStatement::open(db).await?;
-    let known = sqlx::query_scalar("SELECT app.known_recording_objects($1, $2, $3)")
-        .bind(orgs)
-        .bind(calls)
-        .bind(keys)
-        .fetch_all(one.conn())
-        .await?;
+    let known = sqlx::query_scalar!(
+        r#"SELECT app.known_recording_objects($1, $2, $3) AS "key!""#,
+        &orgs,
+        &calls,
+        &keys
+    )
+    .fetch_all(one.conn())
+    .await?;
     one.finish().await?;
     Ok(known)
 }
@@ -402,14 +422,18 @@ pub async fn stored_recordings(
     limit: u32,
 ) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
     let mut one = OneStatement::open(db).await?;
-    let rows = sqlx::query_as(
-        "SELECT org_id, call_id, recording_path FROM app.stored_recordings($1, $2, $3)",
+    let rows = sqlx::query!(
+        r#"SELECT org_id AS "org_id!", call_id AS "call_id!", recording_path AS "recording_path!"
+             FROM app.stored_recordings($1, $2, $3)"#,
+        after.map(|a| a.0),
+        after.map(|a| a.1),
+        i32::try_from(limit).unwrap_or(i32::MAX)
     )
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1))
-    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
     .fetch_all(one.conn())
-    .await?;
+    .await?
+    .into_iter()
+    .map(|row| (row.org_id, row.call_id, row.recording_path))
+    .collect();
     one.finish().await?;
     Ok(rows)
 }
@@ -421,11 +445,13 @@ pub async fn org_for_number(
     number: &voxanne_domain::PhoneNumber,
 ) -> Result<Option<(OrgId, bool)>, DbError> {
     let (mut tx, _) = ScopedTx::begin(db, None, None, None).await?;
-    let row: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT org_id, status FROM app.org_for_number($1)")
-            .bind(number.as_str())
-            .fetch_optional(tx.conn())
-            .await?;
+    let row = sqlx::query!(
+        r#"SELECT org_id AS "org_id!: OrgId", status AS "status!: OrgStatus"
+             FROM app.org_for_number($1)"#,
+        number.as_str()
+    )
+    .fetch_optional(tx.conn())
+    .await?;
     tx.commit().await?;
-    Ok(row.map(|(org, status)| (OrgId::from_uuid(org), status == "active")))
+    Ok(row.map(|row| (row.org_id, row.status == OrgStatus::Active)))
 }

@@ -12,6 +12,8 @@ mod phone;
 mod providers;
 mod role;
 mod sms;
+#[cfg(feature = "sqlx")]
+mod sql;
 
 pub use agent::{Interval, OpeningHours, OpeningHoursError, TimeZoneError, TimeZoneName, Weekday};
 pub use calls::{

@@ -126,9 +126,23 @@ fn apply(path: &str, operation: &mut Operation) {
         "500",
         "internal error (details only in the server log, under the request id)",
     );
+    add(
+        operation,
+        "503",
+        "try again shortly: the database is unavailable (`unavailable`), the request ran out of \
+         time and was rolled back (`timeout`), or the server is at its connection cap \
+         (`too_many_connections`)",
+    );
+    if path.starts_with("/webhooks/") || path.starts_with("/oauth/") {
+        add(operation, "429", "too many requests for this number (webhooks) or client (token requests) this minute: `rate_limited`, with `Retry-After`");
+    }
+    if takes_header(operation, "Idempotency-Key") {
+        add(operation, "422", "the `Idempotency-Key` is malformed, or was used with a different request: `validation_failed`, `idempotency_key_reused`");
+    }
     if is_public(path) {
         return;
     }
+    add(operation, "429", "too many failed authentications from this address (`rate_limited`), or the clinic's share of the database is in use (`org_busy`): with `Retry-After`");
     add(operation, "401", "missing, malformed, expired or badly signed token: `unauthenticated`, `invalid_token`, `token_expired`");
     operation.security = Some(vec![SecurityRequirement::new(
         "bearer",
@@ -184,6 +198,14 @@ fn apply(path: &str, operation: &mut Operation) {
             "a query parameter failed validation: `validation_failed`, with `field`",
         );
     }
+}
+
+fn takes_header(operation: &Operation, name: &str) -> bool {
+    operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case(name))
 }
 
 /// Documents an error response, unless the operation documents that status itself.

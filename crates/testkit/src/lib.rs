@@ -160,10 +160,10 @@ impl TestDb {
         let mut admin = self.admin().await;
         let mut left = 0;
         for _ in 0..300 {
-            left = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = current_database() AND usename = 'voxanne_app'
-                    AND state LIKE 'idle in transaction%'",
+            left = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "n!" FROM pg_stat_activity
+                    WHERE datname = current_database() AND usename = 'voxanne_app'
+                      AND state LIKE 'idle in transaction%'"#
             )
             .fetch_one(&mut admin)
             .await
@@ -237,6 +237,7 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
          VALUES ($1, 'fixture-key', 'fixture-hash', 201, '{}')",
     ];
     for sql in statements {
+        // Dynamic: the list above, run in turn with the same parameter.
         sqlx::query(sql)
             .bind(org)
             .execute(tx.conn())
@@ -248,18 +249,22 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
 /// Every table in `public` that holds tenant data, from the catalog: the tables with an
 /// `org_id` column, and `organizations` itself. Paired with the name of its tenant column.
 pub async fn tenant_tables(admin: &mut PgConnection) -> Vec<(String, String)> {
-    sqlx::query_as(
-        "SELECT c.relname::text, CASE WHEN c.relname = 'organizations' THEN 'id' ELSE 'org_id' END
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-            AND (c.relname = 'organizations' OR EXISTS (
-                  SELECT 1 FROM pg_attribute a
-                   WHERE a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped))
-          ORDER BY 1",
+    sqlx::query!(
+        r#"SELECT c.relname::text AS "table!",
+                  CASE WHEN c.relname = 'organizations' THEN 'id' ELSE 'org_id' END AS "column!"
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+              AND (c.relname = 'organizations' OR EXISTS (
+                    SELECT 1 FROM pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped))
+            ORDER BY 1"#
     )
     .fetch_all(admin)
     .await
     .expect("listing tenant tables")
+    .into_iter()
+    .map(|row| (row.table, row.column))
+    .collect()
 }
 
 /// A fresh, empty database (not migrated) on the test cluster, and the superuser URL that

@@ -91,11 +91,12 @@ async fn open_embedded(cluster: &EmbeddedCluster, config: &Config) -> anyhow::Re
     let mut admin = PgConnection::connect_with(&cluster.connect_options(ADMIN_ROLE, "postgres"))
         .await
         .context("connecting to the embedded PostgreSQL")?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(EMBEDDED_DATABASE)
-            .fetch_one(&mut admin)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        EMBEDDED_DATABASE
+    )
+    .fetch_one(&mut admin)
+    .await?;
     if !exists {
         admin
             .execute(format!("CREATE DATABASE {EMBEDDED_DATABASE}").as_str())

@@ -145,7 +145,6 @@ pub async fn seed(
     let newest_a_call = tx
         .list_calls(&CallFilter::default(), None, 1)
         .await?
-        .calls
         .first()
         .map(|c| c.id)
         .ok_or_else(|| anyhow::anyhow!("the demo clinic has no calls"))?;

@@ -4,8 +4,9 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, Tenant};
 use axum::Json;
-use serde::Deserialize;
-use voxanne_db::agent_configuration::AgentConfiguration;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use voxanne_db::agent_configuration::AgentConfiguration as StoredConfiguration;
 use voxanne_domain::{OpeningHours, PhoneNumber, TimeZoneName};
 use voxanne_webhooks::vapi_voice::Voice;
 
@@ -43,8 +44,41 @@ pub struct PutAgentConfiguration {
     hipaa_enabled: bool,
 }
 
+/// The clinic's agent configuration as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentConfiguration {
+    /// What the agent says when it answers.
+    greeting: String,
+    /// `provider:voiceId`.
+    voice: String,
+    opening_hours: OpeningHours,
+    time_zone: TimeZoneName,
+    /// Where the agent transfers a caller who asks for a person (E.164).
+    #[schema(value_type = Option<String>, example = "+14155550100")]
+    transfer_number: Option<PhoneNumber>,
+    /// Whether Vapi runs the clinic's calls under its HIPAA mode (`compliancePlan.hipaaEnabled`:
+    /// Vapi keeps no recording or transcript; honoured on Vapi plans that include it).
+    hipaa_enabled: bool,
+    /// `null` until the clinic saves a configuration (the defaults apply).
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<StoredConfiguration> for AgentConfiguration {
+    fn from(c: StoredConfiguration) -> Self {
+        Self {
+            greeting: c.greeting,
+            voice: c.voice,
+            opening_hours: c.opening_hours,
+            time_zone: c.time_zone,
+            transfer_number: c.transfer_number,
+            hipaa_enabled: c.hipaa_enabled,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
 impl PutAgentConfiguration {
-    fn parse(self) -> Result<AgentConfiguration, ApiError> {
+    fn parse(self) -> Result<StoredConfiguration, ApiError> {
         if self.greeting.chars().count() > MAX_GREETING_CHARS {
             return Err(ApiError::validation(
                 "greeting",
@@ -59,7 +93,7 @@ impl PutAgentConfiguration {
             ));
         }
         let voice = Voice::parse(voice).map_err(|e| ApiError::validation("voice", e))?;
-        Ok(AgentConfiguration {
+        Ok(StoredConfiguration {
             greeting: self.greeting,
             voice: voice.as_stored(),
             hipaa_enabled: self.hipaa_enabled,
@@ -76,7 +110,7 @@ impl PutAgentConfiguration {
 pub async fn get(Tenant(mut tx): Tenant) -> Result<Json<AgentConfiguration>, ApiError> {
     let config = tx.get_agent_configuration().await?;
     tx.commit().await?;
-    Ok(Json(config))
+    Ok(Json(config.into()))
 }
 
 /// Replaces the clinic's agent configuration (admins).
@@ -92,5 +126,5 @@ pub async fn put(
     let config = body.parse()?;
     let saved = tx.put_agent_configuration(&config).await?;
     tx.commit().await?;
-    Ok(Json(saved))
+    Ok(Json(saved.into()))
 }

@@ -122,7 +122,7 @@ pub async fn list(
 ) -> Result<Json<Page<CalendarConnection>>, ApiError> {
     let (after, limit) = params.parse()?;
     let mut rows = tx
-        .list_calendar_connections(after.map(|c| (c.at, c.id)), i64::from(limit) + 1)
+        .list_calendar_connections(after.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
     Ok(Json(

@@ -1,12 +1,13 @@
 use crate::error::ApiError;
 use crate::extract::{AppPath, AppQuery, Tenant};
 use crate::fields::time_range;
+use crate::found::found;
 use crate::pagination::{parse_page, Cursor, Page};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
-use voxanne_db::calls::{Call as CallRow, CallFilter, CallKey};
+use voxanne_db::calls::{Call as CallRow, CallFilter};
 use voxanne_domain::{CallDirection, CallId, CallStatus, ContactId, OrgId, RecordingStatus};
 
 /// A call as the API shows it (the row is the database's: a column renamed there is a
@@ -78,7 +79,7 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    fn parse(&self) -> Result<(CallFilter, Option<CallKey>, u32), ApiError> {
+    fn parse(&self) -> Result<(CallFilter, Option<Cursor>, u32), ApiError> {
         let direction = self
             .direction
             .as_deref()
@@ -96,11 +97,7 @@ impl ListParams {
             })
             .transpose()?;
         let (from, to) = time_range(self.from.as_deref(), self.to.as_deref())?;
-        let (cursor, limit) = parse_page(self.cursor.as_deref(), self.limit.as_deref())?;
-        let after = cursor.map(|c| CallKey {
-            started_at: c.at,
-            id: c.id,
-        });
+        let (after, limit) = parse_page(self.cursor.as_deref(), self.limit.as_deref())?;
         Ok((
             CallFilter {
                 direction,
@@ -121,18 +118,15 @@ pub async fn list(
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<Page<Call>>, ApiError> {
     let (filter, after, limit) = params.parse()?;
-    let page = tx.list_calls(&filter, after, limit).await?;
+    let mut rows = tx
+        .list_calls(&filter, after.map(|c| (c.at, c.id)), limit + 1)
+        .await?;
     tx.commit().await?;
-    Ok(Json(Page {
-        data: page.calls.into_iter().map(Call::from).collect(),
-        next_cursor: page.next.map(|k| {
-            Cursor {
-                at: k.started_at,
-                id: k.id,
-            }
-            .encode()
-        }),
-    }))
+    let page = Page::from_overfetch(&mut rows, limit, |c| Cursor {
+        at: c.started_at,
+        id: c.id.as_uuid(),
+    });
+    Ok(Json(page.map(Call::from)))
 }
 
 /// One call. Another clinic's call is exactly as absent as a missing one.
@@ -141,10 +135,7 @@ pub async fn get(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<CallId>,
 ) -> Result<Json<Call>, ApiError> {
-    let call = tx
-        .get_call(id)
-        .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id.as_uuid()))?;
+    let call = found::<CallRow>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(call.into()))
 }
@@ -159,10 +150,7 @@ pub async fn recording(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<CallId>,
 ) -> Result<axum::response::Response, ApiError> {
-    let call = tx
-        .get_call(id)
-        .await?
-        .ok_or_else(|| ApiError::missing(tx.membership(), "calls", "id", id.as_uuid()))?;
+    let call = found::<CallRow>(&mut tx, id).await?;
     tx.commit().await?;
     let key = match (call.recording_status, call.recording_path) {
         (voxanne_domain::RecordingStatus::Stored, Some(key)) => key,

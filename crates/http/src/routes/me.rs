@@ -4,8 +4,8 @@ use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
-use voxanne_db::system::{memberships, OrgMembership};
-use voxanne_domain::{OrgId, Role, UserId};
+use voxanne_db::system::memberships;
+use voxanne_domain::{OrgId, OrgStatus, Role, UserId};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Me {
@@ -17,6 +17,26 @@ pub struct Me {
     pub orgs: Vec<OrgMembership>,
 }
 
+/// One org the user belongs to, and their role in it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrgMembership {
+    pub org_id: OrgId,
+    pub name: String,
+    pub status: OrgStatus,
+    pub role: Role,
+}
+
+impl From<voxanne_db::system::OrgMembership> for OrgMembership {
+    fn from(m: voxanne_db::system::OrgMembership) -> Self {
+        Self {
+            org_id: m.org_id,
+            name: m.name,
+            status: m.status,
+            role: m.role,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserRef {
     pub id: UserId,
@@ -26,7 +46,7 @@ pub struct UserRef {
 pub struct ActiveOrg {
     pub id: OrgId,
     pub name: String,
-    pub status: voxanne_domain::OrgStatus,
+    pub status: OrgStatus,
 }
 
 /// The caller: user, active org and role (when one is selected), and every org they belong to.
@@ -50,7 +70,11 @@ pub async fn me(
             Some(role)
         }
     };
-    let orgs = memberships(&state.db, principal.user).await?;
+    let orgs: Vec<OrgMembership> = memberships(&state.db, principal.user)
+        .await?
+        .into_iter()
+        .map(OrgMembership::from)
+        .collect();
     let active_org = principal.requested_org.and_then(|org| {
         orgs.iter().find(|m| m.org_id == org).map(|m| ActiveOrg {
             id: org,

@@ -69,7 +69,7 @@ pub async fn list(
 }
 
 /// Adds a member (admins; only owners add owners).
-#[utoipa::path(post, path = "/members", tag = "members", request_body = NewMember, responses((status = 201, body = Member)))]
+#[utoipa::path(post, path = "/members", tag = "members", request_body = NewMember, responses((status = 201, body = Member), (status = 409, description = "the user is a member already: `already_a_member`", body = crate::openapi::ErrorBody)))]
 pub async fn add(
     Tenant(mut tx): Tenant,
     AppJson(body): AppJson<NewMember>,
@@ -91,7 +91,7 @@ pub async fn add(
 }
 
 /// Changes a member's role (admins; only owners grant or revoke `owner`; never the last owner's).
-#[utoipa::path(patch, path = "/members/{user_id}", tag = "members", params(("user_id" = Uuid, Path, description = "the member's user id")), request_body = MemberChanges, responses((status = 200, body = Member)))]
+#[utoipa::path(patch, path = "/members/{user_id}", tag = "members", params(("user_id" = Uuid, Path, description = "the member's user id")), request_body = MemberChanges, responses((status = 200, body = Member), (status = 409, description = "the clinic would be left without an owner: `last_owner`", body = crate::openapi::ErrorBody)))]
 pub async fn update(
     Tenant(mut tx): Tenant,
     AppPath(user): AppPath<UserId>,
@@ -122,7 +122,7 @@ pub async fn update(
 
 /// Removes a member (admins; only owners remove owners; anyone may remove themselves; never
 /// the last owner). It takes effect on their next request.
-#[utoipa::path(delete, path = "/members/{user_id}", tag = "members", params(("user_id" = Uuid, Path, description = "the member's user id")), responses((status = 204, description = "removed")))]
+#[utoipa::path(delete, path = "/members/{user_id}", tag = "members", params(("user_id" = Uuid, Path, description = "the member's user id")), responses((status = 204, description = "removed"), (status = 409, description = "the clinic would be left without an owner: `last_owner`", body = crate::openapi::ErrorBody)))]
 pub async fn remove(
     Tenant(mut tx): Tenant,
     AppPath(user): AppPath<UserId>,

@@ -17,4 +17,5 @@ pub mod organizations;
 pub mod phone_numbers;
 pub mod security_events;
 pub mod sms_confirmations;
+mod vapi_message_schema;
 pub mod webhooks;

@@ -80,7 +80,7 @@ pub async fn get(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<SmsConfirmation>, ApiError> {
     let sms = tx
-        .get_sms_confirmation(id)
+        .get_sms_confirmation(id.into())
         .await?
         .ok_or_else(|| ApiError::missing(tx.membership(), "sms_confirmation_logs", "id", id))?;
     tx.commit().await?;

@@ -32,18 +32,32 @@ const VAPI_ROUTE: &str = "POST /webhooks/voice/vapi";
 pub const CREDENTIAL_ID: &str = "credential_id";
 const TWILIO_ROUTE: &str = "POST /webhooks/voice/twilio";
 
-/// A Vapi server message (the fields Voxanne reads; others are ignored).
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(example = json!({"message": {"type": "end-of-call-report", "endedReason": "customer-ended-call",
-    "call": {"id": "vapi-call-1", "type": "inboundPhoneCall"},
-    "phoneNumber": {"number": "+14155550100"}, "customer": {"number": "+14155559876"},
-    "startedAt": "2026-11-23T10:00:00Z", "endedAt": "2026-11-23T10:03:00Z", "durationSeconds": 180,
-    "artifact": {"transcript": "I'd like a cleaning.", "recordingUrl": "https://recordings.example/1.wav"},
-    "analysis": {"summary": "Booked a cleaning."}}}))]
-pub struct VapiServerMessage {
-    #[schema(value_type = Object)]
-    pub message: serde_json::Value,
+/// A Vapi server message (the fields Voxanne reads; others are ignored): its schema is
+/// `vapi_message_schema.rs`'s.
+#[derive(Debug)]
+pub struct VapiServerMessage;
+
+impl utoipa::PartialSchema for VapiServerMessage {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut schema = super::vapi_message_schema::server_message();
+        if let utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object)) =
+            &mut schema
+        {
+            object.example = Some(serde_json::json!({"message": {"type": "end-of-call-report",
+                "endedReason": "customer-ended-call",
+                "call": {"id": "vapi-call-1", "type": "inboundPhoneCall"},
+                "phoneNumber": {"number": "+14155550100"}, "customer": {"number": "+14155559876"},
+                "startedAt": "2026-11-23T10:00:00Z", "endedAt": "2026-11-23T10:03:00Z",
+                "durationSeconds": 180,
+                "artifact": {"transcript": "I'd like a cleaning.",
+                             "recordingUrl": "https://recordings.example/1.wav"},
+                "analysis": {"summary": "Booked a cleaning."}}}));
+        }
+        schema
+    }
 }
+
+impl utoipa::ToSchema for VapiServerMessage {}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookAck {

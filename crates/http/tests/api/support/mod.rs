@@ -2,6 +2,7 @@
 //! the acceptance criteria.
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod declared;
 pub mod fake_twilio;
 pub mod fake_vapi;
 pub mod openapi;
@@ -232,6 +233,7 @@ impl TestApp {
         }
         let response = request.send().await.expect("request");
         let status = response.status();
+        declared::check("GET", path, status.as_u16());
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"));
@@ -251,6 +253,7 @@ impl TestApp {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Response {
+        let method_name = method;
         let method: reqwest::Method = method.parse().expect("method");
         let mut request = self
             .client
@@ -264,6 +267,7 @@ impl TestApp {
         }
         let response = request.send().await.expect("request");
         let status = response.status();
+        declared::check(method_name, path, status.as_u16());
         let text = response.text().await.expect("body");
         let body = if text.is_empty() {
             Value::Null
@@ -374,6 +378,7 @@ impl TestApp {
         }
         let response = request.send().await.expect("send");
         let status = response.status();
+        declared::check("POST", "/webhooks/voice/vapi", status.as_u16());
         let body = response.json().await.unwrap_or(Value::Null);
         Response { status, body }
     }
