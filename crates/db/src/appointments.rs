@@ -7,6 +7,7 @@ use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxanne_domain::availability::{OpeningHours, Span};
+use voxanne_domain::booking::RequestedSlot;
 use voxanne_domain::{AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId};
 
 /// A row of `appointments` (the API's view is the HTTP layer's).
@@ -76,7 +77,8 @@ macro_rules! hold_query {
 
 tenant_row!(AppointmentHold, HoldId, "appointment_holds", hold_query);
 
-/// What a new appointment or hold is about; validated by the caller.
+/// What a new appointment or hold is about; validated by the caller
+/// (`voxanne_domain::booking`).
 #[derive(Debug, Clone)]
 pub struct SlotRequest {
     pub contact_id: Option<ContactId>,
@@ -84,6 +86,23 @@ pub struct SlotRequest {
     pub resource: String,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
+}
+
+impl SlotRequest {
+    /// The slot asked for (valid by the booking rule), for a contact and a call.
+    pub fn new(
+        contact_id: Option<ContactId>,
+        call_id: Option<CallId>,
+        slot: RequestedSlot,
+    ) -> Self {
+        Self {
+            contact_id,
+            call_id,
+            resource: slot.resource,
+            starts_at: slot.span.start,
+            ends_at: slot.span.end,
+        }
+    }
 }
 
 /// Why a booking write was refused.

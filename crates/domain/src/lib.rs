@@ -3,6 +3,7 @@
 
 mod agent;
 pub mod availability;
+pub mod booking;
 mod calls;
 mod chunks;
 mod ids;

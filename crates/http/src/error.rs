@@ -315,6 +315,24 @@ impl From<TenantError> for ApiError {
     }
 }
 
+/// The booking rule's refusals, in the API's words: the field at fault and what it must be.
+impl From<voxanne_domain::booking::SlotRefusal> for ApiError {
+    fn from(e: voxanne_domain::booking::SlotRefusal) -> Self {
+        use voxanne_domain::booking::SlotRefusal;
+        let (field, message) = match e {
+            SlotRefusal::ResourceName => ("resource", "must be 1 to 100 characters"),
+            SlotRefusal::EndsBeforeStart => ("ends_at", "must be after starts_at"),
+            SlotRefusal::TooLong => ("ends_at", "at most 24 hours after starts_at"),
+            SlotRefusal::NotesTooLong => ("notes", "at most 2000 characters"),
+            SlotRefusal::Length => ("duration", "minutes, an integer from 5 to 480"),
+            SlotRefusal::HoldTime => ("ttl_seconds", "must be 1 to 900"),
+            SlotRefusal::InThePast => ("starts_at", "must not be in the past"),
+            SlotRefusal::Closed => ("starts_at", "the clinic is not open for the whole slot"),
+        };
+        ApiError::validation(field, message)
+    }
+}
+
 impl From<voxanne_domain::MemberRefusal> for ApiError {
     fn from(e: voxanne_domain::MemberRefusal) -> Self {
         match e {

@@ -1,7 +1,6 @@
 //! Voxanne's HTTP API. Routes are in `routes/`, the error policy in `error.rs`, and the
 //! tenant boundary of a request in `extract.rs` (`Tenant`).
 
-pub mod agent;
 pub mod auth;
 pub mod error;
 pub mod extract;

@@ -17,12 +17,12 @@
 //! is called.
 
 use crate::error::ApiError;
-use crate::routes::webhooks::CREDENTIAL_ID;
 use crate::vapi::{VapiApi, VapiError, VapiSettings};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use voxanne_agent::CREDENTIAL_ID;
 use voxanne_db::crypto::Keyring;
 use voxanne_db::phone_numbers::NUMBER_TAKEN;
 use voxanne_db::{Db, DbError, TenantTx};

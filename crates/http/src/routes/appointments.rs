@@ -9,11 +9,12 @@ use crate::pagination::{parse_page, Cursor, Page};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 use voxanne_db::appointments::{Appointment as AppointmentRow, SlotRequest};
+use voxanne_domain::booking::{self, SlotRefusal};
 use voxanne_domain::{AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId};
 
 /// An appointment as the API shows it (the row is the database's).
@@ -53,11 +54,7 @@ impl From<AppointmentRow> for Appointment {
     }
 }
 
-/// The longest appointment or hold.
-const MAX_LENGTH: Duration = Duration::hours(24);
-const MAX_NOTES: usize = 2000;
-
-/// Validates what a new appointment or hold asks for, naming the field that fails.
+/// Validates what a new appointment or hold asks for, by the booking rule.
 pub(crate) fn slot_request(
     contact_id: Option<ContactId>,
     call_id: Option<CallId>,
@@ -65,41 +62,8 @@ pub(crate) fn slot_request(
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
 ) -> Result<SlotRequest, ApiError> {
-    let resource = resource.map(str::trim).unwrap_or("default");
-    if !(1..=100).contains(&resource.chars().count()) {
-        return Err(ApiError::validation(
-            "resource",
-            "must be 1 to 100 characters",
-        ));
-    }
-    check_range(starts_at, ends_at)?;
-    Ok(SlotRequest {
-        contact_id,
-        call_id,
-        resource: resource.to_owned(),
-        starts_at,
-        ends_at,
-    })
-}
-
-fn check_range(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Result<(), ApiError> {
-    if ends_at <= starts_at {
-        return Err(ApiError::validation("ends_at", "must be after starts_at"));
-    }
-    if ends_at - starts_at > MAX_LENGTH {
-        return Err(ApiError::validation(
-            "ends_at",
-            "at most 24 hours after starts_at",
-        ));
-    }
-    Ok(())
-}
-
-fn check_notes(notes: Option<&str>) -> Result<(), ApiError> {
-    if notes.is_some_and(|n| n.chars().count() > MAX_NOTES) {
-        return Err(ApiError::validation("notes", "at most 2000 characters"));
-    }
-    Ok(())
+    let slot = booking::requested_slot(resource, starts_at, ends_at)?;
+    Ok(SlotRequest::new(contact_id, call_id, slot))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -180,7 +144,7 @@ pub async fn create(
         body.starts_at,
         body.ends_at,
     )?;
-    check_notes(body.notes.as_deref())?;
+    booking::notes(body.notes.as_deref())?;
     let request = json!({ "op": "create_appointment", "body": body });
     if let Some(replay) = key.claim(&mut tx, &request).await? {
         return Ok(replay);
@@ -246,9 +210,9 @@ pub async fn update(
     AppJson(body): AppJson<AppointmentChange>,
 ) -> Result<Json<Appointment>, ApiError> {
     if let (Some(starts_at), Some(ends_at)) = (body.starts_at, body.ends_at) {
-        check_range(starts_at, ends_at)?;
+        booking::span(starts_at, ends_at)?;
     }
-    check_notes(body.notes.as_ref().and_then(|n| n.as_deref()))?;
+    booking::notes(body.notes.as_ref().and_then(|n| n.as_deref()))?;
     let m = *tx.membership();
     let appointment = tx
         .reschedule_appointment(
@@ -259,11 +223,8 @@ pub async fn update(
         )
         .await
         .map_err(|e| ApiError::booking(&m, ("appointments", id.as_uuid()), e))?;
-    if appointment.ends_at - appointment.starts_at > MAX_LENGTH {
-        return Err(ApiError::validation(
-            "ends_at",
-            "at most 24 hours after starts_at",
-        ));
+    if appointment.ends_at - appointment.starts_at > booking::MAX_LENGTH {
+        return Err(SlotRefusal::TooLong.into());
     }
     tx.commit().await?;
     Ok(Json(appointment.into()))

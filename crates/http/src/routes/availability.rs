@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use voxanne_domain::availability::{free_slots, Span};
+use voxanne_domain::booking::{self, SlotRefusal};
 
 const MAX_RANGE: Duration = Duration::days(31);
 
@@ -68,20 +69,9 @@ pub async fn get(
     }
     let duration = required("duration", &params.duration)?
         .parse::<u32>()
-        .ok()
-        .filter(|d| (5..=480).contains(d))
-        .ok_or_else(|| ApiError::validation("duration", "minutes, an integer from 5 to 480"))?;
-    let resource = params
-        .resource
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or("default");
-    if !(1..=100).contains(&resource.chars().count()) {
-        return Err(ApiError::validation(
-            "resource",
-            "must be 1 to 100 characters",
-        ));
-    }
+        .map_err(|_| SlotRefusal::Length)?;
+    let length = booking::slot_length(u64::from(duration))?;
+    let resource = booking::resource(params.resource.as_deref())?;
     let window = Span {
         start: from,
         end: to,
@@ -95,14 +85,7 @@ pub async fn get(
         ))
     })?;
     let slots = match &schedule.opening_hours {
-        Some(hours) => free_slots(
-            hours,
-            tz,
-            window,
-            Duration::minutes(i64::from(duration)),
-            &schedule.busy,
-            schedule.now,
-        ),
+        Some(hours) => free_slots(hours, tz, window, length, &schedule.busy, schedule.now),
         None => Vec::new(),
     };
     Ok(Json(Availability {

@@ -49,9 +49,6 @@ impl From<HoldRow> for AppointmentHold {
     }
 }
 
-pub const DEFAULT_TTL_SECONDS: u32 = 120;
-pub const MAX_TTL_SECONDS: u32 = 900;
-
 /// The live (unexpired) holds, by start time, keyset-paginated.
 #[utoipa::path(get, path = "/appointment-holds", tag = "appointments", params(PageParams), responses((status = 200, body = Page<AppointmentHold>)))]
 pub async fn list(
@@ -111,10 +108,7 @@ pub async fn create(
         body.starts_at,
         body.ends_at,
     )?;
-    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
-    if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
-        return Err(ApiError::validation("ttl_seconds", "must be 1 to 900"));
-    }
+    let ttl = voxanne_domain::booking::hold_seconds(body.ttl_seconds)?;
     let m = *tx.membership();
     let hold = tx
         .insert_hold(&slot, ttl)

@@ -4,7 +4,6 @@
 //! security event for that clinic. Each platform is a `VoicePlatform` (crates/webhooks): it
 //! reads and verifies its requests; `voice` below does the rest, the same for all of them.
 
-use crate::agent;
 use crate::error::ApiError;
 use crate::security_log::Finding;
 use crate::AppState;
@@ -16,6 +15,7 @@ use axum::Json;
 use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::Serialize;
+use voxanne_agent as agent;
 use voxanne_db::call_events::CallEvent;
 use voxanne_db::integrations::open_sealed;
 use voxanne_db::system::{webhook_credentials, DeniedKind};
@@ -27,9 +27,6 @@ use voxanne_webhooks::voice::{
 };
 
 const VAPI_ROUTE: &str = "POST /webhooks/voice/vapi";
-/// The id of the clinic's Vapi credential, in its vapi integration config (set by
-/// `integrations/vapi/sync`, or by hand).
-pub const CREDENTIAL_ID: &str = "credential_id";
 const TWILIO_ROUTE: &str = "POST /webhooks/voice/twilio";
 
 /// A Vapi server message (the fields Voxanne reads; others are ignored): its schema is
@@ -199,33 +196,16 @@ async fn voice(
     let ack = |call_id| Json(WebhookAck { ok: true, call_id }).into_response();
     match inbound.event {
         VoiceEvent::AssistantRequest => {
-            let answer =
-                async {
-                    match open().await {
-                        // Nothing of a suspended clinic is read: the caller hears an apology.
-                        Err(ApiError::OrgSuspended) => Ok(agent::unavailable_assistant()),
-                        Err(e) => Err(e),
-                        Ok(mut tx) => {
-                            let clinic = tx.get_organization().await?.name;
-                            let config = tx.get_agent_configuration().await?;
-                            let credential = tx.get_integration(provider).await?.and_then(|i| {
-                                i.config.get(CREDENTIAL_ID)?.as_str().map(str::to_owned)
-                            });
-                            tx.commit().await?;
-                            // Tools and messages come back here with the clinic's own credential;
-                            // without one known, the number's server settings in Vapi apply.
-                            let server = state.vapi.webhook_url().zip(credential).map(
-                                |(url, credential_id)| agent::ServerRef { url, credential_id },
-                            );
-                            Ok(agent::clinic_assistant(
-                                &clinic,
-                                &config,
-                                Utc::now(),
-                                server.as_ref(),
-                            ))
-                        }
-                    }
-                };
+            let answer = async {
+                match open().await {
+                    // Nothing of a suspended clinic is read: the caller hears an apology.
+                    Err(ApiError::OrgSuspended) => Ok(agent::unavailable_assistant()),
+                    Err(e) => Err(e),
+                    Ok(tx) => Ok(voice_agent(state)
+                        .answer_assistant_request(tx, provider, Utc::now())
+                        .await?),
+                }
+            };
             let reply = match tokio::time::timeout(agent::ASSISTANT_DEADLINE, answer).await {
                 Ok(reply) => reply?,
                 Err(_) => {
@@ -257,17 +237,21 @@ async fn voice(
             };
             // Verified: each tool runs in a transaction of its own.
             tx.commit().await?;
-            Ok(Json(agent::run_tool_calls(state, &call, &calls).await).into_response())
+            let results = voice_agent(state).run_tool_calls(&call, &calls).await;
+            for found in results.probes {
+                let route = format!("POST /webhooks/voice/{} tool {}", call.provider, found.tool);
+                state.security.report(Finding::Probe {
+                    probe: found.probe,
+                    route,
+                });
+            }
+            Ok(Json(results.reply).into_response())
         }
         VoiceEvent::TransferDestination => {
             let reply = match open().await {
                 Err(ApiError::OrgSuspended) => agent::no_transfer(),
                 Err(e) => return Err(e),
-                Ok(mut tx) => {
-                    let config = tx.get_agent_configuration().await?;
-                    tx.commit().await?;
-                    agent::transfer_destination(&config)
-                }
+                Ok(tx) => voice_agent(state).answer_transfer_request(tx).await?,
             };
             Ok(Json(reply).into_response())
         }
@@ -307,6 +291,12 @@ async fn voice(
             Ok(ack(Some(call_id)))
         }
     }
+}
+
+/// The voice agent, with what it needs of this server: the database and where the platform
+/// reaches this server.
+fn voice_agent(state: &AppState) -> agent::Agent {
+    agent::Agent::new(state.db.clone(), state.vapi.webhook_url())
 }
 
 /// Logs, once per process, each kind of message that is acknowledged and not used, so that a

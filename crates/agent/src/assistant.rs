@@ -5,14 +5,20 @@
 //! the tools in their current form (`function` tools, `endCall`, `transferCall` with
 //! destinations), `server`, and `compliancePlan`.
 
-use super::tools::TOOLS;
+use crate::catalogue::TOOLS;
+use crate::Agent;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 use std::time::Duration;
 use voxanne_db::agent_configuration::AgentConfiguration;
-use voxanne_domain::Weekday;
+use voxanne_db::{DbError, TenantTx};
+use voxanne_domain::{IntegrationProvider, Weekday};
 use voxanne_webhooks::vapi_voice::Voice;
+
+/// The id of the clinic's Vapi credential, in its vapi integration config (set by
+/// `integrations/vapi/sync`, or by hand).
+pub const CREDENTIAL_ID: &str = "credential_id";
 
 /// The platform waits 7.5 s end to end (network included) for the answer; past this much of
 /// it, the caller hears the "unavailable" assistant rather than silence.
@@ -142,6 +148,41 @@ pub fn clinic_assistant(
         assistant["server"] = server.to_vapi();
     }
     json!({ "assistant": assistant })
+}
+
+impl Agent {
+    /// The reply to `assistant-request`, in the proved clinic's transaction `tx` (committed):
+    /// the clinic's assistant, whose tools and messages come back here with the clinic's own
+    /// credential of `provider`. Without one known (or without this server's public address),
+    /// the number's server settings in the platform apply.
+    pub async fn answer_assistant_request(
+        &self,
+        mut tx: TenantTx,
+        provider: IntegrationProvider,
+        now: DateTime<Utc>,
+    ) -> Result<Value, DbError> {
+        let clinic = tx.get_organization().await?.name;
+        let config = tx.get_agent_configuration().await?;
+        let credential = tx
+            .get_integration(provider)
+            .await?
+            .and_then(|i| i.config.get(CREDENTIAL_ID)?.as_str().map(str::to_owned));
+        tx.commit().await?;
+        let server = self
+            .webhook_url
+            .clone()
+            .zip(credential)
+            .map(|(url, credential_id)| ServerRef { url, credential_id });
+        Ok(clinic_assistant(&clinic, &config, now, server.as_ref()))
+    }
+
+    /// The reply to `transfer-destination-request`, in the proved clinic's transaction `tx`
+    /// (committed).
+    pub async fn answer_transfer_request(&self, mut tx: TenantTx) -> Result<Value, DbError> {
+        let config = tx.get_agent_configuration().await?;
+        tx.commit().await?;
+        Ok(transfer_destination(&config))
+    }
 }
 
 /// The reply to `transfer-destination-request`: the clinic's transfer number (Vapi's

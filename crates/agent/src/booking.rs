@@ -1,0 +1,272 @@
+//! The booking tools: free times, holding one, booking the hold, and cancelling or moving the
+//! caller's own appointments. Every slot a caller is offered follows the booking rule
+//! (`voxanne_domain::booking`), the REST API's own; the writes are the REST API's too
+//! (`insert_hold`, `confirm_hold`, …), so the database refuses a double booking from either.
+
+use crate::arguments::{minutes, parse_time, text, uuid_arg};
+use crate::dispatch::{say, Answer, Refusal};
+use crate::speech::{machine, spoken};
+use crate::CallContext;
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use voxanne_db::appointments::{Appointment, SlotRequest};
+use voxanne_db::call_events::CallEvent;
+use voxanne_db::TenantTx;
+use voxanne_domain::availability::{free_slots, Span};
+use voxanne_domain::booking::{self, DEFAULT_RESOURCE, MAX_NOTES_CHARS};
+use voxanne_domain::{AppointmentId, CallDirection, CallId, CallStatus, HoldId};
+
+/// The resource the agent books.
+const RESOURCE: &str = DEFAULT_RESOURCE;
+/// How long the agent's hold keeps a slot while the caller makes up their mind.
+const HOLD_SECONDS: u32 = 300;
+/// Free times read out per availability answer.
+const SLOTS_PER_ANSWER: usize = 6;
+/// How far ahead availability looks when no date is given.
+const LOOKAHEAD_DAYS: i64 = 14;
+
+/// The clinic's time zone, in which times are read and said.
+pub(crate) async fn clinic_zone(tx: &mut TenantTx) -> Result<Tz, Refusal> {
+    let config = tx.get_agent_configuration().await?;
+    config
+        .time_zone
+        .as_str()
+        .parse()
+        .map_err(|_| Refusal::Internal(format!("unknown time zone {}", config.time_zone.as_str())))
+}
+
+/// The call row of this call, created on the first tool that needs it (the end-of-call
+/// report completes it later; events never move it backwards).
+async fn call_row(tx: &mut TenantTx, call: &CallContext) -> Result<CallId, Refusal> {
+    Ok(tx
+        .apply_call_event(&CallEvent {
+            provider: call.provider,
+            provider_call_id: call.provider_call_id.chars().take(200).collect(),
+            direction: CallDirection::Inbound,
+            status: CallStatus::InProgress,
+            is_final_report: false,
+            from_number: call
+                .caller
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), |c| c.as_str().to_owned()),
+            to_number: call.clinic_number.as_str().to_owned(),
+            started_at: None,
+            ended_at: None,
+            duration_seconds: None,
+            transcript: None,
+            summary: None,
+            ended_reason: None,
+            recording_url: None,
+        })
+        .await
+        .map(CallId::from)?)
+}
+
+/// Refuses a slot the agent may not offer a caller (the booking rule: not started, inside the
+/// opening hours), by the database's clock.
+async fn check_offerable(tx: &mut TenantTx, span: Span, tz: Tz) -> Result<(), Refusal> {
+    let schedule = tx.schedule(RESOURCE, span).await?;
+    booking::offerable(span, schedule.now, schedule.opening_hours.as_ref(), tz)?;
+    Ok(())
+}
+
+pub(crate) async fn check_availability(tx: &mut TenantTx, args: &Value) -> Answer {
+    let length = minutes(args)?;
+    let tz = clinic_zone(tx).await?;
+    let now = Utc::now();
+    let (window, day) = match text(args, "date") {
+        Some(date) => {
+            let Ok(date) = NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
+                return say("The date must look like 2031-03-03.");
+            };
+            let start = |d: NaiveDate| {
+                tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+                    .earliest()
+                    .map(|t| t.with_timezone(&Utc))
+            };
+            match (start(date), date.succ_opt().and_then(start)) {
+                (Some(start), Some(end)) => (Span { start, end }, Some(date)),
+                _ => return say("I can't look at that date."),
+            }
+        }
+        None => (
+            Span {
+                start: now,
+                end: now + Duration::days(LOOKAHEAD_DAYS),
+            },
+            None,
+        ),
+    };
+    let schedule = tx.schedule(RESOURCE, window).await?;
+    let Some(hours) = &schedule.opening_hours else {
+        return Ok("The clinic has not set its opening hours, so I can't offer times.".into());
+    };
+    let slots = free_slots(hours, tz, window, length, &schedule.busy, schedule.now);
+    let when = day.map_or_else(
+        || "in the next two weeks".to_owned(),
+        |d| format!("on {}", d.format("%A %-d %B")),
+    );
+    if slots.is_empty() {
+        return Ok(format!(
+            "No free {}-minute times {when}.",
+            length.num_minutes()
+        ));
+    }
+    let list: Vec<String> = slots
+        .iter()
+        .take(SLOTS_PER_ANSWER)
+        .map(|s| {
+            format!(
+                "{} (starts_at {})",
+                spoken(s.start, tz),
+                machine(s.start, tz)
+            )
+        })
+        .collect();
+    Ok(format!(
+        "Free {}-minute times {when}: {}.",
+        length.num_minutes(),
+        list.join("; ")
+    ))
+}
+
+pub(crate) async fn hold_slot(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answer {
+    let Some(starts_at) = text(args, "starts_at") else {
+        return say("Which time? Give starts_at from check_availability.");
+    };
+    let length = minutes(args)?;
+    let tz = clinic_zone(tx).await?;
+    let start = parse_time(starts_at, tz)?;
+    let slot = booking::requested_slot(Some(RESOURCE), start, start + length)?;
+    check_offerable(tx, slot.span, tz).await?;
+    let contact = match &call.caller {
+        Some(phone) => {
+            let name = text(args, "patient_name")
+                .map(|n| n.chars().take(200).collect::<String>())
+                .unwrap_or_else(|| format!("Caller {}", phone.as_str()));
+            Some(tx.ensure_contact_for_phone(phone, &name).await?)
+        }
+        None => None,
+    };
+    let call_id = call_row(tx, call).await?;
+    if let Some(contact) = &contact {
+        tx.link_call_to_contact(call_id, contact.id).await?;
+    }
+    let slot = SlotRequest::new(contact.as_ref().map(|c| c.id), Some(call_id), slot);
+    let hold = tx.insert_hold(&slot, HOLD_SECONDS).await?;
+    Ok(format!(
+        "I've held {} for five minutes. Once the caller agrees, book it with confirm_booking, hold_id {}.",
+        spoken(hold.starts_at, tz),
+        hold.id
+    ))
+}
+
+pub(crate) async fn confirm_booking(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answer {
+    let Some(hold_id): Option<HoldId> = uuid_arg(args, "hold_id")? else {
+        return say("Which hold? Give the hold_id from hold_slot.");
+    };
+    let notes = text(args, "notes").map(|n| n.chars().take(MAX_NOTES_CHARS).collect::<String>());
+    let call_id = call_row(tx, call).await?;
+    // Only a hold made on this call: another caller's hold is not this caller's to book.
+    let refusal = "I couldn't find that hold on this call; it may have run out. Let's check the free times again.";
+    match tx.get_hold(hold_id).await? {
+        Some(hold) if hold.call_id == Some(call_id) => {}
+        Some(_) => return say(refusal),
+        None => {
+            return Err(Refusal::Probe {
+                say: refusal.into(),
+                table: "appointment_holds",
+                id: hold_id.as_uuid(),
+            })
+        }
+    }
+    let tz = clinic_zone(tx).await?;
+    let appointment: Appointment = tx.confirm_hold(hold_id, notes.as_deref()).await?;
+    Ok(format!(
+        "Booked for {}. The appointment id is {}.",
+        spoken(appointment.starts_at, tz),
+        appointment.id
+    ))
+}
+
+/// The caller's own booked appointment: the one named, if it is theirs, or their next one.
+async fn callers_appointment(
+    tx: &mut TenantTx,
+    call: &CallContext,
+    args: &Value,
+) -> Result<Appointment, Refusal> {
+    let named: Option<AppointmentId> = uuid_arg(args, "appointment_id")?;
+    let not_found = || {
+        let say = "I couldn't find an upcoming appointment under your number.".to_owned();
+        match named {
+            Some(id) => Refusal::Probe {
+                say,
+                table: "appointments",
+                id: id.as_uuid(),
+            },
+            None => Refusal::Say(say),
+        }
+    };
+    let caller = call.caller.as_ref().ok_or_else(|| {
+        Refusal::Say("I can only change appointments when I can see the caller's number.".into())
+    })?;
+    let contact = tx
+        .find_contact_by_phone(caller)
+        .await?
+        .ok_or_else(not_found)?;
+    let upcoming = tx.upcoming_appointments_of_contact(contact.id, 50).await?;
+    match named {
+        Some(id) => upcoming.into_iter().find(|a| a.id == id),
+        None => upcoming.into_iter().next(),
+    }
+    .ok_or_else(not_found)
+}
+
+pub(crate) async fn cancel_appointment(
+    tx: &mut TenantTx,
+    call: &CallContext,
+    args: &Value,
+) -> Answer {
+    let appointment = callers_appointment(tx, call, args).await?;
+    let tz = clinic_zone(tx).await?;
+    let cancelled = tx.cancel_appointment(appointment.id).await?;
+    Ok(format!(
+        "Cancelled the appointment on {}.",
+        spoken(cancelled.starts_at, tz)
+    ))
+}
+
+pub(crate) async fn reschedule_appointment(
+    tx: &mut TenantTx,
+    call: &CallContext,
+    args: &Value,
+) -> Answer {
+    let Some(starts_at) = text(args, "starts_at") else {
+        return say("To which time? Give starts_at from check_availability.");
+    };
+    let appointment = callers_appointment(tx, call, args).await?;
+    let tz = clinic_zone(tx).await?;
+    let start = parse_time(starts_at, tz)?;
+    let span = booking::span(start, start + (appointment.ends_at - appointment.starts_at))?;
+    check_offerable(tx, span, tz).await?;
+    let moved = tx
+        .reschedule_appointment(appointment.id, Some(span.start), Some(span.end), None)
+        .await?;
+    Ok(format!(
+        "Moved the appointment from {} to {}.",
+        spoken(appointment.starts_at, tz),
+        spoken(moved.starts_at, tz)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_hold_is_one_the_booking_rule_allows() {
+        assert_eq!(booking::hold_seconds(Some(HOLD_SECONDS)), Ok(HOLD_SECONDS));
+        assert!(booking::resource(Some(RESOURCE)).is_ok());
+    }
+}
