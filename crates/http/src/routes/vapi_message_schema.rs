@@ -3,7 +3,9 @@
 //! a 400 `invalid_webhook`); any other type is acknowledged with whatever it carries. Written
 //! by hand because the rule depends on `type` (a `oneOf` on its value), which no derive spells.
 
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
 use utoipa::openapi::RefOr;
 
 /// The types Voxanne acts on, with the fields each requires besides `type` and `call.id`.
@@ -54,7 +56,7 @@ fn tool_call() -> ObjectBuilder {
         .required("function")
 }
 
-fn acted_on(kind: &str, required: &[&str]) -> ObjectBuilder {
+fn acted_on(kind: &str, required: &[&str]) -> RefOr<Schema> {
     let mut message = ObjectBuilder::new()
         .property("type", string().enum_values(Some([kind])))
         .required("type")
@@ -65,25 +67,30 @@ fn acted_on(kind: &str, required: &[&str]) -> ObjectBuilder {
     for field in required {
         message = message.property(*field, string()).required(*field);
     }
-    if kind == "tool-calls" {
-        message = message
-            .property(
-                "toolCallList",
-                ArrayBuilder::new().items(tool_call()).description(Some(
-                    "the calls to run (or the older `toolWithToolCallList`, each item's \
-                     `toolCall`)",
-                )),
-            )
-            .property(
-                "toolWithToolCallList",
-                ArrayBuilder::new().items(
-                    ObjectBuilder::new()
-                        .property("toolCall", tool_call())
-                        .required("toolCall"),
-                ),
-            );
+    if kind != "tool-calls" {
+        return message.into();
     }
-    message
+    message = message
+        .property(
+            "toolCallList",
+            ArrayBuilder::new().items(tool_call()).description(Some(
+                "the calls to run (or the older `toolWithToolCallList`, each item's \
+                     `toolCall`)",
+            )),
+        )
+        .property(
+            "toolWithToolCallList",
+            ArrayBuilder::new().items(
+                ObjectBuilder::new()
+                    .property("toolCall", tool_call())
+                    .required("toolCall"),
+            ),
+        );
+    // One of the two lists is there.
+    let either = AnyOfBuilder::new()
+        .item(ObjectBuilder::new().required("toolCallList"))
+        .item(ObjectBuilder::new().required("toolWithToolCallList"));
+    AllOfBuilder::new().item(message).item(either).into()
 }
 
 /// A message type Voxanne only acknowledges.
