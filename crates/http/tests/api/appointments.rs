@@ -119,109 +119,72 @@ async fn slot_starts(app: &TestApp, token: &str, query: &str) -> Vec<String> {
 async fn staff_book_read_list_by_range_reschedule_and_cancel_appointments() {
     let app = TestApp::spawn().await;
     let (a, token, _, _) = staff(&app).await;
+    let staff = app.api(&token);
     let mut ids = Vec::new();
     for day in [6, 7, 8] {
-        let r = app
-            .post(
-                "/api/v1/appointments",
-                &token,
-                &json!({
-                    "starts_at": format!("2031-01-{day:02}T18:00:00Z"),
-                    "ends_at": format!("2031-01-{day:02}T18:30:00Z"),
-                    "notes": format!("day {day}")
-                }),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{:?}", r.body);
-        assert_eq!(r.body["status"], "booked");
-        assert_eq!(r.body["resource"], "default");
-        assert_eq!(r.body["org_id"], json!(a.org));
-        ids.push(id_of(&r));
+        let booked = staff
+            .book(&json!({
+                "starts_at": format!("2031-01-{day:02}T18:00:00Z"),
+                "ends_at": format!("2031-01-{day:02}T18:30:00Z"),
+                "notes": format!("day {day}")
+            }))
+            .await
+            .expect("booked");
+        assert_eq!(booked.status, "booked");
+        assert_eq!(booked.resource, "default");
+        assert_eq!(booked.org_id, a.org.as_uuid());
+        ids.push(booked.id);
     }
 
-    let got = app
-        .get_as(&format!("/api/v1/appointments/{}", ids[1]), &token)
-        .await;
-    assert_eq!(
-        (got.status.as_u16(), &got.body["notes"]),
-        (200, &json!("day 7"))
-    );
+    let got = staff.appointment(ids[1]).await.expect("read back");
+    assert_eq!(got.notes.as_deref(), Some("day 7"));
 
     // The range covers the 7th and the 8th; one per page, in start order.
-    let mut seen = Vec::new();
-    let mut path = "/api/v1/appointments?from=2031-01-07&to=2031-01-08&limit=1".to_owned();
-    loop {
-        let page = app.get_as(&path, &token).await;
-        assert_eq!(page.status, 200, "{:?}", page.body);
-        for row in page.body["data"].as_array().expect("data") {
-            seen.push(row["id"].as_str().expect("id").to_owned());
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(c) => {
-                path =
-                    format!("/api/v1/appointments?from=2031-01-07&to=2031-01-08&limit=1&cursor={c}")
-            }
-            None => break,
-        }
-    }
+    let seen: Vec<Uuid> = staff
+        .appointments("from=2031-01-07&to=2031-01-08&limit=1")
+        .await
+        .expect("listed")
+        .iter()
+        .map(|a| a.id)
+        .collect();
     assert_eq!(seen, ids[1..]);
 
-    let moved = app
-        .patch(
-            &format!("/api/v1/appointments/{}", ids[0]),
-            &token,
+    let moved = staff
+        .reschedule(
+            ids[0],
             &json!({ "starts_at": "2031-01-06T19:00:00Z", "ends_at": "2031-01-06T19:45:00Z", "notes": null }),
         )
-        .await;
-    assert_eq!(moved.status, 200, "{:?}", moved.body);
-    assert_eq!(moved.body["starts_at"], "2031-01-06T19:00:00Z");
-    assert_eq!(moved.body["notes"], Value::Null);
-    let backwards = app
-        .patch(
-            &format!("/api/v1/appointments/{}", ids[0]),
-            &token,
-            &json!({ "ends_at": "2031-01-06T18:00:00Z" }),
-        )
-        .await;
-    assert_eq!(
-        (backwards.status.as_u16(), backwards.code()),
-        (422, "validation_failed")
-    );
+        .await
+        .expect("moved");
+    assert_eq!(moved.starts_at, "2031-01-06T19:00:00Z");
+    assert_eq!(moved.notes, None);
+    let backwards = staff
+        .reschedule(ids[0], &json!({ "ends_at": "2031-01-06T18:00:00Z" }))
+        .await
+        .expect_err("an end before the start");
+    assert_eq!(backwards.said(), (422, "validation_failed"));
 
-    let cancelled = app
-        .post(
-            &format!("/api/v1/appointments/{}/cancel", ids[0]),
-            &token,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
-    assert_eq!(cancelled.body["status"], "cancelled");
-    let again = app
-        .patch(
-            &format!("/api/v1/appointments/{}", ids[0]),
-            &token,
+    let cancelled = staff.cancel(ids[0]).await.expect("cancelled");
+    assert_eq!(cancelled.status, "cancelled");
+    let again = staff
+        .reschedule(
+            ids[0],
             &json!({ "starts_at": "2031-01-06T20:00:00Z", "ends_at": "2031-01-06T20:30:00Z" }),
         )
-        .await;
-    assert_eq!(
-        (again.status.as_u16(), again.code()),
-        (409, "appointment_not_booked")
-    );
+        .await
+        .expect_err("a cancelled appointment does not move");
+    assert_eq!(again.said(), (409, "appointment_not_booked"));
 
     // The cancelled slot is free again.
-    let rebooked = app
-        .post(
-            "/api/v1/appointments",
-            &token,
-            &slot("2031-01-06T19:00:00Z", "2031-01-06T19:45:00Z"),
-        )
-        .await;
-    assert_eq!(rebooked.status, 201, "{:?}", rebooked.body);
+    staff
+        .book(&slot("2031-01-06T19:00:00Z", "2031-01-06T19:45:00Z"))
+        .await
+        .expect("the freed slot books");
 
-    let missing = app
-        .get_as(&format!("/api/v1/appointments/{}", Uuid::new_v4()), &token)
-        .await;
+    let missing = staff
+        .appointment(Uuid::new_v4())
+        .await
+        .expect_err("no such appointment");
     assert_eq!(missing.status, 404);
 }
 
