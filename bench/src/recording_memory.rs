@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use voxanne_db::crypto::Keyring;
 use voxanne_db::demo;
-use voxanne_jobs::{Metrics, Outcome, Worker, WorkerConfig};
+use voxanne_jobs::{Job, Metrics, Outcome, Schedule, Worker, WorkerConfig};
 use voxanne_testkit::TestDb;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -182,8 +182,11 @@ async fn main() -> Result<(), BoxError> {
         store.clone(),
         keyring,
         WorkerConfig {
-            batch: u32::try_from(n)?,
-            lease: Duration::from_secs(3600),
+            schedule: Schedule {
+                batch: u32::try_from(n)?,
+                lease: Duration::from_secs(3600),
+                ..Schedule::default()
+            },
             http_timeout: Duration::from_secs(1800),
             max_bytes: u64::try_from(size)? + 1,
             allow_private_addresses: true,

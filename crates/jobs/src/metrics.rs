@@ -16,23 +16,25 @@ impl Counter {
     }
 }
 
-/// Counters of this process's jobs.
+/// One job's counters in this process.
 #[derive(Debug, Default)]
-pub struct Metrics {
-    /// Recordings stored.
-    pub processed: Counter,
-    /// Recordings that failed for good.
+pub struct JobCounters {
+    /// Units done: recordings stored, messages the provider accepted.
+    pub done: Counter,
+    /// Units that failed for good.
     pub failed: Counter,
     /// Failed attempts put back in the queue.
     pub retried: Counter,
-    /// SMS confirmations the provider accepted.
-    pub sms_sent: Counter,
-    /// SMS confirmations that failed for good.
-    pub sms_failed: Counter,
-    /// Failed SMS attempts put back in the queue.
-    pub sms_retried: Counter,
-    /// SMS confirmations not sent: do-not-call list, or the appointment was cancelled.
-    pub sms_suppressed: Counter,
+    /// Units dropped without being done, on purpose (an SMS to a do-not-call number, or for a
+    /// cancelled appointment).
+    pub suppressed: Counter,
+}
+
+/// Counters of this process's jobs.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub recordings: JobCounters,
+    pub sms: JobCounters,
 }
 
 impl Metrics {
@@ -54,37 +56,37 @@ impl Metrics {
             (
                 "voxanne_recordings_processed_total",
                 "Recordings stored by this process.",
-                &self.processed,
+                &self.recordings.done,
             ),
             (
                 "voxanne_recordings_failed_total",
                 "Recordings that failed for good in this process.",
-                &self.failed,
+                &self.recordings.failed,
             ),
             (
                 "voxanne_recordings_retried_total",
                 "Failed recording attempts put back in the queue.",
-                &self.retried,
+                &self.recordings.retried,
             ),
             (
                 "voxanne_sms_sent_total",
                 "SMS confirmations the provider accepted, from this process.",
-                &self.sms_sent,
+                &self.sms.done,
             ),
             (
                 "voxanne_sms_failed_total",
                 "SMS confirmations that failed for good in this process.",
-                &self.sms_failed,
+                &self.sms.failed,
             ),
             (
                 "voxanne_sms_retried_total",
                 "Failed SMS attempts put back in the queue.",
-                &self.sms_retried,
+                &self.sms.retried,
             ),
             (
                 "voxanne_sms_suppressed_total",
                 "SMS confirmations not sent (do-not-call list, cancelled appointment).",
-                &self.sms_suppressed,
+                &self.sms.suppressed,
             ),
         ] {
             let _ = writeln!(

@@ -2,7 +2,7 @@
 //! booking's transaction (`voxanne_db::sms_confirmations`); this worker sends it, never the
 //! request that booked.
 //!
-//! Like the recording worker: a batch is claimed with ONE statement (`app.claim_sms`, fair
+//! A [`Job`] like the recordings: a batch is claimed with ONE statement (`app.claim_sms`, fair
 //! across the active orgs); everything done for a message afterwards runs in its own org's
 //! tenant transaction; a claim carries a lease and an attempt number, and every write is
 //! conditional on the attempt, so a late writer whose claim was taken over changes nothing.
@@ -19,16 +19,15 @@
 //! before recording it leaves a `sending` row that goes back to the queue when its lease runs
 //! out, and is sent again.
 
-use crate::metrics::Metrics;
+use crate::job::{open_tenant, Failure, Job, Schedule};
+use crate::metrics::{JobCounters, Metrics};
 use crate::twilio::{self, Credentials, SendError};
-use crate::{backoff_delay, JobError};
-use chrono::Utc;
+use crate::JobError;
 use std::sync::Arc;
 use std::time::Duration;
 use voxanne_db::crypto::Keyring;
-use voxanne_db::recordings::AfterFailure;
 use voxanne_db::system::{self, ClaimedSms};
-use voxanne_db::{Db, TenantError, TenantTx};
+use voxanne_db::{Db, DbError, TenantTx};
 use voxanne_domain::{IntegrationProvider, OrgId, SmsStatus};
 
 /// Where, under the public URL, the provider reports delivery statuses.
@@ -37,17 +36,8 @@ pub const STATUS_CALLBACK_PATH: &str = "/webhooks/sms/twilio/status";
 /// The sender's knobs.
 #[derive(Debug, Clone)]
 pub struct SmsConfig {
-    /// Messages claimed (and sent concurrently) per batch.
-    pub batch: u32,
-    /// How long a claim is held before the stale sweep may give the message to another worker.
-    pub lease: Duration,
-    /// Sleep between batches when there was nothing to do.
-    pub idle_poll: Duration,
-    /// The attempt that fails with this number ends `failed`.
-    pub max_attempts: i32,
-    /// Backoff after attempt n is about `backoff_base * 2^(n-1)` (with jitter), at most `backoff_max`.
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
+    /// Batch, lease, polling and retries.
+    pub schedule: Schedule,
     /// One request to the provider, connect included.
     pub http_timeout: Duration,
     /// The provider's REST API (Twilio's, or one that speaks it).
@@ -63,12 +53,10 @@ pub const DEFAULT_API_URL: &str = "https://api.twilio.com";
 impl Default for SmsConfig {
     fn default() -> Self {
         Self {
-            batch: 20,
-            lease: Duration::from_secs(300),
-            idle_poll: Duration::from_secs(2),
-            max_attempts: 5,
-            backoff_base: Duration::from_secs(30),
-            backoff_max: Duration::from_secs(3600),
+            schedule: Schedule {
+                backoff_base: Duration::from_secs(30),
+                ..Schedule::default()
+            },
             http_timeout: Duration::from_secs(15),
             api_url: reqwest::Url::parse(DEFAULT_API_URL).expect("a valid URL literal"),
             public_url: None,
@@ -133,75 +121,42 @@ impl std::fmt::Debug for SmsWorker {
     }
 }
 
-impl SmsWorker {
-    pub fn new(
-        db: Db,
-        keyring: Arc<Keyring>,
-        config: SmsConfig,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(config.http_timeout)
-            .connect_timeout(config.http_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Self {
-            db,
-            keyring,
-            http,
-            status_callback: config.status_callback(),
-            config,
-            metrics,
-        })
+impl Job for SmsWorker {
+    const NAME: &'static str = "sms";
+    type Claimed = ClaimedSms;
+    type Outcome = SmsOutcome;
+
+    fn db(&self) -> &Db {
+        &self.db
     }
 
-    /// One round: puts stale messages back in the queue, claims a batch and sends it.
-    /// Returns the batch's outcomes.
-    pub async fn run_once(&self) -> Result<Vec<(ClaimedSms, SmsOutcome)>, JobError> {
-        let requeued = system::requeue_stale_sms(&self.db).await?;
-        if requeued > 0 {
-            tracing::warn!(requeued, "SMS whose worker died went back to the queue");
-        }
-        let batch = self.claim().await?;
-        Ok(crate::rounds::run_batch(
-            batch,
-            |job| async move {
-                let outcome = self.process(&job).await;
-                (job, outcome)
-            },
-            |job, e| {
-                tracing::error!(org_id = %job.org_id, sms_id = %job.sms_id, error = %e,
-                    "SMS job failed to record its outcome");
-            },
-        )
-        .await)
+    fn schedule(&self) -> &Schedule {
+        &self.config.schedule
     }
 
-    /// Claims the next batch (one statement, fair across orgs).
-    pub async fn claim(&self) -> Result<Vec<ClaimedSms>, JobError> {
-        Ok(system::claim_sms(&self.db, self.config.batch, self.config.lease).await?)
+    fn counters(&self) -> &JobCounters {
+        &self.metrics.sms
     }
 
-    /// Runs until `shutdown` resolves. A batch in flight when it does is finished (each
-    /// message is bounded by the HTTP timeout); no new batch is claimed after.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        crate::rounds::poll("sms", self.config.idle_poll, shutdown, || async {
-            Ok(!self.run_once().await?.is_empty())
-        })
-        .await;
+    async fn claim_due(db: &Db, batch: u32, lease: Duration) -> Result<Vec<ClaimedSms>, DbError> {
+        system::claim_sms(db, batch, lease).await
+    }
+
+    async fn requeue_stale(db: &Db) -> Result<i64, DbError> {
+        system::requeue_stale_sms(db).await
     }
 
     /// Sends one claimed message and records its outcome, in its org's tenant transactions.
-    pub async fn process(&self, job: &ClaimedSms) -> Result<SmsOutcome, JobError> {
+    async fn process(&self, job: &ClaimedSms) -> Result<SmsOutcome, JobError> {
         let org = OrgId::from_uuid(job.org_id);
-        let Some(mut tx) = self.open(org).await? else {
+        let Some(mut tx) = open_tenant(&self.db, org).await? else {
             return Ok(SmsOutcome::Abandoned);
         };
         let (credentials, from) = match self.plan(&mut tx, org, job).await? {
             Plan::Send { credentials, from } => (credentials, from),
             Plan::Suppress(reason) => {
                 let outcome = if tx.sms_suppressed(job.sms_id, job.attempt, &reason).await? {
-                    self.metrics.sms_suppressed.inc();
+                    self.metrics.sms.suppressed.inc();
                     tracing::info!(org_id = %org, sms_id = %job.sms_id, %reason, "SMS suppressed");
                     SmsOutcome::Suppressed { reason }
                 } else {
@@ -211,7 +166,7 @@ impl SmsWorker {
                 return Ok(outcome);
             }
             Plan::Fail(error) => {
-                let outcome = self.failed(&mut tx, job, error, true).await?;
+                let outcome = self.sms_failed(&mut tx, job, error, true).await?;
                 tx.commit().await?;
                 return Ok(outcome);
             }
@@ -227,7 +182,7 @@ impl SmsWorker {
         };
         let result = twilio::send(&self.http, &self.config.api_url, &credentials, &message).await;
 
-        let Some(mut tx) = self.open(org).await? else {
+        let Some(mut tx) = open_tenant(&self.db, org).await? else {
             return Ok(SmsOutcome::Abandoned);
         };
         let outcome = match result {
@@ -248,7 +203,7 @@ impl SmsWorker {
                     )
                     .await?
                 {
-                    self.metrics.sms_sent.inc();
+                    self.metrics.sms.done.inc();
                     SmsOutcome::Sent {
                         sid: accepted.sid,
                         status,
@@ -257,21 +212,44 @@ impl SmsWorker {
                     SmsOutcome::Abandoned
                 }
             }
-            Err(SendError::Retryable(error)) => self.failed(&mut tx, job, error, false).await?,
-            Err(SendError::Refused(error)) => self.failed(&mut tx, job, error, true).await?,
+            Err(SendError::Retryable(error)) => self.sms_failed(&mut tx, job, error, false).await?,
+            Err(SendError::Refused(error)) => self.sms_failed(&mut tx, job, error, true).await?,
         };
         tx.commit().await?;
         Ok(outcome)
     }
+}
 
-    /// The org's tenant transaction; `None` when the org was suspended or erased meanwhile
-    /// (the row is left `sending`: the stale sweep requeues it once the org is active again).
-    async fn open(&self, org: OrgId) -> Result<Option<TenantTx>, JobError> {
-        match self.db.job_tenant(org).await {
-            Ok(tx) => Ok(Some(tx)),
-            Err(TenantError::Suspended | TenantError::NotMember) => Ok(None),
-            Err(e) => Err(e.into()),
+impl From<Failure> for SmsOutcome {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Retry { error } => Self::Retry { error },
+            Failure::Failed { error } => Self::Failed { error },
+            Failure::Abandoned => Self::Abandoned,
         }
+    }
+}
+
+impl SmsWorker {
+    pub fn new(
+        db: Db,
+        keyring: Arc<Keyring>,
+        config: SmsConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout)
+            .connect_timeout(config.http_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            db,
+            keyring,
+            http,
+            status_callback: config.status_callback(),
+            config,
+            metrics,
+        })
     }
 
     /// Decides, in the clinic's tenant transaction, whether and how the message goes.
@@ -353,38 +331,16 @@ impl SmsWorker {
 
     /// Records a failed attempt: `failed` for good when `refused` or at the last attempt,
     /// else back in the queue after a backoff.
-    async fn failed(
+    async fn sms_failed(
         &self,
         tx: &mut TenantTx,
         job: &ClaimedSms,
         error: String,
         refused: bool,
     ) -> Result<SmsOutcome, JobError> {
-        let after = if refused || job.attempt >= self.config.max_attempts {
-            AfterFailure::GiveUp
-        } else {
-            AfterFailure::RetryAt(Utc::now() + self.backoff(job.attempt))
-        };
-        if !tx
-            .sms_failed(job.sms_id, job.attempt, &error, after)
-            .await?
-        {
-            return Ok(SmsOutcome::Abandoned);
-        }
-        let (org_id, sms_id, attempt) = (job.org_id, job.sms_id, job.attempt);
-        Ok(if after == AfterFailure::GiveUp {
-            self.metrics.sms_failed.inc();
-            tracing::warn!(%org_id, %sms_id, attempt, %error, "SMS failed for good");
-            SmsOutcome::Failed { error }
-        } else {
-            self.metrics.sms_retried.inc();
-            tracing::info!(%org_id, %sms_id, attempt, %error, "SMS failed, will retry");
-            SmsOutcome::Retry { error }
-        })
-    }
-
-    /// `base * 2^(attempt-1)`, capped, with jitter: uniformly in [half, full].
-    pub fn backoff(&self, attempt: i32) -> chrono::Duration {
-        backoff_delay(self.config.backoff_base, self.config.backoff_max, attempt)
+        let message = error.clone();
+        let write =
+            move |after| async move { tx.sms_failed(job.sms_id, job.attempt, &error, after).await };
+        Ok(self.failed(job, message, refused, write).await?.into())
     }
 }

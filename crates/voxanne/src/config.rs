@@ -356,15 +356,19 @@ impl Config {
             humantime::format_duration(self.worker_lease),
             humantime::format_duration(self.worker_http_timeout)
         );
+        let defaults = voxanne_jobs::WorkerConfig::default();
         Ok(voxanne_jobs::WorkerConfig {
-            batch: self.worker_batch,
-            lease: self.worker_lease,
-            max_attempts: self.worker_max_attempts,
+            schedule: voxanne_jobs::Schedule {
+                batch: self.worker_batch,
+                lease: self.worker_lease,
+                max_attempts: self.worker_max_attempts,
+                ..defaults.schedule
+            },
             http_timeout: self.worker_http_timeout,
             allow_private_addresses: self.worker_allow_private_urls,
             twilio_media_hosts: voxanne_jobs::MediaHosts::parse(&self.twilio_media_hosts)
                 .map_err(|e| anyhow::anyhow!("--twilio-media-hosts: {e}"))?,
-            ..voxanne_jobs::WorkerConfig::default()
+            ..defaults
         })
     }
 
@@ -389,10 +393,13 @@ impl Config {
                 .ok_or_else(|| anyhow::anyhow!("{name} must be an http(s) URL, not `{value}`"))
         };
         Ok(voxanne_jobs::SmsConfig {
-            batch: self.worker_batch,
-            lease: self.sms_lease,
-            max_attempts: self.sms_max_attempts,
-            backoff_base: self.sms_backoff_base,
+            schedule: voxanne_jobs::Schedule {
+                batch: self.worker_batch,
+                lease: self.sms_lease,
+                max_attempts: self.sms_max_attempts,
+                backoff_base: self.sms_backoff_base,
+                ..voxanne_jobs::SmsConfig::default().schedule
+            },
             http_timeout: self.sms_http_timeout,
             api_url: http_url("--sms-api-url", &self.sms_api_url)?,
             public_url: self
@@ -400,7 +407,6 @@ impl Config {
                 .as_deref()
                 .map(|u| http_url("--public-url", u))
                 .transpose()?,
-            ..voxanne_jobs::SmsConfig::default()
         })
     }
 
@@ -472,9 +478,9 @@ mod tests {
         assert_eq!(sms.status_callback(), None);
         assert_eq!(
             (
-                sms.max_attempts,
+                sms.schedule.max_attempts,
                 sms.http_timeout.as_secs(),
-                sms.backoff_base.as_secs()
+                sms.schedule.backoff_base.as_secs()
             ),
             (5, 15, 30)
         );

@@ -15,6 +15,7 @@ use std::time::Duration;
 use voxanne_domain::{OrgId, Role, UserId};
 use voxanne_http::auth::{mint_hs256, AuthConfig, DevToken, JwtVerifier};
 use voxanne_http::AppState;
+use voxanne_jobs::Job as _;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -399,9 +400,11 @@ fn spawn_workers(
     )?;
     let sms = voxanne_jobs::SmsWorker::new(db.clone(), keyring, config.sms_config()?, metrics)?;
     tracing::info!("recording worker started");
-    let recording = tokio::spawn(recording.run(until_stopped()));
+    let stopped = until_stopped();
+    let recording = tokio::spawn(async move { recording.run(stopped).await });
     tracing::info!("sms worker started");
-    let sms = tokio::spawn(sms.run(until_stopped()));
+    let stopped = until_stopped();
+    let sms = tokio::spawn(async move { sms.run(stopped).await });
     Ok([recording, sms])
 }
 

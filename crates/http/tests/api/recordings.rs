@@ -5,7 +5,7 @@ use crate::support::*;
 
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use voxanne_jobs::{MediaHosts, WorkerConfig, PART_BYTES};
+use voxanne_jobs::{Job, MediaHosts, Schedule, WorkerConfig, PART_BYTES};
 
 fn stored_files(app: &TestApp) -> Vec<String> {
     fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
@@ -58,7 +58,7 @@ async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_
         }
     }
     assert_eq!(stored_files(&app).len(), 3, "{:?}", stored_files(&app));
-    assert_eq!(w.metrics().processed.get(), 3);
+    assert_eq!(w.metrics().recordings.done.get(), 3);
 
     let a_token = app.token(a.owner, Some(a.org));
     let b_token = app.token(b.owner, Some(b.org));
@@ -110,7 +110,10 @@ async fn a_provider_that_fails_twice_then_succeeds_ends_stored_after_retries() {
     assert!(path.is_some());
     assert_eq!(provider.hits.lock().expect("lock")["/flaky/x.wav"], 3);
     assert_eq!(
-        (w.metrics().retried.get(), w.metrics().processed.get()),
+        (
+            w.metrics().recordings.retried.get(),
+            w.metrics().recordings.done.get()
+        ),
         (2, 1)
     );
     let mut admin = app.t.admin().await;
@@ -164,7 +167,10 @@ async fn an_always_failing_provider_ends_failed_with_attempts_counted_and_visibl
         stored_files(&app)
     );
     assert_eq!(
-        (w.metrics().failed.get(), w.metrics().retried.get()),
+        (
+            w.metrics().recordings.failed.get(),
+            w.metrics().recordings.retried.get()
+        ),
         (3, 6)
     );
 
@@ -205,7 +211,10 @@ async fn a_worker_dropped_mid_batch_loses_nothing_and_duplicates_nothing_after_s
     let first = worker(
         &app,
         WorkerConfig {
-            lease: Duration::from_millis(800),
+            schedule: Schedule {
+                lease: Duration::from_millis(800),
+                ..config().schedule
+            },
             ..config()
         },
     );
@@ -423,7 +432,10 @@ async fn the_orphan_sweep_deletes_objects_without_a_row_and_marks_rows_without_a
     let w = worker(
         &app,
         WorkerConfig {
-            lease: Duration::ZERO,
+            schedule: Schedule {
+                lease: Duration::ZERO,
+                ..config().schedule
+            },
             ..config()
         },
     );
@@ -464,14 +476,20 @@ async fn a_stopping_worker_finishes_its_batch_in_flight_and_claims_no_more() {
     let w = worker(
         &app,
         WorkerConfig {
-            batch: 3,
+            schedule: Schedule {
+                batch: 3,
+                ..config().schedule
+            },
             ..config()
         },
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(w.run(async move {
-        let _ = stopped.await;
-    }));
+    let running = tokio::spawn(async move {
+        w.run(async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
     // The first batch (3 jobs, 600 ms each) is in flight when the signal comes.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop.send(());

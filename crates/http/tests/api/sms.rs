@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use voxanne_db::demo::DemoClinic;
-use voxanne_jobs::{Metrics, SmsConfig, SmsOutcome, SmsWorker};
+use voxanne_jobs::{Job, Metrics, Schedule, SmsConfig, SmsOutcome, SmsWorker};
 use voxanne_webhooks::signature::twilio_sign;
 
 const A_SID: &str = "AC-clinic-a";
@@ -20,12 +20,14 @@ const CALLBACK_PATH: &str = "/webhooks/sms/twilio/status";
 
 fn config(app: &TestApp, fake: &FakeTwilio) -> SmsConfig {
     SmsConfig {
-        batch: 20,
-        lease: Duration::from_secs(60),
-        idle_poll: Duration::from_millis(20),
-        max_attempts: 3,
-        backoff_base: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(5),
+        schedule: Schedule {
+            batch: 20,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(20),
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+        },
         http_timeout: Duration::from_secs(2),
         api_url: fake.base.parse().expect("url"),
         public_url: Some(app.base.parse().expect("url")),
@@ -379,14 +381,17 @@ async fn a_provider_500_is_retried_after_a_backoff_and_sent_on_the_second_attemp
     let (app, a, _, fake) = world().await;
     // A long backoff, so the wait is visible; the test moves the clock of the row instead
     // of sleeping.
-    let w = worker(
-        &app,
+    let w = worker(&app, {
+        let base = config(&app, &fake);
         SmsConfig {
-            backoff_base: Duration::from_secs(3600),
-            backoff_max: Duration::from_secs(7200),
-            ..config(&app, &fake)
-        },
-    );
+            schedule: Schedule {
+                backoff_base: Duration::from_secs(3600),
+                backoff_max: Duration::from_secs(7200),
+                ..base.schedule.clone()
+            },
+            ..base
+        }
+    });
     fake.script("+14155552005", &[Reply::Fail(500)]);
     let c = contact(&app, &a, Some("+14155552005")).await;
     book(&app, &a, Some(&c), 3).await;

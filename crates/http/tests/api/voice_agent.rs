@@ -185,12 +185,14 @@ async fn a_whole_call_books_through_the_agent_in_clinic_a_only() {
         app.t.db.clone(),
         Arc::new(keyring()),
         voxanne_jobs::SmsConfig {
-            batch: 20,
-            lease: Duration::from_secs(60),
-            idle_poll: Duration::from_millis(20),
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(1),
-            backoff_max: Duration::from_millis(5),
+            schedule: voxanne_jobs::Schedule {
+                batch: 20,
+                lease: Duration::from_secs(60),
+                idle_poll: Duration::from_millis(20),
+                max_attempts: 3,
+                backoff_base: Duration::from_millis(1),
+                backoff_max: Duration::from_millis(5),
+            },
             http_timeout: Duration::from_secs(5),
             api_url: twilio.base.parse().expect("url"),
             public_url: None,
@@ -329,7 +331,7 @@ async fn a_whole_call_books_through_the_agent_in_clinic_a_only() {
     // A's account and number, to the caller.
     assert!(twilio.seen().is_empty());
     for _ in 0..2 {
-        sms.run_once().await.expect("sms round");
+        voxanne_jobs::Job::run_once(&sms).await.expect("sms round");
     }
     let sent = twilio.seen();
     assert_eq!(sent.len(), 1, "{sent:?}");

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use uuid::Uuid;
 use voxanne_domain::OrgId;
-use voxanne_jobs::{Metrics, Worker, WorkerConfig};
+use voxanne_jobs::{Job, Metrics, Schedule, Worker, WorkerConfig};
 
 /// A provider on 127.0.0.1:
 ///
@@ -253,12 +253,14 @@ async fn big(socket: &mut TcpStream, kind: &str, size: usize, paused: bool, rele
 /// private addresses allowed (the providers listen on loopback).
 pub fn config() -> WorkerConfig {
     WorkerConfig {
-        batch: 20,
-        lease: Duration::from_secs(60),
-        idle_poll: Duration::from_millis(20),
-        max_attempts: 3,
-        backoff_base: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(5),
+        schedule: Schedule {
+            batch: 20,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(20),
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+        },
         http_timeout: Duration::from_secs(1),
         max_bytes: 1024 * 1024,
         orphan_sweep_every: Duration::from_secs(3600),
@@ -269,11 +271,15 @@ pub fn config() -> WorkerConfig {
 
 /// For the large recordings: one attempt, 30 s (a debug build on a busy machine), `max_bytes`.
 pub fn large_config(max_bytes: u64) -> WorkerConfig {
+    let base = config();
     WorkerConfig {
-        max_attempts: 1,
+        schedule: Schedule {
+            max_attempts: 1,
+            ..base.schedule.clone()
+        },
         http_timeout: Duration::from_secs(30),
         max_bytes,
-        ..config()
+        ..base
     }
 }
 
