@@ -20,14 +20,7 @@ const CALLBACK_PATH: &str = "/webhooks/sms/twilio/status";
 
 fn config(app: &TestApp, fake: &FakeTwilio) -> SmsConfig {
     SmsConfig {
-        schedule: Schedule {
-            batch: 20,
-            lease: Duration::from_secs(60),
-            idle_poll: Duration::from_millis(20),
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(1),
-            backoff_max: Duration::from_millis(5),
-        },
+        schedule: quick_schedule(),
         http_timeout: Duration::from_secs(2),
         api_url: fake.base.parse().expect("url"),
         public_url: Some(app.base.parse().expect("url")),

@@ -185,14 +185,7 @@ async fn a_whole_call_books_through_the_agent_in_clinic_a_only() {
         app.t.db.clone(),
         Arc::new(keyring()),
         voxanne_jobs::SmsConfig {
-            schedule: voxanne_jobs::Schedule {
-                batch: 20,
-                lease: Duration::from_secs(60),
-                idle_poll: Duration::from_millis(20),
-                max_attempts: 3,
-                backoff_base: Duration::from_millis(1),
-                backoff_max: Duration::from_millis(5),
-            },
+            schedule: crate::support::quick_schedule(),
             http_timeout: Duration::from_secs(5),
             api_url: twilio.base.parse().expect("url"),
             public_url: None,

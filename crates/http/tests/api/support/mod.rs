@@ -549,3 +549,16 @@ pub fn vapi_fixture(name: &str, fill: &[(&str, Value)]) -> Vec<u8> {
         .to_string()
         .into_bytes()
 }
+
+/// The jobs' schedule in the tests: a batch of 20, a minute's lease, quick polls, three
+/// attempts, retries after a few milliseconds.
+pub fn quick_schedule() -> voxanne_jobs::Schedule {
+    voxanne_jobs::Schedule {
+        batch: 20,
+        lease: std::time::Duration::from_secs(60),
+        idle_poll: std::time::Duration::from_millis(20),
+        max_attempts: 3,
+        backoff_base: std::time::Duration::from_millis(1),
+        backoff_max: std::time::Duration::from_millis(5),
+    }
+}

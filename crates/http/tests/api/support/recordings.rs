@@ -253,14 +253,7 @@ async fn big(socket: &mut TcpStream, kind: &str, size: usize, paused: bool, rele
 /// private addresses allowed (the providers listen on loopback).
 pub fn config() -> WorkerConfig {
     WorkerConfig {
-        schedule: Schedule {
-            batch: 20,
-            lease: Duration::from_secs(60),
-            idle_poll: Duration::from_millis(20),
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(1),
-            backoff_max: Duration::from_millis(5),
-        },
+        schedule: super::quick_schedule(),
         http_timeout: Duration::from_secs(1),
         max_bytes: 1024 * 1024,
         orphan_sweep_every: Duration::from_secs(3600),
