@@ -220,7 +220,7 @@ pub trait Job: Sync {
                 let worked = match self.run_once().await {
                     Ok(done) => !done.is_empty(),
                     Err(e) => {
-                        tracing::error!(job = Self::NAME, error = %e, "worker round failed");
+                        tracing::error!(job = Self::NAME, error = %e, "{} worker round failed", Self::NAME);
                         false
                     }
                 };
@@ -235,7 +235,7 @@ pub trait Job: Sync {
                     () = tokio::time::sleep(pause) => {}
                 }
             }
-            tracing::info!(job = Self::NAME, "worker stopped");
+            tracing::info!(job = Self::NAME, "{} worker stopped", Self::NAME);
         }
     }
 
