@@ -3,7 +3,7 @@
 
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
+use voxanne_domain::CallId;
 
 /// How a failed attempt ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +20,12 @@ impl TenantTx {
     /// (another worker took the job over, or the call is gone).
     pub async fn recording_stored(
         &mut self,
-        call_id: Uuid,
+        call_id: CallId,
         attempt: i32,
         path: &str,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
+        let call_id = call_id.as_uuid();
         let updated = sqlx::query!(
             "UPDATE calls
                 SET recording_status = 'stored', recording_path = $3,
@@ -57,12 +58,13 @@ impl TenantTx {
     /// claim still held the job (if not, nothing is written).
     pub async fn recording_failed(
         &mut self,
-        call_id: Uuid,
+        call_id: CallId,
         attempt: i32,
         error: &str,
         after: AfterFailure,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
+        let call_id = call_id.as_uuid();
         let (status, next) = match after {
             AfterFailure::RetryAt(at) => ("queued", Some(at)),
             AfterFailure::GiveUp => ("failed", None),
@@ -100,10 +102,11 @@ impl TenantTx {
     /// used is returned too.
     pub async fn release_recording(
         &mut self,
-        call_id: Uuid,
+        call_id: CallId,
         attempt: i32,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
+        let call_id = call_id.as_uuid();
         let updated = sqlx::query!(
             "UPDATE calls
                 SET recording_status = 'queued', recording_lease_until = NULL,
@@ -127,10 +130,11 @@ impl TenantTx {
     /// recording is `failed`, with the reason kept in `failed_recording_uploads`.
     pub async fn recording_object_missing(
         &mut self,
-        call_id: Uuid,
+        call_id: CallId,
         path: &str,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
+        let call_id = call_id.as_uuid();
         let updated = sqlx::query!("UPDATE calls SET recording_status = 'failed'
               WHERE org_id = $1 AND id = $2 AND recording_status = 'stored' AND recording_path = $3", org, call_id, path)
         .execute(self.conn())

@@ -163,11 +163,12 @@ impl TenantTx {
     /// `appointment_id`.
     pub async fn sms_route(
         &mut self,
-        sms_id: Uuid,
+        sms_id: SmsId,
         to_number: &str,
-        appointment_id: Option<Uuid>,
+        appointment_id: Option<AppointmentId>,
     ) -> Result<SmsRoute, DbError> {
         let org = self.org().as_uuid();
+        let (sms_id, appointment_id) = (sms_id.as_uuid(), appointment_id.map(Uuid::from));
         let route = sqlx::query!(
             r#"SELECT EXISTS (SELECT 1 FROM dnc_list WHERE org_id = $1 AND phone = $2)
                         AS "do_not_contact!",
@@ -203,11 +204,12 @@ impl TenantTx {
     /// (`attempt`) still holding it, like every write of the worker: returns whether it did.
     pub async fn sms_suppressed(
         &mut self,
-        id: Uuid,
+        id: SmsId,
         attempt: i32,
         reason: &str,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
+        let id = id.as_uuid();
         Ok(sqlx::query!(
             "UPDATE sms_confirmation_logs
                 SET status = 'suppressed', last_error = $3, lease_until = NULL,
@@ -229,7 +231,7 @@ impl TenantTx {
     /// as `last_error`. Returns whether this claim still held the message.
     pub async fn sms_sent(
         &mut self,
-        id: Uuid,
+        id: SmsId,
         attempt: i32,
         provider_message_id: Option<&str>,
         status: SmsStatus,
@@ -237,6 +239,7 @@ impl TenantTx {
         note: Option<&str>,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
+        let id = id.as_uuid();
         Ok(sqlx::query!(
             "UPDATE sms_confirmation_logs
                 SET status = $3, provider_message_id = $4, from_number = $5, last_error = $6,
@@ -260,12 +263,13 @@ impl TenantTx {
     /// with the error kept. Returns whether this claim still held the message.
     pub async fn sms_failed(
         &mut self,
-        id: Uuid,
+        id: SmsId,
         attempt: i32,
         error: &str,
         after: AfterFailure,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
+        let id = id.as_uuid();
         let (status, next) = match after {
             AfterFailure::RetryAt(at) => (SmsStatus::Queued, Some(at)),
             AfterFailure::GiveUp => (SmsStatus::Failed, None),

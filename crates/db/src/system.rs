@@ -11,7 +11,7 @@ use crate::{Db, DbError, Membership, Pooler, TenantTx, TxConn};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 use uuid::Uuid;
-use voxanne_domain::{OrgId, OrgStatus, Role, UserId};
+use voxanne_domain::{AppointmentId, CallId, OrgId, OrgStatus, Role, SmsId, UserId};
 
 /// A new org and its first owner.
 #[derive(Debug, Clone)]
@@ -269,8 +269,8 @@ pub async fn oauth_client_credentials(
 /// A recording job, claimed for one worker until its lease runs out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedRecording {
-    pub org_id: Uuid,
-    pub call_id: Uuid,
+    pub org_id: OrgId,
+    pub call_id: CallId,
     pub recording_url: Option<String>,
     /// 1 for the first attempt.
     pub attempt: i32,
@@ -290,7 +290,8 @@ pub async fn claim_recordings(
     let mut one = OneStatement::open(db).await?;
     let rows = sqlx::query_as!(
         ClaimedRecording,
-        r#"SELECT org_id AS "org_id!", call_id AS "call_id!", recording_url, attempt AS "attempt!"
+        r#"SELECT org_id AS "org_id!: OrgId", call_id AS "call_id!: CallId", recording_url,
+                    attempt AS "attempt!"
              FROM app.claim_recordings($1, $2 * interval '1 millisecond')"#,
         batch,
         lease_ms
@@ -331,9 +332,9 @@ pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbErro
 /// An SMS confirmation, claimed for one worker until its lease runs out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedSms {
-    pub org_id: Uuid,
-    pub sms_id: Uuid,
-    pub appointment_id: Option<Uuid>,
+    pub org_id: OrgId,
+    pub sms_id: SmsId,
+    pub appointment_id: Option<AppointmentId>,
     pub to_number: String,
     pub body: String,
     /// 1 for the first attempt.
@@ -354,7 +355,8 @@ pub async fn claim_sms(
     let mut one = OneStatement::open(db).await?;
     let rows = sqlx::query_as!(
         ClaimedSms,
-        r#"SELECT org_id AS "org_id!", sms_id AS "sms_id!", appointment_id,
+        r#"SELECT org_id AS "org_id!: OrgId", sms_id AS "sms_id!: SmsId",
+                  appointment_id AS "appointment_id: AppointmentId",
                   to_number AS "to_number!", body AS "body!", attempt AS "attempt!"
              FROM app.claim_sms($1, $2 * interval '1 millisecond')"#,
         batch,

@@ -93,10 +93,10 @@ pub trait Claim: Send + Sync {
 
 impl Claim for ClaimedRecording {
     fn org(&self) -> OrgId {
-        OrgId::from_uuid(self.org_id)
+        self.org_id
     }
     fn id(&self) -> Uuid {
-        self.call_id
+        self.call_id.into()
     }
     fn attempt(&self) -> i32 {
         self.attempt
@@ -105,10 +105,10 @@ impl Claim for ClaimedRecording {
 
 impl Claim for ClaimedSms {
     fn org(&self) -> OrgId {
-        OrgId::from_uuid(self.org_id)
+        self.org_id
     }
     fn id(&self) -> Uuid {
-        self.sms_id
+        self.sms_id.into()
     }
     fn attempt(&self) -> i32 {
         self.attempt

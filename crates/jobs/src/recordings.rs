@@ -20,7 +20,7 @@ use uuid::Uuid;
 use voxanne_db::crypto::Keyring;
 use voxanne_db::system::{self, ClaimedRecording};
 use voxanne_db::{Db, DbError};
-use voxanne_domain::{IntegrationProvider, OrgId};
+use voxanne_domain::{CallId, IntegrationProvider, OrgId};
 
 /// The worker's knobs.
 #[derive(Debug, Clone)]
@@ -281,7 +281,10 @@ impl Worker {
                         else {
                             continue;
                         };
-                        if tx.recording_object_missing(*call, key).await? {
+                        if tx
+                            .recording_object_missing(CallId::from_uuid(*call), key)
+                            .await?
+                        {
                             report.rows_marked += 1;
                             tracing::warn!(org_id = %org, call_id = %call, %key, "a stored recording is missing from storage");
                         }
@@ -297,7 +300,7 @@ impl Worker {
     /// Gives claimed jobs back to the queue without running them (used when a worker stops
     /// with jobs claimed but not started).
     pub async fn release(&self, job: &ClaimedRecording) -> Result<bool, JobError> {
-        let mut tx = self.db.job_tenant(OrgId::from_uuid(job.org_id)).await?;
+        let mut tx = self.db.job_tenant(job.org_id).await?;
         let released = tx.release_recording(job.call_id, job.attempt).await?;
         tx.commit().await?;
         Ok(released)
@@ -370,7 +373,7 @@ impl Worker {
 
 /// `{org}/recordings/{call}.{ext}`: the extension from the URL's path, else from the content
 /// type, else `wav`.
-pub fn object_key(org: OrgId, call: Uuid, url: &str, content_type: Option<&str>) -> String {
+pub fn object_key(org: OrgId, call: CallId, url: &str, content_type: Option<&str>) -> String {
     const KNOWN: [&str; 4] = ["wav", "mp3", "ogg", "m4a"];
     let from_url = url
         .split(['?', '#'])

@@ -148,7 +148,7 @@ impl Job for SmsWorker {
 
     /// Sends one claimed message and records its outcome, in its org's tenant transactions.
     async fn process(&self, job: &ClaimedSms) -> Result<SmsOutcome, JobError> {
-        let org = OrgId::from_uuid(job.org_id);
+        let org = job.org_id;
         let Some(mut tx) = open_tenant(&self.db, org).await? else {
             return Ok(SmsOutcome::Abandoned);
         };

@@ -356,7 +356,7 @@ async fn the_cross_org_operations_work_behind_the_pooler() {
         .await
         .expect("claim recordings");
     assert_eq!(claimed.len() as i64, queued);
-    let orgs: HashSet<Uuid> = claimed.iter().map(|j| j.org_id).collect();
+    let orgs: HashSet<Uuid> = claimed.iter().map(|j| j.org_id.as_uuid()).collect();
     assert_eq!(orgs, HashSet::from([a.org.as_uuid(), b.org.as_uuid()]));
     sqlx::query("UPDATE calls SET recording_lease_until = now() - interval '1 second' WHERE recording_status = 'processing'")
         .execute(&mut admin)

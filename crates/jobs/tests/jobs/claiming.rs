@@ -58,7 +58,7 @@ async fn a_huge_backlog_does_not_starve_small_clinics() {
         batches += 1;
         assert!(!batch.is_empty() && batch.len() <= 20);
         for job in &batch {
-            if small.contains(&job.org_id) {
+            if small.contains(&job.org_id.as_uuid()) {
                 small_left -= 1;
             } else {
                 big_served += 1;
@@ -112,7 +112,7 @@ async fn claiming_is_one_statement_whose_cost_does_not_follow_the_number_of_orgs
         statement_counts.push((n, statements));
         assert_eq!(batch.len(), 20);
         let per_org: HashMap<Uuid, usize> = batch.iter().fold(HashMap::new(), |mut m, j| {
-            *m.entry(j.org_id).or_default() += 1;
+            *m.entry(j.org_id.as_uuid()).or_default() += 1;
             m
         });
         if n >= 20 {

@@ -64,13 +64,16 @@ async fn a_backlog_of_one_clinic_does_not_starve_another_clinics_single_message(
     let also = queue(&t, all[2], 1, 1).await[0];
     let batch = claim_sms(&t.db, 20, LEASE).await.expect("claim");
     assert_eq!(batch.len(), 20);
-    let ids: HashSet<Uuid> = batch.iter().map(|j| j.sms_id).collect();
+    let ids: HashSet<Uuid> = batch.iter().map(|j| j.sms_id.as_uuid()).collect();
     assert!(
         ids.contains(&single) && ids.contains(&also),
         "the single messages wait behind the backlog"
     );
     assert_eq!(
-        batch.iter().filter(|j| j.org_id == all[0]).count(),
+        batch
+            .iter()
+            .filter(|j| j.org_id.as_uuid() == all[0])
+            .count(),
         18,
         "the rest of the batch is the backlog's"
     );
@@ -78,7 +81,7 @@ async fn a_backlog_of_one_clinic_does_not_starve_another_clinics_single_message(
     assert_eq!(row(&t, single).await.0, "sending");
     let again = claim_sms(&t.db, 20, LEASE).await.expect("claim");
     assert!(
-        again.iter().all(|j| !ids.contains(&j.sms_id)),
+        again.iter().all(|j| !ids.contains(&j.sms_id.as_uuid())),
         "a claimed message is not claimed twice"
     );
 }
@@ -105,7 +108,7 @@ async fn suspended_clinics_and_messages_in_backoff_are_not_claimed() {
     .await
     .expect("backoff");
     let batch = claim_sms(&t.db, 20, LEASE).await.expect("claim");
-    let ids: Vec<Uuid> = batch.iter().map(|j| j.sms_id).collect();
+    let ids: Vec<Uuid> = batch.iter().map(|j| j.sms_id.as_uuid()).collect();
     assert_eq!(ids, mine);
 }
 
@@ -178,9 +181,10 @@ async fn a_claim_taken_over_after_its_lease_ran_out_leaves_the_first_holder_powe
             .await
             .expect("tenant");
     let late = first[0].attempt;
+    let sms = voxanne_domain::SmsId::from_uuid(id);
     assert!(!tx
         .sms_sent(
-            id,
+            sms,
             late,
             Some("SMlate"),
             SmsStatus::Sent,
@@ -190,11 +194,11 @@ async fn a_claim_taken_over_after_its_lease_ran_out_leaves_the_first_holder_powe
         .await
         .expect("sent"));
     assert!(!tx
-        .sms_failed(id, late, "late", AfterFailure::GiveUp)
+        .sms_failed(sms, late, "late", AfterFailure::GiveUp)
         .await
         .expect("failed"));
     assert!(!tx
-        .sms_suppressed(id, late, "late")
+        .sms_suppressed(sms, late, "late")
         .await
         .expect("suppressed"));
     tx.commit().await.expect("commit");
@@ -205,7 +209,7 @@ async fn a_claim_taken_over_after_its_lease_ran_out_leaves_the_first_holder_powe
             .await
             .expect("tenant");
     assert!(tx
-        .sms_sent(id, 2, Some("SMnew"), SmsStatus::Sent, "+14155550100", None)
+        .sms_sent(sms, 2, Some("SMnew"), SmsStatus::Sent, "+14155550100", None)
         .await
         .expect("sent"));
     tx.commit().await.expect("commit");
