@@ -62,85 +62,23 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 fn routes() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::new()
         .routes(routes!(openapi_json))
-        .routes(routes!(routes::me::me))
-        .routes(routes!(routes::calls::list))
-        .routes(routes!(routes::calls::get))
-        .routes(routes!(routes::calls::recording))
-        .routes(routes!(routes::security_events::list))
-        .routes(routes!(routes::contacts::list, routes::contacts::create))
-        .routes(routes!(
-            routes::contacts::get,
-            routes::contacts::update,
-            routes::contacts::delete
-        ))
-        .routes(routes!(routes::campaigns::list, routes::campaigns::create))
-        .routes(routes!(
-            routes::campaigns::get,
-            routes::campaigns::update,
-            routes::campaigns::delete
-        ))
-        .routes(routes!(routes::dnc::list, routes::dnc::add))
-        .routes(routes!(routes::dnc::check))
-        .routes(routes!(routes::dnc::get, routes::dnc::remove))
-        .routes(routes!(
-            routes::knowledge_base::list,
-            routes::knowledge_base::create
-        ))
-        .routes(routes!(
-            routes::knowledge_base::get,
-            routes::knowledge_base::update,
-            routes::knowledge_base::delete
-        ))
-        .routes(routes!(routes::knowledge_base::search))
-        .routes(routes!(routes::sms_confirmations::list))
-        .routes(routes!(routes::sms_confirmations::get))
-        .routes(routes!(routes::organizations::create))
-        .routes(routes!(
-            routes::organizations::get,
-            routes::organizations::update,
-            routes::organizations::delete
-        ))
-        .routes(routes!(routes::members::list, routes::members::add))
-        .routes(routes!(routes::members::update, routes::members::remove))
-        .routes(routes!(
-            routes::calendar_connections::list,
-            routes::calendar_connections::link
-        ))
-        .routes(routes!(
-            routes::calendar_connections::get,
-            routes::calendar_connections::unlink
-        ))
-        .routes(routes!(routes::integrations::list))
-        .routes(routes!(routes::integrations::sync_vapi))
-        .routes(routes!(
-            routes::integrations::get,
-            routes::integrations::put
-        ))
-        .routes(routes!(
-            routes::agent_configuration::get,
-            routes::agent_configuration::put
-        ))
-        .routes(routes!(
-            routes::appointments::list,
-            routes::appointments::create
-        ))
-        .routes(routes!(
-            routes::appointments::get,
-            routes::appointments::update
-        ))
-        .routes(routes!(routes::appointments::cancel))
-        .routes(routes!(routes::availability::get))
-        .routes(routes!(routes::holds::list, routes::holds::create))
-        .routes(routes!(routes::holds::confirm))
-        .routes(routes!(routes::holds::release))
-        .routes(routes!(
-            routes::phone_numbers::list,
-            routes::phone_numbers::add
-        ))
-        .routes(routes!(
-            routes::phone_numbers::get,
-            routes::phone_numbers::remove
-        ));
+        .merge(routes::me::routes())
+        .merge(routes::calls::routes())
+        .merge(routes::security_events::routes())
+        .merge(routes::contacts::routes())
+        .merge(routes::campaigns::routes())
+        .merge(routes::dnc::routes())
+        .merge(routes::knowledge_base::routes())
+        .merge(routes::sms_confirmations::routes())
+        .merge(routes::organizations::routes())
+        .merge(routes::members::routes())
+        .merge(routes::calendar_connections::routes())
+        .merge(routes::integrations::routes())
+        .merge(routes::agent_configuration::routes())
+        .merge(routes::appointments::routes())
+        .merge(routes::availability::routes())
+        .merge(routes::holds::routes())
+        .merge(routes::phone_numbers::routes());
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))

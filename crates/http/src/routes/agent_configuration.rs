@@ -6,6 +6,8 @@ use crate::extract::{AppJson, Tenant};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::agent_configuration::AgentConfiguration as StoredConfiguration;
 use voxanne_domain::{OpeningHours, PhoneNumber, TimeZoneName};
 use voxanne_webhooks::vapi_voice::Voice;
@@ -127,4 +129,9 @@ pub async fn put(
     let saved = tx.put_agent_configuration(&config).await?;
     tx.commit().await?;
     Ok(Json(saved.into()))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new().routes(routes!(get, put))
 }

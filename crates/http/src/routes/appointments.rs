@@ -12,6 +12,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 use voxanne_db::appointments::{Appointment as AppointmentRow, SlotRequest};
 use voxanne_domain::booking::{self, SlotRefusal};
@@ -246,4 +248,12 @@ pub async fn cancel(
         .map_err(|e| ApiError::booking(&m, ("appointments", id.as_uuid()), e))?;
     tx.commit().await?;
     Ok(Json(appointment.into()))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update))
+        .routes(routes!(cancel))
 }

@@ -7,6 +7,8 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_domain::availability::{free_slots, Span};
 use voxanne_domain::booking::{self, SlotRefusal};
 
@@ -100,4 +102,9 @@ pub async fn get(
             })
             .collect(),
     }))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new().routes(routes!(get))
 }

@@ -12,6 +12,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::calendar_connections::{
     CalendarConnection as CalendarConnectionRow, NewCalendarConnection, UNIQUE_ACCOUNT,
 };
@@ -189,4 +191,11 @@ pub async fn unlink(
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, link))
+        .routes(routes!(get, unlink))
 }

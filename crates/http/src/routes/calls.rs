@@ -7,6 +7,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::calls::{Call as CallRow, CallFilter};
 use voxanne_domain::{CallDirection, CallId, CallStatus, ContactId, OrgId, RecordingStatus};
 
@@ -163,4 +165,12 @@ pub async fn recording(
         )));
     }
     crate::storage::stream(state.recordings.as_ref(), &key).await
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get))
+        .routes(routes!(recording))
 }

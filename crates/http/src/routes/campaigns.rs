@@ -8,6 +8,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::campaigns::{Campaign as CampaignRow, CampaignFields};
 use voxanne_db::Membership;
 use voxanne_domain::CampaignStatus;
@@ -171,4 +173,11 @@ pub async fn delete(
     delete_found::<CampaignRow>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
 }

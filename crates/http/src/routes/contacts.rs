@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::contacts::{Contact as ContactRow, ContactFields};
 use voxanne_db::{DbError, Membership};
 use voxanne_domain::{ContactId, PhoneNumber};
@@ -201,4 +203,11 @@ pub async fn delete(
     delete_found::<ContactRow>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
 }

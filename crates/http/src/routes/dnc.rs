@@ -8,6 +8,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::dnc::DncEntry as DncEntryRow;
 use voxanne_db::DbError;
 use voxanne_domain::PhoneNumber;
@@ -138,4 +140,12 @@ pub async fn check(
         phone: phone.to_string(),
         listed,
     }))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(check))
+        .routes(routes!(get, remove))
 }

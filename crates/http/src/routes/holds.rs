@@ -14,6 +14,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 use voxanne_db::appointments::AppointmentHold as HoldRow;
 use voxanne_domain::{CallId, ContactId, HoldId, OrgId};
@@ -169,4 +171,12 @@ pub async fn release(
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(confirm))
+        .routes(routes!(release))
 }

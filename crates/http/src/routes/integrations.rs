@@ -13,6 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::crypto::Keyring;
 use voxanne_db::integrations::{Secrets, StoredIntegration};
 use voxanne_domain::{IntegrationProvider, OrgId};
@@ -316,4 +318,12 @@ pub async fn sync_vapi(
     let report =
         crate::vapi_sync::sync(&state.db, &state.keyring, &state.vapi, org, Some(user)).await?;
     Ok(Json(report))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(sync_vapi))
+        .routes(routes!(get, put))
 }

@@ -7,6 +7,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::knowledge_base::{Document as DocumentRow, SearchHit as SearchHitRow};
 use voxanne_db::Membership;
 
@@ -222,4 +224,12 @@ pub async fn search(
     Ok(Json(SearchResults {
         data: data.into_iter().map(SearchHit::from).collect(),
     }))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
+        .routes(routes!(search))
 }

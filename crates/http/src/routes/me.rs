@@ -4,6 +4,8 @@ use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::system::memberships;
 use voxanne_domain::{OrgId, OrgStatus, Role, UserId};
 
@@ -88,4 +90,9 @@ pub async fn me(
         role,
         orgs,
     }))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new().routes(routes!(me))
 }

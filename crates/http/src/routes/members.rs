@@ -10,6 +10,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::members::Member as MemberRow;
 use voxanne_db::TenantTx;
 use voxanne_domain::{check_member_change, MemberChange, Role, UserId};
@@ -165,4 +167,11 @@ fn not_a_member_of_this_org(tx: &TenantTx, user: UserId) -> ApiError {
 
 fn audit(tx: &TenantTx, what: &str, member: &MemberRow) {
     tracing::info!(org_id = %tx.org(), actor = %tx.membership().user, user_id = %member.user_id, role = %member.role, "{what}");
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(update, remove))
 }

@@ -9,6 +9,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::organizations::{ErasedOrg, Organization as OrganizationRow};
 use voxanne_db::system::{provision_org, NewOrg};
 use voxanne_domain::OrgStatus;
@@ -138,4 +140,11 @@ async fn remove_stored_objects(state: &AppState, org: OrgId, erased: &ErasedOrg)
             tracing::error!(org_id = %org, error = %e, "removing an erased organization's objects failed")
         }
     }
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(get, update, delete))
 }

@@ -8,6 +8,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::phone_numbers::{OwnedNumber as OwnedNumberRow, NUMBER_TAKEN};
 use voxanne_db::DbError;
 use voxanne_domain::PhoneNumber;
@@ -116,4 +118,11 @@ pub async fn remove(
     delete_found::<OwnedNumberRow>(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(get, remove))
 }

@@ -3,6 +3,8 @@ use crate::extract::{AppQuery, Tenant};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use voxanne_db::security_events::SecurityEvent as SecurityEventRow;
 
 /// A security event as the API shows it (the row is the database's).
@@ -56,4 +58,9 @@ pub async fn list(
         })
         .map(SecurityEvent::from),
     ))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }

@@ -3,6 +3,8 @@ use crate::extract::{AppPath, AppQuery, Tenant};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 use voxanne_db::sms_confirmations::SmsConfirmation as SmsConfirmationRow;
 use voxanne_domain::SmsStatus;
@@ -85,4 +87,11 @@ pub async fn get(
         .ok_or_else(|| ApiError::missing(tx.membership(), "sms_confirmation_logs", "id", id))?;
     tx.commit().await?;
     Ok(Json(sms.into()))
+}
+
+/// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
+pub fn routes() -> OpenApiRouter<crate::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get))
 }
