@@ -83,6 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         keyring,
         metrics: Arc::default(),
         vapi: Arc::default(),
+        calendar: Arc::default(),
     };
     tokio::spawn(voxanne_http::serve(
         listener,

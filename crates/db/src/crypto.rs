@@ -227,6 +227,18 @@ impl Keyring {
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Undecryptable)
     }
+
+    /// A key for `purpose` (e.g. signing OAuth states), derived from the current key:
+    /// HMAC-SHA256 keyed with it over the purpose, so it is never the data key itself and each
+    /// purpose gets its own. Changes when the current key is rotated.
+    pub fn derive_key(&self, purpose: &str) -> SecretBox<[u8; KEY_LEN]> {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.current.key.expose_secret())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"voxanne derived key|");
+        mac.update(purpose.as_bytes());
+        SecretBox::new(Box::new(mac.finalize().into_bytes().into()))
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod agent_configuration;
 pub mod appointments;
 pub mod calendar_connections;
+pub mod calendar_oauth;
 pub mod call_events;
 pub mod calls;
 pub mod campaigns;

@@ -119,6 +119,9 @@ pub enum DeniedKind {
     InvalidToken,
     /// A webhook to one of this org's numbers that was not signed with its secret.
     InvalidWebhookSignature,
+    /// A calendar OAuth callback refused as an attack on this org: its state replayed, or
+    /// finished in another browser than the one that started it.
+    CalendarOAuthRefused,
 }
 
 /// Records a security event for `org` from outside its tenant context (the caller is not a
@@ -135,6 +138,7 @@ pub async fn record_denied(
         DeniedKind::MembershipDenied => "membership_denied",
         DeniedKind::InvalidToken => "invalid_token",
         DeniedKind::InvalidWebhookSignature => "invalid_webhook_signature",
+        DeniedKind::CalendarOAuthRefused => "calendar_oauth_refused",
     };
     let (mut tx, _) = ScopedTx::begin(db, None, user, None).await?;
     sqlx::query!(
@@ -456,4 +460,56 @@ pub async fn org_for_number(
     .await?;
     tx.commit().await?;
     Ok(row.map(|row| (row.org_id, row.status == OrgStatus::Active)))
+}
+
+/// A calendar OAuth state as the callback takes it (`app.take_calendar_oauth_state`,
+/// migrations/0016): deleted in the same statement that reads it, so it is used once.
+#[derive(Debug, Clone)]
+pub struct TakenOAuthState {
+    pub org: OrgId,
+    pub org_active: bool,
+    pub user: UserId,
+    pub provider: voxanne_domain::CalendarProvider,
+    pub verifier: crate::crypto::Sealed,
+    pub browser_hash: Vec<u8>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Takes the calendar OAuth state `(org, id)`: `None` when there is none (never made, or
+/// already used). The callback that calls this carries no JWT; the MAC of its `state` was
+/// checked before, so only ids this server issued reach the database.
+pub async fn take_calendar_oauth_state(
+    db: &Db,
+    org: OrgId,
+    id: Uuid,
+) -> Result<Option<TakenOAuthState>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let row = sqlx::query!(
+        r#"SELECT org_id AS "org_id!", user_id AS "user_id!", provider AS "provider!",
+                  verifier_enc AS "verifier_enc!", key_id AS "key_id!",
+                  browser_hash AS "browser_hash!", expires_at AS "expires_at!",
+                  org_status AS "org_status!"
+             FROM app.take_calendar_oauth_state($1, $2)"#,
+        org.as_uuid(),
+        id
+    )
+    .fetch_optional(one.conn())
+    .await?;
+    one.finish().await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(TakenOAuthState {
+        org: OrgId::from_uuid(row.org_id),
+        org_active: row.org_status == "active",
+        user: UserId::from_uuid(row.user_id),
+        provider: row
+            .provider
+            .parse()
+            .map_err(|e: voxanne_domain::UnknownVariant| DbError::Corrupt(e.to_string()))?,
+        verifier: crate::crypto::Sealed {
+            key_id: row.key_id,
+            bytes: row.verifier_enc,
+        },
+        browser_hash: row.browser_hash,
+        expires_at: row.expires_at,
+    }))
 }

@@ -2,6 +2,7 @@
 //! tenant boundary of a request in `extract.rs` (`Tenant`).
 
 pub mod auth;
+pub mod calendar_oauth;
 pub mod error;
 pub mod extract;
 pub mod fields;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Where Vapi reaches this server and this server reaches Vapi.
     pub vapi: Arc<vapi::VapiSettings>,
+    /// The calendar providers clinics connect with OAuth 2.0.
+    pub calendar: Arc<calendar_oauth::CalendarOAuth>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -73,6 +76,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::organizations::routes())
         .merge(routes::members::routes())
         .merge(routes::calendar_connections::routes())
+        .merge(routes::calendar_oauth::routes())
         .merge(routes::integrations::routes())
         .merge(routes::agent_configuration::routes())
         .merge(routes::appointments::routes())
@@ -86,6 +90,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::webhooks::twilio))
         .routes(routes!(routes::webhooks::sms_twilio_status))
         .routes(routes!(routes::oauth::vapi_token))
+        .routes(routes!(routes::calendar_oauth::callback))
         .nest("/api/v1", api)
 }
 

@@ -166,6 +166,33 @@ pub struct Config {
         global = true
     )]
     pub vapi_api_url: String,
+    /// Google's OAuth client (Google Cloud console, "Web application"), for linking clinics'
+    /// calendars. Unset: Google calendars cannot be linked.
+    #[arg(long, env = "VOXANNE_GOOGLE_CLIENT_ID", global = true)]
+    pub google_client_id: Option<String>,
+    #[arg(long, env = "VOXANNE_GOOGLE_CLIENT_SECRET", global = true, hide_env_values = true)]
+    pub google_client_secret: Option<SecretString>,
+    #[arg(long, env = "VOXANNE_GOOGLE_AUTH_URL", default_value = voxanne_http::calendar_oauth::GOOGLE_AUTH_URL, global = true)]
+    pub google_auth_url: String,
+    #[arg(long, env = "VOXANNE_GOOGLE_TOKEN_URL", default_value = voxanne_http::calendar_oauth::GOOGLE_TOKEN_URL, global = true)]
+    pub google_token_url: String,
+    #[arg(long, env = "VOXANNE_GOOGLE_REVOKE_URL", default_value = voxanne_http::calendar_oauth::GOOGLE_REVOKE_URL, global = true)]
+    pub google_revoke_url: String,
+    #[arg(long, env = "VOXANNE_GOOGLE_USERINFO_URL", default_value = voxanne_http::calendar_oauth::GOOGLE_USERINFO_URL, global = true)]
+    pub google_userinfo_url: String,
+    /// Microsoft's OAuth client (an app registration in Microsoft Entra ID). Unset: Microsoft
+    /// calendars cannot be linked.
+    #[arg(long, env = "VOXANNE_MICROSOFT_CLIENT_ID", global = true)]
+    pub microsoft_client_id: Option<String>,
+    #[arg(long, env = "VOXANNE_MICROSOFT_CLIENT_SECRET", global = true, hide_env_values = true)]
+    pub microsoft_client_secret: Option<SecretString>,
+    /// The Microsoft identity platform authority: `{authority}/oauth2/v2.0/authorize` and
+    /// `{authority}/oauth2/v2.0/token`.
+    #[arg(long, env = "VOXANNE_MICROSOFT_AUTHORITY", default_value = voxanne_http::calendar_oauth::MICROSOFT_AUTHORITY, global = true)]
+    pub microsoft_authority: String,
+    /// Microsoft Graph, where the account's address is read (`/v1.0/me`).
+    #[arg(long, env = "VOXANNE_MICROSOFT_GRAPH_URL", default_value = voxanne_http::calendar_oauth::MICROSOFT_GRAPH_URL, global = true)]
+    pub microsoft_graph_url: String,
     /// Application connection pool size.
     #[arg(
         long,
@@ -424,6 +451,74 @@ impl Config {
                 .map(|u| http_url("--public-url", u))
                 .transpose()?,
             http_url("--vapi-api-url", &self.vapi_api_url)?,
+        ))
+    }
+
+    /// The calendar providers clinics link with OAuth 2.0 (`--google-*`, `--microsoft-*`).
+    pub fn calendar(&self) -> anyhow::Result<voxanne_http::calendar_oauth::CalendarOAuth> {
+        use voxanne_http::calendar_oauth::ProviderApp;
+        let http_url = |name: &str, value: &str| {
+            url::Url::parse(value)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .ok_or_else(|| anyhow::anyhow!("{name} must be an http(s) URL, not `{value}`"))
+        };
+        let app = |provider: &str,
+                   id: &Option<String>,
+                   secret: &Option<SecretString>|
+         -> anyhow::Result<Option<(String, SecretString)>> {
+            match (id.as_deref().map(str::trim).filter(|s| !s.is_empty()), secret) {
+                (None, _) => Ok(None),
+                (Some(id), Some(secret)) => Ok(Some((id.to_owned(), secret.clone()))),
+                (Some(_), None) => anyhow::bail!(
+                    "VOXANNE_{provider}_CLIENT_ID is set without VOXANNE_{provider}_CLIENT_SECRET"
+                ),
+            }
+        };
+        let google = app("GOOGLE", &self.google_client_id, &self.google_client_secret)?
+            .map(|(client_id, client_secret)| -> anyhow::Result<ProviderApp> {
+                Ok(ProviderApp {
+                    client_id,
+                    client_secret,
+                    auth_url: http_url("--google-auth-url", &self.google_auth_url)?,
+                    token_url: http_url("--google-token-url", &self.google_token_url)?,
+                    account_url: http_url("--google-userinfo-url", &self.google_userinfo_url)?,
+                    revoke_url: Some(http_url("--google-revoke-url", &self.google_revoke_url)?),
+                })
+            })
+            .transpose()?;
+        let microsoft = app(
+            "MICROSOFT",
+            &self.microsoft_client_id,
+            &self.microsoft_client_secret,
+        )?
+        .map(|(client_id, client_secret)| -> anyhow::Result<ProviderApp> {
+            let authority = self.microsoft_authority.trim_end_matches('/');
+            let graph = self.microsoft_graph_url.trim_end_matches('/');
+            Ok(ProviderApp {
+                client_id,
+                client_secret,
+                auth_url: http_url(
+                    "--microsoft-authority",
+                    &format!("{authority}/oauth2/v2.0/authorize"),
+                )?,
+                token_url: http_url(
+                    "--microsoft-authority",
+                    &format!("{authority}/oauth2/v2.0/token"),
+                )?,
+                account_url: http_url("--microsoft-graph-url", &format!("{graph}/v1.0/me"))?,
+                // Microsoft has no endpoint that revokes a single token.
+                revoke_url: None,
+            })
+        })
+        .transpose()?;
+        Ok(voxanne_http::calendar_oauth::CalendarOAuth::new(
+            self.public_url
+                .as_deref()
+                .map(|u| http_url("--public-url", u))
+                .transpose()?,
+            google,
+            microsoft,
         ))
     }
 

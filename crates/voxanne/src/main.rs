@@ -298,6 +298,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             security,
             limits: Arc::new(config.limits()?),
             vapi: Arc::new(config.vapi()?),
+            calendar: Arc::new(config.calendar()?),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = if args.no_worker {

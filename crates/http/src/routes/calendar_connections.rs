@@ -84,7 +84,7 @@ fn token(field: &str, value: SecretString) -> Result<SecretString, ApiError> {
     Ok(value)
 }
 
-fn email(text: &str) -> Result<String, ApiError> {
+pub(crate) fn email(text: &str) -> Result<String, ApiError> {
     let email = text.trim().to_lowercase();
     let valid = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
@@ -174,13 +174,26 @@ pub async fn get(
     Ok(Json(row.into()))
 }
 
-/// Unlinks a calendar (admins): its tokens are deleted with it.
+/// Unlinks a calendar (admins): its tokens are deleted with it. Then, best-effort, the token
+/// is revoked at the provider where it has a revocation endpoint (Google's; Microsoft has
+/// none for one token): a failure there is logged, the link is gone either way.
 #[utoipa::path(delete, path = "/calendar-connections/{id}", tag = "calendar", params(("id" = Uuid, Path, description = "the connection's id")), responses((status = 204, description = "unlinked")))]
 pub async fn unlink(
+    State(state): State<AppState>,
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<voxanne_domain::CalendarConnectionId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(tx.membership(), "staff cannot link or unlink calendars")?;
+    let provider = tx.get_calendar_connection(id).await?.map(|c| c.provider);
+    // A token that no longer opens (its key was dropped) cannot be revoked, but the link is
+    // still removed.
+    let tokens = match tx.calendar_tokens(&state.keyring, id.as_uuid()).await {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            tracing::warn!(error = %e, "a calendar token to revoke does not open");
+            None
+        }
+    };
     if !tx.delete_calendar_connection(id).await? {
         return Err(ApiError::missing(
             tx.membership(),
@@ -189,7 +202,14 @@ pub async fn unlink(
             id.as_uuid(),
         ));
     }
+    let org = tx.org();
     tx.commit().await?;
+    let token = tokens.and_then(|t| t.refresh_token.or(t.access_token));
+    if let (Some(provider), Some(token)) = (provider, token) {
+        if let Err(e) = state.calendar.revoke(provider, &token).await {
+            tracing::warn!(org_id = %org, %provider, error = %e, "revoking an unlinked calendar's token failed");
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,6 +6,7 @@ mod support;
 mod appointments;
 mod attack_matrix;
 mod auth;
+mod calendar_oauth;
 mod calls;
 mod contacts_campaigns_dnc;
 mod edge;

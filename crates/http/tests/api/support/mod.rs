@@ -5,6 +5,7 @@
 pub mod client;
 pub mod declared;
 pub mod fake_twilio;
+pub mod fake_calendar;
 pub mod fake_vapi;
 pub mod openapi;
 pub mod recordings;
@@ -21,6 +22,7 @@ use voxanne_db::crypto::Keyring;
 use voxanne_db::demo::{self, DemoClinic};
 use voxanne_domain::{OrgId, UserId};
 use voxanne_http::auth::{mint_hs256, AuthConfig, DevToken, JwksSource, JwtVerifier};
+use voxanne_http::calendar_oauth::CalendarOAuth;
 use voxanne_http::limits::Limits;
 use voxanne_http::security_log::SecurityLog;
 use voxanne_http::{AppState, ServerConfig};
@@ -116,7 +118,24 @@ impl TestApp {
         server: ServerConfig,
         limits: Limits,
     ) -> Self {
-        Self::spawn_full(t, jwks, store, server, limits, None).await
+        Self::spawn_full(t, jwks, store, server, limits, None, None).await
+    }
+
+    /// With the calendar providers `calendar` makes from this server's own address (its
+    /// public URL, where the providers send the browser back).
+    pub async fn spawn_with_calendar(
+        calendar: impl FnOnce(url::Url) -> CalendarOAuth + Send + 'static,
+    ) -> Self {
+        Self::spawn_full(
+            TestDb::new().await,
+            None,
+            None,
+            ServerConfig::default(),
+            Limits::default(),
+            None,
+            Some(Box::new(calendar)),
+        )
+        .await
     }
 
     /// With Vapi's REST API at `api_url` (a fake on loopback).
@@ -128,6 +147,7 @@ impl TestApp {
             ServerConfig::default(),
             Limits::default(),
             Some(api_url.to_owned()),
+            None,
         )
         .await
     }
@@ -139,6 +159,7 @@ impl TestApp {
         server: ServerConfig,
         limits: Limits,
         vapi_api: Option<String>,
+        calendar: Option<Box<dyn FnOnce(url::Url) -> CalendarOAuth + Send>>,
     ) -> Self {
         let auth = JwtVerifier::new(AuthConfig {
             hs256_secret: Some(SecretString::from(SECRET)),
@@ -177,6 +198,10 @@ impl TestApp {
                     .parse()
                     .expect("url"),
             )),
+            calendar: Arc::new(match calendar {
+                Some(make) => make(base.parse().expect("url")),
+                None => CalendarOAuth::new(Some(base.parse().expect("url")), None, None),
+            }),
         };
         let metrics_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_base = format!("http://{}", metrics_listener.local_addr().expect("addr"));
@@ -446,6 +471,7 @@ pub async fn serve_db(db: voxanne_db::Db) -> String {
         keyring: Arc::new(keyring()),
         metrics: Arc::default(),
         vapi: Arc::default(),
+        calendar: Arc::default(),
     };
     tokio::spawn(voxanne_http::serve(
         listener,
