@@ -14,8 +14,8 @@ use hmac::{Hmac, Mac};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, RevocationUrl, Scope, StandardRevocableToken, TokenResponse, TokenUrl,
+    EndpointNotSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
+    RevocationUrl, Scope, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -41,7 +41,11 @@ pub const MICROSOFT_GRAPH_URL: &str = "https://graph.microsoft.com";
 
 /// Google: calendar access, and the account's email; offline access with a fresh consent, so
 /// that a refresh token comes back every time.
-const GOOGLE_SCOPES: &[&str] = &["https://www.googleapis.com/auth/calendar", "openid", "email"];
+const GOOGLE_SCOPES: &[&str] = &[
+    "https://www.googleapis.com/auth/calendar",
+    "openid",
+    "email",
+];
 /// Microsoft identity platform: a refresh token (`offline_access`), the calendars, and the
 /// signed-in user's profile for the account's address.
 const MICROSOFT_SCOPES: &[&str] = &[
@@ -306,21 +310,32 @@ impl CalendarOAuth {
         let Some(app) = self.app(provider).filter(|a| a.revoke_url.is_some()) else {
             return Ok(false);
         };
-        let client = self.client(provider, app)?;
-        client
-            .revoke_token(StandardRevocableToken::RefreshToken(RefreshToken::new(
-                token.expose_secret().to_owned(),
-            )))
-            .map_err(|e| ExchangeError::Unavailable {
-                provider,
-                source: Box::new(e),
-            })?
-            .request_async(&self.http)
+        let Some(url) = app.revoke_url.clone() else {
+            return Ok(false);
+        };
+        // Google's documented revocation: a form POST of `token=` (no client authentication).
+        // Not the `oauth2` crate's RFC 7009 request, which insists on an https endpoint.
+        let unavailable = |source: Box<dyn std::error::Error + Send + Sync>| {
+            ExchangeError::Unavailable { provider, source }
+        };
+        let response = self
+            .http
+            .post(url)
+            .form(&[("token", token.expose_secret())])
+            .send()
             .await
-            .map_err(|e| ExchangeError::Unavailable {
-                provider,
-                source: e.to_string().into(),
-            })?;
+            .map_err(|e| unavailable(Box::new(e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(unavailable(
+                format!(
+                    "the revocation endpoint answered {status}: {}",
+                    body.chars().take(200).collect::<String>()
+                )
+                .into(),
+            ));
+        }
         Ok(true)
     }
 }
@@ -346,7 +361,9 @@ fn state_mac(keyring: &Keyring, org: OrgId, id: Uuid) -> Hmac<Sha256> {
 
 impl SignedState {
     pub fn encode(&self, keyring: &Keyring) -> String {
-        let mac = state_mac(keyring, self.org, self.id).finalize().into_bytes();
+        let mac = state_mac(keyring, self.org, self.id)
+            .finalize()
+            .into_bytes();
         let mut bytes = Vec::with_capacity(32 + MAC_LEN);
         bytes.extend_from_slice(self.org.as_uuid().as_bytes());
         bytes.extend_from_slice(self.id.as_bytes());

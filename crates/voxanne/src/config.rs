@@ -170,7 +170,12 @@ pub struct Config {
     /// calendars. Unset: Google calendars cannot be linked.
     #[arg(long, env = "VOXANNE_GOOGLE_CLIENT_ID", global = true)]
     pub google_client_id: Option<String>,
-    #[arg(long, env = "VOXANNE_GOOGLE_CLIENT_SECRET", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "VOXANNE_GOOGLE_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
     pub google_client_secret: Option<SecretString>,
     #[arg(long, env = "VOXANNE_GOOGLE_AUTH_URL", default_value = voxanne_http::calendar_oauth::GOOGLE_AUTH_URL, global = true)]
     pub google_auth_url: String,
@@ -184,7 +189,12 @@ pub struct Config {
     /// calendars cannot be linked.
     #[arg(long, env = "VOXANNE_MICROSOFT_CLIENT_ID", global = true)]
     pub microsoft_client_id: Option<String>,
-    #[arg(long, env = "VOXANNE_MICROSOFT_CLIENT_SECRET", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "VOXANNE_MICROSOFT_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
     pub microsoft_client_secret: Option<SecretString>,
     /// The Microsoft identity platform authority: `{authority}/oauth2/v2.0/authorize` and
     /// `{authority}/oauth2/v2.0/token`.
@@ -467,7 +477,10 @@ impl Config {
                    id: &Option<String>,
                    secret: &Option<SecretString>|
          -> anyhow::Result<Option<(String, SecretString)>> {
-            match (id.as_deref().map(str::trim).filter(|s| !s.is_empty()), secret) {
+            match (
+                id.as_deref().map(str::trim).filter(|s| !s.is_empty()),
+                secret,
+            ) {
                 (None, _) => Ok(None),
                 (Some(id), Some(secret)) => Ok(Some((id.to_owned(), secret.clone()))),
                 (Some(_), None) => anyhow::bail!(
@@ -476,41 +489,45 @@ impl Config {
             }
         };
         let google = app("GOOGLE", &self.google_client_id, &self.google_client_secret)?
-            .map(|(client_id, client_secret)| -> anyhow::Result<ProviderApp> {
-                Ok(ProviderApp {
-                    client_id,
-                    client_secret,
-                    auth_url: http_url("--google-auth-url", &self.google_auth_url)?,
-                    token_url: http_url("--google-token-url", &self.google_token_url)?,
-                    account_url: http_url("--google-userinfo-url", &self.google_userinfo_url)?,
-                    revoke_url: Some(http_url("--google-revoke-url", &self.google_revoke_url)?),
-                })
-            })
+            .map(
+                |(client_id, client_secret)| -> anyhow::Result<ProviderApp> {
+                    Ok(ProviderApp {
+                        client_id,
+                        client_secret,
+                        auth_url: http_url("--google-auth-url", &self.google_auth_url)?,
+                        token_url: http_url("--google-token-url", &self.google_token_url)?,
+                        account_url: http_url("--google-userinfo-url", &self.google_userinfo_url)?,
+                        revoke_url: Some(http_url("--google-revoke-url", &self.google_revoke_url)?),
+                    })
+                },
+            )
             .transpose()?;
         let microsoft = app(
             "MICROSOFT",
             &self.microsoft_client_id,
             &self.microsoft_client_secret,
         )?
-        .map(|(client_id, client_secret)| -> anyhow::Result<ProviderApp> {
-            let authority = self.microsoft_authority.trim_end_matches('/');
-            let graph = self.microsoft_graph_url.trim_end_matches('/');
-            Ok(ProviderApp {
-                client_id,
-                client_secret,
-                auth_url: http_url(
-                    "--microsoft-authority",
-                    &format!("{authority}/oauth2/v2.0/authorize"),
-                )?,
-                token_url: http_url(
-                    "--microsoft-authority",
-                    &format!("{authority}/oauth2/v2.0/token"),
-                )?,
-                account_url: http_url("--microsoft-graph-url", &format!("{graph}/v1.0/me"))?,
-                // Microsoft has no endpoint that revokes a single token.
-                revoke_url: None,
-            })
-        })
+        .map(
+            |(client_id, client_secret)| -> anyhow::Result<ProviderApp> {
+                let authority = self.microsoft_authority.trim_end_matches('/');
+                let graph = self.microsoft_graph_url.trim_end_matches('/');
+                Ok(ProviderApp {
+                    client_id,
+                    client_secret,
+                    auth_url: http_url(
+                        "--microsoft-authority",
+                        &format!("{authority}/oauth2/v2.0/authorize"),
+                    )?,
+                    token_url: http_url(
+                        "--microsoft-authority",
+                        &format!("{authority}/oauth2/v2.0/token"),
+                    )?,
+                    account_url: http_url("--microsoft-graph-url", &format!("{graph}/v1.0/me"))?,
+                    // Microsoft has no endpoint that revokes a single token.
+                    revoke_url: None,
+                })
+            },
+        )
         .transpose()?;
         Ok(voxanne_http::calendar_oauth::CalendarOAuth::new(
             self.public_url

@@ -102,11 +102,7 @@ pub async fn start(
             },
         )
         .await?;
-    let signed = SignedState {
-        org: tx.org(),
-        id,
-    }
-    .encode(&state.keyring);
+    let signed = SignedState { org: tx.org(), id }.encode(&state.keyring);
     let url = oauth
         .authorization_url(provider, signed, challenge)
         .ok_or_else(|| ApiError::internal("the provider's endpoints are not valid URLs"))?;
@@ -157,9 +153,10 @@ pub async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let secure = state.calendar.secure_cookie();
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
     let get = |name: &str| {
         params
             .iter()
@@ -235,7 +232,10 @@ async fn finish(
     let Some(signed) = signed.and_then(|s| SignedState::verify(&state.keyring, &s)) else {
         // Not a state this server issued: its org is not to be believed, so nothing is
         // recorded in one; the operators' log has it.
-        tracing::warn!(route = CALLBACK_ROUTE, "calendar OAuth callback with a state this server did not sign");
+        tracing::warn!(
+            route = CALLBACK_ROUTE,
+            "calendar OAuth callback with a state this server did not sign"
+        );
         return Err(NotLinked::Refused(REFUSED));
     };
     let attack = |reason: &'static str, user| {
@@ -305,7 +305,9 @@ async fn finish(
                     "{provider} did not accept the authorization (it may have expired)."
                 )),
                 ExchangeError::Unavailable { .. } | ExchangeError::NoEmail { .. } => {
-                    NotLinked::Provider(format!("{provider} could not be reached or answered unexpectedly."))
+                    NotLinked::Provider(format!(
+                        "{provider} could not be reached or answered unexpectedly."
+                    ))
                 }
             }
         })?;
@@ -318,7 +320,9 @@ async fn finish(
         .await
         .map_err(|_| NotLinked::Refused("You are no longer an admin of this clinic."))?;
     if !tx.membership().role.is_admin() {
-        return Err(NotLinked::Refused("You are no longer an admin of this clinic."));
+        return Err(NotLinked::Refused(
+            "You are no longer an admin of this clinic.",
+        ));
     }
     let new = NewCalendarConnection {
         provider,

@@ -83,7 +83,10 @@ struct Page {
 
 /// The browser back at the callback, with `cookie` (or none).
 async fn callback(app: &TestApp, url: &str, cookie: Option<&str>) -> Page {
-    assert!(url.starts_with(&app.base), "{url} is this server's callback");
+    assert!(
+        url.starts_with(&app.base),
+        "{url} is this server's callback"
+    );
     let mut request = app.client.get(url);
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, format!("voxanne_oauth={cookie}"));
@@ -110,10 +113,9 @@ async fn callback(app: &TestApp, url: &str, cookie: Option<&str>) -> Page {
 async fn setup() -> (TestApp, FakeCalendar, [DemoClinic; 2]) {
     let fake = FakeCalendar::start().await;
     let fake_settings = fake.clone();
-    let app = TestApp::spawn_with_calendar(move |public| {
-        fake_settings.settings(public, true, true)
-    })
-    .await;
+    let app =
+        TestApp::spawn_with_calendar(move |public| fake_settings.settings(public, true, true))
+            .await;
     let clinics = app.clinics().await;
     (app, fake, clinics)
 }
@@ -126,7 +128,7 @@ async fn connections(app: &TestApp, clinic: &DemoClinic) -> Vec<Value> {
         )
         .await;
     assert_eq!(r.status, 200);
-    r.body["items"].as_array().expect("items").clone()
+    r.body["data"].as_array().expect("data").clone()
 }
 
 /// The stored token columns of every connection of the database, as the superuser sees them.
@@ -151,7 +153,12 @@ async fn refusals(app: &TestApp, clinic: &DemoClinic) -> Vec<String> {
         .await
         .into_iter()
         .filter(|e| e["kind"] == "calendar_oauth_refused")
-        .map(|e| e["detail"]["reason"].as_str().unwrap_or_default().to_owned())
+        .map(|e| {
+            e["detail"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -165,7 +172,10 @@ async fn a_google_calendar_is_linked_end_to_end_with_pkce_and_its_tokens_sealed(
     assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
     assert!(set_cookie.contains("Path=/oauth/callback"), "{set_cookie}");
     let url = started.body["authorization_url"].as_str().expect("url");
-    assert!(url.starts_with(&format!("{}/google/authorize?", fake.base)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/google/authorize?", fake.base)),
+        "{url}"
+    );
     let q = query(url);
     assert_eq!(q["client_id"], fake_calendar::GOOGLE_CLIENT_ID);
     assert_eq!(q["redirect_uri"], format!("{}/oauth/callback", app.base));
@@ -212,7 +222,8 @@ async fn a_google_calendar_is_linked_end_to_end_with_pkce_and_its_tokens_sealed(
     let stored = stored_tokens(&app).await;
     assert_eq!(stored.len(), 1);
     let (access_enc, refresh_enc) = &stored[0];
-    let contains = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(!contains(access_enc, access));
     assert!(!contains(refresh_enc.as_deref().expect("refresh"), refresh));
     assert_eq!(oauth_states(&app).await, 0, "the state is used up");
@@ -277,12 +288,21 @@ async fn a_forged_state_links_nothing_and_is_refused_before_any_lookup() {
     let (app, fake, [a, _]) = setup().await;
     let started = start(&app, &app.token(a.owner, Some(a.org)), "google").await;
     let back = consent(started.body["authorization_url"].as_str().expect("url")).await;
-    let page = callback(&app, &forge(&back), Some(&started.cookie.expect("cookie").0)).await;
+    let page = callback(
+        &app,
+        &forge(&back),
+        Some(&started.cookie.expect("cookie").0),
+    )
+    .await;
     assert_eq!(page.status, 400, "{}", page.text);
     assert!(page.text.contains("not linked"));
     assert!(connections(&app, &a).await.is_empty());
     assert!(fake.token_requests().is_empty(), "no code was exchanged");
-    assert_eq!(oauth_states(&app).await, 1, "the real state was not looked up");
+    assert_eq!(
+        oauth_states(&app).await,
+        1,
+        "the real state was not looked up"
+    );
 }
 
 #[tokio::test]
@@ -305,7 +325,11 @@ async fn a_replayed_callback_links_nothing_the_second_time_and_is_recorded() {
     let again = callback(&app, &back, Some(&cookie)).await;
     assert_eq!(again.status, 400, "{}", again.text);
     assert!(connections(&app, &a).await.is_empty());
-    assert_eq!(fake.token_requests().len(), 1, "the code was not sent again");
+    assert_eq!(
+        fake.token_requests().len(),
+        1,
+        "the code was not sent again"
+    );
     assert_eq!(refusals(&app, &a).await, ["state_replayed"]);
 }
 
@@ -425,8 +449,8 @@ async fn staff_cannot_start_linking_a_calendar() {
 async fn a_provider_without_a_client_id_is_a_clear_conflict() {
     let fake = FakeCalendar::start().await;
     let only_google = fake.clone();
-    let app = TestApp::spawn_with_calendar(move |public| only_google.settings(public, true, false))
-        .await;
+    let app =
+        TestApp::spawn_with_calendar(move |public| only_google.settings(public, true, false)).await;
     let [a, _] = app.clinics().await;
     let started = start(&app, &app.token(a.owner, Some(a.org)), "microsoft").await;
     assert_eq!(started.status, 409, "{}", started.body);

@@ -257,7 +257,10 @@ fn token(fake: &Fake, provider: Provider, form: HashMap<String, String>) -> Resp
         .into_response()
 }
 
-async fn token_google(State(fake): State<Fake>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token_google(
+    State(fake): State<Fake>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     token(&fake, Provider::Google, form)
 }
 

@@ -4,8 +4,8 @@
 
 pub mod client;
 pub mod declared;
-pub mod fake_twilio;
 pub mod fake_calendar;
+pub mod fake_twilio;
 pub mod fake_vapi;
 pub mod openapi;
 pub mod recordings;
