@@ -222,6 +222,9 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
         "INSERT INTO calendar_connections (org_id, provider, account_email, access_token_enc, key_id)
          VALUES ($1, 'google', 'desk@clinic.example', '\\x00', 'k1')",
         "INSERT INTO integration_settings (org_id, provider, config) VALUES ($1, 'twilio', '{}')",
+        "INSERT INTO calendar_oauth_states (org_id, user_id, provider, verifier_enc, key_id, browser_hash, expires_at)
+         SELECT org_id, user_id, 'google', '\\x00', 'k1', sha256('cookie'), now() + interval '10 minutes'
+           FROM organization_members WHERE org_id = $1 LIMIT 1",
         "INSERT INTO campaigns (org_id, name) VALUES ($1, 'Flu shots')",
         "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body)
          SELECT org_id, id, '+14155550999', 'See you soon' FROM appointments WHERE org_id = $1 LIMIT 1",
