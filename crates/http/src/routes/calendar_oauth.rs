@@ -231,11 +231,17 @@ async fn finish(
     const REFUSED: &str = "This link is not valid (it was already used, has expired, or was started in another browser).";
     let Some(signed) = signed.and_then(|s| SignedState::verify(&state.keyring, &s)) else {
         // Not a state this server issued: its org is not to be believed, so nothing is
-        // recorded in one; the operators' log has it.
-        tracing::warn!(
-            route = CALLBACK_ROUTE,
-            "calendar OAuth callback with a state this server did not sign"
-        );
+        // recorded in one; the operators' log has it, once per power of two (a flood of
+        // forgeries is not a flood of lines).
+        static FORGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let forged = FORGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if forged.is_power_of_two() {
+            tracing::warn!(
+                route = CALLBACK_ROUTE,
+                forged,
+                "calendar OAuth callbacks with a state this server did not sign"
+            );
+        }
         return Err(NotLinked::Refused(REFUSED));
     };
     let attack = |reason: &'static str, user| {
