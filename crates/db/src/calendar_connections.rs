@@ -2,7 +2,7 @@
 //! are sealed (`crypto.rs`) before they reach SQL and are never read back into a listing:
 //! only [`TenantTx::calendar_tokens`] opens them, for the code that talks to the calendar.
 
-use crate::crypto::Keyring;
+use crate::crypto::{Keyring, Sealed};
 use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
@@ -55,6 +55,32 @@ pub struct NewCalendarConnection {
     pub token_expires_at: Option<DateTime<Utc>>,
 }
 
+impl NewCalendarConnection {
+    /// The access and refresh tokens sealed for row `id` of `org`.
+    pub(crate) fn seal(
+        &self,
+        keyring: &Keyring,
+        org: OrgId,
+        id: Uuid,
+    ) -> Result<(Sealed, Option<Sealed>), DbError> {
+        let access = keyring.seal(
+            self.access_token.expose_secret().as_bytes(),
+            &token_aad("access_token_enc", org, id),
+        )?;
+        let refresh = self
+            .refresh_token
+            .as_ref()
+            .map(|t| {
+                keyring.seal(
+                    t.expose_secret().as_bytes(),
+                    &token_aad("refresh_token_enc", org, id),
+                )
+            })
+            .transpose()?;
+        Ok((access, refresh))
+    }
+}
+
 /// The decrypted tokens of one connection.
 #[derive(Debug)]
 pub struct CalendarTokens {
@@ -94,20 +120,7 @@ impl TenantTx {
     ) -> Result<CalendarConnection, DbError> {
         let org = self.org();
         let id = Uuid::new_v4();
-        let access = keyring.seal(
-            new.access_token.expose_secret().as_bytes(),
-            &token_aad("access_token_enc", org, id),
-        )?;
-        let refresh = new
-            .refresh_token
-            .as_ref()
-            .map(|t| {
-                keyring.seal(
-                    t.expose_secret().as_bytes(),
-                    &token_aad("refresh_token_enc", org, id),
-                )
-            })
-            .transpose()?;
+        let (access, refresh) = new.seal(keyring, org, id)?;
         let row = connection_query!(
             [
                 "INSERT INTO calendar_connections (org_id, id, provider, account_email,

@@ -3,7 +3,7 @@
 //! connection the callback stores or updates once the provider has given tokens. The
 //! callback takes the state through `system::take_calendar_oauth_state` (it has no JWT).
 
-use crate::calendar_connections::{token_aad, CalendarConnection, NewCalendarConnection};
+use crate::calendar_connections::{CalendarConnection, NewCalendarConnection};
 use crate::crypto::Keyring;
 use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
@@ -86,20 +86,7 @@ impl TenantTx {
         let Some(id) = existing else {
             return self.insert_calendar_connection(keyring, new).await;
         };
-        let access = keyring.seal(
-            new.access_token.expose_secret().as_bytes(),
-            &token_aad("access_token_enc", org, id),
-        )?;
-        let refresh = new
-            .refresh_token
-            .as_ref()
-            .map(|t| {
-                keyring.seal(
-                    t.expose_secret().as_bytes(),
-                    &token_aad("refresh_token_enc", org, id),
-                )
-            })
-            .transpose()?;
+        let (access, refresh) = new.seal(keyring, org, id)?;
         // A provider that gives no new refresh token on a repeated consent leaves the old
         // one in place only if it was sealed under the same key as the new access token.
         sqlx::query!(
