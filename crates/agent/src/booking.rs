@@ -99,6 +99,10 @@ pub(crate) async fn check_availability(tx: &mut TenantTx, args: &Value) -> Answe
         ),
     };
     let schedule = tx.schedule(RESOURCE, window).await?;
+    if !schedule.stale_calendars.is_empty() {
+        tracing::warn!(org_id = %tx.org(), calendars = ?schedule.stale_calendars,
+            "the agent offered times from calendar busy times that are not current");
+    }
     let Some(hours) = &schedule.opening_hours else {
         return Ok("The clinic has not set its opening hours, so I can't offer times.".into());
     };

@@ -53,6 +53,9 @@ impl From<BookingError> for Refusal {
             BookingError::SlotTaken => {
                 say("Sorry, that time has just been taken. Let's find another one.")
             }
+            BookingError::CalendarBusy => {
+                say("Sorry, that time is not free in the clinic's diary. Let's find another one.")
+            }
             BookingError::HoldExpired => {
                 say("The hold on that time ran out. Let's check the free times again.")
             }
@@ -117,6 +120,7 @@ mod tests {
     fn every_refused_booking_write_is_said_without_field_names() {
         let mut refused = vec![
             BookingError::SlotTaken,
+            BookingError::CalendarBusy,
             BookingError::HoldExpired,
             BookingError::HoldAlreadyConfirmed,
             BookingError::EmptyRange,

@@ -111,6 +111,9 @@ pub enum BookingError {
     /// An overlapping appointment or live hold has the slot.
     #[error("the slot is already booked or held")]
     SlotTaken,
+    /// A linked calendar of the resource has the slot busy (as of its last sync).
+    #[error("the slot is busy in the clinic's calendar")]
+    CalendarBusy,
     /// `field` names `id`, which the org does not have in `table`.
     #[error("{field}: no such object in this organization")]
     InvalidReference {
@@ -192,8 +195,12 @@ pub struct Schedule {
     /// `None` when the clinic has no agent configuration yet.
     pub opening_hours: Option<OpeningHours>,
     pub time_zone: String,
-    /// Live appointments and unexpired holds of the resource that touch the window.
+    /// Live appointments and unexpired holds of the resource that touch the window, and the
+    /// busy times of its linked calendars.
     pub busy: Vec<Span>,
+    /// The resource's linked calendars whose busy times are not current for the window
+    /// (`calendar_sync::CalendarBusy::stale`): the answer is the cache's.
+    pub stale_calendars: Vec<voxanne_domain::CalendarConnectionId>,
     /// The database's clock, which decides expiry.
     pub now: DateTime<Utc>,
 }
@@ -276,6 +283,8 @@ impl TenantTx {
         notes: Option<&str>,
         hold_id: Option<HoldId>,
     ) -> Result<Appointment, BookingError> {
+        self.refuse_calendar_busy(&slot.resource, slot.starts_at, slot.ends_at)
+            .await?;
         let org = self.org().as_uuid();
         let appointment = appointment_query!(
             [
@@ -304,6 +313,8 @@ impl TenantTx {
             Confirm::Booked,
         )
         .await?;
+        self.queue_calendar_writes(appointment.id, &appointment.resource)
+            .await?;
         Ok(appointment)
     }
 
@@ -326,6 +337,10 @@ impl TenantTx {
         let ends_at = ends_at.unwrap_or(current.ends_at);
         if ends_at <= starts_at {
             return Err(BookingError::EmptyRange);
+        }
+        if (starts_at, ends_at) != (current.starts_at, current.ends_at) {
+            self.refuse_calendar_busy(&current.resource, starts_at, ends_at)
+                .await?;
         }
         let org = self.org().as_uuid();
         let (set_notes, notes) = match notes {
@@ -357,6 +372,10 @@ impl TenantTx {
             self.queue_confirmation(moved.id, moved.contact_id, moved.starts_at, Confirm::Moved)
                 .await?;
         }
+        if (moved.starts_at, moved.ends_at) != (current.starts_at, current.ends_at) {
+            self.queue_calendar_writes(moved.id, &moved.resource)
+                .await?;
+        }
         Ok(moved)
     }
 
@@ -375,7 +394,7 @@ impl TenantTx {
             other => return Err(BookingError::NotBooked(other)),
         }
         let org = self.org().as_uuid();
-        Ok(appointment_query!(
+        let cancelled = appointment_query!(
             [
                 "UPDATE appointments SET status = 'cancelled', updated_at = now()
                   WHERE org_id = $1 AND id = $2
@@ -386,7 +405,36 @@ impl TenantTx {
             id.as_uuid()
         )
         .fetch_one(self.conn())
-        .await?)
+        .await?;
+        // Its event comes out of the clinic's calendars.
+        self.queue_calendar_writes(cancelled.id, &cancelled.resource)
+            .await?;
+        Ok(cancelled)
+    }
+
+    /// Refuses `[starts_at, ends_at)` for `resource` when a linked calendar of the resource
+    /// has it busy: the booking rule's last word on the outside diary, for every path that
+    /// books (the REST API, the agent, a hold).
+    async fn refuse_calendar_busy(
+        &mut self,
+        resource: &str,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    ) -> Result<(), BookingError> {
+        if ends_at <= starts_at {
+            return Ok(());
+        }
+        let span = Span {
+            start: starts_at,
+            end: ends_at,
+        };
+        let busy = self
+            .calendar_busy(resource, span, crate::calendar_sync::BUSY_FRESH_FOR)
+            .await?;
+        if busy.spans.iter().any(|b| b.overlaps(&span)) {
+            return Err(BookingError::CalendarBusy);
+        }
+        Ok(())
     }
 
     async fn lock_appointment(
@@ -437,6 +485,8 @@ impl TenantTx {
         slot: &SlotRequest,
         ttl_seconds: u32,
     ) -> Result<AppointmentHold, BookingError> {
+        self.refuse_calendar_busy(&slot.resource, slot.starts_at, slot.ends_at)
+            .await?;
         let org = self.org().as_uuid();
         hold_query!(
             [
@@ -570,16 +620,23 @@ impl TenantTx {
         let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
             .fetch_one(self.conn())
             .await?;
+        let calendars = self
+            .calendar_busy(resource, window, crate::calendar_sync::BUSY_FRESH_FOR)
+            .await?;
+        let mut busy: Vec<Span> = rows
+            .into_iter()
+            .map(|row| Span {
+                start: row.start,
+                end: row.end,
+            })
+            .chain(calendars.spans)
+            .collect();
+        busy.sort();
         Ok(Schedule {
             opening_hours,
             time_zone,
-            busy: rows
-                .into_iter()
-                .map(|row| Span {
-                    start: row.start,
-                    end: row.end,
-                })
-                .collect(),
+            busy,
+            stale_calendars: calendars.stale,
             now,
         })
     }

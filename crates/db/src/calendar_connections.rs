@@ -8,7 +8,7 @@ use crate::{DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
-use voxanne_domain::{CalendarConnectionId, CalendarProvider, OrgId};
+use voxanne_domain::{CalendarConnectionId, CalendarConnectionStatus, CalendarProvider, OrgId};
 
 /// A linked calendar as the API shows it: whether tokens are stored, never the tokens.
 /// A row of `calendar_connections` (the API's view is the HTTP layer's).
@@ -20,6 +20,17 @@ pub struct CalendarConnection {
     pub has_access_token: bool,
     pub has_refresh_token: bool,
     pub token_expires_at: Option<DateTime<Utc>>,
+    pub status: CalendarConnectionStatus,
+    /// Why the provider refused the grant, when `broken`.
+    pub broken_reason: Option<String>,
+    /// The appointments' resource whose diary this calendar is.
+    pub resource: String,
+    /// Which of the account's calendars ("primary": its default one).
+    pub calendar_id: String,
+    /// When its busy times were last read.
+    pub busy_synced_at: Option<DateTime<Utc>>,
+    /// Why the last sync failed, until one succeeds.
+    pub last_sync_error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -30,7 +41,9 @@ macro_rules! connection_query {
             CalendarConnection,
             r#"id, provider AS "provider: CalendarProvider", account_email,
                access_token_enc IS NOT NULL AS "has_access_token!",
-               refresh_token_enc IS NOT NULL AS "has_refresh_token!", token_expires_at, created_at"#,
+               refresh_token_enc IS NOT NULL AS "has_refresh_token!", token_expires_at,
+               status AS "status: CalendarConnectionStatus", broken_reason, resource, calendar_id,
+               busy_synced_at, last_sync_error, created_at"#,
             $($query)*
         )
     };

@@ -66,7 +66,8 @@ impl TenantTx {
     }
 
     /// Stores the tokens of `new` for its (provider, account): a new connection, or the
-    /// account's existing one with its tokens replaced (linking the same account again).
+    /// account's existing one with its tokens replaced (linking the same account again, which
+    /// also mends a `broken` one) and its sync due at once.
     pub async fn upsert_calendar_connection(
         &mut self,
         keyring: &Keyring,
@@ -95,7 +96,10 @@ impl TenantTx {
                     refresh_token_enc = CASE WHEN $4::bytea IS NOT NULL THEN $4
                                              WHEN key_id = $5 THEN refresh_token_enc
                                              ELSE NULL END,
-                    key_id = $5, token_expires_at = $6
+                    key_id = $5, token_expires_at = $6,
+                    status = 'active', broken_reason = NULL, broken_at = NULL,
+                    sync_due_at = now(), sync_failures = 0, last_sync_error = NULL,
+                    updated_at = now()
               WHERE org_id = $1 AND id = $2",
             org.as_uuid(),
             id,

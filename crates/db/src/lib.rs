@@ -6,6 +6,7 @@ pub mod agent_configuration;
 pub mod appointments;
 pub mod calendar_connections;
 pub mod calendar_oauth;
+pub mod calendar_sync;
 pub mod call_events;
 pub mod calls;
 pub mod campaigns;

@@ -8,10 +8,13 @@
 
 use crate::tenant::ScopedTx;
 use crate::{Db, DbError, Membership, Pooler, TenantTx, TxConn};
+use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 use uuid::Uuid;
-use voxanne_domain::{AppointmentId, CallId, OrgId, OrgStatus, Role, SmsId, UserId};
+use voxanne_domain::{
+    AppointmentId, CalendarConnectionId, CallId, OrgId, OrgStatus, Role, SmsId, UserId,
+};
 
 /// A new org and its first owner.
 #[derive(Debug, Clone)]
@@ -512,4 +515,111 @@ pub async fn take_calendar_oauth_state(
         browser_hash: row.browser_hash,
         expires_at: row.expires_at,
     }))
+}
+
+/// A linked calendar whose sync is due, claimed for one worker until its lease runs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedCalendarSync {
+    pub org_id: OrgId,
+    pub connection_id: CalendarConnectionId,
+    /// The claim's number (`sync_claims`): every write of the claim is conditional on it.
+    pub claim: i32,
+    /// Failed syncs in a row before this one.
+    pub failures: i32,
+    /// The `sync_due_at` it was claimed for.
+    pub due_at: DateTime<Utc>,
+}
+
+/// Claims the next batch of calendar syncs, shared out round-robin across the active orgs
+/// with due connections, through the SECURITY DEFINER `app.claim_calendar_syncs`
+/// (migrations/0017): ONE statement, whatever the number of orgs.
+pub async fn claim_calendar_syncs(
+    db: &Db,
+    batch: u32,
+    lease: std::time::Duration,
+) -> Result<Vec<ClaimedCalendarSync>, DbError> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let lease_ms = lease.as_secs_f64() * 1000.0;
+    let mut one = OneStatement::open(db).await?;
+    let rows = sqlx::query_as!(
+        ClaimedCalendarSync,
+        r#"SELECT org_id AS "org_id!: OrgId",
+                  connection_id AS "connection_id!: CalendarConnectionId",
+                  claim AS "claim!", failures AS "failures!", due_at AS "due_at!"
+             FROM app.claim_calendar_syncs($1, $2 * interval '1 millisecond')"#,
+        batch,
+        lease_ms
+    )
+    .fetch_all(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(rows)
+}
+
+/// One appointment's event write to one calendar, claimed for one worker until its lease
+/// runs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedCalendarWrite {
+    pub org_id: OrgId,
+    pub appointment_id: AppointmentId,
+    pub connection_id: CalendarConnectionId,
+    /// The appointment's version this claim writes.
+    pub wanted: i32,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+}
+
+/// Claims the next batch of calendar event writes, round-robin across the active orgs,
+/// through the SECURITY DEFINER `app.claim_calendar_writes` (migrations/0017): ONE
+/// statement. The claimed rows are `writing` with a lease of `lease`.
+pub async fn claim_calendar_writes(
+    db: &Db,
+    batch: u32,
+    lease: std::time::Duration,
+) -> Result<Vec<ClaimedCalendarWrite>, DbError> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let lease_ms = lease.as_secs_f64() * 1000.0;
+    let mut one = OneStatement::open(db).await?;
+    let rows = sqlx::query_as!(
+        ClaimedCalendarWrite,
+        r#"SELECT org_id AS "org_id!: OrgId", appointment_id AS "appointment_id!: AppointmentId",
+                  connection_id AS "connection_id!: CalendarConnectionId",
+                  wanted AS "wanted!", attempt AS "attempt!"
+             FROM app.claim_calendar_writes($1, $2 * interval '1 millisecond')"#,
+        batch,
+        lease_ms
+    )
+    .fetch_all(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(rows)
+}
+
+/// Puts back in the queue the event writes whose worker died (lease run out), through the
+/// SECURITY DEFINER `app.requeue_stale_calendar_writes`. Returns how many.
+pub async fn requeue_stale_calendar_writes(db: &Db) -> Result<i64, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let n = sqlx::query_scalar!(r#"SELECT app.requeue_stale_calendar_writes() AS "n!""#)
+        .fetch_one(one.conn())
+        .await?;
+    one.finish().await?;
+    Ok(n)
+}
+
+/// Linked calendars by state (`connections`: active, broken, stale) and event writes by
+/// status (`event_writes`), over all orgs, counts only, through the SECURITY DEFINER
+/// `app.calendar_queue_depth`: for the metrics.
+pub async fn calendar_queue_depth(db: &Db) -> Result<Vec<(String, String, i64)>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let rows = sqlx::query!(
+        r#"SELECT kind AS "kind!", status AS "status!", depth AS "depth!"
+             FROM app.calendar_queue_depth()"#
+    )
+    .fetch_all(one.conn())
+    .await?
+    .into_iter()
+    .map(|row| (row.kind, row.status, row.depth))
+    .collect();
+    one.finish().await?;
+    Ok(rows)
 }

@@ -28,7 +28,9 @@ pub use ids::{
 pub use members::{check_member_change, MemberChange, MemberRefusal};
 pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};
 pub use phone::{PhoneNumber, PhoneNumberError};
-pub use providers::{CalendarProvider, IntegrationProvider};
+pub use providers::{
+    CalendarConnectionStatus, CalendarProvider, CalendarWriteStatus, IntegrationProvider,
+};
 pub use role::Role;
 pub use sms::{confirmation_body, moved_body, SmsStatus};
 

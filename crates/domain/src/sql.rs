@@ -50,6 +50,8 @@ text_sql!(
     crate::CampaignStatus,
     crate::OrgStatus,
     crate::CalendarProvider,
+    crate::CalendarConnectionStatus,
+    crate::CalendarWriteStatus,
     crate::IntegrationProvider,
     crate::SmsStatus,
 );

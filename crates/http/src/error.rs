@@ -151,6 +151,10 @@ impl ApiError {
                 code: "slot_taken",
                 message: e.to_string(),
             },
+            BookingError::CalendarBusy => ApiError::Conflict {
+                code: "slot_busy_in_calendar",
+                message: e.to_string(),
+            },
             BookingError::HoldAlreadyConfirmed => ApiError::Conflict {
                 code: "hold_already_confirmed",
                 message: e.to_string(),

@@ -35,6 +35,10 @@ pub struct JobCounters {
 pub struct Metrics {
     pub recordings: JobCounters,
     pub sms: JobCounters,
+    /// Calendar syncs: done (busy times read), failed (a connection broken), retried.
+    pub calendar_sync: JobCounters,
+    /// Calendar event writes: done, failed for good, retried.
+    pub calendar_events: JobCounters,
 }
 
 impl Metrics {
@@ -51,6 +55,21 @@ impl Metrics {
         out.push_str("# HELP voxanne_sms SMS confirmations in the queue, by state (all orgs).\n# TYPE voxanne_sms gauge\n");
         for (status, n) in depth {
             let _ = writeln!(out, "voxanne_sms{{status=\"{status}\"}} {n}");
+        }
+        let depth = voxanne_db::system::calendar_queue_depth(db).await?;
+        out.push_str("# HELP voxanne_calendar_connections Linked calendars, by state (all orgs; stale: no sync in 10 minutes).\n# TYPE voxanne_calendar_connections gauge\n");
+        for (_, status, n) in depth.iter().filter(|(kind, _, _)| kind == "connections") {
+            let _ = writeln!(
+                out,
+                "voxanne_calendar_connections{{state=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP voxanne_calendar_event_writes Calendar event writes, by status (all orgs).\n# TYPE voxanne_calendar_event_writes gauge\n");
+        for (_, status, n) in depth.iter().filter(|(kind, _, _)| kind == "event_writes") {
+            let _ = writeln!(
+                out,
+                "voxanne_calendar_event_writes{{status=\"{status}\"}} {n}"
+            );
         }
         for (name, help, counter) in [
             (
@@ -87,6 +106,36 @@ impl Metrics {
                 "voxanne_sms_suppressed_total",
                 "SMS confirmations not sent (do-not-call list, cancelled appointment).",
                 &self.sms.suppressed,
+            ),
+            (
+                "voxanne_calendar_syncs_total",
+                "Calendar busy-time syncs done by this process.",
+                &self.calendar_sync.done,
+            ),
+            (
+                "voxanne_calendar_syncs_retried_total",
+                "Failed calendar syncs to be tried again (the cached busy times stay).",
+                &self.calendar_sync.retried,
+            ),
+            (
+                "voxanne_calendar_connections_broken_total",
+                "Calendar connections this process found broken (the provider refused the grant).",
+                &self.calendar_sync.failed,
+            ),
+            (
+                "voxanne_calendar_events_written_total",
+                "Calendar events written or removed by this process.",
+                &self.calendar_events.done,
+            ),
+            (
+                "voxanne_calendar_events_failed_total",
+                "Calendar event writes that failed for good in this process.",
+                &self.calendar_events.failed,
+            ),
+            (
+                "voxanne_calendar_events_retried_total",
+                "Failed calendar event writes put back in the queue.",
+                &self.calendar_events.retried,
             ),
         ] {
             let _ = writeln!(

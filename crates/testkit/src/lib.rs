@@ -221,6 +221,12 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
          VALUES ($1, now() + interval '3 days', now() + interval '3 days 30 minutes', now() + interval '5 minutes')",
         "INSERT INTO calendar_connections (org_id, provider, account_email, access_token_enc, key_id)
          VALUES ($1, 'google', 'desk@clinic.example', '\\x00', 'k1')",
+        "INSERT INTO calendar_busy (org_id, connection_id, starts_at, ends_at)
+         SELECT org_id, id, now() + interval '4 days', now() + interval '4 days 1 hour'
+           FROM calendar_connections WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO calendar_event_writes (org_id, appointment_id, connection_id)
+         SELECT a.org_id, a.id, c.id FROM appointments a JOIN calendar_connections c USING (org_id)
+          WHERE a.org_id = $1 LIMIT 1",
         "INSERT INTO integration_settings (org_id, provider, config) VALUES ($1, 'twilio', '{}')",
         "INSERT INTO calendar_oauth_states (org_id, user_id, provider, verifier_enc, key_id, browser_hash, expires_at)
          SELECT org_id, user_id, 'google', '\\x00', 'k1', sha256('cookie'), now() + interval '10 minutes'

@@ -17,7 +17,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use voxanne_db::appointments::{Appointment as AppointmentRow, SlotRequest};
 use voxanne_domain::booking::{self, SlotRefusal};
-use voxanne_domain::{AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId};
+use voxanne_domain::{
+    AppointmentId, AppointmentStatus, CalendarConnectionId, CalendarProvider, CalendarWriteStatus,
+    CallId, ContactId, HoldId, OrgId,
+};
 
 /// An appointment as the API shows it (the row is the database's).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -35,6 +38,37 @@ pub struct Appointment {
     pub notes: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its event in each of the clinic's linked calendars of its resource (only in
+    /// `GET /appointments/{id}`): `pending` until written, `failed` with the provider's
+    /// message when the calendar refused it for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar_events: Option<Vec<CalendarEvent>>,
+}
+
+/// An appointment's event in one linked calendar.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CalendarEvent {
+    pub connection_id: CalendarConnectionId,
+    pub provider: CalendarProvider,
+    pub status: CalendarWriteStatus,
+    /// The provider's id of the event, once written.
+    pub event_id: Option<String>,
+    /// Why the last write failed.
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<voxanne_db::calendar_sync::CalendarEvent> for CalendarEvent {
+    fn from(e: voxanne_db::calendar_sync::CalendarEvent) -> Self {
+        Self {
+            connection_id: e.connection_id,
+            provider: e.provider,
+            status: e.status,
+            event_id: e.event_id,
+            error: e.last_error,
+            updated_at: e.updated_at,
+        }
+    }
 }
 
 impl From<AppointmentRow> for Appointment {
@@ -52,6 +86,7 @@ impl From<AppointmentRow> for Appointment {
             notes: row.notes,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            calendar_events: None,
         }
     }
 }
@@ -174,8 +209,12 @@ pub async fn get(
     AppPath(id): AppPath<AppointmentId>,
 ) -> Result<Json<Appointment>, ApiError> {
     let appointment = found::<AppointmentRow>(&mut tx, id).await?;
+    let events = tx.appointment_calendar_events(id).await?;
     tx.commit().await?;
-    Ok(Json(appointment.into()))
+    Ok(Json(Appointment {
+        calendar_events: Some(events.into_iter().map(CalendarEvent::from).collect()),
+        ..appointment.into()
+    }))
 }
 
 /// `Some(None)` for an explicit `null`, `None` when absent.

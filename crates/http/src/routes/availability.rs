@@ -79,7 +79,12 @@ pub async fn get(
         end: to,
     };
     let schedule = tx.schedule(resource, window).await?;
+    let org = tx.org();
     tx.commit().await?;
+    if !schedule.stale_calendars.is_empty() {
+        tracing::warn!(org_id = %org, resource, calendars = ?schedule.stale_calendars,
+            "availability answered from calendar busy times that are not current");
+    }
     let tz: Tz = schedule.time_zone.parse().map_err(|_| {
         ApiError::internal(format!(
             "agent configuration has an unknown time zone `{}`",

@@ -18,7 +18,7 @@ use voxanne_db::calendar_connections::{
     CalendarConnection as CalendarConnectionRow, NewCalendarConnection, UNIQUE_ACCOUNT,
 };
 use voxanne_db::DbError;
-use voxanne_domain::CalendarProvider;
+use voxanne_domain::{CalendarConnectionStatus, CalendarProvider};
 
 /// A linked calendar as the API shows it (the row is the database's).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -29,6 +29,18 @@ pub struct CalendarConnection {
     pub has_access_token: bool,
     pub has_refresh_token: bool,
     pub token_expires_at: Option<DateTime<Utc>>,
+    /// `broken` when the provider refused the grant (revoked, expired): nothing is read from
+    /// or written to it until the account is linked again.
+    pub status: CalendarConnectionStatus,
+    pub broken_reason: Option<String>,
+    /// The appointments' resource whose diary this calendar is ("default" unless mapped).
+    pub resource: String,
+    /// Which of the account's calendars ("primary": its default one).
+    pub calendar_id: String,
+    /// When its busy times were last read.
+    pub busy_synced_at: Option<DateTime<Utc>>,
+    /// Why the last sync failed, until one succeeds.
+    pub last_sync_error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -41,6 +53,12 @@ impl From<CalendarConnectionRow> for CalendarConnection {
             has_access_token: row.has_access_token,
             has_refresh_token: row.has_refresh_token,
             token_expires_at: row.token_expires_at,
+            status: row.status,
+            broken_reason: row.broken_reason,
+            resource: row.resource,
+            calendar_id: row.calendar_id,
+            busy_synced_at: row.busy_synced_at,
+            last_sync_error: row.last_sync_error,
             created_at: row.created_at,
         }
     }
@@ -213,9 +231,75 @@ pub async fn unlink(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Which resource's diary a calendar is, and which of the account's calendars.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"resource": "dr-patel", "calendar_id": "primary"}))]
+pub struct MapCalendar {
+    /// The appointments' resource (1 to 100 characters): its appointments are written to
+    /// this calendar, and this calendar's busy times make it busy.
+    resource: Option<String>,
+    /// The provider's id of one of the account's calendars, or "primary".
+    calendar_id: Option<String>,
+}
+
+/// The longest calendar id, in characters (Google's are email-like addresses).
+const CALENDAR_ID_CHARS: std::ops::RangeInclusive<usize> = 1..=1024;
+
+/// Maps a linked calendar to a resource and/or one of its account's calendars (admins).
+/// Its busy times are read again at once; moving it to another resource moves the events.
+#[utoipa::path(patch, path = "/calendar-connections/{id}", tag = "calendar", params(("id" = Uuid, Path, description = "the connection's id")), request_body = MapCalendar, responses((status = 200, body = CalendarConnection)))]
+pub async fn map(
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<voxanne_domain::CalendarConnectionId>,
+    AppJson(body): AppJson<MapCalendar>,
+) -> Result<Json<CalendarConnection>, ApiError> {
+    ApiError::require_admin(tx.membership(), "staff cannot map calendars")?;
+    let resource = body
+        .resource
+        .as_deref()
+        .map(|r| {
+            voxanne_domain::booking::resource(Some(r))
+                .map_err(|e| ApiError::validation("resource", e.to_string()))
+        })
+        .transpose()?;
+    let calendar_id = body
+        .calendar_id
+        .as_deref()
+        .map(str::trim)
+        .map(|c| {
+            if CALENDAR_ID_CHARS.contains(&c.chars().count()) && !c.chars().any(char::is_control) {
+                Ok(c)
+            } else {
+                Err(ApiError::validation(
+                    "calendar_id",
+                    "must be 1 to 1024 characters, without control characters",
+                ))
+            }
+        })
+        .transpose()?;
+    if !tx
+        .map_calendar_connection(id, resource, calendar_id)
+        .await?
+    {
+        return Err(ApiError::missing(
+            tx.membership(),
+            "calendar_connections",
+            "id",
+            id.as_uuid(),
+        ));
+    }
+    let row = tx
+        .get_calendar_connection(id)
+        .await?
+        .ok_or_else(|| ApiError::internal("a connection changed and vanished"))?;
+    tx.commit().await?;
+    Ok(Json(row.into()))
+}
+
 /// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
 pub fn routes() -> OpenApiRouter<crate::AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, link))
-        .routes(routes!(get, unlink))
+        .routes(routes!(get, map, unlink))
 }
