@@ -1,8 +1,10 @@
 //! Test support. One embedded PostgreSQL cluster per test process (in a temp dir, stopped by a
 //! watchdog when the process exits), one migrated template database, and for every test a
 //! fresh database created from the template: no shared state between tests. On demand, a
-//! pgbouncer in transaction mode in front of the cluster (`pgbouncer.rs`).
+//! pgbouncer in transaction mode in front of the cluster (`pgbouncer.rs`). A loopback fake of
+//! Google's and Microsoft's OAuth and calendar APIs (`fake_calendar.rs`).
 
+pub mod fake_calendar;
 mod pgbouncer;
 
 pub use pgbouncer::{Pgbouncer, SERVER_POOL_SIZE};

@@ -185,6 +185,9 @@ pub struct Config {
     pub google_revoke_url: String,
     #[arg(long, env = "VOXANNE_GOOGLE_USERINFO_URL", default_value = voxanne_http::calendar_oauth::GOOGLE_USERINFO_URL, global = true)]
     pub google_userinfo_url: String,
+    /// The Google Calendar API's base (`/calendar/v3/...` under it).
+    #[arg(long, env = "VOXANNE_GOOGLE_API_URL", default_value = voxanne_http::calendar_oauth::GOOGLE_API_URL, global = true)]
+    pub google_api_url: String,
     /// Microsoft's OAuth client (an app registration in Microsoft Entra ID). Unset: Microsoft
     /// calendars cannot be linked.
     #[arg(long, env = "VOXANNE_MICROSOFT_CLIENT_ID", global = true)]
@@ -200,7 +203,7 @@ pub struct Config {
     /// `{authority}/oauth2/v2.0/token`.
     #[arg(long, env = "VOXANNE_MICROSOFT_AUTHORITY", default_value = voxanne_http::calendar_oauth::MICROSOFT_AUTHORITY, global = true)]
     pub microsoft_authority: String,
-    /// Microsoft Graph, where the account's address is read (`/v1.0/me`).
+    /// Microsoft Graph: the account's address (`/v1.0/me`) and its calendars (`/v1.0/...`).
     #[arg(long, env = "VOXANNE_MICROSOFT_GRAPH_URL", default_value = voxanne_http::calendar_oauth::MICROSOFT_GRAPH_URL, global = true)]
     pub microsoft_graph_url: String,
     /// Application connection pool size.
@@ -498,6 +501,7 @@ impl Config {
                         token_url: http_url("--google-token-url", &self.google_token_url)?,
                         account_url: http_url("--google-userinfo-url", &self.google_userinfo_url)?,
                         revoke_url: Some(http_url("--google-revoke-url", &self.google_revoke_url)?),
+                        api_url: http_url("--google-api-url", &self.google_api_url)?,
                     })
                 },
             )
@@ -525,6 +529,7 @@ impl Config {
                     account_url: http_url("--microsoft-graph-url", &format!("{graph}/v1.0/me"))?,
                     // Microsoft has no endpoint that revokes a single token.
                     revoke_url: None,
+                    api_url: http_url("--microsoft-graph-url", graph)?,
                 })
             },
         )

@@ -112,7 +112,7 @@ pub async fn start(
         expires_at,
     })
     .into_response();
-    if let Ok(value) = HeaderValue::from_str(&set_cookie(&cookie, oauth.secure_cookie())) {
+    if let Ok(value) = HeaderValue::from_str(&set_cookie(&cookie, crate::calendar_oauth::secure_cookie(oauth))) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
@@ -152,7 +152,7 @@ pub async fn callback(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let secure = state.calendar.secure_cookie();
+    let secure = crate::calendar_oauth::secure_cookie(&state.calendar);
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -3,7 +3,7 @@
 //! provider and its redirect back, with the cookie), and a loopback fake of Google's and
 //! Microsoft's endpoints that checks PKCE and the redirect URI as they do.
 
-use crate::support::fake_calendar::{self, FakeCalendar};
+use voxanne_testkit::fake_calendar::{self, FakeCalendar};
 use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -4,7 +4,6 @@
 
 pub mod client;
 pub mod declared;
-pub mod fake_calendar;
 pub mod fake_twilio;
 pub mod fake_vapi;
 pub mod openapi;
