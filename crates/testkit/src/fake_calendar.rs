@@ -1412,13 +1412,22 @@ fn graph_time(value: &Value) -> Option<DateTime<Utc>> {
         .map(|n| n.and_utc())
 }
 
+/// Graph's seven fractional digits.
+fn graph_stamp(t: DateTime<Utc>) -> String {
+    format!(
+        "{}.{:07}",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        t.timestamp_subsec_nanos() / 100
+    )
+}
+
 fn graph_at(t: DateTime<Utc>) -> Value {
-    json!({"dateTime": t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.7f").to_string(), "timeZone": "UTC"})
+    json!({"dateTime": graph_stamp(t), "timeZone": "UTC"})
 }
 
 fn graph_event_json(e: &FakeEvent, email: &str) -> Value {
     let mut v = fixture("microsoft-event.json");
-    let stamp = |t: DateTime<Utc>| t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string();
+    let stamp = |t: DateTime<Utc>| format!("{}Z", graph_stamp(t));
     let change_key = URL_SAFE_NO_PAD.encode(format!("{}:{}", e.id, e.sequence));
     v["@odata.context"] = json!(format!(
         "https://graph.microsoft.com/v1.0/$metadata#users('{}')/calendar/events/$entity",
