@@ -9,10 +9,18 @@ async fn an_expired_access_token_is_unauthorized_until_refreshed() {
         let account = fake.account(provider, "desk@clinic.example");
         fake.expire_access_tokens(&account);
         let e = client
-            .free_busy(&primary(&account), &account.access(), at("09:00"), at("10:00"))
+            .free_busy(
+                &primary(&account),
+                &account.access(),
+                at("09:00"),
+                at("10:00"),
+            )
             .await
             .expect_err("expired");
-        assert!(matches!(e, CalendarError::Unauthorized { .. }), "{provider}: {e:?}");
+        assert!(
+            matches!(e, CalendarError::Unauthorized { .. }),
+            "{provider}: {e:?}"
+        );
         assert!(!e.permanent());
         let text = format!("{e} {e:?}");
         assert!(!text.contains(&account.access_token), "{text}");
@@ -21,7 +29,12 @@ async fn an_expired_access_token_is_unauthorized_until_refreshed() {
             .await
             .expect("refresh");
         client
-            .free_busy(&primary(&account), &tokens.access_token, at("09:00"), at("10:00"))
+            .free_busy(
+                &primary(&account),
+                &tokens.access_token,
+                at("09:00"),
+                at("10:00"),
+            )
             .await
             .expect("works again");
     }
@@ -34,10 +47,17 @@ async fn a_429_with_retry_after_is_rate_limited_for_that_long() {
         let account = fake.account(provider, "desk@clinic.example");
         fake.fail_next(1, 429, Some("30"));
         let e = client
-            .upsert_event(&primary(&account), &account.access(), &appointment("10:00", "10:30"))
+            .upsert_event(
+                &primary(&account),
+                &account.access(),
+                &appointment("10:00", "10:30"),
+            )
             .await
             .expect_err("throttled");
-        assert!(matches!(e, CalendarError::RateLimited { .. }), "{provider}: {e:?}");
+        assert!(
+            matches!(e, CalendarError::RateLimited { .. }),
+            "{provider}: {e:?}"
+        );
         assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
         assert!(!e.permanent());
         assert!(fake.events(&account).is_empty());
@@ -50,11 +70,22 @@ async fn googles_403_rate_limit_exceeded_is_rate_limited() {
     let account = fake.account(Google, "desk@clinic.example");
     fake.fail_next(1, 403, None);
     let e = client
-        .free_busy(&primary(&account), &account.access(), at("09:00"), at("10:00"))
+        .free_busy(
+            &primary(&account),
+            &account.access(),
+            at("09:00"),
+            at("10:00"),
+        )
         .await
         .expect_err("throttled");
     assert!(
-        matches!(e, CalendarError::RateLimited { retry_after: None, .. }),
+        matches!(
+            e,
+            CalendarError::RateLimited {
+                retry_after: None,
+                ..
+            }
+        ),
         "{e:?}"
     );
 }
@@ -85,20 +116,36 @@ async fn a_503_or_a_provider_that_is_down_is_unavailable() {
         let account = fake.account(provider, "desk@clinic.example");
         fake.fail_next(1, 503, None);
         let e = client
-            .free_busy(&primary(&account), &account.access(), at("09:00"), at("10:00"))
+            .free_busy(
+                &primary(&account),
+                &account.access(),
+                at("09:00"),
+                at("10:00"),
+            )
             .await
             .expect_err("unavailable");
-        assert!(matches!(e, CalendarError::Unavailable { .. }), "{provider}: {e:?}");
+        assert!(
+            matches!(e, CalendarError::Unavailable { .. }),
+            "{provider}: {e:?}"
+        );
         assert!(!e.permanent());
         fake.set_down(true);
         let e = client
             .delete_event(&primary(&account), &account.access(), "someid")
             .await
             .expect_err("down");
-        assert!(matches!(e, CalendarError::Unavailable { .. }), "{provider}: {e:?}");
+        assert!(
+            matches!(e, CalendarError::Unavailable { .. }),
+            "{provider}: {e:?}"
+        );
         fake.set_down(false);
         client
-            .free_busy(&primary(&account), &account.access(), at("09:00"), at("10:00"))
+            .free_busy(
+                &primary(&account),
+                &account.access(),
+                at("09:00"),
+                at("10:00"),
+            )
             .await
             .expect("back up");
     }
@@ -115,7 +162,12 @@ async fn a_slow_provider_times_out_as_unavailable() {
     let account = fake.account(Google, "desk@clinic.example");
     fake.set_delay(Duration::from_secs(2));
     let e = client
-        .free_busy(&primary(&account), &account.access(), at("09:00"), at("10:00"))
+        .free_busy(
+            &primary(&account),
+            &account.access(),
+            at("09:00"),
+            at("10:00"),
+        )
         .await
         .expect_err("timed out");
     assert!(
@@ -137,7 +189,12 @@ async fn a_provider_that_cannot_be_reached_is_unavailable() {
     drop(closed);
     let client = voxanne_calendar::CalendarOAuth::new(None, None, Some(app));
     let e = client
-        .free_busy(&primary(&account), &account.access(), at("09:00"), at("10:00"))
+        .free_busy(
+            &primary(&account),
+            &account.access(),
+            at("09:00"),
+            at("10:00"),
+        )
         .await
         .expect_err("unreachable");
     assert!(
@@ -152,7 +209,12 @@ async fn a_bad_request_is_rejected_with_the_providers_short_message() {
     let account = fake.account(Google, "desk@clinic.example");
     // An empty window: Google's documented 400.
     let e = client
-        .free_busy(&primary(&account), &account.access(), at("10:00"), at("09:00"))
+        .free_busy(
+            &primary(&account),
+            &account.access(),
+            at("10:00"),
+            at("09:00"),
+        )
         .await
         .expect_err("empty range");
     assert!(
@@ -174,7 +236,12 @@ async fn a_base_url_with_a_trailing_slash_works_the_same() {
         let account = fake.account(provider, "desk@clinic.example");
         fake.seed_busy(&account, at("10:00"), at("11:00"));
         let busy = client
-            .free_busy(&primary(&account), &account.access(), at("09:00"), at("12:00"))
+            .free_busy(
+                &primary(&account),
+                &account.access(),
+                at("09:00"),
+                at("12:00"),
+            )
             .await
             .expect("free/busy");
         assert_eq!(busy.len(), 1, "{provider}");

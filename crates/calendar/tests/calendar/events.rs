@@ -30,8 +30,14 @@ async fn google_upsert_twice_leaves_one_event_with_the_appointments_id() {
     assert_eq!(
         calls(&fake, "/google-api"),
         [
-            ("POST".to_owned(), "/google-api/calendar/v3/calendars/primary/events".to_owned()),
-            ("POST".to_owned(), "/google-api/calendar/v3/calendars/primary/events".to_owned()),
+            (
+                "POST".to_owned(),
+                "/google-api/calendar/v3/calendars/primary/events".to_owned()
+            ),
+            (
+                "POST".to_owned(),
+                "/google-api/calendar/v3/calendars/primary/events".to_owned()
+            ),
             ("PUT".to_owned(), path)
         ]
     );
@@ -109,8 +115,14 @@ async fn a_retried_microsoft_create_is_one_event_by_its_transaction_id() {
     assert_eq!(
         calls(&fake, "/graph"),
         [
-            ("POST".to_owned(), "/graph/v1.0/me/calendar/events".to_owned()),
-            ("POST".to_owned(), "/graph/v1.0/me/calendar/events".to_owned())
+            (
+                "POST".to_owned(),
+                "/graph/v1.0/me/calendar/events".to_owned()
+            ),
+            (
+                "POST".to_owned(),
+                "/graph/v1.0/me/calendar/events".to_owned()
+            )
         ]
     );
 }
@@ -157,7 +169,10 @@ async fn deleting_twice_is_fine_for_both_providers() {
             .await
             .expect("get");
         match provider {
-            Google => assert!(gone.is_some_and(|e| e.cancelled), "Google keeps it cancelled"),
+            Google => assert!(
+                gone.is_some_and(|e| e.cancelled),
+                "Google keeps it cancelled"
+            ),
             Microsoft => assert_eq!(gone, None),
         }
     }

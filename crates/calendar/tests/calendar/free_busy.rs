@@ -16,13 +16,21 @@ async fn google_busy_times_are_the_staff_bookings_clipped_to_the_window() {
     fake.seed_busy(&account, at("12:00"), at("14:00"));
     fake.seed_busy(&account, at("07:00"), at("08:00"));
     let got = client
-        .free_busy(&primary(&account), &account.access(), at("09:00"), at("13:00"))
+        .free_busy(
+            &primary(&account),
+            &account.access(),
+            at("09:00"),
+            at("13:00"),
+        )
         .await
         .expect("free/busy");
     assert_eq!(got, [busy("10:00", "11:00"), busy("12:00", "13:00")]);
     assert_eq!(
         calls(&fake, "/google-api"),
-        [("POST".to_owned(), "/google-api/calendar/v3/freeBusy".to_owned())]
+        [(
+            "POST".to_owned(),
+            "/google-api/calendar/v3/freeBusy".to_owned()
+        )]
     );
 }
 
@@ -40,7 +48,12 @@ async fn microsoft_counts_every_status_but_free_as_busy() {
         fake.seed_event(&account, "primary", at(start), at(end), status);
     }
     let got = client
-        .free_busy(&primary(&account), &account.access(), at("09:00"), at("17:00"))
+        .free_busy(
+            &primary(&account),
+            &account.access(),
+            at("09:00"),
+            at("17:00"),
+        )
         .await
         .expect("getSchedule");
     assert_eq!(
@@ -64,7 +77,12 @@ async fn microsoft_items_that_overhang_the_window_are_clipped() {
     fake.seed_busy(&account, at("08:00"), at("10:00"));
     fake.seed_busy(&account, at("11:30"), at("13:00"));
     let got = client
-        .free_busy(&primary(&account), &account.access(), at("09:00"), at("12:00"))
+        .free_busy(
+            &primary(&account),
+            &account.access(),
+            at("09:00"),
+            at("12:00"),
+        )
         .await
         .expect("getSchedule");
     assert_eq!(got, [busy("09:00", "10:00"), busy("11:30", "12:00")]);
@@ -90,7 +108,12 @@ async fn another_calendar_of_the_account_is_read_by_its_id() {
             .expect("free/busy");
         assert_eq!(got, [busy("10:00", "11:00")], "{provider}");
         let got = client
-            .free_busy(&primary(&account), &account.access(), at("09:00"), at("12:00"))
+            .free_busy(
+                &primary(&account),
+                &account.access(),
+                at("09:00"),
+                at("12:00"),
+            )
             .await
             .expect("free/busy");
         assert!(got.is_empty(), "{provider}: {got:?}");

@@ -16,7 +16,12 @@ async fn google_refresh_gives_a_working_access_token_and_keeps_the_refresh_token
     assert_eq!(tokens.expires_in, Some(Duration::from_secs(3920)));
     assert_ne!(tokens.access_token.expose_secret(), account.access_token);
     let busy = client
-        .free_busy(&primary(&account), &tokens.access_token, at("09:00"), at("17:00"))
+        .free_busy(
+            &primary(&account),
+            &tokens.access_token,
+            at("09:00"),
+            at("17:00"),
+        )
         .await
         .expect("the new token works");
     assert!(busy.is_empty());
@@ -36,7 +41,10 @@ async fn microsoft_refresh_rotates_the_refresh_token() {
     let rotated = tokens.refresh_token.expect("a rotated refresh token");
     assert_ne!(rotated.expose_secret(), account.refresh_token);
     assert_eq!(tokens.expires_in, Some(Duration::from_secs(3599)));
-    let again = client.refresh(Microsoft, &rotated).await.expect("the rotated one works");
+    let again = client
+        .refresh(Microsoft, &rotated)
+        .await
+        .expect("the rotated one works");
     assert!(again.refresh_token.is_some());
 }
 
@@ -69,7 +77,9 @@ async fn an_unknown_microsoft_refresh_token_says_why() {
         panic!("{e:?}");
     };
     assert!(
-        description.as_deref().is_some_and(|d| d.starts_with("AADSTS70008")),
+        description
+            .as_deref()
+            .is_some_and(|d| d.starts_with("AADSTS70008")),
         "{description:?}"
     );
     assert!(!e.to_string().contains("never-issued"), "{e}");
@@ -102,9 +112,22 @@ async fn a_provider_without_an_application_is_not_configured() {
         .refresh(Microsoft, &account.refresh())
         .await
         .expect_err("not configured");
-    assert!(matches!(e, CalendarError::NotConfigured { provider: Microsoft }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            CalendarError::NotConfigured {
+                provider: Microsoft
+            }
+        ),
+        "{e:?}"
+    );
     let e = client
-        .free_busy(&primary(&account), &account.access(), at("09:00"), at("10:00"))
+        .free_busy(
+            &primary(&account),
+            &account.access(),
+            at("09:00"),
+            at("10:00"),
+        )
         .await
         .expect_err("not configured");
     assert!(matches!(e, CalendarError::NotConfigured { .. }), "{e:?}");

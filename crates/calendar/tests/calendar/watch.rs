@@ -27,7 +27,11 @@ async fn receiver(echo: bool) -> (Url, Received) {
                       body: String| async move {
                     if let Some(token) = q.get("validationToken") {
                         return if echo {
-                            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], token.clone())
+                            (
+                                StatusCode::OK,
+                                [(header::CONTENT_TYPE, "text/plain")],
+                                token.clone(),
+                            )
                                 .into_response()
                         } else {
                             StatusCode::NOT_FOUND.into_response()
@@ -39,7 +43,9 @@ async fn receiver(echo: bool) -> (Url, Received) {
             ),
         )
         .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"))
         .parse()
         .expect("url");
@@ -56,7 +62,10 @@ async fn notifications(received: &Received, n: usize) -> Vec<(HeaderMap, String)
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("fewer than {n} notifications: {:?}", received.lock().expect("lock"));
+    panic!(
+        "fewer than {n} notifications: {:?}",
+        received.lock().expect("lock")
+    );
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -74,7 +83,14 @@ async fn a_google_channel_notifies_changes_until_it_is_stopped() {
     let channel = Uuid::new_v4();
     let expires = at("10:00") + chrono::Duration::days(400);
     let watch = client
-        .watch(&primary(&account), &account.access(), &address, channel, "clinic-a-token", expires)
+        .watch(
+            &primary(&account),
+            &account.access(),
+            &address,
+            channel,
+            "clinic-a-token",
+            expires,
+        )
         .await
         .expect("watch");
     assert_eq!(watch.id, channel.to_string());
@@ -110,14 +126,25 @@ async fn a_graph_subscription_is_validated_then_notifies_changes() {
     let (address, received) = receiver(true).await;
     let expires = chrono::Utc::now() + chrono::Duration::days(2);
     let watch = client
-        .watch(&primary(&account), &account.access(), &address, Uuid::new_v4(), "clinic-a-state", expires)
+        .watch(
+            &primary(&account),
+            &account.access(),
+            &address,
+            Uuid::new_v4(),
+            "clinic-a-state",
+            expires,
+        )
         .await
         .expect("subscribe");
     assert_eq!(watch.resource_id, None);
     assert!((watch.expires_at - expires).num_milliseconds().abs() < 2);
     assert_eq!(fake.watches()[0].id, watch.id);
     let id = client
-        .upsert_event(&primary(&account), &account.access(), &appointment("10:00", "10:30"))
+        .upsert_event(
+            &primary(&account),
+            &account.access(),
+            &appointment("10:00", "10:30"),
+        )
         .await
         .expect("create");
     let got = notifications(&received, 1).await;
