@@ -59,7 +59,11 @@ pub(crate) async fn free_busy(
     // Keyed by the id asked for; with one calendar asked, its one entry.
     let calendar = calendars
         .get(cal.calendar_id)
-        .or_else(|| (calendars.len() == 1).then(|| calendars.values().next()).flatten())
+        .or_else(|| {
+            (calendars.len() == 1)
+                .then(|| calendars.values().next())
+                .flatten()
+        })
         .ok_or_else(|| malformed(P, "the calendar asked about"))?;
     if let Some(errors) = calendar["errors"].as_array().filter(|e| !e.is_empty()) {
         let reasons: Vec<&str> = errors.iter().filter_map(|e| e["reason"].as_str()).collect();
@@ -206,8 +210,11 @@ pub(crate) async fn watch(
     });
     let channel = send(
         P,
-        http.post(url(api, &["calendars", cal.calendar_id, "events", "watch"])?)
-            .json(&body),
+        http.post(url(
+            api,
+            &["calendars", cal.calendar_id, "events", "watch"],
+        )?)
+        .json(&body),
         token,
     )
     .await?
@@ -233,7 +240,11 @@ pub(crate) async fn stop_watch(
     watch: &Watch,
 ) -> Result<(), CalendarError> {
     let body = json!({"id": watch.id, "resourceId": watch.resource_id});
-    send(P, http.post(url(api, &["channels", "stop"])?).json(&body), token)
-        .await
-        .map(drop)
+    send(
+        P,
+        http.post(url(api, &["channels", "stop"])?).json(&body),
+        token,
+    )
+    .await
+    .map(drop)
 }

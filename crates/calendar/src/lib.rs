@@ -248,8 +248,16 @@ impl CalendarOAuth {
                 .await
             }
             CalendarProvider::Microsoft => {
-                microsoft::watch(&self.http, api, cal, access_token, address, token, expires_at)
-                    .await
+                microsoft::watch(
+                    &self.http,
+                    api,
+                    cal,
+                    access_token,
+                    address,
+                    token,
+                    expires_at,
+                )
+                .await
             }
         }
     }

@@ -148,9 +148,13 @@ pub(crate) async fn delete_event(
     token: &SecretString,
     event_id: &str,
 ) -> Result<(), CalendarError> {
-    send(P, http.delete(url(api, &["me", "events", event_id])?), token)
-        .await
-        .map(drop)
+    send(
+        P,
+        http.delete(url(api, &["me", "events", event_id])?),
+        token,
+    )
+    .await
+    .map(drop)
 }
 
 pub(crate) async fn get_event(
@@ -193,9 +197,13 @@ pub(crate) async fn watch(
         "expirationDateTime": expires_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         "clientState": client_state,
     });
-    let subscription = send(P, http.post(url(api, &["subscriptions"])?).json(&body), token)
-        .await?
-        .json(P)?;
+    let subscription = send(
+        P,
+        http.post(url(api, &["subscriptions"])?).json(&body),
+        token,
+    )
+    .await?
+    .json(P)?;
     Ok(Watch {
         id: id_of(&subscription)?,
         resource_id: None,

@@ -297,9 +297,7 @@ impl CalendarOAuth {
             .client(provider, app)
             .map_err(|e| unavailable(e.to_string()))?;
         let token = client
-            .exchange_refresh_token(&RefreshToken::new(
-                refresh_token.expose_secret().to_owned(),
-            ))
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.expose_secret().to_owned()))
             .map_err(|e| unavailable(e.to_string()))?
             .request_async(&self.http)
             .await

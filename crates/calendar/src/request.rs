@@ -133,8 +133,8 @@ mod tests {
     fn a_base_with_or_without_a_slash_keeps_its_path_and_ids_are_encoded() {
         let p = CalendarProvider::Google;
         for base in ["http://h/api", "http://h/api/"] {
-            let url = endpoint(p, &Url::parse(base).expect("url"), &["a b", "c/d?#"])
-                .expect("endpoint");
+            let url =
+                endpoint(p, &Url::parse(base).expect("url"), &["a b", "c/d?#"]).expect("endpoint");
             assert_eq!(url.as_str(), "http://h/api/a%20b/c%2Fd%3F%23");
         }
         let url = endpoint(p, &Url::parse("https://h").expect("url"), &["x@y.z"]).expect("url");

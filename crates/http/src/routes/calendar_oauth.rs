@@ -112,7 +112,10 @@ pub async fn start(
         expires_at,
     })
     .into_response();
-    if let Ok(value) = HeaderValue::from_str(&set_cookie(&cookie, crate::calendar_oauth::secure_cookie(oauth))) {
+    if let Ok(value) = HeaderValue::from_str(&set_cookie(
+        &cookie,
+        crate::calendar_oauth::secure_cookie(oauth),
+    )) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response

@@ -3,7 +3,6 @@
 //! provider and its redirect back, with the cookie), and a loopback fake of Google's and
 //! Microsoft's endpoints that checks PKCE and the redirect URI as they do.
 
-use voxanne_testkit::fake_calendar::{self, FakeCalendar};
 use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -11,6 +10,7 @@ use reqwest::header;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use voxanne_db::demo::DemoClinic;
+use voxanne_testkit::fake_calendar::{self, FakeCalendar};
 
 struct Started {
     status: u16,
