@@ -31,11 +31,29 @@ ALTER TABLE calendar_connections
     ADD COLUMN busy_synced_at timestamptz,
     ADD COLUMN busy_from timestamptz,
     ADD COLUMN busy_until timestamptz,
+    -- Push notifications: Google's channel (our id, its resourceId) or Graph's subscription
+    -- (its id) on the calendar's events, until `watch_expires_at`; the notifications carry a
+    -- secret whose sha256 is `watch_token_hash`. `watch_attempted_at`: the last try to start
+    -- one (a failing provider is not asked again at every sync).
+    ADD COLUMN watch_id text CHECK (length(watch_id) <= 1024),
+    ADD COLUMN watch_resource_id text CHECK (length(watch_resource_id) <= 1024),
+    ADD COLUMN watch_expires_at timestamptz,
+    ADD COLUMN watch_token_hash bytea CHECK (length(watch_token_hash) = 32),
+    ADD COLUMN watch_attempted_at timestamptz,
+    -- Notifications received, and how many of them the last check of the events had seen:
+    -- more received means an event may have been moved or deleted by staff.
+    ADD COLUMN notifications integer NOT NULL DEFAULT 0 CHECK (notifications >= 0),
+    ADD COLUMN notifications_checked integer NOT NULL DEFAULT 0 CHECK (notifications_checked >= 0),
+    -- When every upcoming event of the calendar was last compared with its appointment.
+    ADD COLUMN events_checked_at timestamptz,
     ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
 
 CREATE INDEX calendar_connections_org_sync_idx ON calendar_connections (org_id, sync_due_at)
     WHERE status = 'active';
 CREATE INDEX calendar_connections_org_resource_idx ON calendar_connections (org_id, resource);
+-- A notification names its watch, not its clinic.
+CREATE UNIQUE INDEX calendar_connections_watch_key ON calendar_connections (provider, watch_id)
+    WHERE watch_id IS NOT NULL;
 
 -- The busy times of a connection's calendar, as the provider last answered them (Google's
 -- freeBusy.query, Microsoft Graph's getSchedule): the cache availability reads, replaced
@@ -92,7 +110,8 @@ CREATE INDEX calendar_event_writes_org_lease_idx ON calendar_event_writes (org_i
 CREATE INDEX calendar_event_writes_org_connection_idx ON calendar_event_writes (org_id, connection_id);
 CALL app.secure_tenant_table('calendar_event_writes');
 
-GRANT UPDATE (sync_lease_until, sync_claims, updated_at) ON calendar_connections TO voxanne_system;
+GRANT UPDATE (sync_lease_until, sync_claims, sync_due_at, notifications, updated_at)
+    ON calendar_connections TO voxanne_system;
 GRANT UPDATE (status, attempts, lease_until, next_attempt_at, updated_at)
     ON calendar_event_writes TO voxanne_system;
 
@@ -237,3 +256,27 @@ $$;
 ALTER FUNCTION app.calendar_queue_depth() OWNER TO voxanne_system;
 REVOKE ALL ON FUNCTION app.calendar_queue_depth() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.calendar_queue_depth() TO voxanne_app;
+
+-- A push notification from a provider (Google's channel headers, a Graph change
+-- notification) carries no clinic: its watch id names the connection, and its secret must
+-- be the one given when the watch was started (compared by sha256). In one statement, a
+-- notification that matches asks for the connection's sync at once and counts itself (the
+-- sync then compares the upcoming events with their appointments). Returns the connection's
+-- org and id, or nothing when the watch is unknown or the secret is not its own.
+CREATE FUNCTION app.calendar_notified(p_provider text, p_watch_id text, p_token_hash bytea)
+    RETURNS TABLE (org_id uuid, connection_id uuid)
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.calendar_connections c
+       SET sync_due_at = now(),
+           notifications = c.notifications + 1,
+           updated_at = now()
+     WHERE c.provider = p_provider AND c.watch_id = p_watch_id
+       AND c.watch_token_hash = p_token_hash
+       AND c.status = 'active'
+    RETURNING c.org_id, c.id
+$$;
+ALTER FUNCTION app.calendar_notified(text, text, bytea) OWNER TO voxanne_system;
+REVOKE ALL ON FUNCTION app.calendar_notified(text, text, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.calendar_notified(text, text, bytea) TO voxanne_app;

@@ -42,6 +42,31 @@ pub struct CalendarLink {
     pub status: CalendarConnectionStatus,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub tokens: CalendarTokens,
+    /// Its push channel or subscription, if one was started.
+    pub watch: WatchState,
+    /// Push notifications received, and how many the last check of the events had seen.
+    pub notifications: i32,
+    pub notifications_checked: i32,
+    /// When every upcoming event was last compared with its appointment.
+    pub events_checked_at: Option<DateTime<Utc>>,
+}
+
+/// A connection's push channel (Google) or subscription (Graph).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchState {
+    pub id: Option<String>,
+    pub resource_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The last try to start one.
+    pub attempted_at: Option<DateTime<Utc>>,
+}
+
+/// An appointment's event as Voxanne last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenEvent {
+    pub appointment_id: AppointmentId,
+    pub event_id: String,
+    pub span: Span,
 }
 
 /// What the connection's calendar says is busy for a resource, and how fresh that is.
@@ -102,7 +127,9 @@ impl TenantTx {
         let org = self.org().as_uuid();
         let row = sqlx::query!(
             r#"SELECT provider AS "provider: CalendarProvider", account_email, calendar_id,
-                      resource, status AS "status: CalendarConnectionStatus", token_expires_at
+                      resource, status AS "status: CalendarConnectionStatus", token_expires_at,
+                      watch_id, watch_resource_id, watch_expires_at, watch_attempted_at,
+                      notifications, notifications_checked, events_checked_at
                  FROM calendar_connections WHERE org_id = $1 AND id = $2"#,
             org,
             id.as_uuid()
@@ -123,6 +150,15 @@ impl TenantTx {
             status: row.status,
             token_expires_at: row.token_expires_at,
             tokens,
+            watch: WatchState {
+                id: row.watch_id,
+                resource_id: row.watch_resource_id,
+                expires_at: row.watch_expires_at,
+                attempted_at: row.watch_attempted_at,
+            },
+            notifications: row.notifications,
+            notifications_checked: row.notifications_checked,
+            events_checked_at: row.events_checked_at,
         }))
     }
 
@@ -297,6 +333,152 @@ impl TenantTx {
         .await?
         .rows_affected()
             > 0)
+    }
+
+    /// Records the push channel or subscription just started for the connection (its
+    /// notifications carry the secret whose sha256 is `token_hash`), if sync claim `claim`
+    /// still holds it. Returns whether it did.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn calendar_watch_started(
+        &mut self,
+        id: CalendarConnectionId,
+        claim: i32,
+        watch_id: &str,
+        resource_id: Option<&str>,
+        expires_at: DateTime<Utc>,
+        token_hash: &[u8; 32],
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query!(
+            "UPDATE calendar_connections
+                SET watch_id = $4, watch_resource_id = $5, watch_expires_at = $6,
+                    watch_token_hash = $7, watch_attempted_at = now(), updated_at = now()
+              WHERE org_id = $1 AND id = $2 AND sync_claims = $3 AND status = 'active'",
+            org,
+            id.as_uuid(),
+            claim,
+            watch_id,
+            resource_id,
+            expires_at,
+            token_hash.as_slice()
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Records a failed try to start a watch (the next is not before an hour), if sync claim
+    /// `claim` still holds the connection.
+    pub async fn calendar_watch_attempted(
+        &mut self,
+        id: CalendarConnectionId,
+        claim: i32,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query!(
+            "UPDATE calendar_connections SET watch_attempted_at = now(), updated_at = now()
+              WHERE org_id = $1 AND id = $2 AND sync_claims = $3",
+            org,
+            id.as_uuid(),
+            claim
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// The upcoming booked appointments whose event this calendar has (as last written),
+    /// soonest first; up to `limit`.
+    pub async fn calendar_written_events(
+        &mut self,
+        id: CalendarConnectionId,
+        limit: u32,
+    ) -> Result<Vec<WrittenEvent>, DbError> {
+        let org = self.org().as_uuid();
+        let rows = sqlx::query!(
+            r#"SELECT w.appointment_id AS "appointment_id: AppointmentId",
+                      w.event_id AS "event_id!", w.written_starts_at AS "start!",
+                      w.written_ends_at AS "end!"
+                 FROM calendar_event_writes w
+                 JOIN appointments a ON a.org_id = w.org_id AND a.id = w.appointment_id
+                WHERE w.org_id = $1 AND w.connection_id = $2 AND w.status = 'synced'
+                  AND w.event_id IS NOT NULL AND w.written_starts_at IS NOT NULL
+                  AND w.written_ends_at IS NOT NULL
+                  AND a.status = 'booked' AND a.ends_at > now()
+                ORDER BY a.starts_at, a.id
+                LIMIT $3"#,
+            org,
+            id.as_uuid(),
+            i64::from(limit)
+        )
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| WrittenEvent {
+                appointment_id: row.appointment_id,
+                event_id: row.event_id,
+                span: Span {
+                    start: row.start,
+                    end: row.end,
+                },
+            })
+            .collect())
+    }
+
+    /// Records that the upcoming events were compared with their appointments, having seen
+    /// `notifications` push notifications, if sync claim `claim` still holds the connection.
+    pub async fn calendar_events_checked(
+        &mut self,
+        id: CalendarConnectionId,
+        claim: i32,
+        notifications: i32,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query!(
+            "UPDATE calendar_connections
+                SET events_checked_at = now(),
+                    notifications_checked = greatest(notifications_checked, $4),
+                    updated_at = now()
+              WHERE org_id = $1 AND id = $2 AND sync_claims = $3",
+            org,
+            id.as_uuid(),
+            claim,
+            notifications
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Staff moved the appointment's event in the calendar to `span`: the appointment follows
+    /// (with the SMS the move of an appointment sends), unless the new time is taken in
+    /// Voxanne, which stays the truth (the caller writes the event back). The event's new
+    /// span is its own busy time, not a collision.
+    pub async fn appointment_moved_in_calendar(
+        &mut self,
+        appointment: AppointmentId,
+        connection: CalendarConnectionId,
+        span: Span,
+    ) -> Result<crate::appointments::Appointment, crate::appointments::BookingError> {
+        let org = self.org().as_uuid();
+        sqlx::query!(
+            "UPDATE calendar_event_writes SET written_starts_at = $4, written_ends_at = $5,
+                    updated_at = now()
+              WHERE org_id = $1 AND appointment_id = $2 AND connection_id = $3",
+            org,
+            appointment.as_uuid(),
+            connection.as_uuid(),
+            span.start,
+            span.end
+        )
+        .execute(self.conn())
+        .await?;
+        self.reschedule_appointment(appointment, Some(span.start), Some(span.end), None)
+            .await
     }
 
     /// Asks for the connection to be synced as soon as a worker is free (a push notification
@@ -599,4 +781,21 @@ impl TenantTx {
         .await?;
         Ok(CalendarBusy { spans, stale })
     }
+}
+
+/// A fresh secret for a push channel or subscription: 32 random bytes, base64url. Its
+/// notifications carry it back (`X-Goog-Channel-Token`, Graph's `clientState`, which allows
+/// up to 128 characters).
+pub fn new_watch_token() -> String {
+    use aes_gcm::aead::rand_core::RngCore;
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    aes_gcm::aead::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What the database keeps of a watch's secret: its sha256.
+pub fn watch_token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }

@@ -623,3 +623,28 @@ pub async fn calendar_queue_depth(db: &Db) -> Result<Vec<(String, String, i64)>,
     one.finish().await?;
     Ok(rows)
 }
+
+/// A push notification for the watch `watch_id` of `provider`, whose secret hashes to
+/// `token_hash`: through the SECURITY DEFINER `app.calendar_notified` (migrations/0017), the
+/// connection's sync is due at once. Its org and id; `None` when the watch is unknown or the
+/// secret is not its own.
+pub async fn calendar_notified(
+    db: &Db,
+    provider: voxanne_domain::CalendarProvider,
+    watch_id: &str,
+    token_hash: &[u8; 32],
+) -> Result<Option<(OrgId, CalendarConnectionId)>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let row = sqlx::query!(
+        r#"SELECT org_id AS "org_id!: OrgId", connection_id AS "connection_id!: CalendarConnectionId"
+             FROM app.calendar_notified($1, $2, $3)"#,
+        provider.as_str(),
+        watch_id,
+        token_hash.as_slice()
+    )
+    .fetch_optional(one.conn())
+    .await?
+    .map(|row| (row.org_id, row.connection_id));
+    one.finish().await?;
+    Ok(row)
+}

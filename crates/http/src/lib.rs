@@ -91,6 +91,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::webhooks::sms_twilio_status))
         .routes(routes!(routes::oauth::vapi_token))
         .routes(routes!(routes::calendar_oauth::callback))
+        .routes(routes!(routes::calendar_notifications::google))
+        .routes(routes!(routes::calendar_notifications::microsoft))
         .nest("/api/v1", api)
 }
 

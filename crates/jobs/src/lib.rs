@@ -3,7 +3,11 @@
 //!   recording downloaded from the provider and stored in object storage under its org's
 //!   prefix;
 //! - the SMS confirmations (`sms.rs`): a queued confirmation is sent through the clinic's own
-//!   SMS provider account.
+//!   SMS provider account;
+//! - the calendar sync (`calendar_sync.rs`): a linked calendar's tokens are refreshed before
+//!   they expire and its busy times cached for availability;
+//! - the calendar event writes (`calendar_events.rs`): each booking, move and cancellation
+//!   is written to the clinic's linked calendars.
 //!
 //! How they stay fair and tenant-safe (docs/TENANCY.md section 5): a batch is claimed with ONE
 //! statement (e.g. `voxanne_db::system::claim_recordings`), which shares the batch out
@@ -13,6 +17,8 @@
 //! puts back in the queue once the lease has run out, and a late writer whose claim was taken
 //! over changes nothing (its final update is conditional on its attempt).
 
+pub mod calendar_events;
+pub mod calendar_sync;
 mod download;
 pub mod egress;
 pub mod job;
@@ -22,6 +28,8 @@ pub mod recordings;
 pub mod sms;
 pub mod twilio;
 
+pub use calendar_events::{CalendarWriter, WriteOutcome};
+pub use calendar_sync::{CalendarSync, CalendarSyncConfig, SyncOutcome};
 pub use download::{Credentials, DownloadError, PART_BYTES};
 pub use job::{backoff_delay, Claim, Failure, Job, Schedule};
 pub use media_hosts::MediaHosts;

@@ -154,6 +154,13 @@ pub struct Config {
     /// at most an hour). E.g. 30s.
     #[arg(long, env = "VOXANNE_SMS_BACKOFF_BASE", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub sms_backoff_base: std::time::Duration,
+    /// How often each linked calendar's busy times are read again (push notifications
+    /// bring a sync forward). E.g. 2m.
+    #[arg(long, env = "VOXANNE_CALENDAR_SYNC_INTERVAL", default_value = "2m", value_parser = humantime::parse_duration, global = true)]
+    pub calendar_sync_interval: std::time::Duration,
+    /// How far ahead the busy times are read. E.g. 62d.
+    #[arg(long, env = "VOXANNE_CALENDAR_LOOK_AHEAD", default_value = "62d", value_parser = humantime::parse_duration, global = true)]
+    pub calendar_look_ahead: std::time::Duration,
     /// Where the provider reaches this server (e.g. https://voxanne.example.com): SMS ask for
     /// delivery-status callbacks at `{url}/webhooks/sms/twilio/status`. Unset: none asked.
     #[arg(long, env = "VOXANNE_PUBLIC_URL", global = true)]
@@ -447,6 +454,42 @@ impl Config {
                 .as_deref()
                 .map(|u| http_url("--public-url", u))
                 .transpose()?,
+        })
+    }
+
+    /// The calendar sync (`--calendar-*`): push notifications are asked for when
+    /// `--public-url` is set.
+    pub fn calendar_sync_config(&self) -> anyhow::Result<voxanne_jobs::CalendarSyncConfig> {
+        let defaults = voxanne_jobs::CalendarSyncConfig::default();
+        anyhow::ensure!(
+            self.calendar_sync_interval >= std::time::Duration::from_secs(10),
+            "--calendar-sync-interval must be at least 10s"
+        );
+        anyhow::ensure!(
+            self.calendar_look_ahead >= std::time::Duration::from_secs(24 * 3600)
+                && self.calendar_look_ahead <= std::time::Duration::from_secs(366 * 24 * 3600),
+            "--calendar-look-ahead must be from 1 day to 366 days"
+        );
+        Ok(voxanne_jobs::CalendarSyncConfig {
+            schedule: voxanne_jobs::Schedule {
+                batch: self.worker_batch,
+                ..defaults.schedule
+            },
+            interval: self.calendar_sync_interval,
+            look_ahead: self.calendar_look_ahead,
+            public_url: self
+                .public_url
+                .as_deref()
+                .map(|u| {
+                    url::Url::parse(u)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--public-url must be an http(s) URL, not `{u}`")
+                        })
+                })
+                .transpose()?,
+            ..defaults
         })
     }
 

@@ -287,6 +287,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, "listening");
         let recordings = open_storage(config)?;
         let metrics = Arc::new(voxanne_jobs::Metrics::default());
+        let calendar = Arc::new(config.calendar()?);
         let (security, security_writer) =
             voxanne_http::security_log::SecurityLog::start(database.db.clone());
         let state = AppState {
@@ -298,7 +299,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             security,
             limits: Arc::new(config.limits()?),
             vapi: Arc::new(config.vapi()?),
-            calendar: Arc::new(config.calendar()?),
+            calendar: calendar.clone(),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = if args.no_worker {
@@ -314,6 +315,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
                 &database.db,
                 recordings,
                 keyring,
+                calendar,
                 config,
                 worker_config,
                 metrics,
@@ -375,17 +377,22 @@ fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectS
         .with_context(|| format!("opening the recordings storage at {location}"))
 }
 
-/// Starts the background jobs, the recording worker and the SMS sender, each until `stop`
-/// turns true.
+/// The background jobs `serve` and `worker` run.
+type Workers = [tokio::task::JoinHandle<()>; 4];
+
+/// Starts the background jobs, the recording worker, the SMS sender, the calendar sync and
+/// the calendar event writer, each until `stop` turns true.
+#[allow(clippy::too_many_arguments)]
 fn spawn_workers(
     db: &voxanne_db::Db,
     recordings: Arc<dyn object_store::ObjectStore>,
     keyring: Arc<voxanne_db::crypto::Keyring>,
+    calendar: Arc<voxanne_calendar::CalendarOAuth>,
     config: &Config,
     worker_config: voxanne_jobs::WorkerConfig,
     metrics: Arc<voxanne_jobs::Metrics>,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<[tokio::task::JoinHandle<()>; 2]> {
+) -> anyhow::Result<Workers> {
     let until_stopped = || {
         let mut stop = stop.clone();
         async move {
@@ -399,14 +406,41 @@ fn spawn_workers(
         worker_config,
         metrics.clone(),
     )?;
-    let sms = voxanne_jobs::SmsWorker::new(db.clone(), keyring, config.sms_config()?, metrics)?;
+    let sms = voxanne_jobs::SmsWorker::new(
+        db.clone(),
+        keyring.clone(),
+        config.sms_config()?,
+        metrics.clone(),
+    )?;
+    let sync = voxanne_jobs::CalendarSync::new(
+        db.clone(),
+        keyring.clone(),
+        calendar.clone(),
+        config.calendar_sync_config()?,
+        metrics.clone(),
+    );
+    let writer = voxanne_jobs::CalendarWriter::new(
+        db.clone(),
+        keyring,
+        calendar,
+        voxanne_jobs::Schedule {
+            batch: config.worker_batch,
+            ..voxanne_jobs::Schedule::default()
+        },
+        metrics,
+    );
     tracing::info!("recording worker started");
     let stopped = until_stopped();
     let recording = tokio::spawn(async move { recording.run(stopped).await });
     tracing::info!("sms worker started");
     let stopped = until_stopped();
     let sms = tokio::spawn(async move { sms.run(stopped).await });
-    Ok([recording, sms])
+    tracing::info!("calendar sync and event writer started");
+    let stopped = until_stopped();
+    let sync = tokio::spawn(async move { sync.run(stopped).await });
+    let stopped = until_stopped();
+    let writer = tokio::spawn(async move { writer.run(stopped).await });
+    Ok([recording, sms, sync, writer])
 }
 
 /// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batches in
@@ -421,6 +455,7 @@ async fn worker(config: &Config) -> anyhow::Result<()> {
             &database.db,
             open_storage(config)?,
             keyring,
+            Arc::new(config.calendar()?),
             config,
             config.worker_config()?,
             Arc::default(),
@@ -438,7 +473,7 @@ async fn worker(config: &Config) -> anyhow::Result<()> {
 
 /// Waits for the workers to finish their batches in flight, for at most `grace`; then stops
 /// them where they are (their claimed jobs go back to the queue when the leases run out).
-async fn stop_workers(workers: [tokio::task::JoinHandle<()>; 2], grace: std::time::Duration) {
+async fn stop_workers(workers: Workers, grace: std::time::Duration) {
     let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
     let finished = tokio::time::timeout(grace, async {
         for worker in workers {

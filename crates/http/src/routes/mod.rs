@@ -2,6 +2,7 @@ pub mod agent_configuration;
 pub mod appointments;
 pub mod availability;
 pub mod calendar_connections;
+pub mod calendar_notifications;
 pub mod calendar_oauth;
 pub mod calls;
 pub mod campaigns;

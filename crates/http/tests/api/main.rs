@@ -7,6 +7,7 @@ mod appointments;
 mod attack_matrix;
 mod auth;
 mod calendar_oauth;
+mod calendar_sync;
 mod calls;
 mod contacts_campaigns_dnc;
 mod edge;
