@@ -103,3 +103,19 @@ id_type!(
     /// A calendar connection (`calendar_connections.id`).
     CalendarConnectionId
 );
+id_type!(
+    /// A practitioner (`practitioners.id`): a bookable resource with a name.
+    PractitionerId
+);
+id_type!(
+    /// A service a clinic offers (`services.id`).
+    ServiceId
+);
+id_type!(
+    /// A clinic's location (`locations.id`).
+    LocationId
+);
+id_type!(
+    /// A closure: days a clinic or practitioner is closed (`closures.id`).
+    ClosureId
+);

@@ -22,8 +22,9 @@ pub use calls::{
 };
 pub use chunks::chunks;
 pub use ids::{
-    AppointmentId, CalendarConnectionId, CallId, CampaignId, ContactId, DncEntryId, DocumentId,
-    HoldId, OrgId, PhoneNumberId, SecurityEventId, SmsId, UserId,
+    AppointmentId, CalendarConnectionId, CallId, CampaignId, ClosureId, ContactId, DncEntryId,
+    DocumentId, HoldId, LocationId, OrgId, PhoneNumberId, PractitionerId, SecurityEventId,
+    ServiceId, SmsId, UserId,
 };
 pub use members::{check_member_change, MemberChange, MemberRefusal};
 pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};
