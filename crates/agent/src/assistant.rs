@@ -72,10 +72,20 @@ impl ServerRef {
     }
 }
 
+/// A service the clinic offers, as the assistant is told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceOffer {
+    pub name: String,
+    pub minutes: i32,
+    /// Who gives it.
+    pub practitioners: Vec<String>,
+}
+
 /// The clinic's assistant, as a transient assistant in Vapi's `assistant-request` reply.
 pub fn clinic_assistant(
     clinic: &str,
     config: &AgentConfiguration,
+    services: &[ServiceOffer],
     now: DateTime<Utc>,
     server: Option<&ServerRef>,
 ) -> Value {
@@ -102,6 +112,29 @@ pub fn clinic_assistant(
          clinic with search_knowledge_base, and never make up medical advice.",
         tz = config.time_zone.as_str(),
     );
+    if !services.is_empty() {
+        let list: Vec<String> = services
+            .iter()
+            .map(|s| {
+                if s.practitioners.is_empty() {
+                    format!("{} ({} minutes)", s.name, s.minutes)
+                } else {
+                    format!(
+                        "{} ({} minutes; with {})",
+                        s.name,
+                        s.minutes,
+                        s.practitioners.join(", ")
+                    )
+                }
+            })
+            .collect();
+        prompt.push_str(&format!(
+            " Services: {}. Ask what the caller needs and pass it as `service` to \
+             check_availability and hold_slot; pass `practitioner` when the caller asks for \
+             someone, and the one check_availability gave with the time to hold_slot.",
+            list.join("; ")
+        ));
+    }
     let mut tools: Vec<Value> = TOOLS
         .iter()
         .map(|t| {
@@ -163,6 +196,20 @@ impl Agent {
     ) -> Result<Value, DbError> {
         let clinic = tx.get_organization().await?.name;
         let config = tx.get_agent_configuration().await?;
+        let mut services = Vec::new();
+        for service in tx.active_services().await? {
+            let practitioners = tx
+                .bookables(Some(service.id), None)
+                .await?
+                .into_iter()
+                .map(|b| b.name)
+                .collect();
+            services.push(ServiceOffer {
+                name: service.name,
+                minutes: service.duration_minutes,
+                practitioners,
+            });
+        }
         let credential = tx
             .get_integration(provider)
             .await?
@@ -173,7 +220,13 @@ impl Agent {
             .clone()
             .zip(credential)
             .map(|(url, credential_id)| ServerRef { url, credential_id });
-        Ok(clinic_assistant(&clinic, &config, now, server.as_ref()))
+        Ok(clinic_assistant(
+            &clinic,
+            &config,
+            &services,
+            now,
+            server.as_ref(),
+        ))
     }
 
     /// The reply to `transfer-destination-request`, in the proved clinic's transaction `tx`
@@ -243,7 +296,7 @@ mod tests {
             url: "https://voxanne.example/webhooks/voice/vapi".into(),
             credential_id: "cred-1".into(),
         };
-        let a = clinic_assistant("Sunrise Dental", &config, Utc::now(), Some(&server));
+        let a = clinic_assistant("Sunrise Dental", &config, &[], Utc::now(), Some(&server));
         let a = &a["assistant"];
         assert_eq!(a["firstMessage"], "Sunrise Dental, Ava speaking.");
         assert_eq!(
@@ -285,7 +338,7 @@ mod tests {
 
     #[test]
     fn without_a_transfer_number_there_is_no_transfer_tool() {
-        let a = clinic_assistant("X", &AgentConfiguration::default(), Utc::now(), None);
+        let a = clinic_assistant("X", &AgentConfiguration::default(), &[], Utc::now(), None);
         let tools = a["assistant"]["model"]["tools"].as_array().expect("tools");
         assert!(tools.iter().all(|t| t["type"] != "transferCall"));
         assert!(

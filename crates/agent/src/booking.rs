@@ -12,8 +12,9 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use voxanne_db::appointments::{Appointment, SlotRequest};
 use voxanne_db::call_events::CallEvent;
+use voxanne_db::scheduling::Bookable;
 use voxanne_db::TenantTx;
-use voxanne_domain::availability::{free_slots, Span};
+use voxanne_domain::availability::Span;
 use voxanne_domain::booking::{self, DEFAULT_RESOURCE, MAX_NOTES_CHARS};
 use voxanne_domain::{AppointmentId, CallDirection, CallId, CallStatus, HoldId};
 
@@ -63,16 +64,110 @@ async fn call_row(tx: &mut TenantTx, call: &CallContext) -> Result<CallId, Refus
         .map(CallId::from)?)
 }
 
-/// Refuses a slot the agent may not offer a caller (the booking rule: not started, inside the
-/// opening hours), by the database's clock.
-async fn check_offerable(tx: &mut TenantTx, span: Span, tz: Tz) -> Result<(), Refusal> {
-    let schedule = tx.schedule(RESOURCE, span).await?;
+/// Refuses a slot of `resource` the agent may not offer a caller (the booking rule: not
+/// started, inside the opening hours; and not on a closure), by the database's clock.
+async fn check_offerable(
+    tx: &mut TenantTx,
+    resource: &str,
+    span: Span,
+    tz: Tz,
+) -> Result<(), Refusal> {
+    let schedule = tx.schedule(resource, span).await?;
     booking::offerable(span, schedule.now, schedule.opening_hours.as_ref(), tz)?;
+    if schedule.busy.iter().any(|b| b.overlaps(&span)) {
+        // Taken, closed that day, or busy in the clinic's calendar: said as the database's
+        // own refusal of a taken slot is.
+        return Err(voxanne_db::appointments::BookingError::SlotTaken.into());
+    }
     Ok(())
 }
 
+/// What the caller wants to book: whose times, and how long.
+struct Wanted {
+    /// The resources to look at, with the practitioner each one is.
+    resources: Vec<(String, Option<Bookable>)>,
+    length: Duration,
+    /// Kept free after each appointment of the service.
+    buffer: Duration,
+    /// The service's name, when one was asked for.
+    service: Option<String>,
+}
+
+/// A practitioner of the clinic named by `asked` (their name or resource, any case).
+async fn find_practitioner(tx: &mut TenantTx, asked: &str) -> Result<Bookable, Refusal> {
+    let all = tx.bookables(None, None).await?;
+    if let Some(found) = all
+        .iter()
+        .find(|b| b.name.eq_ignore_ascii_case(asked) || b.resource.eq_ignore_ascii_case(asked))
+    {
+        return Ok(found.clone());
+    }
+    let names: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
+    say(format!(
+        "There is no practitioner called {asked} here. The practitioners are: {}.",
+        names.join(", ")
+    ))
+}
+
+/// Reads `service`, `practitioner` and `duration_minutes`: the times of every practitioner
+/// who gives the service (or the one named), of its length; without a service, the named
+/// practitioner's or the clinic's default diary, of `duration_minutes`.
+async fn wanted(tx: &mut TenantTx, args: &Value) -> Result<Wanted, Refusal> {
+    let practitioner = match text(args, "practitioner") {
+        Some(asked) => Some(find_practitioner(tx, asked).await?),
+        None => None,
+    };
+    let Some(asked) = text(args, "service") else {
+        let length = minutes(args)?;
+        let resources = match practitioner {
+            Some(p) => vec![(p.resource.clone(), Some(p))],
+            None => vec![(RESOURCE.to_owned(), None)],
+        };
+        return Ok(Wanted {
+            resources,
+            length,
+            buffer: Duration::zero(),
+            service: None,
+        });
+    };
+    let services = tx.active_services().await?;
+    let Some(service) = services.iter().find(|s| s.name.eq_ignore_ascii_case(asked)) else {
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        return say(if names.is_empty() {
+            format!("The clinic has no list of services; book {asked} without one.")
+        } else {
+            format!(
+                "The clinic does not offer {asked}. It offers: {}.",
+                names.join(", ")
+            )
+        });
+    };
+    let givers = tx
+        .bookables(
+            Some(service.id),
+            practitioner.as_ref().map(|p| p.practitioner_id),
+        )
+        .await?;
+    if givers.is_empty() {
+        return say(match &practitioner {
+            Some(p) => format!("{} does not do {}.", p.name, service.name),
+            None => format!("Nobody does {} at the moment.", service.name),
+        });
+    }
+    Ok(Wanted {
+        resources: givers
+            .into_iter()
+            .map(|b| (b.resource.clone(), Some(b)))
+            .collect(),
+        length: Duration::minutes(i64::from(service.duration_minutes)),
+        buffer: Duration::minutes(i64::from(service.buffer_minutes)),
+        service: Some(service.name.clone()),
+    })
+}
+
 pub(crate) async fn check_availability(tx: &mut TenantTx, args: &Value) -> Answer {
-    let length = minutes(args)?;
+    let wanted = wanted(tx, args).await?;
+    let length = wanted.length;
     let tz = clinic_zone(tx).await?;
     let now = Utc::now();
     let (window, day) = match text(args, "date") {
@@ -98,52 +193,73 @@ pub(crate) async fn check_availability(tx: &mut TenantTx, args: &Value) -> Answe
             None,
         ),
     };
-    let schedule = tx.schedule(RESOURCE, window).await?;
-    if !schedule.stale_calendars.is_empty() {
-        tracing::warn!(org_id = %tx.org(), calendars = ?schedule.stale_calendars,
+    let offers = tx
+        .offers(&wanted.resources, window, length, wanted.buffer)
+        .await?;
+    if !offers.stale_calendars.is_empty() {
+        tracing::warn!(org_id = %tx.org(), calendars = ?offers.stale_calendars,
             "the agent offered times from calendar busy times that are not current");
     }
-    let Some(hours) = &schedule.opening_hours else {
-        return Ok("The clinic has not set its opening hours, so I can't offer times.".into());
+    let what = match &wanted.service {
+        Some(service) => format!("{service} ({} minutes)", length.num_minutes()),
+        None => format!("{}-minute", length.num_minutes()),
     };
-    let slots = free_slots(hours, tz, window, length, &schedule.busy, schedule.now);
     let when = day.map_or_else(
         || "in the next two weeks".to_owned(),
         |d| format!("on {}", d.format("%A %-d %B")),
     );
-    if slots.is_empty() {
-        return Ok(format!(
-            "No free {}-minute times {when}.",
-            length.num_minutes()
-        ));
+    if offers.offers.is_empty() {
+        return Ok(format!("No free {what} times {when}."));
     }
-    let list: Vec<String> = slots
+    let list: Vec<String> = offers
+        .offers
         .iter()
         .take(SLOTS_PER_ANSWER)
-        .map(|s| {
-            format!(
+        .map(|o| match &o.practitioner {
+            Some(p) if wanted.resources.len() > 1 || wanted.service.is_some() => format!(
+                "{} with {} (starts_at {}, practitioner {})",
+                spoken(o.span.start, tz),
+                p.name,
+                machine(o.span.start, tz),
+                p.resource
+            ),
+            _ => format!(
                 "{} (starts_at {})",
-                spoken(s.start, tz),
-                machine(s.start, tz)
-            )
+                spoken(o.span.start, tz),
+                machine(o.span.start, tz)
+            ),
         })
         .collect();
-    Ok(format!(
-        "Free {}-minute times {when}: {}.",
-        length.num_minutes(),
-        list.join("; ")
-    ))
+    Ok(format!("Free {what} times {when}: {}.", list.join("; ")))
 }
 
 pub(crate) async fn hold_slot(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answer {
     let Some(starts_at) = text(args, "starts_at") else {
         return say("Which time? Give starts_at from check_availability.");
     };
-    let length = minutes(args)?;
+    let wanted = wanted(tx, args).await?;
     let tz = clinic_zone(tx).await?;
     let start = parse_time(starts_at, tz)?;
-    let slot = booking::requested_slot(Some(RESOURCE), start, start + length)?;
-    check_offerable(tx, slot.span, tz).await?;
+    // The first of the practitioners asked for who is free then.
+    let mut chosen = None;
+    let mut refusal = None;
+    for (resource, practitioner) in &wanted.resources {
+        let slot = booking::requested_slot(Some(resource), start, start + wanted.length)?;
+        let kept = Span {
+            start: slot.span.start,
+            end: slot.span.end + wanted.buffer,
+        };
+        match check_offerable(tx, resource, kept, tz).await {
+            Ok(()) => {
+                chosen = Some((slot, practitioner.clone()));
+                break;
+            }
+            Err(e) => refusal = Some(e),
+        }
+    }
+    let Some((slot, practitioner)) = chosen else {
+        return Err(refusal.unwrap_or_else(|| Refusal::Say("That time is not free.".into())));
+    };
     let contact = match &call.caller {
         Some(phone) => {
             let name = text(args, "patient_name")
@@ -159,8 +275,11 @@ pub(crate) async fn hold_slot(tx: &mut TenantTx, call: &CallContext, args: &Valu
     }
     let slot = SlotRequest::new(contact.as_ref().map(|c| c.id), Some(call_id), slot);
     let hold = tx.insert_hold(&slot, HOLD_SECONDS).await?;
+    let with = practitioner
+        .map(|p| format!(" with {}", p.name))
+        .unwrap_or_default();
     Ok(format!(
-        "I've held {} for five minutes. Once the caller agrees, book it with confirm_booking, hold_id {}.",
+        "I've held {}{with} for five minutes. Once the caller agrees, book it with confirm_booking, hold_id {}.",
         spoken(hold.starts_at, tz),
         hold.id
     ))
@@ -253,7 +372,16 @@ pub(crate) async fn reschedule_appointment(
     let tz = clinic_zone(tx).await?;
     let start = parse_time(starts_at, tz)?;
     let span = booking::span(start, start + (appointment.ends_at - appointment.starts_at))?;
-    check_offerable(tx, span, tz).await?;
+    let schedule = tx.schedule(&appointment.resource, span).await?;
+    booking::offerable(span, schedule.now, schedule.opening_hours.as_ref(), tz)?;
+    // Its own current time is not a collision.
+    let own = Span {
+        start: appointment.starts_at,
+        end: appointment.ends_at,
+    };
+    if schedule.busy.iter().any(|b| *b != own && b.overlaps(&span)) {
+        return Err(voxanne_db::appointments::BookingError::SlotTaken.into());
+    }
     let moved = tx
         .reschedule_appointment(appointment.id, Some(span.start), Some(span.end), None)
         .await?;

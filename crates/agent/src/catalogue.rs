@@ -30,11 +30,13 @@ pub const TOOLS: &[Tool] = &[
     },
     Tool {
         name: "check_availability",
-        description: "Free appointment times on a date (or the next free ones), in the clinic's time zone.",
+        description: "Free appointment times on a date (or the next free ones), in the clinic's time zone: for a service, across the practitioners who give it (or the one the caller names).",
         parameters: || {
             json!({"type": "object", "properties": {
+                "service": {"type": "string", "description": "what the caller needs, one of the clinic's services; it sets the length"},
+                "practitioner": {"type": "string", "description": "the practitioner the caller asks for, by name"},
                 "date": {"type": "string", "description": "YYYY-MM-DD, in the clinic's time zone; default: the next free times"},
-                "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480, "description": "default 30"}}})
+                "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480, "description": "without a service; default 30"}}})
         },
         writes: false,
     },
@@ -44,7 +46,9 @@ pub const TOOLS: &[Tool] = &[
         parameters: || {
             json!({"type": "object", "required": ["starts_at"], "properties": {
                 "starts_at": {"type": "string", "description": "as given by check_availability, or YYYY-MM-DDTHH:MM in the clinic's time zone"},
-                "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480, "description": "default 30"},
+                "service": {"type": "string", "description": "the service, as asked of check_availability"},
+                "practitioner": {"type": "string", "description": "as given by check_availability"},
+                "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480, "description": "without a service; default 30"},
                 "patient_name": {"type": "string", "description": "the caller's name, if they are not a contact yet"}}})
         },
         writes: true,

@@ -23,7 +23,7 @@ mod speech;
 
 pub use assistant::{
     clinic_assistant, no_transfer, transfer_destination, unavailable_assistant, ServerRef,
-    ASSISTANT_DEADLINE, CREDENTIAL_ID,
+    ServiceOffer, ASSISTANT_DEADLINE, CREDENTIAL_ID,
 };
 pub use catalogue::{Tool, TOOLS};
 pub use dispatch::{unavailable_results, ToolProbe, ToolResults};

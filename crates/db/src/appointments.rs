@@ -583,7 +583,9 @@ impl TenantTx {
         })
     }
 
-    /// The clinic's opening hours and time zone, and what is busy for `resource` in `window`.
+    /// The opening hours of `resource` (its practitioner's, else their location's, else the
+    /// clinic's; none for an inactive practitioner), the clinic's time zone, and what is busy
+    /// for it in `window`: appointments, live holds, closures and its linked calendars.
     pub async fn schedule(&mut self, resource: &str, window: Span) -> Result<Schedule, DbError> {
         let org = self.org().as_uuid();
         let config = sqlx::query!(
@@ -592,7 +594,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
-        let (opening_hours, time_zone) = match config.map(|c| (c.opening_hours, c.time_zone)) {
+        let (clinic_hours, time_zone) = match config.map(|c| (c.opening_hours, c.time_zone)) {
             Some((hours, tz)) => (
                 Some(
                     serde_json::from_value::<OpeningHours>(hours)
@@ -602,6 +604,15 @@ impl TenantTx {
             ),
             None => (None, "UTC".to_owned()),
         };
+        let opening_hours = match self.resource_hours(resource).await? {
+            crate::scheduling::ResourceHours::Clinic => clinic_hours,
+            crate::scheduling::ResourceHours::Own(hours) => Some(hours),
+            crate::scheduling::ResourceHours::Inactive => None,
+        };
+        let tz: chrono_tz::Tz = time_zone
+            .parse()
+            .map_err(|_| DbError::Corrupt(format!("an unknown time zone `{time_zone}`")))?;
+        let closures = self.closure_spans(resource, window, tz).await?;
         let rows = sqlx::query!(
             r#"SELECT starts_at AS "start!", ends_at AS "end!" FROM appointments
                 WHERE org_id = $1 AND resource = $2 AND status <> 'cancelled'
@@ -630,6 +641,7 @@ impl TenantTx {
                 end: row.end,
             })
             .chain(calendars.spans)
+            .chain(closures)
             .collect();
         busy.sort();
         Ok(Schedule {

@@ -23,6 +23,7 @@ pub mod phone_numbers;
 mod pooler;
 pub mod recordings;
 mod rows;
+pub mod scheduling;
 pub mod security_events;
 mod slots;
 pub mod sms_confirmations;

@@ -19,7 +19,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 use voxanne_db::system::calendar_notified;
 use voxanne_domain::CalendarProvider;
 

@@ -20,6 +20,7 @@ mod pgbouncer;
 mod phone_numbers;
 mod recordings;
 mod s3_storage;
+mod scheduling;
 mod schema_constraints;
 mod secrets;
 mod security_events;

@@ -66,14 +66,14 @@ async fn tool(app: &TestApp, call: &str, from: &str, id: &str, name: &str, args:
         .to_owned()
 }
 
-/// The text after `marker` up to the next space, `)`, `;` or `.`-at-end.
+/// The text after `marker` up to the next space, `)`, `;`, `,` or `.`-at-end.
 fn after<'a>(text: &'a str, marker: &str) -> &'a str {
     let start = text
         .find(marker)
         .unwrap_or_else(|| panic!("no {marker:?} in {text:?}"))
         + marker.len();
     let rest = &text[start..];
-    let end = rest.find([' ', ')', ';']).unwrap_or(rest.len());
+    let end = rest.find([' ', ')', ';', ',']).unwrap_or(rest.len());
     rest[..end].trim_end_matches('.')
 }
 
@@ -939,4 +939,153 @@ async fn tool_arguments_with_nul_characters_get_an_answer_not_a_500() {
         let result = tool(&app, "vapi-nul-tools", ADA, &id, name, args.clone()).await;
         assert!(!result.is_empty(), "{name} {args}");
     }
+}
+
+/// Clinic `c`'s practitioners and services: Dr Lee does cleanings (30 minutes) and is off on
+/// `MONDAY`; Dr Patel does none. Clinic hours (Monday to Friday, 09:00-17:00 local) apply.
+async fn practitioners(app: &TestApp, c: &DemoClinic, lee: &str) {
+    let mut admin = app.t.admin().await;
+    let org = c.org.as_uuid();
+    for sql in [
+        "INSERT INTO practitioners (org_id, name, resource) VALUES ($1, $2, 'dr-lee')",
+        "INSERT INTO practitioners (org_id, name, resource) VALUES ($1, 'Dr Patel', 'dr-patel')",
+        "INSERT INTO services (org_id, name, duration_minutes) VALUES ($1, 'Cleaning', 30)",
+        "INSERT INTO practitioner_services (org_id, practitioner_id, service_id)
+         SELECT $1, p.id, s.id FROM practitioners p, services s
+          WHERE p.org_id = $1 AND s.org_id = $1 AND p.resource = 'dr-lee'",
+        "INSERT INTO closures (org_id, practitioner_id, starts_on, ends_on)
+         SELECT $1, id, '2031-03-03', '2031-03-03' FROM practitioners
+          WHERE org_id = $1 AND resource = 'dr-lee'",
+    ] {
+        let mut q = sqlx::query(sql).bind(org);
+        if sql.contains("$2") {
+            q = q.bind(lee);
+        }
+        q.execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn the_agent_offers_a_services_practitioners_and_books_the_one_chosen() {
+    let (app, a, b) = world().await;
+    practitioners(&app, &a, "Dr Lee").await;
+    practitioners(&app, &b, "Dr Bea Lee").await;
+    let call = "call-svc-1";
+    // The assistant knows the services and who gives them.
+    let r = vapi(
+        &app,
+        envelope("assistant-request", call, a.number, ADA),
+        Some(A_SECRET),
+    )
+    .await;
+    let prompt = r.body["assistant"]["model"]["messages"][0]["content"]
+        .as_str()
+        .expect("prompt")
+        .to_owned();
+    assert!(
+        prompt.contains("Cleaning (30 minutes; with Dr Lee)"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("Bea"), "{prompt}");
+
+    // Dr Lee is off on Monday: no cleaning then; on Tuesday, Dr Lee's times.
+    let said = tool(
+        &app,
+        call,
+        ADA,
+        "t1",
+        "check_availability",
+        json!({"service": "cleaning", "date": MONDAY}),
+    )
+    .await;
+    assert!(
+        said.starts_with("No free Cleaning (30 minutes) times"),
+        "{said}"
+    );
+    let said = tool(
+        &app,
+        call,
+        ADA,
+        "t2",
+        "check_availability",
+        json!({"service": "Cleaning", "date": "2031-03-04"}),
+    )
+    .await;
+    assert!(
+        said.contains("9:00") && said.contains("with Dr Lee"),
+        "{said}"
+    );
+    assert_eq!(after(&said, "practitioner "), "dr-lee", "{said}");
+    let starts_at = after(&said, "starts_at ").to_owned();
+    // What the clinic does not offer, or someone it does not have, is said as such.
+    let said = tool(
+        &app,
+        call,
+        ADA,
+        "t3",
+        "check_availability",
+        json!({"service": "Root canal"}),
+    )
+    .await;
+    assert!(
+        said.contains("does not offer Root canal. It offers: Cleaning"),
+        "{said}"
+    );
+    let said = tool(
+        &app,
+        call,
+        ADA,
+        "t4",
+        "check_availability",
+        json!({"service": "Cleaning", "practitioner": "Dr Patel"}),
+    )
+    .await;
+    assert_eq!(said, "Dr Patel does not do Cleaning.");
+    let said = tool(
+        &app,
+        call,
+        ADA,
+        "t5",
+        "check_availability",
+        json!({"practitioner": "Dr Bea Lee"}),
+    )
+    .await;
+    assert!(
+        said.starts_with("There is no practitioner called Dr Bea Lee here."),
+        "{said}"
+    );
+
+    // Held with Dr Lee, on Dr Lee's diary; not on the Monday off.
+    let said = tool(
+        &app,
+        call,
+        ADA,
+        "t6",
+        "hold_slot",
+        json!({"starts_at": TEN_AM, "service": "Cleaning", "practitioner": "dr-lee"}),
+    )
+    .await;
+    assert!(said.contains("just been taken"), "{said}");
+    let said = tool(
+        &app,
+        call,
+        ADA,
+        "t7",
+        "hold_slot",
+        json!({"starts_at": starts_at, "service": "Cleaning", "practitioner": "dr-lee"}),
+    )
+    .await;
+    assert!(said.contains("with Dr Lee"), "{said}");
+    let holds = list(&app, &a, "/api/v1/appointment-holds").await;
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0]["resource"], "dr-lee");
+    let minutes =
+        (chrono::DateTime::parse_from_rfc3339(holds[0]["ends_at"].as_str().expect("end"))
+            .expect("end")
+            - chrono::DateTime::parse_from_rfc3339(holds[0]["starts_at"].as_str().expect("start"))
+                .expect("start"))
+        .num_minutes();
+    assert_eq!(minutes, 30, "the service's length");
 }
