@@ -192,9 +192,10 @@ pub async fn get(
     Ok(Json(row.into()))
 }
 
-/// Unlinks a calendar (admins): its tokens are deleted with it. Then, best-effort, the token
-/// is revoked at the provider where it has a revocation endpoint (Google's; Microsoft has
-/// none for one token): a failure there is logged, the link is gone either way.
+/// Unlinks a calendar (admins): its tokens, busy times and pending writes are deleted with it.
+/// Then, best-effort, its push channel or subscription is stopped and the token revoked at
+/// the provider where it has a revocation endpoint (Google's; Microsoft has none for one
+/// token): a failure there is logged, the link is gone either way.
 #[utoipa::path(delete, path = "/calendar-connections/{id}", tag = "calendar", params(("id" = Uuid, Path, description = "the connection's id")), responses((status = 204, description = "unlinked")))]
 pub async fn unlink(
     State(state): State<AppState>,
@@ -202,11 +203,10 @@ pub async fn unlink(
     AppPath(id): AppPath<voxanne_domain::CalendarConnectionId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(tx.membership(), "staff cannot link or unlink calendars")?;
-    let provider = tx.get_calendar_connection(id).await?.map(|c| c.provider);
-    // A token that no longer opens (its key was dropped) cannot be revoked, but the link is
-    // still removed.
-    let tokens = match tx.calendar_tokens(&state.keyring, id.as_uuid()).await {
-        Ok(tokens) => tokens,
+    // A token that no longer opens (its key was dropped) cannot be used to revoke, but the
+    // link is still removed.
+    let link = match tx.calendar_link(&state.keyring, id).await {
+        Ok(link) => link,
         Err(e) => {
             tracing::warn!(error = %e, "a calendar token to revoke does not open");
             None
@@ -222,8 +222,33 @@ pub async fn unlink(
     }
     let org = tx.org();
     tx.commit().await?;
-    let token = tokens.and_then(|t| t.refresh_token.or(t.access_token));
-    if let (Some(provider), Some(token)) = (provider, token) {
+    let Some(link) = link else {
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    let provider = link.provider;
+    // Its push notifications stop first (the access token is still good), then the grant.
+    if let (Some(watch_id), Some(expires_at), Some(access)) = (
+        link.watch.id.clone(),
+        link.watch.expires_at,
+        link.tokens.access_token.as_ref(),
+    ) {
+        let cal = voxanne_calendar::CalendarRef {
+            provider,
+            calendar_id: &link.calendar_id,
+            account_email: &link.account_email,
+        };
+        let watch = voxanne_calendar::Watch {
+            id: watch_id,
+            resource_id: link.watch.resource_id.clone(),
+            expires_at,
+        };
+        if let Err(e) = state.calendar.stop_watch(&cal, access, &watch).await {
+            tracing::info!(org_id = %org, %provider, error = %e,
+                "stopping an unlinked calendar's notifications failed; they end by themselves");
+        }
+    }
+    let token = link.tokens.refresh_token.or(link.tokens.access_token);
+    if let Some(token) = token {
         if let Err(e) = state.calendar.revoke(provider, &token).await {
             tracing::warn!(org_id = %org, %provider, error = %e, "revoking an unlinked calendar's token failed");
         }

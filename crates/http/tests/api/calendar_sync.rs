@@ -642,7 +642,7 @@ async fn push_notifications_bring_a_sync_forward_and_forged_ones_change_nothing(
     let graph = w
         .fake
         .account(CalendarProvider::Microsoft, "desk@b.example");
-    link(&w, &w.a, &google, Duration::hours(1)).await;
+    let a_connection = link(&w, &w.a, &google, Duration::hours(1)).await;
     link(&w, &w.b, &graph, Duration::hours(1)).await;
     assert_eq!(sync_round(&w).await.len(), 2);
     // A channel and a subscription (Graph's validation handshake answered by this server).
@@ -724,4 +724,17 @@ async fn push_notifications_bring_a_sync_forward_and_forged_ones_change_nothing(
     assert_eq!(due.len(), 2, "both notifications were taken: {due:?}");
     assert!(!starts(&slots(&w, &w.a, 12).await, at(12, 12, 0)));
     assert!(!starts(&slots(&w, &w.b, 12).await, at(12, 12, 0)));
+
+    // Unlinking stops the calendar's channel at the provider; B's subscription stands.
+    let r = w
+        .app
+        .delete(
+            &format!("/api/v1/calendar-connections/{a_connection}"),
+            &owner(&w, &w.a),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let left = w.fake.watches();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].provider, CalendarProvider::Microsoft);
 }
