@@ -84,21 +84,29 @@ CREATE TABLE closures (
     FOREIGN KEY (org_id, practitioner_id) REFERENCES practitioners (org_id, id) ON DELETE CASCADE
 );
 CREATE INDEX closures_org_dates_idx ON closures (org_id, ends_on, starts_on);
+CREATE INDEX closures_org_practitioner_idx ON closures (org_id, practitioner_id);
 CALL app.secure_tenant_table('closures');
 
--- The service an appointment is for, when it was booked as one.
+-- The service an appointment (or the hold it is confirmed from) is for, when it was booked
+-- as one. A service in use is not deleted (deactivate it instead): the FK refuses.
 ALTER TABLE appointments ADD COLUMN service_id uuid,
     ADD CONSTRAINT appointments_service_fkey FOREIGN KEY (org_id, service_id)
         REFERENCES services (org_id, id);
 CREATE INDEX appointments_org_service_idx ON appointments (org_id, service_id)
     WHERE service_id IS NOT NULL;
+ALTER TABLE appointment_holds ADD COLUMN service_id uuid,
+    ADD CONSTRAINT appointment_holds_service_fkey FOREIGN KEY (org_id, service_id)
+        REFERENCES services (org_id, id) ON DELETE SET NULL (service_id);
+CREATE INDEX appointment_holds_org_service_idx ON appointment_holds (org_id, service_id)
+    WHERE service_id IS NOT NULL;
 
--- Every resource already in use, and 'default', becomes a practitioner named after it. The
--- rows of every clinic at once: as voxanne_system (BYPASSRLS), for this statement only.
+-- Every resource already in use, and 'default', becomes a practitioner named after it (a
+-- resource of only blanks, which the name check refuses, is named "Unnamed"). The rows of
+-- every clinic at once: as voxanne_system (BYPASSRLS), for this statement only.
 GRANT INSERT ON practitioners TO voxanne_system;
 SET ROLE voxanne_system;
 INSERT INTO practitioners (org_id, name, resource)
-SELECT DISTINCT r.org_id, r.resource, r.resource
+SELECT DISTINCT r.org_id, coalesce(nullif(btrim(r.resource), ''), 'Unnamed'), r.resource
   FROM (SELECT org_id, resource FROM appointments
         UNION SELECT org_id, resource FROM appointment_holds
         UNION SELECT org_id, resource FROM calendar_connections

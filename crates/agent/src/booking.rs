@@ -91,6 +91,8 @@ struct Wanted {
     buffer: Duration,
     /// The service's name, when one was asked for.
     service: Option<String>,
+    /// Its id: what the hold and the appointment are booked as.
+    service_id: Option<voxanne_domain::ServiceId>,
 }
 
 /// A practitioner of the clinic named by `asked` (their name or resource, any case).
@@ -128,6 +130,7 @@ async fn wanted(tx: &mut TenantTx, args: &Value) -> Result<Wanted, Refusal> {
             length,
             buffer: Duration::zero(),
             service: None,
+            service_id: None,
         });
     };
     let services = tx.active_services().await?;
@@ -162,6 +165,7 @@ async fn wanted(tx: &mut TenantTx, args: &Value) -> Result<Wanted, Refusal> {
         length: Duration::minutes(i64::from(service.duration_minutes)),
         buffer: Duration::minutes(i64::from(service.buffer_minutes)),
         service: Some(service.name.clone()),
+        service_id: Some(service.id),
     })
 }
 
@@ -273,7 +277,8 @@ pub(crate) async fn hold_slot(tx: &mut TenantTx, call: &CallContext, args: &Valu
     if let Some(contact) = &contact {
         tx.link_call_to_contact(call_id, contact.id).await?;
     }
-    let slot = SlotRequest::new(contact.as_ref().map(|c| c.id), Some(call_id), slot);
+    let slot = SlotRequest::new(contact.as_ref().map(|c| c.id), Some(call_id), slot)
+        .for_service(wanted.service_id);
     let hold = tx.insert_hold(&slot, HOLD_SECONDS).await?;
     let with = practitioner
         .map(|p| format!(" with {}", p.name))

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxanne_domain::availability::{OpeningHours, Span};
 use voxanne_domain::booking::RequestedSlot;
-use voxanne_domain::{AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId};
+use voxanne_domain::{
+    AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId, ServiceId,
+};
 
 /// A row of `appointments` (the API's view is the HTTP layer's).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +22,8 @@ pub struct Appointment {
     /// The hold this appointment was confirmed from, if any.
     pub hold_id: Option<HoldId>,
     pub resource: String,
+    /// The service it was booked as, if any.
+    pub service_id: Option<ServiceId>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub status: AppointmentStatus,
@@ -34,8 +38,9 @@ macro_rules! appointment_query {
         query_row!(
             Appointment,
             r#"id, org_id, contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
-               hold_id AS "hold_id: HoldId", resource, starts_at, ends_at,
-               status AS "status: AppointmentStatus", notes, created_at, updated_at"#,
+               hold_id AS "hold_id: HoldId", resource, service_id AS "service_id: ServiceId",
+               starts_at, ends_at, status AS "status: AppointmentStatus", notes, created_at,
+               updated_at"#,
             $($query)*
         )
     };
@@ -56,6 +61,8 @@ pub struct AppointmentHold {
     pub contact_id: Option<ContactId>,
     pub call_id: Option<CallId>,
     pub resource: String,
+    /// The service it is for, if any.
+    pub service_id: Option<ServiceId>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     /// After this instant the hold blocks nothing and cannot be confirmed.
@@ -69,7 +76,8 @@ macro_rules! hold_query {
         query_row!(
             AppointmentHold,
             r#"id, org_id, contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
-               resource, starts_at, ends_at, expires_at, created_at"#,
+               resource, service_id AS "service_id: ServiceId", starts_at, ends_at, expires_at,
+               created_at"#,
             $($query)*
         )
     };
@@ -84,6 +92,8 @@ pub struct SlotRequest {
     pub contact_id: Option<ContactId>,
     pub call_id: Option<CallId>,
     pub resource: String,
+    /// The service booked, if any (its length is the caller's to have applied).
+    pub service_id: Option<ServiceId>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
 }
@@ -99,8 +109,17 @@ impl SlotRequest {
             contact_id,
             call_id,
             resource: slot.resource,
+            service_id: None,
             starts_at: slot.span.start,
             ends_at: slot.span.end,
+        }
+    }
+
+    /// The same slot, booked as `service`.
+    pub fn for_service(self, service: Option<ServiceId>) -> Self {
+        Self {
+            service_id: service,
+            ..self
         }
     }
 }
@@ -169,6 +188,11 @@ impl BookingError {
                     slot.and_then(|s| s.call_id).map(|c| c.as_uuid()),
                 )
             }
+            "appointments_service_fkey" | "appointment_holds_service_fkey" => reference(
+                "service_id",
+                "services",
+                slot.and_then(|s| s.service_id).map(|c| c.as_uuid()),
+            ),
             _ => BookingError::Db(e),
         }
     }
@@ -289,8 +313,9 @@ impl TenantTx {
         let appointment = appointment_query!(
             [
                 "INSERT INTO appointments
-                        (org_id, contact_id, call_id, hold_id, resource, starts_at, ends_at, notes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                        (org_id, contact_id, call_id, hold_id, resource, starts_at, ends_at, notes,
+                         service_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  RETURNING ",
                 ""
             ],
@@ -301,7 +326,8 @@ impl TenantTx {
             slot.resource,
             slot.starts_at,
             slot.ends_at,
-            notes
+            notes,
+            slot.service_id.map(Uuid::from)
         )
         .fetch_one(self.conn())
         .await
@@ -491,8 +517,9 @@ impl TenantTx {
         hold_query!(
             [
                 "INSERT INTO appointment_holds
-                        (org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+                        (org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at,
+                         service_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8)
                  RETURNING ",
                 ""
             ],
@@ -502,7 +529,8 @@ impl TenantTx {
             slot.resource,
             slot.starts_at,
             slot.ends_at,
-            f64::from(ttl_seconds)
+            f64::from(ttl_seconds),
+            slot.service_id.map(Uuid::from)
         )
         .fetch_one(self.conn())
         .await
@@ -542,7 +570,8 @@ impl TenantTx {
         let taken = sqlx::query!(
             r#"DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2
                RETURNING contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
-                         resource, starts_at, ends_at, expires_at > now() AS "live!""#,
+                         resource, service_id AS "service_id: ServiceId", starts_at, ends_at,
+                         expires_at > now() AS "live!""#,
             org,
             id.as_uuid()
         )
@@ -560,6 +589,7 @@ impl TenantTx {
             contact_id: taken.contact_id,
             call_id: taken.call_id,
             resource: taken.resource,
+            service_id: taken.service_id,
             starts_at: taken.starts_at,
             ends_at: taken.ends_at,
         };

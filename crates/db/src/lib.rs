@@ -21,6 +21,7 @@ pub mod members;
 pub mod organizations;
 pub mod phone_numbers;
 mod pooler;
+pub mod practitioners;
 pub mod recordings;
 mod rows;
 pub mod scheduling;

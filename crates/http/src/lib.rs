@@ -71,6 +71,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::contacts::routes())
         .merge(routes::campaigns::routes())
         .merge(routes::dnc::routes())
+        .merge(routes::scheduling::routes())
         .merge(routes::knowledge_base::routes())
         .merge(routes::sms_confirmations::routes())
         .merge(routes::organizations::routes())

@@ -46,6 +46,7 @@ pub struct ErrorDetail {
         (name = "knowledge-base", description = "What the voice agent answers from (admins write it)"),
         (name = "sms-confirmations", description = "SMS confirmations sent for appointments"),
         (name = "appointments", description = "Appointments, holds and availability"),
+        (name = "scheduling", description = "Practitioners, the services they give, locations and closures (admins change them)"),
         (name = "phone-numbers", description = "The numbers the clinic owns (admins manage them)"),
         (name = "security", description = "Security events of the clinic"),
         (name = "organizations", description = "Creating a clinic (onboarding), and the active clinic itself"),

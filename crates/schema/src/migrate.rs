@@ -53,10 +53,21 @@ pub async fn migrate(
     admin: &PgConnectOptions,
     app_password: Option<&str>,
 ) -> Result<(), sqlx::Error> {
+    migrate_with(admin, app_password, &MIGRATOR).await
+}
+
+/// [`migrate`] with another set of migrations: an earlier state of the schema, for testing
+/// what a migration does to the data it finds (`Migrator::new` on a directory holding the
+/// first migrations).
+pub async fn migrate_with(
+    admin: &PgConnectOptions,
+    app_password: Option<&str>,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<(), sqlx::Error> {
     let mut conn = PgConnection::connect_with(admin).await?;
     // Two processes starting at once must not race on CREATE ROLE.
     conn.execute("SELECT pg_advisory_lock(7286001)").await?;
-    let result = bootstrap_and_migrate(&mut conn, app_password).await;
+    let result = bootstrap_and_migrate(&mut conn, app_password, migrator).await;
     conn.execute("RESET ROLE; SELECT pg_advisory_unlock(7286001)")
         .await?;
     conn.close().await?;
@@ -66,6 +77,7 @@ pub async fn migrate(
 async fn bootstrap_and_migrate(
     conn: &mut PgConnection,
     app_password: Option<&str>,
+    migrator: &sqlx::migrate::Migrator,
 ) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(BOOTSTRAP).execute(&mut *conn).await?;
     if let Some(password) = app_password {
@@ -74,6 +86,6 @@ async fn bootstrap_and_migrate(
             .await?;
     }
     conn.execute("SET ROLE voxanne_owner").await?;
-    MIGRATOR.run(&mut *conn).await?;
+    migrator.run(&mut *conn).await?;
     Ok(())
 }

@@ -229,6 +229,16 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
         "INSERT INTO calendar_event_writes (org_id, appointment_id, connection_id)
          SELECT a.org_id, a.id, c.id FROM appointments a JOIN calendar_connections c USING (org_id)
           WHERE a.org_id = $1 LIMIT 1",
+        "INSERT INTO locations (org_id, name) VALUES ($1, 'Main street')",
+        "INSERT INTO practitioners (org_id, name, resource, location_id)
+         SELECT org_id, 'Dr Fill', 'dr-fill', id FROM locations WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO services (org_id, name, duration_minutes) VALUES ($1, 'Check-up', 30)",
+        "INSERT INTO practitioner_services (org_id, practitioner_id, service_id)
+         SELECT p.org_id, p.id, s.id FROM practitioners p JOIN services s USING (org_id)
+          WHERE p.org_id = $1 LIMIT 1",
+        "INSERT INTO closures (org_id, practitioner_id, starts_on, ends_on, reason)
+         SELECT org_id, id, DATE '2031-12-24', DATE '2031-12-26', 'Holidays'
+           FROM practitioners WHERE org_id = $1 LIMIT 1",
         "INSERT INTO integration_settings (org_id, provider, config) VALUES ($1, 'twilio', '{}')",
         "INSERT INTO calendar_oauth_states (org_id, user_id, provider, verifier_enc, key_id, browser_hash, expires_at)
          SELECT org_id, user_id, 'google', '\\x00', 'k1', sha256('cookie'), now() + interval '10 minutes'

@@ -81,6 +81,7 @@ fn slot(resource: &str, from: i64, to: i64) -> SlotRequest {
         contact_id: None,
         call_id: None,
         resource: resource.to_owned(),
+        service_id: None,
         starts_at: at(from),
         ends_at: at(to),
     }

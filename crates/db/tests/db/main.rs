@@ -5,5 +5,6 @@ mod cancellation;
 mod embedded;
 mod isolation;
 mod job_tenant;
+mod migration_data;
 mod pgbouncer;
 mod schema;

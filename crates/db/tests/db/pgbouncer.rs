@@ -246,6 +246,7 @@ async fn fifty_concurrent_bookings_of_one_slot_behind_the_pooler_have_exactly_on
         contact_id: None,
         call_id: None,
         resource: "default".into(),
+        service_id: None,
         starts_at,
         ends_at: starts_at + chrono::Duration::minutes(30),
     };

@@ -16,10 +16,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 use voxanne_db::appointments::{Appointment as AppointmentRow, SlotRequest};
+use voxanne_db::practitioners::Practitioner;
+use voxanne_db::TenantTx;
 use voxanne_domain::booking::{self, SlotRefusal};
 use voxanne_domain::{
     AppointmentId, AppointmentStatus, CalendarConnectionId, CalendarProvider, CalendarWriteStatus,
-    CallId, ContactId, HoldId, OrgId,
+    CallId, ContactId, HoldId, OrgId, PractitionerId, ServiceId,
 };
 
 /// An appointment as the API shows it (the row is the database's).
@@ -31,7 +33,10 @@ pub struct Appointment {
     pub call_id: Option<CallId>,
     /// The hold this appointment was confirmed from, if any.
     pub hold_id: Option<HoldId>,
+    /// What is booked: a practitioner's resource, a room, or `default`.
     pub resource: String,
+    /// The service it was booked as, if any.
+    pub service_id: Option<ServiceId>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub status: AppointmentStatus,
@@ -80,6 +85,7 @@ impl From<AppointmentRow> for Appointment {
             call_id: row.call_id,
             hold_id: row.hold_id,
             resource: row.resource,
+            service_id: row.service_id,
             starts_at: row.starts_at,
             ends_at: row.ends_at,
             status: row.status,
@@ -91,16 +97,71 @@ impl From<AppointmentRow> for Appointment {
     }
 }
 
-/// Validates what a new appointment or hold asks for, by the booking rule.
-pub(crate) fn slot_request(
-    contact_id: Option<ContactId>,
-    call_id: Option<CallId>,
-    resource: Option<&str>,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
+/// What a new appointment or hold asks for, as its body says it.
+pub(crate) struct Asked<'a> {
+    pub contact_id: Option<ContactId>,
+    pub call_id: Option<CallId>,
+    pub resource: Option<&'a str>,
+    pub practitioner_id: Option<PractitionerId>,
+    pub service_id: Option<ServiceId>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// Validates what a new appointment or hold asks for: the practitioner (or resource) and
+/// the service must be the clinic's, the practitioner must give the service, and without an
+/// `ends_at` the service's length sets it; then the booking rule.
+pub(crate) async fn slot_request(
+    tx: &mut TenantTx,
+    asked: Asked<'_>,
 ) -> Result<SlotRequest, ApiError> {
-    let slot = booking::requested_slot(resource, starts_at, ends_at)?;
-    Ok(SlotRequest::new(contact_id, call_id, slot))
+    let m = *tx.membership();
+    // Ids first: another clinic's id is a probe whatever else is wrong with the body.
+    let practitioner = match (asked.resource, asked.practitioner_id) {
+        (resource, Some(id)) => {
+            let p = tx.find::<Practitioner>(id).await?.ok_or_else(|| {
+                ApiError::invalid_reference(&m, "practitioner_id", "practitioners", id.as_uuid())
+            })?;
+            if resource.is_some() {
+                return Err(ApiError::validation(
+                    "practitioner_id",
+                    "give a practitioner_id or a resource, not both",
+                ));
+            }
+            Some(p)
+        }
+        (Some(resource), None) => tx.practitioner_of_resource(resource).await?,
+        (None, None) => None,
+    };
+    let service = match asked.service_id {
+        Some(id) => Some(tx.service_length(id).await?.ok_or_else(|| {
+            ApiError::invalid_reference(&m, "service_id", "services", id.as_uuid())
+        })?),
+        None => None,
+    };
+    if let (Some(p), Some(s)) = (&practitioner, &service) {
+        if !p.service_ids.contains(&s.id) {
+            return Err(ApiError::validation(
+                "service_id",
+                format!("{} does not give {}", p.name, s.name),
+            ));
+        }
+    }
+    let ends_at = match (asked.ends_at, &service) {
+        (Some(ends_at), _) => ends_at,
+        (None, Some(s)) => {
+            asked.starts_at + chrono::Duration::minutes(i64::from(s.duration_minutes))
+        }
+        (None, None) => {
+            return Err(ApiError::validation(
+                "ends_at",
+                "required unless a service_id gives the length",
+            ))
+        }
+    };
+    let resource = practitioner.as_ref().map(|p| p.resource.as_str());
+    let slot = booking::requested_slot(resource.or(asked.resource), asked.starts_at, ends_at)?;
+    Ok(SlotRequest::new(asked.contact_id, asked.call_id, slot).for_service(asked.service_id))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -154,12 +215,20 @@ pub struct NewAppointment {
     /// The call that booked it, of this clinic.
     #[serde(default)]
     pub call_id: Option<CallId>,
-    /// What is booked (a room, a practitioner); default `default`.
+    /// What is booked (a room, a practitioner's resource); default `default`. Not with
+    /// `practitioner_id`.
     #[serde(default)]
     pub resource: Option<String>,
+    /// The practitioner booked (their resource is what is booked).
+    #[serde(default)]
+    pub practitioner_id: Option<PractitionerId>,
+    /// The service booked; the practitioner must give it. Its length is the default length.
+    #[serde(default)]
+    pub service_id: Option<ServiceId>,
     pub starts_at: DateTime<Utc>,
-    /// After `starts_at`, at most 24 hours later.
-    pub ends_at: DateTime<Utc>,
+    /// After `starts_at`, at most 24 hours later. Default: the service's length.
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub notes: Option<String>,
 }
@@ -175,12 +244,18 @@ pub async fn create(
     AppJson(body): AppJson<NewAppointment>,
 ) -> Result<Response, ApiError> {
     let slot = slot_request(
-        body.contact_id,
-        body.call_id,
-        body.resource.as_deref(),
-        body.starts_at,
-        body.ends_at,
-    )?;
+        &mut tx,
+        Asked {
+            contact_id: body.contact_id,
+            call_id: body.call_id,
+            resource: body.resource.as_deref(),
+            practitioner_id: body.practitioner_id,
+            service_id: body.service_id,
+            starts_at: body.starts_at,
+            ends_at: body.ends_at,
+        },
+    )
+    .await?;
     booking::notes(body.notes.as_deref())?;
     let request = json!({ "op": "create_appointment", "body": body });
     if let Some(replay) = key.claim(&mut tx, &request).await? {

@@ -6,8 +6,8 @@ use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::idempotency::IdempotencyKey;
 use crate::pagination::{Cursor, Page, PageParams};
-use crate::routes::appointments::slot_request;
 use crate::routes::appointments::Appointment;
+use crate::routes::appointments::{slot_request, Asked};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 use voxanne_db::appointments::AppointmentHold as HoldRow;
-use voxanne_domain::{CallId, ContactId, HoldId, OrgId};
+use voxanne_domain::{CallId, ContactId, HoldId, OrgId, PractitionerId, ServiceId};
 
 /// A hold as the API shows it (the row is the database's).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -28,6 +28,8 @@ pub struct AppointmentHold {
     pub contact_id: Option<ContactId>,
     pub call_id: Option<CallId>,
     pub resource: String,
+    /// The service it is for, if any.
+    pub service_id: Option<ServiceId>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     /// After this instant the hold blocks nothing and cannot be confirmed.
@@ -43,6 +45,7 @@ impl From<HoldRow> for AppointmentHold {
             contact_id: row.contact_id,
             call_id: row.call_id,
             resource: row.resource,
+            service_id: row.service_id,
             starts_at: row.starts_at,
             ends_at: row.ends_at,
             expires_at: row.expires_at,
@@ -85,11 +88,19 @@ pub struct NewHold {
     pub contact_id: Option<voxanne_domain::ContactId>,
     #[serde(default)]
     pub call_id: Option<voxanne_domain::CallId>,
-    /// Default `default`.
+    /// Default `default`. Not with `practitioner_id`.
     #[serde(default)]
     pub resource: Option<String>,
+    /// The practitioner held (their resource is what is held).
+    #[serde(default)]
+    pub practitioner_id: Option<PractitionerId>,
+    /// The service held; the practitioner must give it.
+    #[serde(default)]
+    pub service_id: Option<ServiceId>,
     pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
+    /// Default: the service's length.
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
     /// 1 to 900, default 120.
     #[serde(default)]
     pub ttl_seconds: Option<u32>,
@@ -104,12 +115,18 @@ pub async fn create(
     AppJson(body): AppJson<NewHold>,
 ) -> Result<(StatusCode, Json<AppointmentHold>), ApiError> {
     let slot = slot_request(
-        body.contact_id,
-        body.call_id,
-        body.resource.as_deref(),
-        body.starts_at,
-        body.ends_at,
-    )?;
+        &mut tx,
+        Asked {
+            contact_id: body.contact_id,
+            call_id: body.call_id,
+            resource: body.resource.as_deref(),
+            practitioner_id: body.practitioner_id,
+            service_id: body.service_id,
+            starts_at: body.starts_at,
+            ends_at: body.ends_at,
+        },
+    )
+    .await?;
     let ttl = voxanne_domain::booking::hold_seconds(body.ttl_seconds)?;
     let m = *tx.membership();
     let hold = tx

@@ -17,6 +17,7 @@ pub mod members;
 pub mod oauth;
 pub mod organizations;
 pub mod phone_numbers;
+pub mod scheduling;
 pub mod security_events;
 pub mod sms_confirmations;
 mod vapi_message_schema;

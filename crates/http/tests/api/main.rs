@@ -18,6 +18,7 @@ mod openapi;
 mod organizations;
 mod pgbouncer;
 mod phone_numbers;
+mod practitioners;
 mod recordings;
 mod s3_storage;
 mod scheduling;
