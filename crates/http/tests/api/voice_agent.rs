@@ -1088,4 +1088,25 @@ async fn the_agent_offers_a_services_practitioners_and_books_the_one_chosen() {
                 .expect("start"))
         .num_minutes();
     assert_eq!(minutes, 30, "the service's length");
+    // Held as the service, and booked as it.
+    let services = list(&app, &a, "/api/v1/services").await;
+    assert_eq!(holds[0]["service_id"], services[0]["id"], "{holds:?}");
+    let hold_id = holds[0]["id"].as_str().expect("hold id").to_owned();
+    let said = tool(
+        &app,
+        call,
+        ADA,
+        "t8",
+        "confirm_booking",
+        json!({"hold_id": hold_id}),
+    )
+    .await;
+    assert!(said.starts_with("Booked"), "{said}");
+    let booked = list(&app, &a, "/api/v1/appointments").await;
+    let booked: Vec<&Value> = booked
+        .iter()
+        .filter(|b| b["resource"] == "dr-lee")
+        .collect();
+    assert_eq!(booked.len(), 1, "{booked:?}");
+    assert_eq!(booked[0]["service_id"], services[0]["id"]);
 }
