@@ -84,6 +84,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         metrics: Arc::default(),
         vapi: Arc::default(),
         calendar: Arc::default(),
+        accounts: Arc::new(voxanne_http::accounts::AccountSettings::development(
+            base.parse()?,
+        )),
     };
     tokio::spawn(voxanne_http::serve(
         listener,

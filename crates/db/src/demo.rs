@@ -65,7 +65,31 @@ pub async fn seed(db: &Db) -> Result<[DemoClinic; 2], DbError> {
         seed_clinic(&mut tx, clinic).await?;
         tx.commit().await?;
     }
+    for clinic in &clinics {
+        for (user, email, name) in demo_accounts(clinic) {
+            // Idempotent: an existing account is kept. No password (`!`): demo mode signs
+            // them in with one click; a password reset gives them one.
+            crate::system::create_account(db, Some(user), &email, Some(&name), "!").await?;
+        }
+    }
     Ok(clinics)
+}
+
+/// The built-in accounts of a demo clinic's owner and staff member: (user, email, name).
+pub fn demo_accounts(clinic: &DemoClinic) -> [(UserId, String, String); 2] {
+    let slug = clinic.name.to_lowercase().replace(' ', "-");
+    [
+        (
+            clinic.owner,
+            format!("owner@{slug}.example"),
+            format!("{} owner", clinic.name),
+        ),
+        (
+            clinic.staff,
+            format!("staff@{slug}.example"),
+            format!("{} staff", clinic.name),
+        ),
+    ]
 }
 
 fn phone(text: &str) -> Result<PhoneNumber, DbError> {

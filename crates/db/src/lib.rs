@@ -16,6 +16,7 @@ pub mod demo;
 pub mod dnc;
 pub mod idempotency;
 pub mod integrations;
+pub mod invitations;
 pub mod knowledge_base;
 pub mod members;
 pub mod organizations;

@@ -648,3 +648,273 @@ pub async fn calendar_notified(
     one.finish().await?;
     Ok(row)
 }
+
+// ---- Built-in accounts (migrations/0019): who one is, before any clinic is chosen. ----
+
+/// An account as signing in needs it.
+#[derive(Debug, Clone)]
+pub struct SignInAccount {
+    pub id: UserId,
+    /// A PHC string, or `!` (no password sign-in).
+    pub password_hash: String,
+}
+
+/// The account of `email`, if there is one (`app.account_for_sign_in`).
+pub async fn account_for_sign_in(db: &Db, email: &str) -> Result<Option<SignInAccount>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let row = sqlx::query!(
+        r#"SELECT id AS "id!", password_hash AS "password_hash!"
+             FROM app.account_for_sign_in($1)"#,
+        email
+    )
+    .fetch_optional(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(row.map(|r| SignInAccount {
+        id: UserId::from_uuid(r.id),
+        password_hash: r.password_hash,
+    }))
+}
+
+/// Creates an account (with the user id `id` when given); `None` when the address is taken.
+pub async fn create_account(
+    db: &Db,
+    id: Option<UserId>,
+    email: &str,
+    display_name: Option<&str>,
+    password_hash: &str,
+) -> Result<Option<UserId>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let id = sqlx::query_scalar!(
+        "SELECT app.create_account($1, $2, $3, $4)",
+        id.map(Uuid::from),
+        email,
+        display_name,
+        password_hash
+    )
+    .fetch_one(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(id.map(UserId::from_uuid))
+}
+
+/// Stores a new session of `account` (the sha256 of its cookie's token) until `expires_at`.
+pub async fn open_account_session(
+    db: &Db,
+    account: UserId,
+    token_hash: &[u8],
+    expires_at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let mut one = OneStatement::open(db).await?;
+    sqlx::query!(
+        "SELECT app.open_account_session($1, $2, $3)",
+        account.as_uuid(),
+        token_hash,
+        expires_at
+    )
+    .execute(one.conn())
+    .await?;
+    one.finish().await
+}
+
+/// The account of a live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAccount {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: Option<String>,
+    /// The clinic it acts in when a request names none.
+    pub active_org: Option<OrgId>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The account whose live session has the token of sha256 `token_hash`.
+pub async fn account_of_session(
+    db: &Db,
+    token_hash: &[u8],
+) -> Result<Option<SessionAccount>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let row = sqlx::query!(
+        r#"SELECT id AS "id!", email AS "email!", display_name, active_org,
+                  expires_at AS "expires_at!"
+             FROM app.account_of_session($1)"#,
+        token_hash
+    )
+    .fetch_optional(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(row.map(|r| SessionAccount {
+        id: UserId::from_uuid(r.id),
+        email: r.email,
+        display_name: r.display_name,
+        active_org: r.active_org.map(OrgId::from_uuid),
+        expires_at: r.expires_at,
+    }))
+}
+
+/// Makes `org` the clinic a session acts in, if its account is a member; whether it did.
+pub async fn set_session_org(db: &Db, token_hash: &[u8], org: OrgId) -> Result<bool, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let set = sqlx::query_scalar!(
+        r#"SELECT app.set_session_org($1, $2) AS "set!""#,
+        token_hash,
+        org.as_uuid()
+    )
+    .fetch_one(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(set)
+}
+
+/// Ends a session (signing out).
+pub async fn close_account_session(db: &Db, token_hash: &[u8]) -> Result<(), DbError> {
+    let mut one = OneStatement::open(db).await?;
+    sqlx::query!("SELECT app.close_account_session($1)", token_hash)
+        .execute(one.conn())
+        .await?;
+    one.finish().await
+}
+
+/// Stores a reset link for the account of `email`; the account's address, or `None` (then
+/// nothing was stored).
+pub async fn start_password_reset(
+    db: &Db,
+    email: &str,
+    token_hash: &[u8],
+    expires_at: DateTime<Utc>,
+) -> Result<Option<String>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let to = sqlx::query_scalar!(
+        "SELECT app.start_password_reset($1, $2, $3)",
+        email,
+        token_hash,
+        expires_at
+    )
+    .fetch_one(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(to)
+}
+
+/// Uses a reset link: the password becomes `password_hash` and every session of the account
+/// ends. The account, or `None` (an unknown, used or expired link).
+pub async fn take_password_reset(
+    db: &Db,
+    token_hash: &[u8],
+    password_hash: &str,
+) -> Result<Option<UserId>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let id = sqlx::query_scalar!(
+        "SELECT app.take_password_reset($1, $2)",
+        token_hash,
+        password_hash
+    )
+    .fetch_one(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(id.map(UserId::from_uuid))
+}
+
+/// What an invitation's link shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationLink {
+    pub org_name: String,
+    pub email: String,
+    pub role: Role,
+    /// Unused, unexpired, and the clinic active.
+    pub usable: bool,
+}
+
+/// The invitation `(org, id)` when `secret_hash` is its secret's.
+pub async fn invitation_for_link(
+    db: &Db,
+    org: OrgId,
+    id: Uuid,
+    secret_hash: &[u8],
+) -> Result<Option<InvitationLink>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let row = sqlx::query!(
+        r#"SELECT org_name AS "org_name!", email AS "email!", role AS "role!", usable AS "usable!"
+             FROM app.invitation_for_link($1, $2, $3)"#,
+        org.as_uuid(),
+        id,
+        secret_hash
+    )
+    .fetch_optional(one.conn())
+    .await?;
+    one.finish().await?;
+    row.map(|r| {
+        Ok(InvitationLink {
+            org_name: r.org_name,
+            email: r.email,
+            role: r
+                .role
+                .parse()
+                .map_err(|e: voxanne_domain::UnknownVariant| DbError::Corrupt(e.to_string()))?,
+            usable: r.usable,
+        })
+    })
+    .transpose()
+}
+
+/// Takes the invitation `(org, id)` for `account`: the role it joined with, or `None` (a
+/// wrong secret, used, expired, a suspended clinic, or another address than the invited one).
+pub async fn accept_invitation(
+    db: &Db,
+    org: OrgId,
+    id: Uuid,
+    secret_hash: &[u8],
+    account: UserId,
+) -> Result<Option<Role>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let role = sqlx::query_scalar!(
+        "SELECT app.accept_invitation($1, $2, $3, $4)",
+        org.as_uuid(),
+        id,
+        secret_hash,
+        account.as_uuid()
+    )
+    .fetch_one(one.conn())
+    .await?;
+    one.finish().await?;
+    role.map(|r| {
+        r.parse()
+            .map_err(|e: voxanne_domain::UnknownVariant| DbError::Corrupt(e.to_string()))
+    })
+    .transpose()
+}
+
+/// Takes the invitation `(org, id)` with a new account of the invited address: the account
+/// and the role it joined with, or `None` (a wrong secret, used, expired, a suspended clinic,
+/// or the address has an account already).
+pub async fn accept_invitation_as_new_account(
+    db: &Db,
+    org: OrgId,
+    id: Uuid,
+    secret_hash: &[u8],
+    display_name: &str,
+    password_hash: &str,
+) -> Result<Option<(UserId, Role)>, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let row = sqlx::query!(
+        r#"SELECT account_id AS "account_id!", role AS "role!"
+             FROM app.accept_invitation_as_new_account($1, $2, $3, $4, $5)"#,
+        org.as_uuid(),
+        id,
+        secret_hash,
+        display_name,
+        password_hash
+    )
+    .fetch_optional(one.conn())
+    .await?;
+    one.finish().await?;
+    row.map(|r| {
+        Ok((
+            UserId::from_uuid(r.account_id),
+            r.role
+                .parse()
+                .map_err(|e: voxanne_domain::UnknownVariant| DbError::Corrupt(e.to_string()))?,
+        ))
+    })
+    .transpose()
+}

@@ -119,3 +119,7 @@ id_type!(
     /// A closure: days a clinic or practitioner is closed (`closures.id`).
     ClosureId
 );
+id_type!(
+    /// An invitation into a clinic (`invitations.id`).
+    InvitationId
+);

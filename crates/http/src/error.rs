@@ -23,6 +23,15 @@ pub enum ApiError {
     InvalidToken(String),
     #[error("the token has expired")]
     TokenExpired,
+    /// A session cookie of no live session (signed out, expired, or never issued).
+    #[error("the session has ended: sign in again")]
+    InvalidSession,
+    /// A wrong email address or password: one answer for both.
+    #[error("the email address or the password is wrong")]
+    InvalidCredentials,
+    /// A write with a session cookie but without its CSRF token (`X-CSRF-Token`).
+    #[error("this write needs the session's CSRF token in X-CSRF-Token")]
+    CsrfFailed,
     #[error("no active organization: send `X-Org-Id` or use a token with app_metadata.org_id")]
     OrgRequired,
     #[error("you are not a member of this organization")]
@@ -204,6 +213,9 @@ impl ApiError {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             ApiError::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            ApiError::InvalidSession => (StatusCode::UNAUTHORIZED, "invalid_session"),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
             ApiError::OrgRequired => (StatusCode::FORBIDDEN, "org_required"),
             ApiError::NotAMember => (StatusCode::FORBIDDEN, "not_a_member"),
             ApiError::OrgSuspended => (StatusCode::FORBIDDEN, "org_suspended"),

@@ -43,10 +43,17 @@ impl FromRequestParts<AppState> for Principal {
                 });
             }
         }
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated)?;
+        let header_org = org_header(parts)?;
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            // No bearer token: a dashboard session's cookie, if there is one.
+            let Some(session) = crate::accounts::session_token(&parts.headers) else {
+                return Err(ApiError::Unauthenticated);
+            };
+            let principal = session_principal(parts, state, &session, header_org).await?;
+            tracing::Span::current().record("user_id", tracing::field::display(principal.user));
+            parts.extensions.insert(principal);
+            return Ok(principal);
+        };
         let token = header
             .to_str()
             .ok()
@@ -57,19 +64,6 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
-        let header_org = match parts.headers.get(ORG_HEADER) {
-            None => None,
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.trim().parse::<OrgId>().ok())
-                    .ok_or_else(|| ApiError::BadRequest {
-                        code: "invalid_org_header",
-                        message: "X-Org-Id must be an organization uuid".into(),
-                    })?,
-            ),
-        };
         let client = state.limits.client_ip(parts);
         if let Some(retry_after) = client.and_then(|ip| state.limits.auth_failures.over(&ip)) {
             return Err(too_many_failures(retry_after));
@@ -96,6 +90,72 @@ impl FromRequestParts<AppState> for Principal {
         parts.extensions.insert(principal);
         Ok(principal)
     }
+}
+
+/// The org `X-Org-Id` names, if it is sent.
+fn org_header(parts: &Parts) -> Result<Option<OrgId>, ApiError> {
+    match parts.headers.get(ORG_HEADER) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<OrgId>().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_org_header",
+                message: "X-Org-Id must be an organization uuid".into(),
+            }),
+    }
+}
+
+/// The signed-in account of a dashboard session: a live session of this cookie's token, and
+/// for anything but a read, the session's CSRF token in `X-CSRF-Token`. Which clinic: the
+/// `X-Org-Id` sent, else the session's (the switcher's), checked against the memberships like
+/// a token's.
+async fn session_principal(
+    parts: &mut Parts,
+    state: &AppState,
+    session: &str,
+    header_org: Option<OrgId>,
+) -> Result<Principal, ApiError> {
+    let client = state.limits.client_ip(parts);
+    if let Some(retry_after) = client.and_then(|ip| state.limits.auth_failures.over(&ip)) {
+        return Err(too_many_failures(retry_after));
+    }
+    let hash = crate::accounts::secret_hash(session);
+    let Some(account) = voxanne_db::system::account_of_session(&state.db, &hash).await? else {
+        if let Some(ip) = client {
+            state.limits.auth_failures.hit(&ip);
+        }
+        return Err(ApiError::InvalidSession);
+    };
+    if !parts.method.is_safe() {
+        let given = parts
+            .headers
+            .get(crate::accounts::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !crate::accounts::csrf_matches(session, given) {
+            return Err(ApiError::CsrfFailed);
+        }
+    }
+    let principal = Principal {
+        user: account.id,
+        requested_org: header_org.or(account.active_org),
+    };
+    parts.extensions.insert(SignedIn {
+        account,
+        session: session.to_owned(),
+    });
+    Ok(principal)
+}
+
+/// The dashboard session a request was authenticated with (absent for bearer tokens).
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub account: voxanne_db::system::SessionAccount,
+    /// The cookie's token.
+    pub session: String,
 }
 
 fn too_many_failures(retry_after: u64) -> ApiError {

@@ -1,6 +1,7 @@
 //! Voxanne's HTTP API. Routes are in `routes/`, the error policy in `error.rs`, and the
 //! tenant boundary of a request in `extract.rs` (`Tenant`).
 
+pub mod accounts;
 pub mod auth;
 pub mod calendar_oauth;
 pub mod error;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub vapi: Arc<vapi::VapiSettings>,
     /// The calendar providers clinics connect with OAuth 2.0.
     pub calendar: Arc<calendar_oauth::CalendarOAuth>,
+    /// Built-in accounts: sessions, mail, demo sign-in.
+    pub accounts: Arc<accounts::AccountSettings>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -76,6 +79,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::sms_confirmations::routes())
         .merge(routes::organizations::routes())
         .merge(routes::members::routes())
+        .merge(routes::invitations::routes())
         .merge(routes::calendar_connections::routes())
         .merge(routes::calendar_oauth::routes())
         .merge(routes::integrations::routes())
@@ -94,6 +98,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::calendar_oauth::callback))
         .routes(routes!(routes::calendar_notifications::google))
         .routes(routes!(routes::calendar_notifications::microsoft))
+        .merge(routes::auth::routes())
         .nest("/api/v1", api)
 }
 

@@ -39,6 +39,7 @@ pub struct ErrorDetail {
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "me", description = "The caller"),
+        (name = "auth", description = "Built-in accounts: signing in to the dashboard, sessions, password resets, invitations (the API accepts the session's cookie, with `X-CSRF-Token` on writes, as it accepts a JWT)"),
         (name = "calls", description = "The voice agent's phone calls"),
         (name = "contacts", description = "Patients and callers"),
         (name = "campaigns", description = "Outbound calling campaigns (admins manage them)"),
@@ -93,6 +94,16 @@ impl Modify for Conventions {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    crate::accounts::SESSION_COOKIE,
+                    "A dashboard session (`POST /auth/sign-in`); writes also need its CSRF \
+                     token in `X-CSRF-Token`",
+                ),
+            )),
+        );
         for (path, item) in api.paths.paths.iter_mut() {
             let operations = [
                 &mut item.get,
@@ -140,15 +151,39 @@ fn apply(path: &str, operation: &mut Operation) {
     if takes_header(operation, "Idempotency-Key") {
         add(operation, "422", "the `Idempotency-Key` is malformed, or was used with a different request: `validation_failed`, `idempotency_key_reused`");
     }
+    if path.starts_with("/auth/") {
+        add(operation, "429", "too many attempts from this client or for this address: `too_many_auth_failures`, `too_many_sign_ins`, with `Retry-After`");
+        add(
+            operation,
+            "401",
+            "no live session: `unauthenticated`, `invalid_session`",
+        );
+        add(
+            operation,
+            "403",
+            "a write with the session's cookie but not its CSRF token: `csrf_failed`",
+        );
+        if operation.request_body.is_some() {
+            add(operation, "400", "malformed request: `invalid_json`");
+            add(operation, "413", "body too large: `payload_too_large`");
+            add(
+                operation,
+                "415",
+                "body is not application/json: `unsupported_media_type`",
+            );
+            add(operation, "422", "a field failed validation, or an unknown field was sent: `validation_failed`, with `field`");
+        }
+        return;
+    }
     if is_public(path) {
         return;
     }
     add(operation, "429", "too many failed authentications from this address (`rate_limited`), or the clinic's share of the database is in use (`org_busy`): with `Retry-After`");
-    add(operation, "401", "missing, malformed, expired or badly signed token: `unauthenticated`, `invalid_token`, `token_expired`");
-    operation.security = Some(vec![SecurityRequirement::new(
-        "bearer",
-        Vec::<String>::new(),
-    )]);
+    add(operation, "401", "missing, malformed, expired or badly signed token, or an ended session: `unauthenticated`, `invalid_token`, `token_expired`, `invalid_session`");
+    operation.security = Some(vec![
+        SecurityRequirement::new("bearer", Vec::<String>::new()),
+        SecurityRequirement::new("session", Vec::<String>::new()),
+    ]);
     add(
         operation,
         "400",
@@ -173,7 +208,7 @@ fn apply(path: &str, operation: &mut Operation) {
             .parameters
             .get_or_insert_with(Vec::new)
             .push(org_header);
-        add(operation, "403", "no active org, not a member, suspended org, or role too low: `org_required`, `not_a_member`, `org_suspended`, `forbidden`");
+        add(operation, "403", "no active org, not a member, suspended org, or role too low: `org_required`, `not_a_member`, `org_suspended`, `forbidden`; a write with a session's cookie but not its CSRF token: `csrf_failed`");
     }
     if path.contains('{') {
         add(operation, "404", "no such object in the active org (another org's object answers exactly the same): `not_found`");

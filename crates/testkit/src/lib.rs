@@ -229,6 +229,10 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
         "INSERT INTO calendar_event_writes (org_id, appointment_id, connection_id)
          SELECT a.org_id, a.id, c.id FROM appointments a JOIN calendar_connections c USING (org_id)
           WHERE a.org_id = $1 LIMIT 1",
+        "INSERT INTO invitations (org_id, email, role, secret_hash, invited_by, expires_at)
+         SELECT org_id, 'new.hire@clinic.example', 'staff', sha256('secret'), user_id,
+                now() + interval '7 days'
+           FROM organization_members WHERE org_id = $1 LIMIT 1",
         "INSERT INTO locations (org_id, name) VALUES ($1, 'Main street')",
         "INSERT INTO practitioners (org_id, name, resource, location_id)
          SELECT org_id, 'Dr Fill', 'dr-fill', id FROM locations WHERE org_id = $1 LIMIT 1",

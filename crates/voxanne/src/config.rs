@@ -161,6 +161,26 @@ pub struct Config {
     /// How far ahead the busy times are read. E.g. 62d.
     #[arg(long, env = "VOXANNE_CALENDAR_LOOK_AHEAD", default_value = "62d", value_parser = humantime::parse_duration, global = true)]
     pub calendar_look_ahead: std::time::Duration,
+    /// The SMTP server that sends the dashboard's mail (invitations, password resets):
+    /// `smtp://user:password@host:587` (STARTTLS), `smtps://…:465` (TLS), or
+    /// `smtp://host:25?tls=none`. Unset: mail is printed in the log (and, in demo mode, shown
+    /// at /outbox), never sent.
+    #[arg(long, env = "VOXANNE_SMTP_URL", global = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of the dashboard's mail.
+    #[arg(
+        long,
+        env = "VOXANNE_MAIL_FROM",
+        default_value = "Voxanne <no-reply@voxanne.invalid>",
+        global = true
+    )]
+    pub mail_from: String,
+    /// How long a dashboard sign-in lasts. E.g. 12h.
+    #[arg(long, env = "VOXANNE_SESSION_TTL", default_value = "12h", value_parser = humantime::parse_duration, global = true)]
+    pub session_ttl: std::time::Duration,
+    /// How long an invitation's link works. E.g. 7d.
+    #[arg(long, env = "VOXANNE_INVITATION_TTL", default_value = "7d", value_parser = humantime::parse_duration, global = true)]
+    pub invitation_ttl: std::time::Duration,
     /// Where the provider reaches this server (e.g. https://voxanne.example.com): SMS ask for
     /// delivery-status callbacks at `{url}/webhooks/sms/twilio/status`. Unset: none asked.
     #[arg(long, env = "VOXANNE_PUBLIC_URL", global = true)]
@@ -491,6 +511,46 @@ impl Config {
                 .transpose()?,
             ..defaults
         })
+    }
+
+    /// Built-in accounts: mail by SMTP (`--smtp-url`) or the development outbox, links to
+    /// `--public-url` (else `listening`), sessions and invitations of `--session-ttl` and
+    /// `--invitation-ttl`; `demo_users` for demo mode's one-click sign-in.
+    pub fn accounts(
+        &self,
+        listening: std::net::SocketAddr,
+        demo_users: Vec<voxanne_http::accounts::DemoUser>,
+    ) -> anyhow::Result<voxanne_http::accounts::AccountSettings> {
+        let public_url = match self.public_url.as_deref() {
+            Some(u) => url::Url::parse(u)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .ok_or_else(|| anyhow::anyhow!("--public-url must be an http(s) URL, not `{u}`"))?,
+            None => format!("http://{listening}").parse()?,
+        };
+        anyhow::ensure!(
+            self.session_ttl >= std::time::Duration::from_secs(60),
+            "--session-ttl must be at least 1m"
+        );
+        anyhow::ensure!(
+            self.invitation_ttl >= std::time::Duration::from_secs(3600),
+            "--invitation-ttl must be at least 1h"
+        );
+        let mut settings = voxanne_http::accounts::AccountSettings::development(public_url);
+        settings.session_ttl = self.session_ttl;
+        settings.invitation_ttl = self.invitation_ttl;
+        settings.demo_users = demo_users;
+        match self.smtp_url.as_deref() {
+            Some(url) => {
+                settings.mailer = voxanne_http::accounts::Mailer::smtp(url, &self.mail_from)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            }
+            None => tracing::warn!(
+                "VOXANNE_SMTP_URL is not set: the dashboard's mail (invitations, password \
+                 resets) is printed in the log, not sent"
+            ),
+        }
+        Ok(settings)
     }
 
     /// Where Vapi reaches this server (`--public-url`) and its REST API (`--vapi-api-url`).

@@ -272,6 +272,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", args.addr))?;
         let addr = listener.local_addr()?;
+        let mut demo_users = Vec::new();
         if args.demo {
             let report = demo::seed(
                 &database.db,
@@ -282,6 +283,15 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             )
             .await?;
             print!("{report}");
+            for clinic in &report.clinics {
+                for user in &clinic.users {
+                    demo_users.push(voxanne_http::accounts::DemoUser {
+                        label: format!("{} {}", clinic.name, user.role),
+                        user_id: user.user_id,
+                        org_id: clinic.org_id,
+                    });
+                }
+            }
         }
         println!("Voxanne is listening on http://{addr} (Ctrl-C to stop)");
         tracing::info!(%addr, "listening");
@@ -300,6 +310,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             limits: Arc::new(config.limits()?),
             vapi: Arc::new(config.vapi()?),
             calendar: calendar.clone(),
+            accounts: Arc::new(config.accounts(addr, demo_users)?),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = if args.no_worker {

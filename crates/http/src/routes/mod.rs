@@ -1,5 +1,6 @@
 pub mod agent_configuration;
 pub mod appointments;
+pub mod auth;
 pub mod availability;
 pub mod calendar_connections;
 pub mod calendar_notifications;
@@ -11,6 +12,7 @@ pub mod dnc;
 pub mod health;
 pub mod holds;
 pub mod integrations;
+pub mod invitations;
 pub mod knowledge_base;
 pub mod me;
 pub mod members;

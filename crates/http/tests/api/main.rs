@@ -3,6 +3,7 @@
 
 mod support;
 
+mod accounts;
 mod appointments;
 mod attack_matrix;
 mod auth;

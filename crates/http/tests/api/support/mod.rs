@@ -45,6 +45,8 @@ pub struct TestApp {
     /// The recordings storage (a real directory).
     pub storage: tempfile::TempDir,
     pub client: reqwest::Client,
+    /// The server's account settings (its development outbox holds the mail it sent).
+    pub accounts: Arc<voxanne_http::accounts::AccountSettings>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -179,6 +181,22 @@ impl TestApp {
             ),
         };
         let (security, _) = SecurityLog::start(t.db.clone());
+        // The demo clinics' users sign in with one click, as in demo mode.
+        let mut settings =
+            voxanne_http::accounts::AccountSettings::development(base.parse().expect("url"));
+        settings.demo_users = voxanne_db::demo::clinics()
+            .iter()
+            .flat_map(|c| {
+                [("owner", c.owner), ("staff", c.staff)].map(|(role, user)| {
+                    voxanne_http::accounts::DemoUser {
+                        label: format!("{} {role}", c.name),
+                        user_id: user,
+                        org_id: c.org,
+                    }
+                })
+            })
+            .collect();
+        let accounts = Arc::new(settings);
         let state = AppState {
             db: t.db.clone(),
             auth: Arc::new(auth),
@@ -201,6 +219,7 @@ impl TestApp {
                 Some(make) => make(base.parse().expect("url")),
                 None => CalendarOAuth::new(Some(base.parse().expect("url")), None, None),
             }),
+            accounts: accounts.clone(),
         };
         let metrics_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_base = format!("http://{}", metrics_listener.local_addr().expect("addr"));
@@ -224,6 +243,7 @@ impl TestApp {
             t,
             storage,
             client,
+            accounts,
             _shutdown: tx,
         }
     }
@@ -471,6 +491,9 @@ pub async fn serve_db(db: voxanne_db::Db) -> String {
         metrics: Arc::default(),
         vapi: Arc::default(),
         calendar: Arc::default(),
+        accounts: Arc::new(voxanne_http::accounts::AccountSettings::development(
+            base.parse().expect("url"),
+        )),
     };
     tokio::spawn(voxanne_http::serve(
         listener,
