@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod calendar_oauth;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod fields;
@@ -147,6 +148,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let (router, _) = routes().split_for_parts();
+    let router = router.merge(dashboard::routes());
     let config = Arc::new(config.clone());
     router
         .layer(axum::middleware::from_fn_with_state(

@@ -104,13 +104,22 @@ enum VapiCommand {
 
 #[derive(Debug, Subcommand)]
 enum OrgCommand {
-    /// Create an organization with its first owner.
+    /// Create an organization with its first owner: an identity provider's user (`--owner`)
+    /// or a built-in account (`--owner-email`: made if it does not exist, and a link to
+    /// choose its password is printed).
     Create {
         #[arg(long)]
         name: String,
         /// The owner's user id (the `sub` of their tokens).
+        #[arg(
+            long,
+            required_unless_present = "owner_email",
+            conflicts_with = "owner_email"
+        )]
+        owner: Option<UserId>,
+        /// The owner's email address, for the dashboard.
         #[arg(long)]
-        owner: UserId,
+        owner_email: Option<String>,
     },
 }
 
@@ -173,16 +182,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Org {
-            command: OrgCommand::Create { name, owner },
+            command:
+                OrgCommand::Create {
+                    name,
+                    owner,
+                    owner_email,
+                },
         } => {
             let name = name.trim().to_owned();
             anyhow::ensure!(
                 !name.is_empty() && name.len() <= 200,
                 "--name must be 1 to 200 characters"
             );
+            let email = owner_email.map(|e| e.trim().to_lowercase());
+            if let Some(email) = &email {
+                anyhow::ensure!(
+                    voxanne_http::fields::email("--owner-email", Some(email)).is_ok(),
+                    "--owner-email must be an email address"
+                );
+            }
             let database = database::open(&config).await?;
             let org = OrgId::new_random();
             let created = async {
+                let mut link = None;
+                let owner = match (owner, &email) {
+                    (Some(owner), _) => owner,
+                    (None, Some(email)) => {
+                        let (owner, token) =
+                            account_for_owner(&database.db, &config, email).await?;
+                        link = token;
+                        owner
+                    }
+                    (None, None) => anyhow::bail!("--owner or --owner-email is required"),
+                };
                 let tx = voxanne_db::system::provision_org(
                     &database.db,
                     &voxanne_db::system::NewOrg {
@@ -192,13 +224,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-                tx.commit().await
+                tx.commit().await?;
+                anyhow::Ok((owner, link))
             }
             .await;
             database.shutdown().await;
-            created.context("creating the organization")?;
+            let (owner, link) = created.context("creating the organization")?;
             println!("{org}");
             eprintln!("created organization \"{name}\" ({org}) with owner {owner}");
+            if let Some(link) = link {
+                eprintln!(
+                    "the owner chooses a password (the link works once, for {}): {link}",
+                    humantime::format_duration(config.invitation_ttl)
+                );
+            }
             Ok(())
         }
         Command::Vapi {
@@ -249,6 +288,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The built-in account of `email` (made, without a password, if there is none), and for a
+/// new one a link to choose its password.
+async fn account_for_owner(
+    db: &voxanne_db::Db,
+    config: &Config,
+    email: &str,
+) -> anyhow::Result<(UserId, Option<String>)> {
+    if let Some(made) = voxanne_db::system::create_account(db, None, email, None, "!").await? {
+        let token = voxanne_http::accounts::new_secret();
+        let ttl = chrono::Duration::from_std(config.invitation_ttl)?;
+        voxanne_db::system::start_password_reset(
+            db,
+            email,
+            &voxanne_http::accounts::secret_hash(&token),
+            chrono::Utc::now() + ttl,
+        )
+        .await?;
+        // Where `voxanne serve` is reached: the public address, else the default one.
+        let mut link = url::Url::parse(
+            config
+                .public_url
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:8080"),
+        )?;
+        link.set_path("/reset-password");
+        link.set_fragment(Some(&token));
+        return Ok((made, Some(link.to_string())));
+    }
+    let existing = voxanne_db::system::account_for_sign_in(db, email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the account of {email} could not be read"))?;
+    Ok((existing.id, None))
 }
 
 async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {

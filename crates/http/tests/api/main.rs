@@ -11,6 +11,7 @@ mod calendar_oauth;
 mod calendar_sync;
 mod calls;
 mod contacts_campaigns_dnc;
+mod dashboard;
 mod edge;
 mod generated_client;
 mod hostile_input;

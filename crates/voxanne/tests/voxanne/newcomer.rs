@@ -310,6 +310,72 @@ fn org_create_and_token_give_a_working_owner_login() {
 }
 
 #[test]
+fn org_create_with_an_owner_email_gives_a_link_to_a_working_dashboard_sign_in() {
+    let data = data_dir();
+    let created = voxanne(data.path())
+        .args([
+            "org",
+            "create",
+            "--name",
+            "Harbor Dental",
+            "--owner-email",
+            "Dr.Reed@Harbor.example",
+        ])
+        .output()
+        .expect("org create");
+    let stderr = String::from_utf8_lossy(&created.stderr).to_string();
+    assert!(created.status.success(), "{stderr}");
+    let org = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let link = stderr
+        .split_whitespace()
+        .find(|w| w.contains("/reset-password#"))
+        .unwrap_or_else(|| panic!("no password link printed: {stderr}"));
+    let token = link.split_once('#').expect("fragment").1.to_owned();
+
+    let server = Server::start(data.path());
+    let base = server.base_url();
+    let (status, body) = paste(&format!(
+        "curl -s {base}/auth/password-reset/confirm -H 'Content-Type: application/json' \
+         -d '{{\"token\": \"{token}\", \"password\": \"harbor dental owner\"}}'"
+    ));
+    assert_eq!(status, 204, "{body}");
+    let (_, body) = paste(&format!(
+        "curl -s {base}/auth/sign-in -H 'Content-Type: application/json' \
+         -d '{{\"email\": \"dr.reed@harbor.example\", \"password\": \"harbor dental owner\"}}'"
+    ));
+    let session: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(session["orgs"][0]["org_id"], org, "{body}");
+    assert_eq!(session["orgs"][0]["role"], "owner");
+    // The dashboard's page is there too.
+    let page = std::process::Command::new("curl")
+        .args(["-s", &format!("{base}/sign-in")])
+        .output()
+        .expect("curl");
+    assert!(String::from_utf8_lossy(&page.stdout).contains("/assets/app.js"));
+    drop(server);
+
+    // A second clinic of the same address: the account is reused, no new link.
+    let again = voxanne(data.path())
+        .args([
+            "org",
+            "create",
+            "--name",
+            "Harbor Two",
+            "--owner-email",
+            "dr.reed@harbor.example",
+        ])
+        .output()
+        .expect("org create");
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("/reset-password#"));
+    let neither = voxanne(data.path())
+        .args(["org", "create", "--name", "Nobody"])
+        .output()
+        .expect("org create");
+    assert!(!neither.status.success(), "an owner is required");
+}
+
+#[test]
 fn demo_json_prints_clinics_users_tokens_and_examples() {
     let data = data_dir();
     let out = voxanne(data.path())

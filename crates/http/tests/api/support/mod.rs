@@ -2,6 +2,7 @@
 //! the acceptance criteria.
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod browser;
 pub mod client;
 pub mod declared;
 pub mod fake_twilio;
