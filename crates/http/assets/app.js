@@ -185,7 +185,9 @@ function notFound() {
 
 const NAV = [
   ["/", "Today"], ["/calls", "Calls"], ["/appointments", "Appointments"],
-  ["/contacts", "Contacts"], ["/members", "Members"],
+  ["/contacts", "Contacts"], ["/dnc", "Do not call"], ["/knowledge-base", "Knowledge base"],
+  ["/settings", "Agent"], ["/members", "Members"],
+  ["/integrations", "Integrations", "admin"], ["/security", "Security", "admin"],
 ];
 
 function activeRole() {
@@ -217,7 +219,8 @@ function header() {
         go("/sign-in");
       },
     }, "Sign out"),
-    h("nav", { "aria-label": "Main" }, NAV.map(([href, label]) => h("a", {
+    h("nav", { "aria-label": "Main" }, NAV.filter(([, , who]) => !who || ["owner", "admin"].includes(activeRole()))
+      .map(([href, label]) => h("a", {
       href,
       "aria-current": (href === "/" ? current === "/" : current.startsWith(href)) ? "page" : null,
     }, label))),
@@ -438,20 +441,140 @@ route("/calls/:id", async ({ id }) => {
     c.transcript ? h("pre", { class: "transcript" }, c.transcript) : h("p", { class: "muted" }, "No transcript."));
 });
 
-// ---- Appointments (list; the week view is next) ----
+// ---- Appointments: a week per practitioner (or the whole clinic) ----
 
-route("/appointments", async () => {
+function mondayOf(d) {
+  const m = new Date(d.getFullYear(), d.getMonth(), d.getDate());
+  m.setDate(m.getDate() - ((m.getDay() + 6) % 7));
+  return m;
+}
+
+function isoDay(d) {
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
+
+function localInput(iso) {
+  const d = new Date(iso);
+  return `${isoDay(d)}T${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+}
+
+function clock(iso) {
+  return new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+}
+
+async function all(path) {
+  const out = [];
+  let cursor = null;
+  for (let i = 0; i < 20; i++) {
+    const sep = path.includes("?") ? "&" : "?";
+    const r = await api("GET", `${path}${sep}limit=100${cursor ? "&cursor=" + encodeURIComponent(cursor) : ""}`);
+    out.push(...r.data);
+    cursor = r.next_cursor;
+    if (!cursor) break;
+  }
+  return out;
+}
+
+route("/appointments", async (_, query) => {
   loading("Appointments");
-  const from = new Date(); from.setHours(0, 0, 0, 0);
-  const r = await api("GET", `/api/v1/appointments?from=${encodeURIComponent(from.toISOString())}&limit=100`);
+  const week = query.get("week") ? mondayOf(new Date(query.get("week") + "T00:00")) : mondayOf(new Date());
+  const end = new Date(week); end.setDate(end.getDate() + 7);
+  const who = query.get("resource") || "";
+  const [practitioners, appointments, holds, sms] = await Promise.all([
+    all("/api/v1/practitioners"),
+    all(`/api/v1/appointments?from=${encodeURIComponent(week.toISOString())}&to=${encodeURIComponent(end.toISOString())}`),
+    all("/api/v1/appointment-holds"),
+    all("/api/v1/sms-confirmations"),
+  ]);
+  const smsOf = new Map();
+  for (const m of sms) if (m.appointment_id && !smsOf.has(m.appointment_id)) smsOf.set(m.appointment_id, m);
+  const mine = (x) => !who || x.resource === who;
+  const nav = (w, r) => {
+    const q = new URLSearchParams();
+    if (w) q.set("week", isoDay(w));
+    if (r) q.set("resource", r);
+    return `/appointments?${q}`;
+  };
+  const prev = new Date(week); prev.setDate(prev.getDate() - 7);
+  const picker = h("select", { id: "f-resource", "aria-label": "Whose diary" },
+    h("option", { value: "", selected: !who }, "The whole clinic"),
+    practitioners.map((p) => h("option", { value: p.resource, selected: who === p.resource }, p.name)));
+  picker.addEventListener("change", () => go(nav(week, picker.value)));
+  const days = [];
+  for (let i = 0; i < 7; i++) {
+    const day = new Date(week); day.setDate(day.getDate() + i);
+    const next = new Date(day); next.setDate(next.getDate() + 1);
+    const inDay = (x) => new Date(x.starts_at) >= day && new Date(x.starts_at) < next && mine(x);
+    const items = [
+      ...appointments.filter(inDay).map((a) => ({ kind: "appointment", a })),
+      ...holds.filter(inDay).map((a) => ({ kind: "hold", a })),
+    ].sort((x, y) => new Date(x.a.starts_at) - new Date(y.a.starts_at));
+    days.push(h("section", { class: "day", "aria-label": day.toLocaleDateString(undefined, { weekday: "long", day: "numeric", month: "long" }) },
+      h("h2", {}, day.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" })),
+      items.length ? items.map((it) => appointmentCard(it, smsOf)) : h("p", { class: "muted" }, "Free")));
+  }
+  const newForm = form([
+    h("div", { class: "row" },
+      h("div", {}, ...field("starts_at", "Starts", { type: "datetime-local", required: true })),
+      h("div", {}, ...field("minutes", "Minutes", { type: "number", min: 5, max: 480, value: 30 })),
+      h("div", {}, h("label", { for: "f-new-resource" }, "With"),
+        h("select", { id: "f-new-resource", name: "resource" },
+          h("option", { value: "default" }, "The clinic (default)"),
+          practitioners.map((p) => h("option", { value: p.resource, selected: who === p.resource }, p.name))))),
+    ...field("notes", "Notes"),
+  ], "Book", async (data) => {
+    const start = new Date(data.get("starts_at"));
+    if (isNaN(start)) throw new Error("Choose when it starts.");
+    const minutes = Number(data.get("minutes") || 30);
+    await api("POST", "/api/v1/appointments", {
+      resource: data.get("resource"),
+      starts_at: start.toISOString(),
+      ends_at: new Date(start.getTime() + minutes * 60000).toISOString(),
+      notes: data.get("notes") || undefined,
+    });
+    render();
+  });
   show("Appointments",
-    r.data.length
-      ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "With"),
-        h("th", {}, "Status"), h("th", { class: "optional" }, "Notes"))),
-        h("tbody", {}, r.data.map((a) => h("tr", {}, h("td", {}, when(a.starts_at)), h("td", {}, a.resource),
-          h("td", {}, badge(a.status)), h("td", { class: "optional" }, a.notes || "")))))
-      : h("p", { class: "muted" }, "No appointments from today on."));
+    h("div", { class: "row" },
+      h("div", {}, h("label", { for: "f-resource" }, "Whose diary"), picker),
+      h("div", {}, h("a", { class: "button secondary", href: nav(prev, who) }, "← Previous week"), " ",
+        h("a", { class: "button secondary", href: nav(null, who) }, "This week"), " ",
+        h("a", { class: "button secondary", href: nav(end, who) }, "Next week →"))),
+    h("p", { class: "muted" }, `Week of ${week.toLocaleDateString(undefined, { dateStyle: "long" })}`),
+    h("div", { class: "week" }, days),
+    h("h2", {}, "New appointment"), h("div", { class: "card" }, newForm));
 });
+
+function appointmentCard({ kind, a }, smsOf) {
+  const sms = kind === "appointment" ? smsOf.get(a.id) : null;
+  const card = h("div", { class: `slot ${kind} ${a.status || ""}` },
+    h("b", {}, `${clock(a.starts_at)}–${clock(a.ends_at)}`), " ", a.resource, " ",
+    kind === "hold" ? badge("held") : badge(a.status),
+    sms ? h("div", { class: "muted" }, "SMS: ", badge(sms.status)) : null,
+    a.notes ? h("div", {}, a.notes) : null);
+  if (kind === "appointment" && a.status === "booked") {
+    const moveForm = form([
+      ...field(`move-${a.id}`, "Move to", { type: "datetime-local", value: localInput(a.starts_at) }),
+    ], "Move", async (data) => {
+      const start = new Date(data.get(`move-${a.id}`));
+      if (isNaN(start)) throw new Error("Choose the new time.");
+      const length = new Date(a.ends_at) - new Date(a.starts_at);
+      await api("PATCH", `/api/v1/appointments/${a.id}`, {
+        starts_at: start.toISOString(), ends_at: new Date(start.getTime() + length).toISOString(),
+      });
+      render();
+    });
+    moveForm.classList.add("move");
+    card.append(h("details", {}, h("summary", {}, "Move or cancel"), moveForm,
+      h("button", {
+        type: "button", class: "secondary", onclick: async () => {
+          await api("POST", `/api/v1/appointments/${a.id}/cancel`);
+          render();
+        },
+      }, "Cancel appointment")));
+  }
+  return card;
+}
 
 // ---- Contacts ----
 
@@ -517,6 +640,173 @@ route("/members", async () => {
         : h("p", { class: "muted" }, "None yet."));
   }
   show("Members", ...content);
+});
+
+// ---- Do-not-call list ----
+
+route("/dnc", async () => {
+  loading("Do-not-call list");
+  const admin = ["owner", "admin"].includes(activeRole());
+  const entries = await all("/api/v1/dnc");
+  const add = form([
+    h("div", { class: "row" }, h("div", {}, ...field("phone", "Phone number", { type: "tel", required: true })),
+      h("div", {}, ...field("reason", "Reason"))),
+  ], "Add to the list", async (data) => {
+    await api("POST", "/api/v1/dnc", { phone: data.get("phone"), reason: data.get("reason") || undefined });
+    render();
+  });
+  show("Do-not-call list", h("p", { class: "muted" }, "The agent never calls these numbers."),
+    h("div", { class: "card" }, add),
+    entries.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Number"), h("th", {}, "Reason"),
+      h("th", { class: "optional" }, "Added"), admin ? h("th", {}, "") : null)),
+      h("tbody", {}, entries.map((e) => h("tr", {}, h("td", {}, e.phone), h("td", {}, e.reason || ""),
+        h("td", { class: "optional" }, when(e.created_at)),
+        admin ? h("td", {}, h("button", {
+          type: "button", class: "secondary", "aria-label": `Remove ${e.phone}`, onclick: async () => {
+            await api("DELETE", `/api/v1/dnc/${e.id}`);
+            render();
+          },
+        }, "Remove")) : null))))
+      : h("p", { class: "muted" }, "No numbers on the list."));
+});
+
+// ---- Knowledge base ----
+
+route("/knowledge-base", async (_, query) => {
+  loading("Knowledge base");
+  const admin = ["owner", "admin"].includes(activeRole());
+  const docs = await all("/api/v1/knowledge-base/documents");
+  const search = h("form", { role: "search", class: "row" },
+    h("div", {}, h("label", { for: "f-kb-q" }, "What would the agent read for…"),
+      h("input", { id: "f-kb-q", name: "q", type: "search", value: query.get("q") || "" })),
+    h("div", {}, h("button", { type: "submit" }, "Search")));
+  search.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = new FormData(search).get("q");
+    go(q ? `/knowledge-base?q=${encodeURIComponent(q)}` : "/knowledge-base");
+  });
+  const hits = h("div", { "aria-live": "polite" });
+  if (query.get("q")) {
+    const r = await api("GET", `/api/v1/knowledge-base/search?q=${encodeURIComponent(query.get("q"))}`);
+    hits.append(h("h2", {}, "What the agent would read"), r.data.length
+      ? r.data.map((hit) => h("div", { class: "card" }, h("b", {}, hit.title), h("p", {}, hit.content)))
+      : h("p", { class: "muted" }, "Nothing matches: the agent would say it does not know."));
+  }
+  const content = [search, hits, h("h2", {}, "Documents"),
+    docs.length ? h("table", {}, h("tbody", {}, docs.map((d) => h("tr", {}, h("td", {}, d.title),
+      h("td", { class: "optional" }, `${d.chunk_count} passages`), h("td", { class: "optional" }, when(d.updated_at)),
+      admin ? h("td", {}, h("button", {
+        type: "button", class: "secondary", "aria-label": `Delete ${d.title}`, onclick: async () => {
+          await api("DELETE", `/api/v1/knowledge-base/documents/${d.id}`);
+          render();
+        },
+      }, "Delete")) : null))))
+      : h("p", { class: "muted" }, "No documents yet.")];
+  if (admin) {
+    content.push(h("h2", {}, "Add a document"), h("div", { class: "card" }, form([
+      ...field("title", "Title", { required: true }),
+      h("label", { for: "f-body" }, "Text"), h("textarea", { id: "f-body", name: "body", rows: 6, required: true }),
+    ], "Add", async (data) => {
+      await api("POST", "/api/v1/knowledge-base/documents", { title: data.get("title"), body: data.get("body") });
+      render();
+    })));
+  }
+  show("Knowledge base", ...content);
+});
+
+// ---- Agent settings ----
+
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+function hoursText(hours) {
+  return DAYS.map((d) => `${d} ${(hours[d] || []).map(([a, b]) => `${a}-${b}`).join(", ") || "closed"}`).join("\n");
+}
+
+function parseHours(text) {
+  const out = {};
+  for (const line of text.split("\n").map((l) => l.trim()).filter(Boolean)) {
+    const [day, ...rest] = line.split(/\s+/);
+    const spans = rest.join(" ");
+    out[day] = spans === "closed" || !spans ? [] : spans.split(",").map((s) => s.trim().split("-"));
+  }
+  return out;
+}
+
+route("/settings", async () => {
+  loading("Agent settings");
+  const admin = ["owner", "admin"].includes(activeRole());
+  const c = await api("GET", "/api/v1/agent-configuration");
+  const fields = [
+    h("label", { for: "f-greeting" }, "Greeting"),
+    h("textarea", { id: "f-greeting", name: "greeting", rows: 2 }, c.greeting),
+    ...field("voice", "Voice (provider:voiceId)", { value: c.voice }),
+    h("label", { for: "f-hours" }, "Opening hours (one line a day: mon 09:00-12:00, 13:00-17:00)"),
+    h("textarea", { id: "f-hours", name: "hours", rows: 7 }, hoursText(c.opening_hours)),
+    ...field("time_zone", "Time zone", { value: c.time_zone }),
+    ...field("transfer_number", "Transfer number", { type: "tel", value: c.transfer_number || "" }),
+    h("label", {}, h("input", { type: "checkbox", name: "hipaa_enabled", checked: c.hipaa_enabled, style: "width:auto" }),
+      " HIPAA mode (the voice platform keeps no recording or transcript)"),
+  ];
+  if (!admin) {
+    return show("Agent settings", h("p", { class: "muted" }, "Only admins change these."),
+      h("pre", { class: "transcript" }, `${c.greeting}\n\nVoice: ${c.voice}\nTime zone: ${c.time_zone}\n\n${hoursText(c.opening_hours)}`));
+  }
+  const saved = h("div", { "aria-live": "polite" });
+  show("Agent settings", h("div", { class: "card" }, form(fields, "Save", async (data) => {
+    await api("PUT", "/api/v1/agent-configuration", {
+      greeting: data.get("greeting"), voice: data.get("voice"), time_zone: data.get("time_zone"),
+      opening_hours: parseHours(data.get("hours")),
+      transfer_number: data.get("transfer_number") || null,
+      hipaa_enabled: data.get("hipaa_enabled") === "on",
+    });
+    saved.replaceChildren(h("p", { class: "notice" }, "Saved."));
+  }), saved));
+});
+
+// ---- Integrations: providers (secrets write-only) and calendars ----
+
+route("/integrations", async () => {
+  loading("Integrations");
+  const [providers, calendars] = await Promise.all([
+    api("GET", "/api/v1/integrations"), all("/api/v1/calendar-connections"),
+  ]);
+  const cards = providers.data.map((p) => {
+    const secrets = Object.entries(p.secrets || {});
+    return h("div", { class: "card" }, h("h2", {}, p.provider, " ", badge(p.configured ? "configured" : "not set up")),
+      secrets.length ? h("p", {}, "Secrets: ", secrets.map(([k, v]) => `${k} ${v}`).join(", ")) : null,
+      p.secrets_error ? alertBox(p.secrets_error) : null,
+      form([
+        h("label", { for: `f-config-${p.provider}` }, "Settings (JSON)"),
+        h("textarea", { id: `f-config-${p.provider}`, name: "config", rows: 3 }, JSON.stringify(p.config || {})),
+        h("div", { class: "row" },
+          h("div", {}, ...field(`secret-name-${p.provider}`, "Secret name", { name: "secret_name" })),
+          h("div", {}, ...field(`secret-value-${p.provider}`, "Secret value (never shown again)",
+            { name: "secret_value", type: "password", autocomplete: "off" }))),
+      ], `Save ${p.provider}`, async (data) => {
+        let config;
+        try { config = JSON.parse(data.get("config") || "{}"); } catch (_) { throw new Error("The settings are not valid JSON."); }
+        const body = { config };
+        if (data.get("secret_name") && data.get("secret_value")) body.secrets = { [data.get("secret_name")]: data.get("secret_value") };
+        await api("PUT", `/api/v1/integrations/${p.provider}`, body);
+        render();
+      }));
+  });
+  show("Integrations", ...cards, h("h2", {}, "Calendars"),
+    calendars.length ? h("table", {}, h("tbody", {}, calendars.map((c) => h("tr", {},
+      h("td", {}, c.provider), h("td", {}, c.account_email), h("td", {}, c.resource || ""),
+      h("td", {}, badge(c.status || "active")))))) : h("p", { class: "muted" }, "No calendar linked."));
+});
+
+// ---- Security events (admins) ----
+
+route("/security", async () => {
+  loading("Security events");
+  const r = await api("GET", "/api/v1/security-events?limit=100");
+  show("Security events", h("p", { class: "muted" },
+    "Refused attempts at this clinic: its ids asked for by another clinic, denied memberships, bad tokens and badly signed webhooks."),
+    r.data.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "What"), h("th", { class: "optional" }, "Route"))),
+      h("tbody", {}, r.data.map((e) => h("tr", {}, h("td", {}, when(e.created_at)), h("td", {}, e.kind.replace(/_/g, " ")),
+        h("td", { class: "optional" }, e.route || ""))))) : h("p", { class: "muted" }, "Nothing recorded."));
 });
 
 render();

@@ -28,6 +28,11 @@ pub const PAGES: &[&str] = &[
     "/contacts",
     "/contacts/{id}",
     "/members",
+    "/dnc",
+    "/knowledge-base",
+    "/settings",
+    "/integrations",
+    "/security",
 ];
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

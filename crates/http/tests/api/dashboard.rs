@@ -145,6 +145,22 @@ async fn a_clinic_sees_its_own_calls_plays_a_recording_and_another_clinics_call_
     browser.open(&format!("{}/members", app.base)).await;
     browser.wait_text("main h2", "Invite someone").await;
     browser.screenshots("members").await;
+    for (path, heading) in [
+        ("/dnc", "Do-not-call list"),
+        ("/knowledge-base?q=parking", "Knowledge base"),
+        ("/settings", "Agent settings"),
+        ("/integrations", "Integrations"),
+        ("/security", "Security events"),
+    ] {
+        browser.open(&format!("{}{path}", app.base)).await;
+        assert_eq!(browser.heading().await, heading, "{path}");
+        let name = path
+            .trim_start_matches('/')
+            .split('?')
+            .next()
+            .unwrap_or("page");
+        browser.screenshots(name).await;
+    }
     sign_out(&browser).await;
 
     // Clinic B's owner: A's call is the not-found page, word for word a missing id's.
@@ -266,5 +282,60 @@ async fn an_invitation_sent_from_the_members_page_is_taken_in_the_browser() {
         .await
         .body;
     assert_eq!(members["data"].as_array().expect("members").len(), 3);
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn an_appointment_is_booked_and_moved_in_the_week_view() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    let browser = Browser::start().await;
+    sign_in_as(&browser, &app, "Clinic A staff").await;
+    browser
+        .open(&format!("{}/appointments?week=2031-03-03", app.base))
+        .await;
+    browser.wait_text("main h2", "New appointment").await;
+    browser.set_value("#f-starts_at", "2031-03-04T10:00").await;
+    browser.fill("#f-minutes", "45").await;
+    browser.fill("#f-notes", "Booked in the week view").await;
+    browser.click_button("Book").await;
+    browser.wait_text(".slot", "Booked in the week view").await;
+    let token = app.token(a.owner, Some(a.org));
+    let booked = app
+        .get_as("/api/v1/appointments?from=2031-03-01&to=2031-03-10", &token)
+        .await
+        .body["data"][0]
+        .clone();
+    assert_eq!(
+        (booked["starts_at"].clone(), booked["ends_at"].clone()),
+        (json!("2031-03-04T10:00:00Z"), json!("2031-03-04T10:45:00Z")),
+        "{booked}"
+    );
+    browser.screenshots("appointments-week").await;
+
+    // Moved a day later, same length.
+    browser.click(".slot details summary").await;
+    let id = booked["id"].as_str().expect("id");
+    browser
+        .set_value(&format!("[name='move-{id}']"), "2031-03-05T11:30")
+        .await;
+    browser.click_button("Move").await;
+    browser.wait_text(".day:nth-child(3) .slot", "11:30").await;
+    let moved = app
+        .get_as(&format!("/api/v1/appointments/{id}"), &token)
+        .await
+        .body;
+    assert_eq!(
+        (moved["starts_at"].clone(), moved["ends_at"].clone()),
+        (json!("2031-03-05T11:30:00Z"), json!("2031-03-05T12:15:00Z"))
+    );
+    // Clinic B's week is its own.
+    sign_out(&browser).await;
+    sign_in_as(&browser, &app, "Clinic B owner").await;
+    browser
+        .open(&format!("{}/appointments?week=2031-03-03", app.base))
+        .await;
+    browser.wait_text("main h2", "New appointment").await;
+    assert!(browser.texts(".slot").await.is_empty(), "nothing of A's");
     browser.quit().await;
 }

@@ -31,6 +31,8 @@ impl Browser {
         let driver_bin = binary("chromedriver", "VOXANNE_CHROMEDRIVER");
         let driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
+            // The browser's local time is UTC, so the times a test types are UTC too.
+            .env("TZ", "UTC")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -106,28 +108,27 @@ impl Browser {
         }
     }
 
-    /// The heading of the page once it has one other than "Loading…".
+    /// The heading of the page once it has settled (it has one, and is not loading), read in
+    /// one look at the page.
     pub async fn heading(&self) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
-            if let Ok(e) = self.client.find(Locator::Css("main h1")).await {
-                if let Ok(t) = e.text().await {
-                    let loading = self
-                        .client
-                        .find(Locator::Css("main [role=status]"))
-                        .await
-                        .ok();
-                    let still = match loading {
-                        Some(l) => l.text().await.unwrap_or_default() == "Loading…",
-                        None => false,
-                    };
-                    if !t.is_empty() && !still {
-                        return t;
-                    }
-                }
+            let seen = self
+                .client
+                .execute(
+                    "const h = document.querySelector('main h1');
+                     const s = document.querySelector('main [role=status]');
+                     return [h ? h.textContent : '', s ? s.textContent : ''];",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            let heading = seen[0].as_str().unwrap_or("");
+            if !heading.is_empty() && seen[1] != "Loading…" {
+                return heading.to_owned();
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("the page never settled");
+                panic!("the page never settled: {seen}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -187,6 +188,23 @@ impl Browser {
             .select_by_value(value)
             .await
             .unwrap_or_else(|e| panic!("choosing {value} in {css}: {e}"));
+    }
+
+    /// Sets the value of the input `css` (date and time inputs take no typing reliably).
+    pub async fn set_value(&self, css: &str, value: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).value = arguments[1];",
+                vec![css.into(), value.into()],
+            )
+            .await
+            .expect("set value");
     }
 
     /// All texts of the elements matching `css`.
