@@ -87,6 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         accounts: Arc::new(voxanne_http::accounts::AccountSettings::development(
             base.parse()?,
         )),
+        live: Arc::default(),
     };
     tokio::spawn(voxanne_http::serve(
         listener,

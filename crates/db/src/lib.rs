@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod invitations;
 pub mod knowledge_base;
+pub mod live;
 pub mod members;
 pub mod organizations;
 pub mod phone_numbers;

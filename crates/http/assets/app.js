@@ -148,6 +148,7 @@ async function ensureSession() {
 }
 
 async function render() {
+  if (app.live) { app.live.close(); app.live = null; }
   const path = location.pathname;
   for (const r of routes) {
     const m = path.match(r.re);
@@ -184,7 +185,7 @@ function notFound() {
 // ---- the header: clinic switcher, navigation, sign out ----
 
 const NAV = [
-  ["/", "Today"], ["/calls", "Calls"], ["/appointments", "Appointments"],
+  ["/", "Today"], ["/live", "Live"], ["/calls", "Calls"], ["/appointments", "Appointments"],
   ["/contacts", "Contacts"], ["/dnc", "Do not call"], ["/knowledge-base", "Knowledge base"],
   ["/settings", "Agent"], ["/members", "Members"],
   ["/integrations", "Integrations", "admin"], ["/security", "Security", "admin"],
@@ -358,6 +359,40 @@ route("/", async () => {
         h("tbody", {}, upcoming.data.map((a) => h("tr", {},
           h("td", {}, when(a.starts_at)), h("td", {}, a.resource), h("td", {}, badge(a.status))))))
       : h("p", { class: "muted" }, "No appointments coming up."));
+});
+
+// ---- Live: calls in progress, their transcript as it is spoken ----
+
+route("/live", async () => {
+  const list = h("div", { "aria-live": "polite" }, h("p", { role: "status" }, "Connecting…"));
+  const ended = h("ul", {});
+  show("Live calls", h("p", { class: "muted" }, "Calls in progress appear here as they start, with what is said."),
+    list, h("h2", {}, "Just ended"), ended);
+  const shown = new Map();
+  const source = new EventSource("/api/v1/live");
+  app.live = source;
+  source.addEventListener("calls", (e) => {
+    const { calls } = JSON.parse(e.data);
+    const now = new Set(calls.map((c) => c.id));
+    for (const [id, c] of shown) {
+      if (!now.has(id)) {
+        shown.delete(id);
+        ended.prepend(h("li", {}, h("a", { href: `/calls/${id}` },
+          `${c.direction === "inbound" ? c.from_number : c.to_number}, from ${clock(c.started_at)}`), " — see the call"));
+      }
+    }
+    for (const c of calls) shown.set(c.id, c);
+    list.replaceChildren(...(calls.length ? calls.map((c) => h("section", { class: "card live-call", "data-call": c.id },
+      h("h2", {}, `${c.direction === "inbound" ? c.from_number : c.to_number} `, badge(c.status),
+        h("span", { class: "muted" }, ` since ${clock(c.started_at)}`)),
+      c.lines.length ? h("ol", { class: "lines" }, c.lines.map((l) => h("li", { class: l.role },
+        h("b", {}, l.role === "user" ? "Caller: " : "Agent: "), l.text)))
+        : h("p", { class: "muted" }, "Nothing said yet.")))
+      : [h("p", { class: "muted" }, "No calls in progress.")]));
+  });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) list.prepend(alertBox("The live view lost its connection. Reload the page."));
+  });
 });
 
 // ---- Calls ----

@@ -22,6 +22,7 @@ pub const PAGES: &[&str] = &[
     "/invitation",
     "/reset-password",
     "/outbox",
+    "/live",
     "/calls",
     "/calls/{id}",
     "/appointments",

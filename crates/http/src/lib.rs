@@ -61,6 +61,8 @@ pub struct AppState {
     pub calendar: Arc<calendar_oauth::CalendarOAuth>,
     /// Built-in accounts: sessions, mail, demo sign-in.
     pub accounts: Arc<accounts::AccountSettings>,
+    /// Wakes the live streams of a clinic whose calls changed.
+    pub live: Arc<routes::live::LiveHub>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -71,6 +73,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .merge(routes::me::routes())
         .merge(routes::calls::routes())
+        .merge(routes::live::routes())
         .merge(routes::security_events::routes())
         .merge(routes::contacts::routes())
         .merge(routes::campaigns::routes())

@@ -233,6 +233,8 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
          SELECT org_id, 'new.hire@clinic.example', 'staff', sha256('secret'), user_id,
                 now() + interval '7 days'
            FROM organization_members WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO call_transcript_lines (org_id, call_id, role, text)
+         SELECT org_id, id, 'user', 'Hello, is that the clinic?' FROM calls WHERE org_id = $1 LIMIT 1",
         "INSERT INTO locations (org_id, name) VALUES ($1, 'Main street')",
         "INSERT INTO practitioners (org_id, name, resource, location_id)
          SELECT org_id, 'Dr Fill', 'dr-fill', id FROM locations WHERE org_id = $1 LIMIT 1",

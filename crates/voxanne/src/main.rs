@@ -384,6 +384,7 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
             vapi: Arc::new(config.vapi()?),
             calendar: calendar.clone(),
             accounts: Arc::new(config.accounts(addr, demo_users)?),
+            live: Arc::default(),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = if args.no_worker {

@@ -15,6 +15,14 @@ pub enum Kind {
     ToolCalls(Vec<ToolCall>),
     /// `transfer-destination-request`: a `transferCall` without a destination; where to?
     TransferDestinationRequest,
+    /// `transcript` (also typed `transcript[transcriptType="final"]`): a line the transcriber
+    /// heard, `partial` while it is being said, then `final`.
+    Transcript {
+        /// `user` (the caller) or `assistant`.
+        role: String,
+        is_final: bool,
+        text: String,
+    },
     /// Anything else (`conversation-update`, `speech-update`, …).
     Other(String),
 }
@@ -131,12 +139,28 @@ pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
         "assistant-request" => Kind::AssistantRequest,
         "tool-calls" => Kind::ToolCalls(tool_calls(m)?),
         "transfer-destination-request" => Kind::TransferDestinationRequest,
+        t if t == "transcript" || t.starts_with("transcript[") => {
+            let role = text(m, &[&["role"]]).filter(|r| r == "user" || r == "assistant");
+            let line = m
+                .get("transcript")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match (role, line) {
+                (Some(role), Some(line)) => Kind::Transcript {
+                    role,
+                    is_final: text(m, &[&["transcriptType"]]).as_deref() == Some("final"),
+                    text: line,
+                },
+                _ => Kind::Other("transcript".into()),
+            }
+        }
         other => Kind::Other(other.chars().take(100).collect()),
     };
     // Every message of a phone call names it; one Voxanne only acknowledges may not.
     let call_id = match (&kind, text(m, &[&["call", "id"]])) {
         (_, Some(id)) => id,
         (Kind::Other(_), None) => String::new(),
+        (Kind::Transcript { .. }, None) => return Err(ParseError("no `message.call.id`")),
         (_, None) => return Err(ParseError("no `message.call.id`")),
     };
     let inbound = text(m, &[&["call", "type"]]).is_none_or(|t| t != "outboundPhoneCall");

@@ -52,6 +52,9 @@ pub enum VoiceEvent {
     ToolCalls(Vec<ToolCall>),
     /// Where should this call be transferred? (The reply is the clinic's transfer number.)
     TransferDestination,
+    /// A final line of the call's live transcript: `role` is `user` (the caller) or
+    /// `assistant`.
+    TranscriptLine { role: String, text: String },
     /// Understood, and nothing to do (a message type Voxanne does not use).
     Ignored(String),
 }
@@ -167,6 +170,15 @@ impl VoicePlatform for Vapi {
             Kind::AssistantRequest => VoiceEvent::AssistantRequest,
             Kind::ToolCalls(calls) => VoiceEvent::ToolCalls(calls.clone()),
             Kind::TransferDestinationRequest => VoiceEvent::TransferDestination,
+            Kind::Transcript {
+                role,
+                is_final: true,
+                text,
+            } => VoiceEvent::TranscriptLine {
+                role: role.clone(),
+                text: text.clone(),
+            },
+            Kind::Transcript { .. } => VoiceEvent::Ignored("transcript partial".into()),
             Kind::Other(kind) => VoiceEvent::Ignored(kind.clone()),
         };
         Ok(Inbound {

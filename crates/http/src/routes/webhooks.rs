@@ -255,6 +255,18 @@ async fn voice(
             };
             Ok(Json(reply).into_response())
         }
+        VoiceEvent::TranscriptLine { role, text } => {
+            let mut tx = open().await?;
+            let org = tx.org();
+            let call = tx
+                .add_transcript_line(platform.name(), &inbound.provider_call_id, &role, &text)
+                .await?;
+            tx.commit().await?;
+            if call.is_some() {
+                state.live.changed(org);
+            }
+            Ok(ack(call.map(|c| c.as_uuid())))
+        }
         VoiceEvent::Ignored(kind) => {
             open().await?.commit().await?;
             note_ignored(platform.name(), &kind);
@@ -287,7 +299,9 @@ async fn voice(
                     recording_url: update.recording_url,
                 })
                 .await?;
+            let org = tx.org();
             tx.commit().await?;
+            state.live.changed(org);
             Ok(ack(Some(call_id)))
         }
     }

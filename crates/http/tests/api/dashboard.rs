@@ -339,3 +339,54 @@ async fn an_appointment_is_booked_and_moved_in_the_week_view() {
     assert!(browser.texts(".slot").await.is_empty(), "nothing of A's");
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn a_simulated_call_appears_live_with_its_transcript_and_ends_into_its_page() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    let secret = "whsec-clinic-a-0123456789";
+    app.set_vapi_secret(&a, secret).await;
+    let browser = Browser::start().await;
+    sign_in_as(&browser, &app, "Clinic A owner").await;
+    browser.open(&format!("{}/live", app.base)).await;
+    browser.wait_text("main", "No calls in progress.").await;
+    let message = |name: &str| {
+        vapi_fixture(
+            name,
+            &[
+                ("__CALL_ID__", json!("vapi-browser-live")),
+                ("__CALLER__", json!("+14155559876")),
+                ("__CLINIC_NUMBER__", json!(a.number)),
+                (
+                    "__RECORDING_URL__",
+                    json!("https://recordings.vapi.example/x.wav"),
+                ),
+            ],
+        )
+    };
+    for name in ["status-update", "transcript-final"] {
+        let r = app
+            .post_vapi(
+                &message(name),
+                Some((secret, chrono::Utc::now().timestamp())),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name}: {:?}", r.body);
+    }
+    browser
+        .wait_text(".live-call", "I'd like to book a cleaning.")
+        .await;
+    browser.screenshots("live").await;
+    let r = app
+        .post_vapi(
+            &message("end-of-call-report"),
+            Some((secret, chrono::Utc::now().timestamp())),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    browser.wait_text("main li", "see the call").await;
+    browser.click("main li a").await;
+    browser.wait_text("main h1", "Call of").await;
+    browser.wait_text("main", "+14155559876").await;
+    browser.quit().await;
+}

@@ -16,6 +16,7 @@ mod edge;
 mod generated_client;
 mod hostile_input;
 mod knowledge_base_sms;
+mod live;
 mod openapi;
 mod organizations;
 mod pgbouncer;

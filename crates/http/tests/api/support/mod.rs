@@ -221,6 +221,7 @@ impl TestApp {
                 None => CalendarOAuth::new(Some(base.parse().expect("url")), None, None),
             }),
             accounts: accounts.clone(),
+            live: Arc::default(),
         };
         let metrics_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_base = format!("http://{}", metrics_listener.local_addr().expect("addr"));
@@ -495,6 +496,7 @@ pub async fn serve_db(db: voxanne_db::Db) -> String {
         accounts: Arc::new(voxanne_http::accounts::AccountSettings::development(
             base.parse().expect("url"),
         )),
+        live: Arc::default(),
     };
     tokio::spawn(voxanne_http::serve(
         listener,
