@@ -28,7 +28,9 @@ function show(title, ...content) {
   document.title = `${title} · Voxanne`;
   const m = main();
   m.replaceChildren(h("h1", {}, title), ...content);
-  m.focus({ preventScroll: true });
+  // After a navigation in the page, focus moves to the new content (a screen reader reads
+  // it); on a fresh load it stays at the top, where the first Tab is "Skip to content".
+  if (app.navigated) m.focus({ preventScroll: true });
 }
 
 function loading(title) {
@@ -125,6 +127,7 @@ function route(pattern, page, { public: isPublic = false } = {}) {
 }
 
 function go(path) {
+  app.navigated = true;
   history.pushState(null, "", path);
   render();
 }
@@ -135,7 +138,7 @@ document.addEventListener("click", (e) => {
   e.preventDefault();
   go(a.getAttribute("href"));
 });
-window.addEventListener("popstate", render);
+window.addEventListener("popstate", () => { app.navigated = true; render(); });
 
 async function ensureSession() {
   if (app.session) return app.session;
@@ -337,22 +340,36 @@ route("/", async () => {
   const now = new Date();
   const today = new Date(now.getFullYear(), now.getMonth(), now.getDate());
   const week = new Date(today.getTime() - 6 * 86400000);
-  const [calls, upcoming] = await Promise.all([
-    api("GET", `/api/v1/calls?from=${encodeURIComponent(week.toISOString())}&limit=100`),
+  const [calls, booked, upcoming] = await Promise.all([
+    all(`/api/v1/calls?from=${encodeURIComponent(week.toISOString())}`),
+    all(`/api/v1/appointments?from=${encodeURIComponent(week.toISOString())}`),
     api("GET", `/api/v1/appointments?from=${encodeURIComponent(now.toISOString())}&limit=10`),
   ]);
-  const inToday = calls.data.filter((c) => new Date(c.started_at) >= today);
-  const missed = calls.data.filter((c) => c.status === "missed" || c.status === "failed");
-  const timed = calls.data.filter((c) => c.duration_seconds);
+  const inToday = calls.filter((c) => new Date(c.started_at) >= today);
+  const missed = calls.filter((c) => ["missed", "failed"].includes(c.status));
+  const timed = calls.filter((c) => c.duration_seconds);
   const average = timed.length
     ? Math.round(timed.reduce((s, c) => s + c.duration_seconds, 0) / timed.length) : null;
+  const made = booked.filter((a) => new Date(a.created_at) >= week);
+  const byAgent = made.filter((a) => a.call_id).length;
   const stat = (label, value) => h("div", { class: "stat" }, h("b", {}, value), label);
+  const days = [];
+  for (let i = 0; i < 7; i++) {
+    const d = new Date(week.getTime() + i * 86400000);
+    const next = new Date(d.getTime() + 86400000);
+    const of = calls.filter((c) => new Date(c.started_at) >= d && new Date(c.started_at) < next);
+    days.push({ label: d.toLocaleDateString(undefined, { weekday: "short" }), total: of.length,
+      missed: of.filter((c) => ["missed", "failed"].includes(c.status)).length });
+  }
   show("Today",
     h("div", { class: "stats" },
       stat("calls today", inToday.length),
-      stat("calls this week", calls.data.length + (calls.next_cursor ? "+" : "")),
+      stat("calls this week", calls.length),
       stat("missed this week", missed.length),
-      stat("average call", average === null ? "–" : seconds(average))),
+      stat("average call", average === null ? "–" : seconds(average)),
+      stat("booked by the agent", byAgent),
+      stat("booked by staff", made.length - byAgent)),
+    h("h2", {}, "Calls this week"), barChart(days),
     h("h2", {}, "Next appointments"),
     upcoming.data.length
       ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "With"), h("th", {}, "Status"))),
@@ -360,6 +377,32 @@ route("/", async () => {
           h("td", {}, when(a.starts_at)), h("td", {}, a.resource), h("td", {}, badge(a.status))))))
       : h("p", { class: "muted" }, "No appointments coming up."));
 });
+
+// A bar a day: answered calls, and the missed ones on top; the numbers are in its text too.
+function barChart(days) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = (tag, attrs, ...kids) => {
+    const el = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    for (const k of kids) el.append(k instanceof Node ? k : document.createTextNode(String(k)));
+    return el;
+  };
+  const max = Math.max(1, ...days.map((d) => d.total));
+  const width = 420, height = 140, bar = width / days.length;
+  const summary = days.map((d) => `${d.label} ${d.total} (${d.missed} missed)`).join(", ");
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height + 20}`, role: "img", class: "chart",
+    "aria-label": `Calls a day this week: ${summary}` });
+  days.forEach((d, i) => {
+    const x = i * bar + 8, w = bar - 16;
+    const total = (d.total / max) * height, missedH = (d.missed / max) * height;
+    chart.append(
+      svg("rect", { x, y: height - total + missedH, width: w, height: total - missedH, class: "answered" }),
+      svg("rect", { x, y: height - total, width: w, height: missedH, class: "missed" }),
+      svg("text", { x: x + w / 2, y: height + 15, "text-anchor": "middle" }, d.label),
+      svg("text", { x: x + w / 2, y: Math.max(12, height - total - 4), "text-anchor": "middle" }, d.total));
+  });
+  return h("figure", { class: "card" }, chart, h("figcaption", { class: "muted" }, "Blue: answered; red: missed."));
+}
 
 // ---- Live: calls in progress, their transcript as it is spoken ----
 

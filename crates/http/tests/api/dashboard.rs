@@ -84,6 +84,22 @@ async fn a_clinic_sees_its_own_calls_plays_a_recording_and_another_clinics_call_
         .wait_text("button", "Sign in as Clinic A owner")
         .await;
     browser.screenshots("sign-in").await;
+    // On a page just opened, the keyboard's first stop is the link past the navigation.
+    browser
+        .open(&format!("{}/sign-in?next=%2Fcalls", app.base))
+        .await;
+    browser.heading().await;
+    use fantoccini::actions::InputSource as _;
+    let tab = fantoccini::actions::KeyActions::new("keyboard".into())
+        .then(fantoccini::actions::KeyAction::Down { value: '\u{e004}' })
+        .then(fantoccini::actions::KeyAction::Up { value: '\u{e004}' });
+    browser.client.perform_actions(tab).await.expect("tab");
+    let first = browser
+        .client
+        .execute("return document.activeElement.textContent", vec![])
+        .await
+        .expect("focused");
+    assert_eq!(first, json!("Skip to content"));
     browser.click_button("Sign in as Clinic A owner").await;
     // Back where it was going.
     browser.wait_text("main h1", "Calls").await;

@@ -216,8 +216,47 @@ impl Browser {
         out
     }
 
-    /// Screenshots the page at desktop and phone width into `target/screenshots/{name}-*.png`.
+    /// What the page gets wrong for assistive technology: a form control without a label, a
+    /// button or link without text, a chart without a text alternative, not exactly one `h1`.
+    pub async fn accessibility_problems(&self) -> Vec<String> {
+        let found = self
+            .client
+            .execute(
+                "const out = [];
+                 for (const el of document.querySelectorAll('input, select, textarea')) {
+                   if (el.type === 'hidden') continue;
+                   const labelled = el.getAttribute('aria-label') || el.closest('label') ||
+                     (el.id && document.querySelector(`label[for='${el.id}']`));
+                   if (!labelled) out.push(`unlabelled ${el.tagName} ${el.name || el.id}`);
+                 }
+                 for (const el of document.querySelectorAll('button, a')) {
+                   if (!(el.textContent.trim() || el.getAttribute('aria-label')))
+                     out.push(`no text: ${el.outerHTML.slice(0, 80)}`);
+                 }
+                 for (const el of document.querySelectorAll('svg[role=img]')) {
+                   if (!el.getAttribute('aria-label')) out.push('a chart without aria-label');
+                 }
+                 const h1 = document.querySelectorAll('h1').length;
+                 if (h1 !== 1) out.push(`${h1} h1 elements`);
+                 if (!document.documentElement.lang) out.push('no lang');
+                 return out;",
+                vec![],
+            )
+            .await
+            .expect("accessibility check");
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    /// Screenshots the page at desktop and phone width into `target/screenshots/{name}-*.png`,
+    /// after checking it for the accessibility problems [`Self::accessibility_problems`] finds.
     pub async fn screenshots(&self, name: &str) {
+        let problems = self.accessibility_problems().await;
+        assert!(problems.is_empty(), "{name}: {problems:?}");
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).expect("screenshot dir");
         for (width, (w, h)) in [("desktop", DESKTOP), ("phone", PHONE)] {
