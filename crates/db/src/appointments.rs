@@ -210,6 +210,13 @@ impl From<sqlx::Error> for BookingError {
     }
 }
 
+/// Whose appointments a list is of: a contact's, a call's (each optional).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppointmentsOf {
+    pub contact: Option<ContactId>,
+    pub call: Option<CallId>,
+}
+
 /// A keyset position in a list ordered by (starts_at, id).
 pub type StartKey = (DateTime<Utc>, Uuid);
 
@@ -235,6 +242,7 @@ impl TenantTx {
         &mut self,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
+        of: AppointmentsOf,
         after: Option<StartKey>,
         limit: u32,
     ) -> Result<Vec<Appointment>, DbError> {
@@ -247,6 +255,8 @@ impl TenantTx {
                     AND ($2::timestamptz IS NULL OR starts_at >= $2)
                     AND ($3::timestamptz IS NULL OR starts_at < $3)
                     AND ($4::timestamptz IS NULL OR (starts_at, id) > ($4, $5))
+                    AND ($7::uuid IS NULL OR contact_id = $7)
+                    AND ($8::uuid IS NULL OR call_id = $8)
                   ORDER BY starts_at, id
                   LIMIT $6"
             ],
@@ -255,7 +265,9 @@ impl TenantTx {
             to,
             after.map(|a| a.0),
             after.map(|a| a.1),
-            i64::from(limit)
+            i64::from(limit),
+            of.contact.map(Uuid::from),
+            of.call.map(Uuid::from)
         )
         .fetch_all(self.conn())
         .await?;

@@ -53,6 +53,8 @@ pub struct CallFilter {
     pub from: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `started_at`.
     pub to: Option<DateTime<Utc>>,
+    /// The contact's calls only.
+    pub contact: Option<voxanne_domain::ContactId>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,7 @@ impl TenantTx {
                     AND ($4::timestamptz IS NULL OR started_at >= $4)
                     AND ($5::timestamptz IS NULL OR started_at < $5)
                     AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
+                    AND ($9::uuid IS NULL OR contact_id = $9)
                   ORDER BY started_at DESC, id DESC
                   LIMIT $8"
             ],
@@ -100,7 +103,8 @@ impl TenantTx {
             filter.to,
             after.map(|k| k.0),
             after.map(|k| k.1),
-            i64::from(limit)
+            i64::from(limit),
+            filter.contact.map(uuid::Uuid::from)
         )
         .fetch_all(self.conn())
         .await?)

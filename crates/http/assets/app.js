@@ -500,6 +500,7 @@ route("/calls", async (_, query) => {
 route("/calls/:id", async ({ id }) => {
   loading("Call");
   const c = await api("GET", `/api/v1/calls/${encodeURIComponent(id)}`);
+  const made = await api("GET", `/api/v1/appointments?call_id=${c.id}&limit=10`);
   const facts = h("dl", { class: "card" },
     h("dt", {}, "When"), h("dd", {}, when(c.started_at)),
     h("dt", {}, "From"), h("dd", {}, c.from_number),
@@ -515,6 +516,8 @@ route("/calls/:id", async ({ id }) => {
     facts,
     h("h2", {}, "Recording"), recording,
     h("h2", {}, "Summary"), h("p", {}, c.summary || "No summary."),
+    h("h2", {}, "Appointment made"), appointmentTable(made.data),
+    c.contact_id ? h("p", {}, h("a", { href: `/contacts/${c.contact_id}` }, "The caller's contact page")) : null,
     h("h2", {}, "Transcript"),
     c.transcript ? h("pre", { class: "transcript" }, c.transcript) : h("p", { class: "muted" }, "No transcript."));
 });
@@ -683,11 +686,26 @@ route("/contacts", async (_, query) => {
 route("/contacts/:id", async ({ id }) => {
   loading("Contact");
   const c = await api("GET", `/api/v1/contacts/${encodeURIComponent(id)}`);
+  const [calls, appointments] = await Promise.all([
+    api("GET", `/api/v1/calls?contact_id=${c.id}&limit=50`),
+    api("GET", `/api/v1/appointments?contact_id=${c.id}&limit=50`),
+  ]);
   show(c.name, h("p", {}, h("a", { href: "/contacts" }, "← All contacts")),
     h("dl", { class: "card" }, h("dt", {}, "Phone"), h("dd", {}, c.phone || "–"),
       h("dt", {}, "Email"), h("dd", {}, c.email || "–"),
-      h("dt", {}, "Notes"), h("dd", {}, c.notes || "–")));
+      h("dt", {}, "Notes"), h("dd", {}, c.notes || "–")),
+    h("h2", {}, "Calls"),
+    calls.data.length ? h("table", {}, h("tbody", {}, calls.data.map(callRow)))
+      : h("p", { class: "muted" }, "No calls."),
+    h("h2", {}, "Appointments"), appointmentTable(appointments.data));
 });
+
+function appointmentTable(list) {
+  return list.length
+    ? h("table", {}, h("tbody", {}, list.map((a) => h("tr", {}, h("td", {}, when(a.starts_at)),
+      h("td", {}, a.resource), h("td", {}, badge(a.status)), h("td", { class: "optional" }, a.notes || "")))))
+    : h("p", { class: "muted" }, "No appointments.");
+}
 
 // ---- Members and invitations ----
 

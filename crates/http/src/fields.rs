@@ -12,6 +12,17 @@ pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// An optional uuid query parameter, named in its error.
+pub fn uuid_param(field: &str, value: Option<&str>) -> Result<Option<uuid::Uuid>, ApiError> {
+    value
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| ApiError::validation(field, "must be a uuid"))
+        })
+        .transpose()
+}
+
 /// Trimmed text of `min..=max` characters.
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, ApiError> {
     let value = value.trim();

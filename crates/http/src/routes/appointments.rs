@@ -171,6 +171,12 @@ pub struct ListParams {
     from: Option<String>,
     /// Appointments starting before: RFC 3339, or a date (that whole day included).
     to: Option<String>,
+    /// One contact's appointments.
+    #[param(value_type = Option<String>, format = Uuid)]
+    contact_id: Option<String>,
+    /// The appointments a call made.
+    #[param(value_type = Option<String>, format = Uuid)]
+    call_id: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 100, default 25.
@@ -186,8 +192,14 @@ pub async fn list(
 ) -> Result<Json<Page<Appointment>>, ApiError> {
     let (from, to) = crate::fields::time_range(params.from.as_deref(), params.to.as_deref())?;
     let (cursor, limit) = parse_page(params.cursor.as_deref(), params.limit.as_deref())?;
+    let of = voxanne_db::appointments::AppointmentsOf {
+        contact: crate::fields::uuid_param("contact_id", params.contact_id.as_deref())?
+            .map(ContactId::from_uuid),
+        call: crate::fields::uuid_param("call_id", params.call_id.as_deref())?
+            .map(CallId::from_uuid),
+    };
     let mut rows = tx
-        .list_appointments(from, to, cursor.map(|c| (c.at, c.id)), limit + 1)
+        .list_appointments(from, to, of, cursor.map(|c| (c.at, c.id)), limit + 1)
         .await?;
     tx.commit().await?;
     Ok(Json(

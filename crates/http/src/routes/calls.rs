@@ -73,6 +73,9 @@ pub struct ListParams {
     from: Option<String>,
     /// Calls that started before: RFC 3339, or a date (that whole day included).
     to: Option<String>,
+    /// One contact's calls.
+    #[param(value_type = Option<String>, format = Uuid)]
+    contact_id: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 100, default 25.
@@ -100,12 +103,14 @@ impl ListParams {
             .transpose()?;
         let (from, to) = time_range(self.from.as_deref(), self.to.as_deref())?;
         let (after, limit) = parse_page(self.cursor.as_deref(), self.limit.as_deref())?;
+        let contact = crate::fields::uuid_param("contact_id", self.contact_id.as_deref())?;
         Ok((
             CallFilter {
                 direction,
                 status,
                 from,
                 to,
+                contact: contact.map(voxanne_domain::ContactId::from_uuid),
             },
             after,
             limit,

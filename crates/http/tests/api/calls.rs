@@ -277,3 +277,77 @@ async fn a_stored_recording_streams_to_its_clinic_only() {
         "a missing object is no recording, not a 500"
     );
 }
+
+#[tokio::test]
+async fn calls_and_appointments_filter_by_contact_and_call_within_the_clinic() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    let token = app.token(a.owner, Some(a.org));
+    let all = data(&app.get_as("/api/v1/calls?limit=100", &token).await).clone();
+    let contact = all[0]["contact_id"]
+        .as_str()
+        .expect("a contact's call")
+        .to_owned();
+    let theirs = data(
+        &app.get_as(
+            &format!("/api/v1/calls?limit=100&contact_id={contact}"),
+            &token,
+        )
+        .await,
+    )
+    .clone();
+    let want: Vec<&Value> = all
+        .iter()
+        .filter(|c| c["contact_id"] == contact.as_str())
+        .collect();
+    assert_eq!(theirs.iter().collect::<Vec<_>>(), want);
+    assert!(theirs.len() < all.len(), "the filter narrows");
+
+    // The appointments of a contact, and of the call that made one.
+    let appointments = data(&app.get_as("/api/v1/appointments?limit=100", &token).await).clone();
+    let booked = appointments
+        .iter()
+        .find(|x| x["contact_id"].is_string())
+        .expect("a contact's appointment");
+    let of_contact = data(
+        &app.get_as(
+            &format!(
+                "/api/v1/appointments?contact_id={}",
+                booked["contact_id"].as_str().expect("id")
+            ),
+            &token,
+        )
+        .await,
+    )
+    .clone();
+    assert!(of_contact
+        .iter()
+        .all(|x| x["contact_id"] == booked["contact_id"]));
+    assert!(of_contact.iter().any(|x| x["id"] == booked["id"]));
+    if let Some(call) = booked["call_id"].as_str() {
+        let of_call = data(
+            &app.get_as(&format!("/api/v1/appointments?call_id={call}"), &token)
+                .await,
+        )
+        .clone();
+        assert!(of_call.iter().all(|x| x["call_id"] == call));
+    }
+
+    // Another clinic's contact filters to nothing; a malformed id is named.
+    let r = app
+        .get_as(
+            &format!("/api/v1/calls?contact_id={contact}"),
+            &app.token(b.owner, Some(b.org)),
+        )
+        .await;
+    assert_eq!(data(&r).len(), 0);
+    let r = app.get_as("/api/v1/calls?contact_id=nope", &token).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["error"]["field"].clone()),
+        (422, json!("contact_id"))
+    );
+    let r = app
+        .get_as("/api/v1/appointments?call_id=nope", &token)
+        .await;
+    assert_eq!(r.body["error"]["field"], "call_id");
+}

@@ -155,6 +155,11 @@ async fn a_clinic_sees_its_own_calls_plays_a_recording_and_another_clinics_call_
     browser.open(&format!("{}/contacts", app.base)).await;
     browser.wait_text("tbody", "Ada").await;
     browser.screenshots("contacts").await;
+    // A contact's page: their calls and appointments.
+    browser.click("tbody td a").await;
+    browser.wait_text("main h2", "Appointments").await;
+    browser.wait_text("main table", "+1415").await;
+    browser.screenshots("contact").await;
     browser.open(&format!("{}/appointments", app.base)).await;
     browser.heading().await;
     browser.screenshots("appointments").await;
