@@ -259,6 +259,18 @@ AS $$
     SELECT account_id, role FROM taken
 $$;
 
+-- The built-in accounts of the current clinic's members (their address and name, for the
+-- member list): only within a tenant transaction, only that clinic's members.
+CREATE FUNCTION app.member_accounts()
+    RETURNS TABLE (user_id uuid, email text, display_name text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.id, a.email, a.display_name
+      FROM public.organization_members m JOIN public.accounts a ON a.id = m.user_id
+     WHERE m.org_id = app.current_org_id()
+$$;
+
 DO $$
 DECLARE f text;
 BEGIN
@@ -273,7 +285,8 @@ BEGIN
         'app.take_password_reset(bytea, text)',
         'app.invitation_for_link(uuid, uuid, bytea)',
         'app.accept_invitation(uuid, uuid, bytea, uuid)',
-        'app.accept_invitation_as_new_account(uuid, uuid, bytea, text, text)'
+        'app.accept_invitation_as_new_account(uuid, uuid, bytea, text, text)',
+        'app.member_accounts()'
     ] LOOP
         EXECUTE format('ALTER FUNCTION %s OWNER TO voxanne_system', f);
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);

@@ -11,6 +11,9 @@ pub struct Member {
     pub user_id: UserId,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Its built-in account's address and name, if it has one.
+    pub email: Option<String>,
+    pub display_name: Option<String>,
 }
 
 /// The memberships a change depends on, read and locked in the change's transaction: every
@@ -42,10 +45,13 @@ impl TenantTx {
         let org = self.org().as_uuid();
         let rows = sqlx::query_as!(
             Member,
-            r#"SELECT user_id, role AS "role: Role", created_at FROM organization_members
-                WHERE org_id = $1
-                  AND ($2::timestamptz IS NULL OR (created_at, user_id) > ($2, $3))
-                ORDER BY created_at, user_id
+            r#"SELECT m.user_id, m.role AS "role: Role", m.created_at, a.email AS "email?",
+                      a.display_name AS "display_name?"
+                 FROM organization_members m
+                 LEFT JOIN app.member_accounts() a ON a.user_id = m.user_id
+                WHERE m.org_id = $1
+                  AND ($2::timestamptz IS NULL OR (m.created_at, m.user_id) > ($2, $3))
+                ORDER BY m.created_at, m.user_id
                 LIMIT $4"#,
             org,
             after.map(|a| a.0),
@@ -116,7 +122,8 @@ impl TenantTx {
             Member,
             r#"INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, $3)
                ON CONFLICT (org_id, user_id) DO NOTHING
-               RETURNING user_id, role AS "role: Role", created_at"#,
+               RETURNING user_id, role AS "role: Role", created_at,
+                         NULL::text AS "email?", NULL::text AS "display_name?""#,
             org,
             user.as_uuid(),
             role.as_str()
@@ -136,7 +143,8 @@ impl TenantTx {
         let row = sqlx::query_as!(
             Member,
             r#"UPDATE organization_members SET role = $3 WHERE org_id = $1 AND user_id = $2
-               RETURNING user_id, role AS "role: Role", created_at"#,
+               RETURNING user_id, role AS "role: Role", created_at,
+                         NULL::text AS "email?", NULL::text AS "display_name?""#,
             org,
             user.as_uuid(),
             role.as_str()

@@ -714,7 +714,9 @@ route("/members", async () => {
   const admin = activeRole() === "owner" || activeRole() === "admin";
   const members = await api("GET", "/api/v1/members?limit=100");
   const content = [h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Member"), h("th", {}, "Role"))),
-    h("tbody", {}, members.data.map((m) => h("tr", {}, h("td", {}, m.user_id === app.session.user_id ? "You" : m.user_id),
+    h("tbody", {}, members.data.map((m) => h("tr", {},
+      h("td", {}, m.user_id === app.session.user_id ? "You" : (m.display_name || m.email || m.user_id),
+        m.email && m.display_name ? h("div", { class: "muted" }, m.email) : null),
       h("td", {}, m.role)))))];
   if (admin) {
     const sent = h("div", { "aria-live": "polite" });

@@ -22,6 +22,9 @@ pub struct Member {
     pub user_id: UserId,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// The member's built-in account, if they have one (in lists).
+    pub email: Option<String>,
+    pub display_name: Option<String>,
 }
 
 impl From<MemberRow> for Member {
@@ -30,6 +33,8 @@ impl From<MemberRow> for Member {
             user_id: row.user_id,
             role: row.role,
             created_at: row.created_at,
+            email: row.email,
+            display_name: row.display_name,
         }
     }
 }

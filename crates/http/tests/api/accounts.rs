@@ -580,6 +580,33 @@ async fn an_invitation_is_taken_once_by_its_address_into_its_clinic_only() {
         .send(&app, "GET", "/api/v1/me", Some(&b), false, None)
         .await;
     assert_eq!(r.body["role"], "staff");
+
+    // Member lists name the members' accounts, each clinic its own members only.
+    let emails = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter_map(|m| m["email"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let in_a = emails(&app.get_as("/api/v1/members", &owner_a).await.body);
+    assert!(in_a.contains(&"sam@example.org".to_owned()), "{in_a:?}");
+    assert!(in_a.contains(&OWNER_A.to_owned()), "{in_a:?}");
+    let in_b = emails(
+        &app.get_as("/api/v1/members", &app.token(b.owner, Some(b.org)))
+            .await
+            .body,
+    );
+    assert!(!in_b.contains(&"sam@example.org".to_owned()), "{in_b:?}");
+    assert!(
+        !in_b.contains(&"staff@clinic-a.example".to_owned()),
+        "{in_b:?}"
+    );
+    assert!(
+        in_b.contains(&OWNER_A.to_owned()),
+        "A's owner joined B: {in_b:?}"
+    );
 }
 
 #[tokio::test]
