@@ -143,8 +143,9 @@ impl Mailer {
         Mailer::Outbox(Mutex::new(VecDeque::new()))
     }
 
-    /// SMTP from `url` (`smtp://user:pass@host:587` with STARTTLS, `smtps://` for TLS on
-    /// connect, `smtp://host:25?tls=none` without), sending as `from`.
+    /// SMTP from `url`: `smtp://user:pass@host:587?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host:465` (TLS on connect), `smtp://host:25` (no TLS, for a local
+    /// relay), sending as `from`.
     pub fn smtp(url: &str, from: &str) -> Result<Self, String> {
         let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
             .map_err(|e| format!("VOXANNE_SMTP_URL: {e}"))?

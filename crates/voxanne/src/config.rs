@@ -162,8 +162,8 @@ pub struct Config {
     #[arg(long, env = "VOXANNE_CALENDAR_LOOK_AHEAD", default_value = "62d", value_parser = humantime::parse_duration, global = true)]
     pub calendar_look_ahead: std::time::Duration,
     /// The SMTP server that sends the dashboard's mail (invitations, password resets):
-    /// `smtp://user:password@host:587` (STARTTLS), `smtps://…:465` (TLS), or
-    /// `smtp://host:25?tls=none`. Unset: mail is printed in the log (and, in demo mode, shown
+    /// `smtp://user:password@host:587?tls=required` (STARTTLS), `smtps://…:465` (TLS), or
+    /// `smtp://host:25` (no TLS: a local relay). Unset: mail is printed in the log (and, in demo mode, shown
     /// at /outbox), never sent.
     #[arg(long, env = "VOXANNE_SMTP_URL", global = true)]
     pub smtp_url: Option<String>,

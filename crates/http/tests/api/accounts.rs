@@ -657,3 +657,95 @@ async fn an_expired_invitation_links_nothing_and_demo_sign_in_is_for_demo_users_
     assert_eq!(r.status, 404);
     assert!(late.cookie.is_none());
 }
+
+/// A mail server on loopback speaking SMTP (RFC 5321) as far as a client sending one mail
+/// needs: greeting, EHLO, MAIL FROM, RCPT TO, DATA, QUIT. It hands over what it received.
+async fn smtp_sink() -> (String, tokio::sync::oneshot::Receiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (done, received) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let mut transcript = String::new();
+        write
+            .write_all(b"220 sink.test ESMTP\r\n")
+            .await
+            .expect("greet");
+        let mut in_data = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            transcript.push_str(&line);
+            transcript.push('\n');
+            if in_data {
+                if line == "." {
+                    in_data = false;
+                    write
+                        .write_all(b"250 2.0.0 queued\r\n")
+                        .await
+                        .expect("queued");
+                }
+                continue;
+            }
+            let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" => b"250-sink.test\r\n250 8BITMIME\r\n",
+                "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 2.0.0 ok\r\n",
+                "DATA" => {
+                    in_data = true;
+                    b"354 end with .\r\n"
+                }
+                "QUIT" => {
+                    write.write_all(b"221 2.0.0 bye\r\n").await.expect("bye");
+                    break;
+                }
+                _ => b"502 5.5.2 not implemented\r\n",
+            };
+            write.write_all(reply).await.expect("reply");
+        }
+        let _ = done.send(transcript);
+    });
+    (format!("smtp://127.0.0.1:{port}"), received)
+}
+
+#[tokio::test]
+async fn with_an_smtp_url_mail_goes_out_by_smtp() {
+    let (url, received) = smtp_sink().await;
+    let mailer = voxanne_http::accounts::Mailer::smtp(&url, "Voxanne <no-reply@clinic.example>")
+        .expect("mailer");
+    mailer
+        .send(voxanne_http::accounts::Mail {
+            to: "sam@example.org".into(),
+            subject: "You are invited to Clinic A on Voxanne".into(),
+            body: "Accept here: https://voxanne.example/invitation#token".into(),
+        })
+        .await
+        .expect("sent");
+    let transcript = tokio::time::timeout(std::time::Duration::from_secs(10), received)
+        .await
+        .expect("the sink finished")
+        .expect("transcript");
+    assert!(
+        transcript.contains("MAIL FROM:<no-reply@clinic.example>"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("RCPT TO:<sam@example.org>"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("Subject: You are invited to Clinic A on Voxanne"));
+    assert!(transcript.contains("https://voxanne.example/invitation#token"));
+    assert!(mailer.outbox_mails().is_empty(), "nothing kept");
+    // STARTTLS and TLS-on-connect servers are understood too (nothing is sent here).
+    for url in [
+        "smtp://user:pass@mail.example:587?tls=required",
+        "smtps://user:pass@mail.example",
+    ] {
+        voxanne_http::accounts::Mailer::smtp(url, "no-reply@clinic.example")
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    assert!(voxanne_http::accounts::Mailer::smtp("http://mail.example", "a@b.example").is_err());
+}
