@@ -27,7 +27,7 @@ const main = () => document.getElementById("main");
 function show(title, ...content) {
   document.title = `${title} · Voxanne`;
   const m = main();
-  m.replaceChildren(h("h1", {}, title), ...content);
+  m.replaceChildren(h("h1", {}, title), ...content.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
   // After a navigation in the page, focus moves to the new content (a screen reader reads
   // it); on a fresh load it stays at the top, where the first Tab is "Skip to content".
   if (app.navigated) m.focus({ preventScroll: true });
@@ -785,8 +785,9 @@ route("/knowledge-base", async (_, query) => {
   });
   const hits = h("div", { "aria-live": "polite" });
   if (query.get("q")) {
-    const r = await api("GET", `/api/v1/knowledge-base/search?q=${encodeURIComponent(query.get("q"))}`);
-    hits.append(h("h2", {}, "What the agent would read"), r.data.length
+    // The agent's search_knowledge_base reads the best three passages.
+    const r = await api("GET", `/api/v1/knowledge-base/search?q=${encodeURIComponent(query.get("q"))}&limit=3`);
+    hits.append(h("h2", {}, "What the agent would read (the best three passages)"), r.data.length
       ? r.data.map((hit) => h("div", { class: "card" }, h("b", {}, hit.title), h("p", {}, hit.content)))
       : h("p", { class: "muted" }, "Nothing matches: the agent would say it does not know."));
   }

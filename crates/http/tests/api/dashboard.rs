@@ -298,6 +298,25 @@ async fn an_invitation_sent_from_the_members_page_is_taken_in_the_browser() {
     browser
         .wait_text("[role=alert]", "has been used or has expired")
         .await;
+    browser.screenshots("invitation-used").await;
+    // Forgot the password: the reset page mails a link (the demo outbox shows it).
+    browser.open(&format!("{}/reset-password", app.base)).await;
+    browser.fill("#f-email", "new.hire@example.org").await;
+    browser.click_button("Mail me a link").await;
+    browser.wait_text(".notice", "a link is on its way").await;
+    browser.screenshots("reset-password").await;
+    // The mail is sent off the request: the outbox has it shortly.
+    for _ in 0..50 {
+        if app.accounts.mailer.outbox_mails().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    browser.open(&format!("{}/outbox", app.base)).await;
+    browser
+        .wait_text("main", "Reset your Voxanne password")
+        .await;
+    browser.screenshots("outbox").await;
     let members: Value = app
         .get_as("/api/v1/members", &app.token(a.owner, Some(a.org)))
         .await
