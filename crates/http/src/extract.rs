@@ -150,12 +150,27 @@ async fn session_principal(
     Ok(principal)
 }
 
-/// The dashboard session a request was authenticated with (absent for bearer tokens).
+/// The dashboard session a request was authenticated with; a request with a bearer token
+/// instead has none (401 `unauthenticated`).
 #[derive(Debug, Clone)]
 pub struct SignedIn {
     pub account: voxanne_db::system::SessionAccount,
     /// The cookie's token.
     pub session: String,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Authenticating the request leaves its session, if it was one, in the extensions.
+        Principal::from_request_parts(parts, state).await?;
+        parts
+            .extensions
+            .get::<SignedIn>()
+            .cloned()
+            .ok_or(ApiError::Unauthenticated)
+    }
 }
 
 fn too_many_failures(retry_after: u64) -> ApiError {

@@ -8,7 +8,7 @@
 
 use crate::accounts::{self, hash_password, new_secret, secret_hash, verify_password, Mail};
 use crate::error::ApiError;
-use crate::extract::{AppJson, Principal, SignedIn};
+use crate::extract::{AppJson, SignedIn};
 use crate::routes::me::OrgMembership;
 use crate::AppState;
 use axum::extract::State;
@@ -161,13 +161,8 @@ pub async fn sign_in(
               (status = 401, description = "`invalid_session` or `unauthenticated`", body = crate::openapi::ErrorBody)))]
 pub async fn session(
     State(state): State<AppState>,
-    _principal: Principal,
-    parts: axum::http::request::Parts,
+    signed_in: SignedIn,
 ) -> Result<Json<Session>, ApiError> {
-    let signed_in = parts
-        .extensions
-        .get::<SignedIn>()
-        .ok_or(ApiError::Unauthenticated)?;
     Ok(Json(
         session_view(&state, &signed_in.account, &signed_in.session).await?,
     ))
@@ -187,14 +182,9 @@ pub struct SwitchOrg {
               (status = 403, description = "`not_a_member`, or `csrf_failed`", body = crate::openapi::ErrorBody)))]
 pub async fn switch_org(
     State(state): State<AppState>,
-    _principal: Principal,
-    parts: axum::http::request::Parts,
+    signed_in: SignedIn,
     AppJson(body): AppJson<SwitchOrg>,
 ) -> Result<Json<Session>, ApiError> {
-    let signed_in = parts
-        .extensions
-        .get::<SignedIn>()
-        .ok_or(ApiError::Unauthenticated)?;
     let hash = secret_hash(&signed_in.session);
     if !system::set_session_org(&state.db, &hash, body.org_id).await? {
         return Err(ApiError::NotAMember);
@@ -213,13 +203,8 @@ pub async fn switch_org(
               (status = 403, description = "`csrf_failed`", body = crate::openapi::ErrorBody)))]
 pub async fn sign_out(
     State(state): State<AppState>,
-    _principal: Principal,
-    parts: axum::http::request::Parts,
+    signed_in: SignedIn,
 ) -> Result<Response, ApiError> {
-    let signed_in = parts
-        .extensions
-        .get::<SignedIn>()
-        .ok_or(ApiError::Unauthenticated)?;
     system::close_account_session(&state.db, &secret_hash(&signed_in.session)).await?;
     Ok((
         StatusCode::NO_CONTENT,
@@ -454,11 +439,11 @@ pub async fn accept_invitation(
             "sign in first, or give a display_name and password for a new account",
         ));
     }
-    let principal = <Principal as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+    let signed_in = <SignedIn as axum::extract::FromRequestParts<AppState>>::from_request_parts(
         &mut parts, &state,
     )
     .await?;
-    match system::accept_invitation(&state.db, org, id, &hash, principal.user).await? {
+    match system::accept_invitation(&state.db, org, id, &hash, signed_in.account.id).await? {
         Some(role) => Ok(Json(Joined { org_id: org, role }).into_response()),
         None => Err(link_invalid()),
     }
