@@ -3,7 +3,7 @@
 //! (`voxanne_domain::booking`), the REST API's own; the writes are the REST API's too
 //! (`insert_hold`, `confirm_hold`, …), so the database refuses a double booking from either.
 
-use crate::arguments::{minutes, parse_time, text, uuid_arg};
+use crate::arguments::{minutes, parse_time, phone_arg, text, uuid_arg};
 use crate::dispatch::{say, Answer, Refusal};
 use crate::speech::{machine, spoken};
 use crate::CallContext;
@@ -406,4 +406,37 @@ mod tests {
         assert_eq!(booking::hold_seconds(Some(HOLD_SECONDS)), Ok(HOLD_SECONDS));
         assert!(booking::resource(Some(RESOURCE)).is_ok());
     }
+}
+
+/// A message or callback request for the clinic's inbox, linked to this call.
+pub(crate) async fn take_message(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answer {
+    let Some(message) = text(args, "message") else {
+        return say("What is the message for the clinic?");
+    };
+    let callback = args.get("callback").and_then(Value::as_bool).unwrap_or(false);
+    let phone = match text(args, "phone") {
+        Some(_) => Some(phone_arg(args, call)?),
+        None => call.caller.clone(),
+    };
+    if callback && phone.is_none() {
+        return say("Which number should the clinic call back?");
+    }
+    let call_id = call_row(tx, call).await?;
+    tx.take_message(
+        Some(call_id),
+        phone.as_ref().map_or("unknown", |p| p.as_str()),
+        Some(call.clinic_number.as_str()),
+        text(args, "name"),
+        message,
+        callback,
+    )
+    .await?;
+    Ok(if callback {
+        format!(
+            "Noted: the clinic will call back on {}.",
+            phone.as_ref().map_or("unknown", |p| p.as_str())
+        )
+    } else {
+        "Noted: the clinic's staff will read the message.".to_owned()
+    })
 }

@@ -92,6 +92,18 @@ pub const TOOLS: &[Tool] = &[
         writes: false,
     },
     Tool {
+        name: "take_message",
+        description: "Take a message for the clinic, or a request to be called back, when the caller does not want to book: the clinic's staff read it in their inbox.",
+        parameters: || {
+            json!({"type": "object", "required": ["message"], "properties": {
+                "message": {"type": "string", "description": "what the caller wants the clinic to know, in a sentence or two"},
+                "callback": {"type": "boolean", "description": "true if the caller asks to be called back"},
+                "name": {"type": "string", "description": "the caller's name, as they gave it"},
+                "phone": {"type": "string", "description": "the number to call back, E.164; default: the caller's number"}}})
+        },
+        writes: true,
+    },
+    Tool {
         name: "check_dnc",
         description: "Whether a number is on the clinic's do-not-call list.",
         parameters: phone_parameter,

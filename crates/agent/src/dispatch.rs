@@ -195,6 +195,7 @@ async fn run(tx: &mut TenantTx, call: &CallContext, tool: &Tool, args: &Value) -
         "reschedule_appointment" => booking::reschedule_appointment(tx, call, args).await,
         "search_knowledge_base" => lookup::search_knowledge_base(tx, args).await,
         "check_dnc" => lookup::check_dnc(tx, call, args).await,
+        "take_message" => booking::take_message(tx, call, args).await,
         other => Err(Refusal::Internal(format!(
             "tool {other} has no implementation"
         ))),

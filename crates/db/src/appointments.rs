@@ -28,6 +28,8 @@ pub struct Appointment {
     pub ends_at: DateTime<Utc>,
     pub status: AppointmentStatus,
     pub notes: Option<String>,
+    /// When the patient confirmed it (answered "C" to a confirmation or reminder).
+    pub confirmed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -39,8 +41,8 @@ macro_rules! appointment_query {
             Appointment,
             r#"id, org_id, contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
                hold_id AS "hold_id: HoldId", resource, service_id AS "service_id: ServiceId",
-               starts_at, ends_at, status AS "status: AppointmentStatus", notes, created_at,
-               updated_at"#,
+               starts_at, ends_at, status AS "status: AppointmentStatus", notes, confirmed_at,
+               created_at, updated_at"#,
             $($query)*
         )
     };

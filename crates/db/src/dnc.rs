@@ -12,13 +12,16 @@ pub struct DncEntry {
     /// E.164.
     pub phone: String,
     pub reason: Option<String>,
+    /// `staff`, `sms_opt_out` (the patient texted STOP) or `carrier_opt_out` (the provider
+    /// reported the recipient unsubscribed).
+    pub source: String,
     pub created_at: DateTime<Utc>,
 }
 
 /// `query_as!` for [`DncEntry`]: the column list goes between the first two SQL pieces.
 macro_rules! dnc_query {
     ($($query:tt)*) => {
-        query_row!(DncEntry, "id, phone, reason, created_at", $($query)*)
+        query_row!(DncEntry, "id, phone, reason, source, created_at", $($query)*)
     };
 }
 

@@ -20,6 +20,7 @@ pub mod invitations;
 pub mod knowledge_base;
 pub mod live;
 pub mod members;
+pub mod messages;
 pub mod organizations;
 pub mod phone_numbers;
 mod pooler;

@@ -20,6 +20,10 @@ pub struct SmsConfirmation {
     /// The clinic's number it was sent from, once sent.
     pub from_number: Option<String>,
     pub body: String,
+    /// `confirmation` (of a booking or a move) or `reminder`.
+    pub kind: String,
+    /// When a reminder is due (kept once it went).
+    pub scheduled_for: Option<DateTime<Utc>>,
     /// The provider's id of the message (Twilio's `SM…` sid), once sent.
     pub provider_message_id: Option<String>,
     /// `queued`, `sending`, `sent` (accepted by the provider), `delivered`, `undelivered`,
@@ -42,7 +46,7 @@ macro_rules! sms_query {
         query_row!(
             SmsConfirmation,
             r#"id, appointment_id AS "appointment_id: AppointmentId", appointment_starts_at,
-               to_number, from_number, body, provider_message_id, status AS "status: SmsStatus",
+               to_number, from_number, body, kind, scheduled_for, provider_message_id, status AS "status: SmsStatus",
                attempts, next_attempt_at, last_error, created_at, updated_at"#,
             $($query)*
         )
@@ -78,6 +82,19 @@ pub struct SmsRoute {
     pub superseded: bool,
     /// The numbers the clinic owns, oldest first.
     pub clinic_numbers: Vec<String>,
+    /// A reminder (rather than a confirmation): it goes only out of the clinic's quiet hours
+    /// and before the appointment.
+    pub reminder: Option<ReminderWindow>,
+}
+
+/// When a reminder may still go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReminderWindow {
+    /// The appointment's start: nothing is reminded after it.
+    pub starts_at: DateTime<Utc>,
+    pub quiet_hours: voxanne_domain::messages::QuietHours,
+    /// The clinic's time zone (UTC if it has none or an unknown one).
+    pub time_zone: chrono_tz::Tz,
 }
 
 impl TenantTx {
@@ -156,6 +173,8 @@ impl TenantTx {
         )
         .fetch_one(self.conn())
         .await?;
+        self.queue_reminders(appointment_id, &phone, &clinic, time_zone, starts_at)
+            .await?;
         Ok(Some(id))
     }
 
@@ -184,7 +203,17 @@ impl TenantTx {
                         AS "superseded!",
                       coalesce((SELECT array_agg(number ORDER BY created_at, id)
                                   FROM phone_numbers WHERE org_id = $1), '{}')
-                        AS "clinic_numbers!""#,
+                        AS "clinic_numbers!",
+                      (SELECT s.kind = 'reminder' FROM sms_confirmation_logs s
+                        WHERE s.org_id = $1 AND s.id = $4) AS "reminder?",
+                      (SELECT starts_at FROM appointments WHERE org_id = $1 AND id = $3)
+                        AS "starts_at?",
+                      (SELECT time_zone FROM agent_configurations WHERE org_id = $1)
+                        AS "time_zone?",
+                      (SELECT quiet_start FROM messaging_settings WHERE org_id = $1)
+                        AS "quiet_start?",
+                      (SELECT quiet_end FROM messaging_settings WHERE org_id = $1)
+                        AS "quiet_end?""#,
             org,
             to_number,
             appointment_id,
@@ -197,6 +226,22 @@ impl TenantTx {
             appointment_gone: route.appointment_gone,
             superseded: route.superseded,
             clinic_numbers: route.clinic_numbers,
+            reminder: match (route.reminder, route.starts_at) {
+                (Some(true), Some(starts_at)) => Some(ReminderWindow {
+                    starts_at,
+                    quiet_hours: match (route.quiet_start, route.quiet_end) {
+                        (Some(start), Some(end)) => {
+                            voxanne_domain::messages::QuietHours { start, end }
+                        }
+                        _ => crate::messages::default_quiet_hours(),
+                    },
+                    time_zone: route
+                        .time_zone
+                        .and_then(|tz| tz.parse().ok())
+                        .unwrap_or(chrono_tz::Tz::UTC),
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -218,6 +263,31 @@ impl TenantTx {
             org,
             id,
             clip(reason),
+            attempt
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// A reminder claimed in the clinic's quiet hours goes back to the queue until `at`; the
+    /// claim is not counted as an attempt. Returns whether this claim still held it.
+    pub async fn sms_deferred(
+        &mut self,
+        id: SmsId,
+        attempt: i32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query!(
+            "UPDATE sms_confirmation_logs
+                SET status = 'queued', attempts = greatest(attempts - 1, 0), next_attempt_at = $3,
+                    lease_until = NULL, updated_at = now()
+              WHERE org_id = $1 AND id = $2 AND status = 'sending' AND attempts = $4",
+            org,
+            id.as_uuid(),
+            at,
             attempt
         )
         .execute(self.conn())

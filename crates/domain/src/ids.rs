@@ -123,3 +123,11 @@ id_type!(
     /// An invitation into a clinic (`invitations.id`).
     InvitationId
 );
+id_type!(
+    /// A message of the clinic's inbox (`inbox_messages.id`).
+    InboxMessageId
+);
+id_type!(
+    /// A reminder rule (`reminder_rules.id`).
+    ReminderRuleId
+);

@@ -54,6 +54,10 @@ text_sql!(
     crate::CalendarWriteStatus,
     crate::IntegrationProvider,
     crate::SmsStatus,
+    crate::messages::InboxKind,
+    crate::messages::InboxStatus,
+    crate::messages::InboxChannel,
+    crate::messages::ConsentChannel,
 );
 
 #[cfg(test)]

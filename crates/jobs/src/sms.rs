@@ -26,6 +26,7 @@ use crate::JobError;
 use std::sync::Arc;
 use std::time::Duration;
 use voxanne_db::crypto::Keyring;
+use voxanne_db::messages::OptOutSource;
 use voxanne_db::system::{self, ClaimedSms};
 use voxanne_db::{Db, DbError, TenantTx};
 use voxanne_domain::{IntegrationProvider, OrgId, SmsStatus};
@@ -83,6 +84,8 @@ pub enum SmsOutcome {
     },
     /// Not sent, and never will be: `reason`.
     Suppressed { reason: String },
+    /// A reminder claimed in the clinic's quiet hours: back in the queue until they end.
+    Deferred { until: chrono::DateTime<chrono::Utc> },
     /// Failed; back in the queue for a later attempt.
     Retry { error: String },
     /// Failed for good.
@@ -99,6 +102,7 @@ enum Plan {
         from: String,
     },
     Suppress(String),
+    Defer(chrono::DateTime<chrono::Utc>),
     Fail(String),
 }
 
@@ -165,6 +169,15 @@ impl Job for SmsWorker {
                 tx.commit().await?;
                 return Ok(outcome);
             }
+            Plan::Defer(until) => {
+                let outcome = if tx.sms_deferred(job.sms_id, job.attempt, until).await? {
+                    SmsOutcome::Deferred { until }
+                } else {
+                    SmsOutcome::Abandoned
+                };
+                tx.commit().await?;
+                return Ok(outcome);
+            }
             Plan::Fail(error) => {
                 let outcome = self.sms_failed(&mut tx, job, error, true).await?;
                 tx.commit().await?;
@@ -214,6 +227,17 @@ impl Job for SmsWorker {
             }
             Err(SendError::Retryable(error)) => self.sms_failed(&mut tx, job, error, false).await?,
             Err(SendError::Refused(error)) => self.sms_failed(&mut tx, job, error, true).await?,
+            Err(SendError::Unsubscribed(error)) => {
+                // The carrier's opt-out is the patient's: the clinic stops texting and calling.
+                tx.opt_out(
+                    &job.to_number,
+                    OptOutSource::Carrier,
+                    "Twilio error 21610: the recipient unsubscribed",
+                )
+                .await?;
+                tracing::info!(org_id = %org, sms_id = %job.sms_id, "recipient unsubscribed; opted out");
+                self.sms_failed(&mut tx, job, error, true).await?
+            }
         };
         tx.commit().await?;
         Ok(outcome)
@@ -277,6 +301,24 @@ impl SmsWorker {
             return Ok(Plan::Suppress(
                 "superseded: the appointment moved before this was sent".to_owned(),
             ));
+        }
+        if let Some(window) = &route.reminder {
+            let now = chrono::Utc::now();
+            if window.starts_at <= now {
+                return Ok(Plan::Suppress(
+                    "too late: the appointment has started".to_owned(),
+                ));
+            }
+            let allowed = window.quiet_hours.next_allowed(now, window.time_zone);
+            if allowed > now {
+                return Ok(if allowed < window.starts_at {
+                    Plan::Defer(allowed)
+                } else {
+                    Plan::Suppress(
+                        "the clinic's quiet hours last until after the appointment".to_owned(),
+                    )
+                });
+            }
         }
         let Some(integration) = tx.get_integration(IntegrationProvider::Twilio).await? else {
             return Ok(Plan::Fail(

@@ -40,7 +40,15 @@ pub enum SendError {
     /// The provider refused this message (another 4xx): another attempt would be refused too.
     #[error("{0}")]
     Refused(String),
+    /// The recipient has opted out of this sender (Twilio's error 21610, "Attempt to send to
+    /// unsubscribed recipient": <https://www.twilio.com/docs/errors/21610>): the number opts
+    /// out with the clinic too.
+    #[error("{0}")]
+    Unsubscribed(String),
 }
+
+/// Twilio's error code for a message to a number that texted STOP to the sender.
+pub const UNSUBSCRIBED_RECIPIENT: i64 = 21610;
 
 /// The fields Voxanne reads of Twilio's answers: a message resource on success (`sid`, and
 /// `status` a word), an error object otherwise (`code`, `message`, and `status` the HTTP
@@ -119,6 +127,7 @@ pub async fn send(
             status: answer.status,
         });
     }
+    let code = answer.code;
     let detail = match (answer.code, answer.message) {
         (Some(code), Some(message)) => format!(", code {code}: {message}"),
         (None, Some(message)) => format!(": {message}"),
@@ -126,7 +135,12 @@ pub async fn send(
         (None, None) => String::new(),
     };
     let detail: String = detail.chars().take(500).collect();
-    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+    if code == Some(UNSUBSCRIBED_RECIPIENT) {
+        Err(SendError::Unsubscribed(format!(
+            "the recipient has unsubscribed from the clinic's number (HTTP {}{detail})",
+            status.as_u16()
+        )))
+    } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         Err(SendError::Retryable(format!(
             "the provider answered HTTP {}{detail}",
             status.as_u16()

@@ -253,6 +253,15 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
         "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body)
          SELECT org_id, id, '+14155550999', 'See you soon' FROM appointments WHERE org_id = $1 LIMIT 1",
         "INSERT INTO dnc_list (org_id, phone) VALUES ($1, '+14155550998')",
+        "INSERT INTO messaging_settings (org_id, help_text) VALUES ($1, 'Call us on +14155550100.')",
+        "INSERT INTO reminder_rules (org_id, minutes_before, service_id)
+         SELECT org_id, 1440, id FROM services WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO consent_records (org_id, phone, channel, granted, source, detail)
+         VALUES ($1, '+14155550998', 'sms', false, 'sms_keyword', 'STOP')",
+        "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, provider_message_id,
+                                     appointment_id, reply_to_sms_id)
+         SELECT org_id, 'sms', 'reschedule_request', to_number, 'R', 'SMfill', appointment_id, id
+           FROM sms_confirmation_logs WHERE org_id = $1 LIMIT 1",
         "INSERT INTO knowledge_base_documents (org_id, title, body) VALUES ($1, 'Parking', 'Free parking behind the clinic.')",
         "INSERT INTO knowledge_base_chunks (org_id, document_id, ordinal, content)
          SELECT org_id, id, 0, body FROM knowledge_base_documents WHERE org_id = $1 LIMIT 1",

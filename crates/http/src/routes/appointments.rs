@@ -41,6 +41,8 @@ pub struct Appointment {
     pub ends_at: DateTime<Utc>,
     pub status: AppointmentStatus,
     pub notes: Option<String>,
+    /// When the patient confirmed it (answered "C" to its confirmation or a reminder).
+    pub confirmed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Its event in each of the clinic's linked calendars of its resource (only in
@@ -90,6 +92,7 @@ impl From<AppointmentRow> for Appointment {
             ends_at: row.ends_at,
             status: row.status,
             notes: row.notes,
+            confirmed_at: row.confirmed_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
             calendar_events: None,

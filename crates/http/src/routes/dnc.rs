@@ -21,6 +21,9 @@ pub struct DncEntry {
     /// E.164.
     pub phone: String,
     pub reason: Option<String>,
+    /// `staff`, `sms_opt_out` (the patient texted STOP; START takes it back) or
+    /// `carrier_opt_out` (the provider reported the recipient unsubscribed).
+    pub source: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -30,6 +33,7 @@ impl From<DncEntryRow> for DncEntry {
             id: row.id,
             phone: row.phone,
             reason: row.reason,
+            source: row.source,
             created_at: row.created_at,
         }
     }

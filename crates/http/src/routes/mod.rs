@@ -17,6 +17,7 @@ pub mod knowledge_base;
 pub mod live;
 pub mod me;
 pub mod members;
+pub mod messages;
 pub mod oauth;
 pub mod organizations;
 pub mod phone_numbers;

@@ -20,6 +20,11 @@ pub struct SmsConfirmation {
     /// The clinic's number it was sent from, once sent.
     pub from_number: Option<String>,
     pub body: String,
+    /// `confirmation` (of a booking or a move) or `reminder`.
+    #[schema(example = "reminder")]
+    pub kind: String,
+    /// When a reminder is due (kept once it went); absent for confirmations.
+    pub scheduled_for: Option<DateTime<Utc>>,
     /// The provider's id of the message (Twilio's `SM…` sid), once sent.
     pub provider_message_id: Option<String>,
     /// `queued`, `sending`, `sent` (accepted by the provider), `delivered`, `undelivered`,
@@ -45,6 +50,8 @@ impl From<SmsConfirmationRow> for SmsConfirmation {
             to_number: row.to_number,
             from_number: row.from_number,
             body: row.body,
+            kind: row.kind,
+            scheduled_for: row.scheduled_for,
             provider_message_id: row.provider_message_id,
             status: row.status,
             attempts: row.attempts,

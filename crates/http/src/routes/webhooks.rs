@@ -18,6 +18,8 @@ use serde::Serialize;
 use voxanne_agent as agent;
 use voxanne_db::call_events::CallEvent;
 use voxanne_db::integrations::open_sealed;
+use voxanne_db::messages::{InboundText, OptOutSource};
+use voxanne_domain::messages::Intent;
 use voxanne_db::system::{webhook_credentials, DeniedKind};
 use voxanne_db::{TenantError, TenantTx};
 use voxanne_domain::{CallDirection, IntegrationProvider, PhoneNumber};
@@ -497,6 +499,17 @@ pub async fn sms_twilio_status(
         |config, token| TwilioVoice.verify(config, token, &request),
     )
     .await?;
+    // The carrier says the recipient unsubscribed: the patient opts out with the clinic too.
+    if get("ErrorCode") == Some(UNSUBSCRIBED_ERROR) {
+        if let Some(patient) = get("To").and_then(|n| PhoneNumber::parse(n).ok()) {
+            tx.opt_out(
+                patient.as_str(),
+                OptOutSource::Carrier,
+                "Twilio error 21610: the recipient unsubscribed",
+            )
+            .await?;
+        }
+    }
     let applied = match voxanne_domain::SmsStatus::from_twilio(&reported) {
         Some(status) => {
             use voxanne_domain::SmsStatus::{Failed, Undelivered};
@@ -511,8 +524,163 @@ pub async fn sms_twilio_status(
     Ok(Json(SmsStatusAck { ok: true, applied }))
 }
 
+/// Twilio's error code for a recipient who unsubscribed (texted STOP to the sender).
+const UNSUBSCRIBED_ERROR: &str = "21610";
+
+/// Twilio's request for a text that reached a clinic's number (form-encoded; the fields
+/// Voxanne reads, of those Twilio documents:
+/// <https://www.twilio.com/docs/messaging/guides/webhook-request>).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(example = json!({"MessageSid": "SM0123456789abcdef0123456789abcdef",
+    "SmsSid": "SM0123456789abcdef0123456789abcdef", "AccountSid": "AC0123456789abcdef0123456789abcdef",
+    "From": "+14155551001", "To": "+14155550100", "Body": "C", "NumMedia": "0", "NumSegments": "1",
+    "SmsStatus": "received", "ApiVersion": "2010-04-01"}))]
+#[allow(non_snake_case, dead_code)]
+pub struct TwilioInboundMessage {
+    /// One row per MessageSid: a retried request changes nothing and gets the same answer.
+    MessageSid: String,
+    /// The patient.
+    From: String,
+    /// The clinic's number: decides the clinic.
+    To: String,
+    Body: String,
+    NumMedia: Option<String>,
+    /// `STOP`, `START` or `HELP` when the clinic's Messaging Service has Advanced Opt-Out and
+    /// the text matched one of its keywords.
+    OptOutType: Option<String>,
+}
+
+/// Answers a text with TwiML: `<Response/>`, or one `<Message>` with `reply`.
+fn twiml(reply: Option<&str>) -> Response {
+    let body = match reply {
+        None => r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#.to_owned(),
+        Some(text) => format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Message>{}</Message></Response>"#,
+            xml_escape(text)
+        ),
+    };
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Control characters other than tab and line breaks are not XML.
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Texts to a clinic's number (set it as the number's "A message comes in" webhook). The
+/// clinic is the owner of `To`, and `X-Twilio-Signature` must verify with its own Twilio auth
+/// token over this request's URL. Idempotent by `MessageSid`.
+///
+/// - `STOP`, `STOPALL`, `UNSUBSCRIBE`, `CANCEL`, `END`, `QUIT`, `REVOKE`, `OPTOUT`: the number
+///   goes on the clinic's do-not-call list, with a consent record; nothing is answered (the
+///   carrier confirms the opt-out and refuses anything more).
+/// - `START`, `UNSTOP` (and `YES` from an opted-out number): back in, if the clinic's staff did
+///   not list the number themselves.
+/// - `HELP`, `INFO`: the clinic's help text.
+/// - `C` / `R` (`CONFIRM`, `YES` / `RESCHEDULE`): confirms, or asks to reschedule, the
+///   appointment of the patient's latest confirmation or reminder from this clinic; answered.
+/// - Anything else: open in the clinic's inbox.
+#[utoipa::path(post, path = "/webhooks/sms/twilio", tag = "webhooks",
+    params(("X-Twilio-Signature" = String, Header, description = "base64 HMAC-SHA1 of the URL and the sorted parameters, with the clinic's auth token")),
+    request_body(content = TwilioInboundMessage, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "TwiML (`text/xml`): `<Response/>`, or a `<Message>` answering the patient", content_type = "text/xml", body = String),
+        (status = 400, description = "`invalid_webhook`: no MessageSid or From", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`invalid_signature`: missing, wrong, another clinic's, or to a number no clinic owns", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`org_suspended`", body = crate::openapi::ErrorBody),
+    ))]
+pub async fn sms_twilio_inbound(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = form_params_text(&body);
+    let get = |name: &str| form_value(&params, name);
+    let invalid = |message: &str| ApiError::BadRequest {
+        code: "invalid_webhook",
+        message: message.to_owned(),
+    };
+    let sid = get("MessageSid")
+        .or_else(|| get("SmsSid"))
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+        .ok_or_else(|| invalid("no MessageSid: not a Twilio incoming message"))?
+        .to_owned();
+    let from = get("From")
+        .and_then(|n| PhoneNumber::parse(n).ok())
+        .ok_or_else(|| invalid("From is not a phone number"))?;
+    let number = get("To").and_then(|n| PhoneNumber::parse(n).ok());
+    let url = request_url(&headers, &uri);
+    let request = Request {
+        url: &url,
+        headers: &headers,
+        body: &body,
+        now: Utc::now().timestamp(),
+    };
+    let (provider, secret_name) = TwilioVoice.secret();
+    let mut tx = open_clinic(
+        &state,
+        number.as_ref().map_or("", |n| n.as_str()),
+        provider,
+        secret_name,
+        "POST /webhooks/sms/twilio",
+        |config, token| TwilioVoice.verify(config, token, &request),
+    )
+    .await?;
+    let to = verified_number(number)?;
+    let mut text = get("Body").unwrap_or_default().to_owned();
+    let media: u32 = get("NumMedia").and_then(|n| n.parse().ok()).unwrap_or(0);
+    if media > 0 {
+        text = format!("{text} [{media} attachment(s) not kept]").trim().to_owned();
+    }
+    let provider_intent = match get("OptOutType").map(str::to_ascii_uppercase).as_deref() {
+        Some("STOP") => Some(Intent::OptOut),
+        Some("START") => Some(Intent::OptIn),
+        Some("HELP") => Some(Intent::Help),
+        _ => None,
+    };
+    let outcome = tx
+        .receive_text(&InboundText {
+            provider_message_id: &sid,
+            from: from.as_str(),
+            to: to.as_str(),
+            body: &text,
+            provider_intent,
+        })
+        .await?;
+    tx.commit().await?;
+    if !outcome.repeated {
+        tracing::info!(kind = outcome.kind.as_str(), "inbound text");
+    }
+    Ok(twiml(outcome.reply.as_deref()))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn twiml_escapes_what_xml_needs() {
+        assert_eq!(
+            super::xml_escape("Dr <Lee> & \"Sons\" 'n'\u{7}"),
+            "Dr &lt;Lee&gt; &amp; &quot;Sons&quot; &apos;n&apos;"
+        );
+    }
+
     #[test]
     fn each_ignored_kind_is_logged_once_and_the_set_stays_bounded() {
         assert!(super::note_ignored("test", "speech-update"));
