@@ -397,23 +397,15 @@ pub(crate) async fn reschedule_appointment(
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_agents_hold_is_one_the_booking_rule_allows() {
-        assert_eq!(booking::hold_seconds(Some(HOLD_SECONDS)), Ok(HOLD_SECONDS));
-        assert!(booking::resource(Some(RESOURCE)).is_ok());
-    }
-}
-
 /// A message or callback request for the clinic's inbox, linked to this call.
 pub(crate) async fn take_message(tx: &mut TenantTx, call: &CallContext, args: &Value) -> Answer {
     let Some(message) = text(args, "message") else {
         return say("What is the message for the clinic?");
     };
-    let callback = args.get("callback").and_then(Value::as_bool).unwrap_or(false);
+    let callback = args
+        .get("callback")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let phone = match text(args, "phone") {
         Some(_) => Some(phone_arg(args, call)?),
         None => call.caller.clone(),
@@ -439,4 +431,15 @@ pub(crate) async fn take_message(tx: &mut TenantTx, call: &CallContext, args: &V
     } else {
         "Noted: the clinic's staff will read the message.".to_owned()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_hold_is_one_the_booking_rule_allows() {
+        assert_eq!(booking::hold_seconds(Some(HOLD_SECONDS)), Ok(HOLD_SECONDS));
+        assert!(booking::resource(Some(RESOURCE)).is_ok());
+    }
 }

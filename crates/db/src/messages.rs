@@ -9,8 +9,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 use voxanne_domain::messages::{
-    self, ConsentChannel, InboxChannel, InboxKind, InboxStatus, Intent, QuietHours,
-    ReminderFacts,
+    self, ConsentChannel, InboxChannel, InboxKind, InboxStatus, Intent, QuietHours, ReminderFacts,
 };
 use voxanne_domain::{
     AppointmentId, CallId, ContactId, InboxMessageId, ReminderRuleId, ServiceId, SmsId,
@@ -279,9 +278,13 @@ impl TenantTx {
             {
                 continue;
             }
-            let Some(due) =
-                messages::reminder_due(starts_at, rule.minutes_before, tz, settings.quiet_hours, now)
-            else {
+            let Some(due) = messages::reminder_due(
+                starts_at,
+                rule.minutes_before,
+                tz,
+                settings.quiet_hours,
+                now,
+            ) else {
                 continue;
             };
             let body = messages::reminder_body(
@@ -365,8 +368,14 @@ impl TenantTx {
         )
         .execute(self.conn())
         .await?;
-        self.record_consent(phone, ConsentChannel::Sms, true, "sms_keyword", Some(detail))
-            .await?;
+        self.record_consent(
+            phone,
+            ConsentChannel::Sms,
+            true,
+            "sms_keyword",
+            Some(detail),
+        )
+        .await?;
         Ok(!self.opted_out(phone).await?)
     }
 

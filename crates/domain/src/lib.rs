@@ -24,8 +24,8 @@ pub use calls::{
 pub use chunks::chunks;
 pub use ids::{
     AppointmentId, CalendarConnectionId, CallId, CampaignId, ClosureId, ContactId, DncEntryId,
-    DocumentId, HoldId, InboxMessageId, InvitationId, LocationId, OrgId, PhoneNumberId, PractitionerId,
-    ReminderRuleId, SecurityEventId, ServiceId, SmsId, UserId,
+    DocumentId, HoldId, InboxMessageId, InvitationId, LocationId, OrgId, PhoneNumberId,
+    PractitionerId, ReminderRuleId, SecurityEventId, ServiceId, SmsId, UserId,
 };
 pub use members::{check_member_change, MemberChange, MemberRefusal};
 pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};

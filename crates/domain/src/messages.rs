@@ -303,7 +303,11 @@ mod tests {
         }
         assert_eq!(intent("help", false), Intent::Help);
         assert_eq!(intent("INFO?", false), Intent::Help);
-        assert_eq!(intent("yes", true), Intent::OptIn, "YES from an opted-out number");
+        assert_eq!(
+            intent("yes", true),
+            Intent::OptIn,
+            "YES from an opted-out number"
+        );
         assert_eq!(intent("yes", false), Intent::Confirm);
         assert_eq!(intent("c", false), Intent::Confirm);
         assert_eq!(intent("Confirm", false), Intent::Confirm);
@@ -456,7 +460,10 @@ mod tests {
             "Sunrise Dental: a reminder of your appointment on Mon 3 Mar 2031 at 09:00 at Main street. Reply C to confirm, R to reschedule, STOP to opt out."
         );
         assert_eq!(
-            reminder_body(Some("{practitioner} sees you {date} {time} ({place})"), &facts),
+            reminder_body(
+                Some("{practitioner} sees you {date} {time} ({place})"),
+                &facts
+            ),
             "Dr Lee sees you Mon 3 Mar 2031 09:00 (Main street)"
         );
         assert!(check_template(DEFAULT_REMINDER_TEMPLATE).is_ok());

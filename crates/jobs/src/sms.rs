@@ -85,7 +85,9 @@ pub enum SmsOutcome {
     /// Not sent, and never will be: `reason`.
     Suppressed { reason: String },
     /// A reminder claimed in the clinic's quiet hours: back in the queue until they end.
-    Deferred { until: chrono::DateTime<chrono::Utc> },
+    Deferred {
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// Failed; back in the queue for a later attempt.
     Retry { error: String },
     /// Failed for good.

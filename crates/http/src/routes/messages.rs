@@ -20,8 +20,7 @@ use voxanne_domain::messages::{
     check_template, ConsentChannel, InboxChannel, InboxKind, InboxStatus, QuietHours,
 };
 use voxanne_domain::{
-    AppointmentId, CallId, ContactId, InboxMessageId, PhoneNumber, ReminderRuleId, ServiceId,
-    SmsId,
+    AppointmentId, CallId, ContactId, InboxMessageId, PhoneNumber, ReminderRuleId, ServiceId, SmsId,
 };
 
 /// No reminder goes out between `start` and `end`, the clinic's local time (its agent
@@ -136,12 +135,12 @@ pub async fn get_settings(Tenant(mut tx): Tenant) -> Result<Json<MessagingSettin
 #[utoipa::path(put, path = "/messaging-settings", tag = "messages",
     request_body = MessagingSettingsBody,
     responses((status = 200, body = MessagingSettings),
-        (status = 422, description = "`validation_failed` (a time, a template's placeholder, too many rules) or `invalid_reference` (a service the clinic does not have)", body = crate::openapi::ErrorBody)))]
+        (status = 422, description = "`validation_failed`: a time, a template's placeholder, too many rules, or a service the clinic does not have (`field` names it)", body = crate::openapi::ErrorBody)))]
 pub async fn put_settings(
     Tenant(mut tx): Tenant,
     AppJson(body): AppJson<MessagingSettingsBody>,
 ) -> Result<Json<MessagingSettings>, ApiError> {
-    let m = tx.membership().clone();
+    let m = *tx.membership();
     ApiError::require_admin(&m, "staff cannot change the clinic's messaging settings")?;
     let quiet = match &body.quiet_hours {
         Some(q) => QuietHours {
@@ -178,7 +177,7 @@ pub async fn put_settings(
             if tx.service_length(service).await?.is_none() {
                 return Err(ApiError::invalid_reference(
                     &m,
-                    "service_id",
+                    &format!("reminders[{i}].service_id"),
                     "services",
                     service.as_uuid(),
                 ));
@@ -311,7 +310,7 @@ pub async fn update_inbox(
     AppPath(id): AppPath<InboxMessageId>,
     AppJson(body): AppJson<InboxChange>,
 ) -> Result<Json<InboxMessage>, ApiError> {
-    let m = tx.membership().clone();
+    let m = *tx.membership();
     let message = tx
         .set_inbox_status(id, body.status)
         .await?

@@ -19,9 +19,9 @@ use voxanne_agent as agent;
 use voxanne_db::call_events::CallEvent;
 use voxanne_db::integrations::open_sealed;
 use voxanne_db::messages::{InboundText, OptOutSource};
-use voxanne_domain::messages::Intent;
 use voxanne_db::system::{webhook_credentials, DeniedKind};
 use voxanne_db::{TenantError, TenantTx};
+use voxanne_domain::messages::Intent;
 use voxanne_domain::{CallDirection, IntegrationProvider, PhoneNumber};
 use voxanne_webhooks::signature::SignatureError;
 use voxanne_webhooks::voice::{
@@ -647,7 +647,9 @@ pub async fn sms_twilio_inbound(
     let mut text = get("Body").unwrap_or_default().to_owned();
     let media: u32 = get("NumMedia").and_then(|n| n.parse().ok()).unwrap_or(0);
     if media > 0 {
-        text = format!("{text} [{media} attachment(s) not kept]").trim().to_owned();
+        text = format!("{text} [{media} attachment(s) not kept]")
+            .trim()
+            .to_owned();
     }
     let provider_intent = match get("OptOutType").map(str::to_ascii_uppercase).as_deref() {
         Some("STOP") => Some(Intent::OptOut),

@@ -17,6 +17,7 @@ mod generated_client;
 mod hostile_input;
 mod knowledge_base_sms;
 mod live;
+mod messages;
 mod openapi;
 mod organizations;
 mod pgbouncer;

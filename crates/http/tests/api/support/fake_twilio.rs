@@ -19,6 +19,9 @@ pub enum Reply {
     Fail(u16),
     /// Nothing until long after the client's timeout.
     Slow,
+    /// 400 with Twilio's error 21610: the recipient texted STOP to the sender
+    /// (`fixtures/twilio/error-21610.json`).
+    Unsubscribed,
 }
 
 /// A request the fake provider received.
@@ -125,6 +128,12 @@ async fn messages(
             ),
         )
             .into_response(),
+        Reply::Unsubscribed => {
+            let body: serde_json::Value =
+                serde_json::from_slice(&crate::support::fixture("twilio/error-21610.json"))
+                    .expect("fixture");
+            (status(400), axum::Json(body)).into_response()
+        }
         Reply::Slow => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             (status(201), axum::Json(json!({"sid": "SMtoolate"}))).into_response()
