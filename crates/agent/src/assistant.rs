@@ -194,6 +194,64 @@ impl Agent {
         provider: IntegrationProvider,
         now: DateTime<Utc>,
     ) -> Result<Value, DbError> {
+        let reply = self.assistant_of(&mut tx, provider, now).await?;
+        tx.commit().await?;
+        Ok(reply)
+    }
+
+    /// The clinic's assistant placing a campaign's call (the `assistant` of Vapi's
+    /// `CreateCallDTO`): the clinic's own, tools and all, opening with `opening` and told what
+    /// the call is about; its call analysis reports the outcome (`structuredData.outcome`,
+    /// one of the `voxanne_domain::outreach::CallOutcome`s of an answered call), which the end-of-call report
+    /// brings back.
+    pub async fn campaign_assistant(
+        &self,
+        tx: &mut TenantTx,
+        provider: IntegrationProvider,
+        now: DateTime<Utc>,
+        opening: &str,
+        purpose: &str,
+    ) -> Result<Value, DbError> {
+        let mut reply = self.assistant_of(tx, provider, now).await?;
+        let assistant = &mut reply["assistant"];
+        assistant["firstMessage"] = json!(opening);
+        if let Some(prompt) = assistant["model"]["messages"][0]["content"].as_str() {
+            let prompt = format!(
+                "{prompt} This is an outbound call the clinic placed, not one the caller made: \
+                 you called them about this: {purpose}. If they are not interested, thank them \
+                 and end the call; if they say it is the wrong number, apologise and end the \
+                 call; if they ask to be called back later, say the clinic will call back. \
+                 Never insist."
+            );
+            assistant["model"]["messages"][0]["content"] = json!(prompt);
+        }
+        let outcomes = ["not_interested", "callback", "wrong_number", "answered"];
+        assistant["analysisPlan"] = json!({
+            "structuredDataPlan": {
+                "enabled": true,
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "outcome": {
+                            "type": "string",
+                            "enum": outcomes,
+                            "description": "not_interested: declined; callback: asked to be called later; wrong_number: not the person called; answered: anything else",
+                        },
+                    },
+                    "required": ["outcome"],
+                },
+            },
+        });
+        Ok(reply.get("assistant").cloned().unwrap_or_default())
+    }
+
+    /// The clinic's assistant (`{"assistant": …}`), read in `tx`.
+    async fn assistant_of(
+        &self,
+        tx: &mut TenantTx,
+        provider: IntegrationProvider,
+        now: DateTime<Utc>,
+    ) -> Result<Value, DbError> {
         let clinic = tx.get_organization().await?.name;
         let config = tx.get_agent_configuration().await?;
         let mut services = Vec::new();
@@ -214,7 +272,6 @@ impl Agent {
             .get_integration(provider)
             .await?
             .and_then(|i| i.config.get(CREDENTIAL_ID)?.as_str().map(str::to_owned));
-        tx.commit().await?;
         let server = self
             .webhook_url
             .clone()

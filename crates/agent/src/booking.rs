@@ -40,18 +40,24 @@ pub(crate) async fn clinic_zone(tx: &mut TenantTx) -> Result<Tz, Refusal> {
 /// The call row of this call, created on the first tool that needs it (the end-of-call
 /// report completes it later; events never move it backwards).
 async fn call_row(tx: &mut TenantTx, call: &CallContext) -> Result<CallId, Refusal> {
+    let other = call
+        .caller
+        .as_ref()
+        .map_or_else(|| "unknown".to_owned(), |c| c.as_str().to_owned());
+    let clinic = call.clinic_number.as_str().to_owned();
+    let (from, to) = match call.direction {
+        CallDirection::Outbound => (clinic, other),
+        CallDirection::Inbound => (other, clinic),
+    };
     Ok(tx
         .apply_call_event(&CallEvent {
             provider: call.provider,
             provider_call_id: call.provider_call_id.chars().take(200).collect(),
-            direction: CallDirection::Inbound,
+            direction: call.direction,
             status: CallStatus::InProgress,
             is_final_report: false,
-            from_number: call
-                .caller
-                .as_ref()
-                .map_or_else(|| "unknown".to_owned(), |c| c.as_str().to_owned()),
-            to_number: call.clinic_number.as_str().to_owned(),
+            from_number: from,
+            to_number: to,
             started_at: None,
             ended_at: None,
             duration_seconds: None,

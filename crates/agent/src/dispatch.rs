@@ -232,6 +232,7 @@ mod tests {
             provider_call_id: "c".into(),
             clinic_number: PhoneNumber::parse("+14155550100").expect("number"),
             caller: None,
+            direction: voxanne_domain::CallDirection::Inbound,
         };
         assert_eq!(
             idempotency_key(&call, &tool_call("tc-1")),

@@ -56,6 +56,9 @@ pub struct CallContext {
     pub provider: &'static str,
     pub provider_call_id: String,
     pub clinic_number: PhoneNumber,
-    /// `None` when the number was withheld.
+    /// The other party: the caller, or the callee of an outbound call. `None` when the
+    /// number was withheld.
     pub caller: Option<PhoneNumber>,
+    /// `Outbound` for a call the clinic placed (a campaign's).
+    pub direction: voxanne_domain::CallDirection,
 }

@@ -2,7 +2,7 @@
 
 use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use voxanne_domain::{CampaignId, CampaignStatus};
 
 /// A row of `campaigns` (the API's view is the HTTP layer's).
@@ -14,6 +14,13 @@ pub struct Campaign {
     /// What the agent says or sends.
     pub message: String,
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// The calling window, the callee's local time (within 08:00-21:00).
+    pub window_start: NaiveTime,
+    pub window_end: NaiveTime,
+    /// Attempts per number (no answer and busy are tried again).
+    pub max_attempts: i32,
+    /// The wait before trying a number again.
+    pub retry_minutes: i32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -23,6 +30,10 @@ pub struct CampaignFields {
     pub status: CampaignStatus,
     pub message: String,
     pub scheduled_at: Option<DateTime<Utc>>,
+    pub window_start: NaiveTime,
+    pub window_end: NaiveTime,
+    pub max_attempts: i32,
+    pub retry_minutes: i32,
 }
 
 /// `query_as!` for [`Campaign`]: the column list goes between the first two SQL pieces.
@@ -30,7 +41,8 @@ macro_rules! campaign_query {
     ($($query:tt)*) => {
         query_row!(
             Campaign,
-            r#"id, name, status AS "status: CampaignStatus", message, scheduled_at, created_at"#,
+            r#"id, name, status AS "status: CampaignStatus", message, scheduled_at, window_start,
+               window_end, max_attempts, retry_minutes, created_at"#,
             $($query)*
         )
     };
@@ -51,15 +63,20 @@ impl TenantTx {
         let org = self.org().as_uuid();
         Ok(campaign_query!(
             [
-                "INSERT INTO campaigns (org_id, name, status, message, scheduled_at)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                "INSERT INTO campaigns (org_id, name, status, message, scheduled_at, window_start,
+                                        window_end, max_attempts, retry_minutes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
                 ""
             ],
             org,
             f.name,
             f.status.as_str(),
             f.message,
-            f.scheduled_at
+            f.scheduled_at,
+            f.window_start,
+            f.window_end,
+            f.max_attempts,
+            f.retry_minutes
         )
         .fetch_one(self.conn())
         .await?)
@@ -73,7 +90,8 @@ impl TenantTx {
         let org = self.org().as_uuid();
         Ok(campaign_query!(
             [
-                "UPDATE campaigns SET name = $3, status = $4, message = $5, scheduled_at = $6
+                "UPDATE campaigns SET name = $3, status = $4, message = $5, scheduled_at = $6,
+                        window_start = $7, window_end = $8, max_attempts = $9, retry_minutes = $10
                   WHERE org_id = $1 AND id = $2 RETURNING ",
                 ""
             ],
@@ -82,7 +100,11 @@ impl TenantTx {
             f.name,
             f.status.as_str(),
             f.message,
-            f.scheduled_at
+            f.scheduled_at,
+            f.window_start,
+            f.window_end,
+            f.max_attempts,
+            f.retry_minutes
         )
         .fetch_optional(self.conn())
         .await?)

@@ -22,6 +22,7 @@ pub mod live;
 pub mod members;
 pub mod messages;
 pub mod organizations;
+pub mod outreach;
 pub mod phone_numbers;
 mod pooler;
 pub mod practitioners;

@@ -33,7 +33,12 @@ pub struct MessagingSettings {
     /// `None`: the default help text.
     pub help_text: Option<String>,
     pub reminders: Vec<ReminderRule>,
+    /// How many of the clinic's outbound (campaign) calls may be in flight at once.
+    pub max_concurrent_calls: i32,
 }
+
+/// The outbound calls a clinic may have in flight at once when it never said.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: i32 = 2;
 
 /// A reminder rule to write.
 #[derive(Debug, Clone)]
@@ -165,7 +170,8 @@ impl TenantTx {
     pub async fn messaging_settings(&mut self) -> Result<MessagingSettings, DbError> {
         let org = self.org().as_uuid();
         let row = sqlx::query!(
-            "SELECT quiet_start, quiet_end, help_text FROM messaging_settings WHERE org_id = $1",
+            "SELECT quiet_start, quiet_end, help_text, max_concurrent_calls
+               FROM messaging_settings WHERE org_id = $1",
             org
         )
         .fetch_optional(self.conn())
@@ -188,11 +194,13 @@ impl TenantTx {
                 },
                 help_text: row.help_text,
                 reminders,
+                max_concurrent_calls: row.max_concurrent_calls,
             },
             None => MessagingSettings {
                 quiet_hours: default_quiet_hours(),
                 help_text: None,
                 reminders,
+                max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
             },
         })
     }
@@ -205,18 +213,22 @@ impl TenantTx {
         quiet_hours: QuietHours,
         help_text: Option<&str>,
         rules: &[NewReminderRule],
+        max_concurrent_calls: i32,
     ) -> Result<MessagingSettings, DbError> {
         let org = self.org().as_uuid();
         sqlx::query!(
-            "INSERT INTO messaging_settings (org_id, quiet_start, quiet_end, help_text)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO messaging_settings (org_id, quiet_start, quiet_end, help_text,
+                                             max_concurrent_calls)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (org_id) DO UPDATE
                 SET quiet_start = EXCLUDED.quiet_start, quiet_end = EXCLUDED.quiet_end,
-                    help_text = EXCLUDED.help_text, updated_at = now()",
+                    help_text = EXCLUDED.help_text,
+                    max_concurrent_calls = EXCLUDED.max_concurrent_calls, updated_at = now()",
             org,
             quiet_hours.start,
             quiet_hours.end,
-            help_text
+            help_text,
+            max_concurrent_calls
         )
         .execute(self.conn())
         .await?;

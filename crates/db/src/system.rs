@@ -386,6 +386,61 @@ pub async fn requeue_stale_sms(db: &Db) -> Result<i64, DbError> {
     Ok(n)
 }
 
+/// A campaign target claimed by the dialer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedCall {
+    pub org_id: OrgId,
+    pub target_id: voxanne_domain::CampaignTargetId,
+    pub campaign_id: voxanne_domain::CampaignId,
+    pub phone: String,
+    pub name: String,
+    /// Every zone the callee may be in.
+    pub time_zones: Vec<String>,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+}
+
+/// Claims the next campaign targets to call, through the SECURITY DEFINER `app.claim_calls`
+/// (migrations/0022): ONE statement, shared out round-robin across the active orgs, each at
+/// most its cap of calls in flight, and only targets whose calling window is open in every
+/// zone the callee may be in. The claimed rows are `dialing` with a lease of `lease`.
+pub async fn claim_calls(
+    db: &Db,
+    batch: u32,
+    lease: std::time::Duration,
+) -> Result<Vec<ClaimedCall>, DbError> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let lease_ms = lease.as_secs_f64() * 1000.0;
+    let mut one = OneStatement::open(db).await?;
+    let rows = sqlx::query_as!(
+        ClaimedCall,
+        r#"SELECT org_id AS "org_id!: OrgId",
+                  target_id AS "target_id!: voxanne_domain::CampaignTargetId",
+                  campaign_id AS "campaign_id!: voxanne_domain::CampaignId",
+                  phone AS "phone!", name AS "name!", time_zones AS "time_zones!",
+                  attempt AS "attempt!"
+             FROM app.claim_calls($1, $2 * interval '1 millisecond')"#,
+        batch,
+        lease_ms
+    )
+    .fetch_all(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(rows)
+}
+
+/// Settles the campaign targets whose dialer died (`dialing`: back in the queue) or whose
+/// report never came (`calling`: failed), through the SECURITY DEFINER
+/// `app.requeue_stale_calls`. Returns how many.
+pub async fn requeue_stale_calls(db: &Db) -> Result<i64, DbError> {
+    let mut one = OneStatement::open(db).await?;
+    let n = sqlx::query_scalar!(r#"SELECT app.requeue_stale_calls() AS "n!""#)
+        .fetch_one(one.conn())
+        .await?;
+    one.finish().await?;
+    Ok(n)
+}
+
 /// The SMS queue depth (`queued`, `waiting`, `sending`) over all orgs, counts only, through
 /// the SECURITY DEFINER `app.sms_queue_depth`: for the metrics.
 pub async fn sms_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbError> {

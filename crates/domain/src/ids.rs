@@ -131,3 +131,15 @@ id_type!(
     /// A reminder rule (`reminder_rules.id`).
     ReminderRuleId
 );
+id_type!(
+    /// A lead: someone the clinic may call who is not yet a patient (`leads.id`).
+    LeadId
+);
+id_type!(
+    /// One number of a campaign's audience (`campaign_targets.id`).
+    CampaignTargetId
+);
+id_type!(
+    /// One outbound attempt (`cold_call_logs.id`).
+    ColdCallId
+);

@@ -10,6 +10,7 @@ mod ids;
 mod members;
 pub mod messages;
 mod org;
+pub mod outreach;
 mod phone;
 mod providers;
 mod role;
@@ -23,9 +24,10 @@ pub use calls::{
 };
 pub use chunks::chunks;
 pub use ids::{
-    AppointmentId, CalendarConnectionId, CallId, CampaignId, ClosureId, ContactId, DncEntryId,
-    DocumentId, HoldId, InboxMessageId, InvitationId, LocationId, OrgId, PhoneNumberId,
-    PractitionerId, ReminderRuleId, SecurityEventId, ServiceId, SmsId, UserId,
+    AppointmentId, CalendarConnectionId, CallId, CampaignId, CampaignTargetId, ClosureId,
+    ColdCallId, ContactId, DncEntryId, DocumentId, HoldId, InboxMessageId, InvitationId, LeadId,
+    LocationId, OrgId, PhoneNumberId, PractitionerId, ReminderRuleId, SecurityEventId, ServiceId,
+    SmsId, UserId,
 };
 pub use members::{check_member_change, MemberChange, MemberRefusal};
 pub use org::{OrgName, OrgNameError, ORG_NAME_MAX_CHARS};

@@ -58,6 +58,9 @@ text_sql!(
     crate::messages::InboxStatus,
     crate::messages::InboxChannel,
     crate::messages::ConsentChannel,
+    crate::outreach::LeadStatus,
+    crate::outreach::TargetStatus,
+    crate::outreach::CallOutcome,
 );
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::security_events::routes())
         .merge(routes::contacts::routes())
         .merge(routes::campaigns::routes())
+        .merge(routes::leads::routes())
         .merge(routes::dnc::routes())
         .merge(routes::scheduling::routes())
         .merge(routes::knowledge_base::routes())

@@ -7,7 +7,9 @@
 //! - the calendar sync (`calendar_sync.rs`): a linked calendar's tokens are refreshed before
 //!   they expire and its busy times cached for availability;
 //! - the calendar event writes (`calendar_events.rs`): each booking, move and cancellation
-//!   is written to the clinic's linked calendars.
+//!   is written to the clinic's linked calendars;
+//! - the campaign dialer (`dialer.rs`): a campaign's queued target is called through the
+//!   voice platform's outbound API, in the callee's calling hours, under the clinic's cap.
 //!
 //! How they stay fair and tenant-safe (docs/TENANCY.md section 5): a batch is claimed with ONE
 //! statement (e.g. `voxanne_db::system::claim_recordings`), which shares the batch out
@@ -19,6 +21,7 @@
 
 pub mod calendar_events;
 pub mod calendar_sync;
+pub mod dialer;
 mod download;
 pub mod egress;
 pub mod job;
@@ -27,9 +30,11 @@ mod metrics;
 pub mod recordings;
 pub mod sms;
 pub mod twilio;
+pub mod vapi;
 
 pub use calendar_events::{CalendarWriter, WriteOutcome};
 pub use calendar_sync::{CalendarSync, CalendarSyncConfig, SyncOutcome};
+pub use dialer::{DialOutcome, Dialer, DialerConfig};
 pub use download::{Credentials, DownloadError, PART_BYTES};
 pub use job::{backoff_delay, Claim, Failure, Job, Schedule};
 pub use media_hosts::MediaHosts;

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub calendar_sync: JobCounters,
     /// Calendar event writes: done, failed for good, retried.
     pub calendar_events: JobCounters,
+    /// Campaign calls: placed, failed for good, retried, skipped (do-not-call, no consent).
+    pub calls: JobCounters,
 }
 
 impl Metrics {
@@ -136,6 +138,26 @@ impl Metrics {
                 "voxanne_calendar_events_retried_total",
                 "Failed calendar event writes put back in the queue.",
                 &self.calendar_events.retried,
+            ),
+            (
+                "voxanne_campaign_calls_placed_total",
+                "Campaign calls the voice platform took, from this process.",
+                &self.calls.done,
+            ),
+            (
+                "voxanne_campaign_calls_failed_total",
+                "Campaign calls the voice platform did not take, for good, in this process.",
+                &self.calls.failed,
+            ),
+            (
+                "voxanne_campaign_calls_retried_total",
+                "Failed campaign dials put back in the queue.",
+                &self.calls.retried,
+            ),
+            (
+                "voxanne_campaign_calls_skipped_total",
+                "Campaign targets never called (do-not-call list, no consent, unknown time zone).",
+                &self.calls.suppressed,
             ),
         ] {
             let _ = writeln!(

@@ -262,6 +262,16 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
                                      appointment_id, reply_to_sms_id)
          SELECT org_id, 'sms', 'reschedule_request', to_number, 'R', 'SMfill', appointment_id, id
            FROM sms_confirmation_logs WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO leads (org_id, phone, name, time_zone, consent_source)
+         VALUES ($1, '+14155550997', 'Lee Fill', 'America/Chicago', 'web form')",
+        "INSERT INTO campaign_targets (org_id, campaign_id, lead_id, phone, name, time_zones)
+         SELECT l.org_id, c.id, l.id, l.phone, l.name, ARRAY[l.time_zone]
+           FROM leads l JOIN campaigns c USING (org_id) WHERE l.org_id = $1 LIMIT 1",
+        "INSERT INTO cold_call_logs (org_id, target_id, campaign_id, lead_id, attempt, to_number,
+                                     from_number, provider_call_id, status, outcome, ended_reason)
+         SELECT org_id, id, campaign_id, lead_id, 1, phone, '+14155550100', 'vapi-fill', 'ended',
+                'voicemail', 'voicemail'
+           FROM campaign_targets WHERE org_id = $1 LIMIT 1",
         "INSERT INTO knowledge_base_documents (org_id, title, body) VALUES ($1, 'Parking', 'Free parking behind the clinic.')",
         "INSERT INTO knowledge_base_chunks (org_id, document_id, ordinal, content)
          SELECT org_id, id, 0, body FROM knowledge_base_documents WHERE org_id = $1 LIMIT 1",

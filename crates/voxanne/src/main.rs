@@ -463,10 +463,10 @@ fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectS
 }
 
 /// The background jobs `serve` and `worker` run.
-type Workers = [tokio::task::JoinHandle<()>; 4];
+type Workers = [tokio::task::JoinHandle<()>; 5];
 
-/// Starts the background jobs, the recording worker, the SMS sender, the calendar sync and
-/// the calendar event writer, each until `stop` turns true.
+/// Starts the background jobs, the recording worker, the SMS sender, the calendar sync, the
+/// calendar event writer and the campaign dialer, each until `stop` turns true.
 #[allow(clippy::too_many_arguments)]
 fn spawn_workers(
     db: &voxanne_db::Db,
@@ -504,6 +504,13 @@ fn spawn_workers(
         config.calendar_sync_config()?,
         metrics.clone(),
     );
+    let dialer = voxanne_jobs::Dialer::new(
+        db.clone(),
+        keyring.clone(),
+        Arc::new(config.vapi()?),
+        voxanne_jobs::DialerConfig::default(),
+        metrics.clone(),
+    );
     let writer = voxanne_jobs::CalendarWriter::new(
         db.clone(),
         keyring,
@@ -525,7 +532,10 @@ fn spawn_workers(
     let sync = tokio::spawn(async move { sync.run(stopped).await });
     let stopped = until_stopped();
     let writer = tokio::spawn(async move { writer.run(stopped).await });
-    Ok([recording, sms, sync, writer])
+    tracing::info!("campaign dialer started");
+    let stopped = until_stopped();
+    let dialer = tokio::spawn(async move { dialer.run(stopped).await });
+    Ok([recording, sms, sync, writer, dialer])
 }
 
 /// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batches in

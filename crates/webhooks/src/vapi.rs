@@ -55,6 +55,9 @@ pub struct Message {
     pub ended_reason: Option<String>,
     pub transcript: Option<String>,
     pub summary: Option<String>,
+    /// What the agent's call analysis says an outbound call came to
+    /// (`analysis.structuredData.outcome`, asked for by a campaign call's `analysisPlan`).
+    pub reported_outcome: Option<String>,
     pub recording_url: Option<String>,
 }
 
@@ -185,6 +188,13 @@ pub fn parse(body: &[u8]) -> Result<Message, ParseError> {
         ended_reason: text(m, &[&["endedReason"], &["call", "endedReason"]]),
         transcript: text(m, &[&["artifact", "transcript"], &["transcript"]]),
         summary: text(m, &[&["analysis", "summary"], &["summary"]]),
+        reported_outcome: text(
+            m,
+            &[
+                &["analysis", "structuredData", "outcome"],
+                &["call", "analysis", "structuredData", "outcome"],
+            ],
+        ),
         recording_url: recording_url(m),
     })
 }

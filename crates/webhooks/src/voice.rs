@@ -70,6 +70,8 @@ pub struct CallUpdate {
     pub transcript: Option<String>,
     pub summary: Option<String>,
     pub ended_reason: Option<String>,
+    /// An outbound call's outcome as the agent's analysis reported it.
+    pub reported_outcome: Option<String>,
     pub recording_url: Option<String>,
 }
 
@@ -85,6 +87,7 @@ impl CallUpdate {
             transcript: None,
             summary: None,
             ended_reason: None,
+            reported_outcome: None,
             recording_url: None,
         }
     }
@@ -152,6 +155,7 @@ impl VoicePlatform for Vapi {
             transcript: m.transcript.clone(),
             summary: m.summary.clone(),
             ended_reason: m.ended_reason.clone(),
+            reported_outcome: m.reported_outcome.clone(),
             recording_url: m.recording_url.clone(),
         };
         let event = match &m.kind {

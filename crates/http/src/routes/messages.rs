@@ -58,6 +58,8 @@ pub struct MessagingSettings {
     pub help_text: Option<String>,
     /// Longest first.
     pub reminders: Vec<ReminderRule>,
+    /// How many of the clinic's campaign calls may be in flight at once.
+    pub max_concurrent_calls: i32,
 }
 
 fn hhmm(t: NaiveTime) -> String {
@@ -82,6 +84,7 @@ impl From<SettingsRow> for MessagingSettings {
                     template: r.template,
                 })
                 .collect(),
+            max_concurrent_calls: row.max_concurrent_calls,
         }
     }
 }
@@ -113,6 +116,9 @@ pub struct MessagingSettingsBody {
     #[serde(default)]
     #[schema(max_items = 10)]
     pub reminders: Vec<NewReminder>,
+    /// 1 to 50; default 2.
+    #[schema(minimum = 1, maximum = 50)]
+    pub max_concurrent_calls: Option<i32>,
 }
 
 /// At most this many reminder rules.
@@ -189,8 +195,17 @@ pub async fn put_settings(
             template,
         });
     }
+    let cap = body
+        .max_concurrent_calls
+        .unwrap_or(voxanne_db::messages::DEFAULT_MAX_CONCURRENT_CALLS);
+    if !(1..=50).contains(&cap) {
+        return Err(ApiError::validation(
+            "max_concurrent_calls",
+            "from 1 to 50 calls at once",
+        ));
+    }
     let settings = tx
-        .put_messaging_settings(quiet, help.as_deref(), &rules)
+        .put_messaging_settings(quiet, help.as_deref(), &rules, cap)
         .await?;
     tx.commit().await?;
     Ok(Json(settings.into()))

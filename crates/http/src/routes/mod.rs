@@ -14,6 +14,7 @@ pub mod holds;
 pub mod integrations;
 pub mod invitations;
 pub mod knowledge_base;
+pub mod leads;
 pub mod live;
 pub mod me;
 pub mod members;

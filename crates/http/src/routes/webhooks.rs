@@ -236,6 +236,11 @@ async fn voice(
                     .other_number
                     .as_deref()
                     .and_then(|n| PhoneNumber::parse(n).ok()),
+                direction: if inbound.inbound {
+                    CallDirection::Inbound
+                } else {
+                    CallDirection::Outbound
+                },
             };
             // Verified: each tool runs in a transaction of its own.
             tx.commit().await?;
@@ -283,10 +288,13 @@ async fn voice(
             } else {
                 (CallDirection::Outbound, number.to_string(), other)
             };
+            let provider_call_id: String = inbound.provider_call_id.chars().take(200).collect();
+            let campaign_report = (update.is_final && !inbound.inbound)
+                .then(|| (update.ended_reason.clone(), update.reported_outcome.clone()));
             let call_id = tx
                 .apply_call_event(&CallEvent {
                     provider: platform.name(),
-                    provider_call_id: inbound.provider_call_id.chars().take(200).collect(),
+                    provider_call_id: provider_call_id.clone(),
                     direction,
                     status: update.status,
                     is_final_report: update.is_final,
@@ -301,6 +309,17 @@ async fn voice(
                     recording_url: update.recording_url,
                 })
                 .await?;
+            // An outbound call of a campaign: its attempt, its target and its lead learn
+            // how it ended (nothing, for another outbound call).
+            if let Some((ended_reason, reported)) = campaign_report {
+                tx.campaign_call_ended(
+                    &provider_call_id,
+                    call_id.into(),
+                    ended_reason.as_deref(),
+                    reported.as_deref(),
+                )
+                .await?;
+            }
             let org = tx.org();
             tx.commit().await?;
             state.live.changed(org);

@@ -10,6 +10,7 @@ mod auth;
 mod calendar_oauth;
 mod calendar_sync;
 mod calls;
+mod campaign_calls;
 mod contacts_campaigns_dnc;
 mod dashboard;
 mod edge;

@@ -276,7 +276,8 @@ async fn messaging_settings_default_and_only_admins_change_them_with_valid_rules
     assert_eq!(r.status, 200);
     assert_eq!(
         r.body,
-        json!({"quiet_hours": {"start": "21:00", "end": "08:00"}, "help_text": null, "reminders": []})
+        json!({"quiet_hours": {"start": "21:00", "end": "08:00"}, "help_text": null, "reminders": [],
+               "max_concurrent_calls": 2})
     );
     let body = json!({"reminders": [{"minutes_before": 1440}]});
     let r = app

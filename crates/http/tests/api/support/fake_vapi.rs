@@ -4,7 +4,9 @@
 //! takes a `CreateCustomCredentialDTO` (`provider: "custom-credential"`, `name` of at most 40
 //! characters, an `authenticationPlan` of type `bearer`, `hmac` or `oauth2`) and answers the
 //! `CustomCredential` with its `id`; `PATCH /credential/{id}` and `PATCH /phone-number/{id}`
-//! update them. Errors have Vapi's NestJS shape, `{"message", "error", "statusCode"}` (the
+//! update them; `POST /call` takes a `CreateCallDTO` (an `assistant` or `assistantId`, the
+//! `phoneNumberId` of one of the account's numbers, a `customer` with an E.164 `number`) and
+//! answers the `Call`, `type: "outboundPhoneCall"`, `status: "queued"`, with its `id`. Errors have Vapi's NestJS shape, `{"message", "error", "statusCode"}` (the
 //! 401 message is Vapi's own), and a 400 for a property the DTO does not have, as Vapi's
 //! validation answers ("property x should not exist").
 
@@ -34,6 +36,8 @@ struct Account {
     /// Answer this many requests 429 before serving again.
     limited: u32,
     created: u32,
+    /// The outbound calls placed (`POST /call` bodies), in order.
+    calls: Vec<Value>,
 }
 
 #[derive(Clone, Default)]
@@ -75,6 +79,7 @@ impl FakeVapi {
             .route("/phone-number/{id}", axum::routing::patch(update_number))
             .route("/credential", axum::routing::post(create_credential))
             .route("/credential/{id}", axum::routing::patch(update_credential))
+            .route("/call", axum::routing::post(create_call))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { base, state }
@@ -95,6 +100,11 @@ impl FakeVapi {
     /// Forgets the credentials (as if deleted in Vapi's dashboard).
     pub fn delete_credentials(&self) {
         self.state.0.lock().expect("lock").credentials.clear();
+    }
+
+    /// The outbound calls placed so far (their `CreateCallDTO` bodies).
+    pub fn calls(&self) -> Vec<Value> {
+        self.state.0.lock().expect("lock").calls.clone()
     }
 
     /// The next `n` requests are answered 429.
@@ -218,6 +228,87 @@ async fn update_number(
         number[k] = v.clone();
     }
     Json(number.clone()).into_response()
+}
+
+async fn create_call(
+    State(fake): State<Fake>,
+    method: Method,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = admit(&fake, method, "/call".into(), &headers, &body) {
+        return refused;
+    }
+    // CreateCallDTO's properties.
+    let allowed = [
+        "customers",
+        "name",
+        "schedulePlan",
+        "transport",
+        "assistantId",
+        "assistant",
+        "assistantOverrides",
+        "squadId",
+        "squad",
+        "workflowId",
+        "workflow",
+        "workflowOverrides",
+        "phoneNumberId",
+        "phoneNumber",
+        "customerId",
+        "customer",
+    ];
+    if let Some(bad) = unknown_properties(&body, &allowed) {
+        return bad;
+    }
+    if body["assistant"].is_null() && body["assistantId"].is_null() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!(["assistant or assistantId must be provided"]),
+        );
+    }
+    if body["name"]
+        .as_str()
+        .is_some_and(|n| n.chars().count() > 40)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!(["name must be shorter than or equal to 40 characters"]),
+        );
+    }
+    let number = body["customer"]["number"].as_str().unwrap_or_default();
+    let e164 = number.starts_with('+')
+        && (8..=16).contains(&number.len())
+        && number[1..].bytes().all(|b| b.is_ascii_digit());
+    if !e164 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!(["customer.number must be a valid phone number in the E.164 format"]),
+        );
+    }
+    let mut account = fake.0.lock().expect("lock");
+    let known = account
+        .numbers
+        .iter()
+        .any(|n| n["id"] == body["phoneNumberId"]);
+    if !known {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!("phoneNumberId is not a phone number of this account"),
+        );
+    }
+    account.calls.push(body.clone());
+    let id = format!("call-{}", account.calls.len());
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "id": id, "orgId": "4b7d2c3e-8f1a-4e6b-9c2d-1a2b3c4d5e6f",
+            "type": "outboundPhoneCall", "status": "queued",
+            "phoneNumberId": body["phoneNumberId"], "customer": body["customer"],
+            "createdAt": "2026-12-03T10:00:00.000Z", "updatedAt": "2026-12-03T10:00:00.000Z"
+        })),
+    )
+        .into_response()
 }
 
 fn check_plan(plan: &Value) -> Option<Response> {
