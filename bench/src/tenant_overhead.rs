@@ -13,6 +13,8 @@
 //! | + prepared | context batch, then the membership check as a prepared statement (one more round trip) |
 //! | + scalar fn | like + function, called as a scalar |
 //! | tenant | `Db::tenant` + `list_calls` + commit: what every API request pays |
+//! | … (pinned) | the same, with the context helpers given `SET search_path` as they had before
+//! migration 0023 (a SET clause stops PostgreSQL inlining them): what inlining saves |
 //!
 //! Variants run interleaved over several rounds and the best round of each counts, so that
 //! a burst of other load on the machine does not decide a ratio. Printed: µs per request and
@@ -88,6 +90,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let function = format!("{context}; SELECT role, status FROM app.current_membership()");
     let scalar = format!("{context}; SELECT app.current_membership()");
 
+    let tenant = |db: Db| -> Variant {
+        Box::new(move || {
+            let db = db.clone();
+            Box::pin(async move {
+                let mut tx = db.tenant(a.org, a.owner).await?;
+                tx.list_calls(&CallFilter::default(), None, 25).await?;
+                Ok(tx.commit().await?)
+            })
+        })
+    };
     let variants: Vec<(&str, Variant)> = vec![
         ("raw", {
             let raw = raw.clone();
@@ -115,7 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
         ("rls context", with_batch(&app, context.clone(), org)),
         ("+ inline check", with_batch(&app, inline, org)),
-        ("+ function", with_batch(&app, function, org)),
+        ("+ function", with_batch(&app, function.clone(), org)),
         ("+ prepared", {
             let app = app.clone();
             let context = std::rc::Rc::new(context.clone());
@@ -132,32 +144,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
         }),
         ("+ scalar fn", with_batch(&app, scalar, org)),
-        ("tenant", {
-            Box::new(move || {
-                let db = db.clone();
-                Box::pin(async move {
-                    let mut tx = db.tenant(a.org, a.owner).await?;
-                    tx.list_calls(&CallFilter::default(), None, 25).await?;
-                    Ok(tx.commit().await?)
-                })
-            })
-        }),
+        ("tenant", tenant(db.clone())),
+        (
+            "+ function (pinned)",
+            with_batch(&app, function.clone(), org),
+        ),
+        ("tenant (pinned)", tenant(db.clone())),
     ];
+    let pinned = |name: &str| name.ends_with("(pinned)");
+    // The helpers as migration 0001 made them, and as they are now.
+    let pin = "ALTER FUNCTION app.current_org_id() SET search_path = pg_catalog, pg_temp;
+               ALTER FUNCTION app.current_user_id() SET search_path = pg_catalog, pg_temp";
+    let unpin = "ALTER FUNCTION app.current_org_id() RESET search_path;
+                 ALTER FUNCTION app.current_user_id() RESET search_path";
 
-    for (_, run) in &variants {
+    for (name, run) in &variants {
+        if pinned(name) {
+            raw.execute(pin).await?;
+        }
         for _ in 0..200 {
             run().await?;
+        }
+        if pinned(name) {
+            raw.execute(unpin).await?;
         }
     }
     let mut best = vec![Duration::MAX; variants.len()];
     for round in 0..ROUNDS {
         eprint!("\rround {}/{ROUNDS}: {n} requests per variant", round + 1);
-        for (i, (_, run)) in variants.iter().enumerate() {
+        for (i, (name, run)) in variants.iter().enumerate() {
+            if pinned(name) {
+                raw.execute(pin).await?;
+            }
             let start = Instant::now();
             for _ in 0..n {
                 run().await?;
             }
             best[i] = best[i].min(start.elapsed());
+            if pinned(name) {
+                raw.execute(unpin).await?;
+            }
         }
     }
     eprintln!();

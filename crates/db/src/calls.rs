@@ -74,7 +74,7 @@ pub struct NewCall {
 
 impl TenantTx {
     /// Up to `limit` calls matching `filter`, newest first by `(started_at, id)`, after the
-    /// keyset position `after` (a `started_at` and an id).
+    /// keyset position `after` (a `started_at` and an id), without their transcripts.
     pub async fn list_calls(
         &mut self,
         filter: &CallFilter,
@@ -82,10 +82,16 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<Call>, DbError> {
         let org = self.org().as_uuid();
-        Ok(call_query!(
-            [
-                "SELECT ",
-                " FROM calls
+        // A list carries what a list shows: no transcript (a page of them is tens of KB to
+        // read, send and escape); `get_call` has it.
+        Ok(sqlx::query_as!(
+            Call,
+            r#"SELECT id, org_id, contact_id AS "contact_id: ContactId",
+                      direction AS "direction: CallDirection", status AS "status: CallStatus",
+                      from_number, to_number, started_at, ended_at, duration_seconds,
+                      recording_status AS "recording_status: RecordingStatus", recording_path,
+                      NULL::text AS transcript, summary, created_at
+                 FROM calls
                   WHERE org_id = $1
                     AND ($2::text IS NULL OR direction = $2)
                     AND ($3::text IS NULL OR status = $3)
@@ -94,8 +100,7 @@ impl TenantTx {
                     AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
                     AND ($9::uuid IS NULL OR contact_id = $9)
                   ORDER BY started_at DESC, id DESC
-                  LIMIT $8"
-            ],
+                  LIMIT $8"#,
             org,
             filter.direction.map(|d| d.as_str()),
             filter.status.map(|s| s.as_str()),

@@ -176,6 +176,10 @@ impl Db {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
+            // No ping before each acquire: a round trip per request. A connection that died
+            // idle fails the tenant transaction's first batch, and another is taken then
+            // (tenant.rs).
+            .test_before_acquire(false)
             .connect_with(settings.pooler.connect_options(app))
             .await?;
         let half = usize::try_from(settings.max_connections / 2).unwrap_or(1);

@@ -66,7 +66,17 @@ enum OneStatement {
 impl OneStatement {
     async fn open(db: &Db) -> Result<Self, DbError> {
         Ok(match db.pooler() {
-            Pooler::None => OneStatement::Direct(db.pool().acquire().await?),
+            Pooler::None => {
+                // The pool does not ping on acquire (tenant transactions retry a dead
+                // connection instead); a lone statement has no batch to retry, so its
+                // connection is checked here, as the pool used to, and replaced once if dead.
+                let mut conn = db.pool().acquire().await?;
+                if sqlx::Connection::ping(&mut *conn).await.is_err() {
+                    let _ = conn.close().await;
+                    conn = db.pool().acquire().await?;
+                }
+                OneStatement::Direct(conn)
+            }
             Pooler::Transaction => {
                 OneStatement::InTransaction(ScopedTx::begin(db, None, None, None).await?.0)
             }

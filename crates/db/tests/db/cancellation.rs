@@ -118,3 +118,64 @@ async fn cancelled_requests_under_load_leave_no_connection_in_a_transaction() {
         next_user_sees_only_its_own_context(&db, me, &format!("after the load, {i}")).await;
     }
 }
+
+/// The pool hands out connections without pinging them first (a round trip saved on every
+/// request): one that died while idle (the server ended its session) costs the next tenant
+/// transaction nothing but a retry on a new connection, and a lone cross-org statement is
+/// checked before it is sent.
+#[tokio::test]
+async fn a_connection_that_died_idle_is_replaced_not_reported() {
+    let t = TestDb::new().await;
+    let [a, _] = demo::seed(&t.db).await.expect("seed");
+    let db = Db::connect(t.app_options(), 1).await.expect("pool of one");
+    let terminate = || async {
+        let mut admin = t.admin().await;
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND usename = 'voxanne_app'",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("terminate");
+        // The pool's one connection among them (and the seeding pool's).
+        assert!(!ended.is_empty() && ended.iter().all(|e| *e), "{ended:?}");
+        // The session is gone once its backend has left pg_stat_activity.
+        for _ in 0..100 {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND usename = 'voxanne_app'",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+            if left == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the terminated backend did not go");
+    };
+    db.tenant(a.org, a.owner)
+        .await
+        .expect("tx")
+        .commit()
+        .await
+        .expect("commit");
+    // Let the pool's release ping finish before the connection is killed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    terminate().await;
+    let mut tx = db.tenant(a.org, a.owner).await.expect("a new connection");
+    let orgs: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT org_id FROM calls")
+        .fetch_all(tx.conn())
+        .await
+        .expect("calls");
+    assert_eq!(orgs, vec![a.org.as_uuid()]);
+    tx.commit().await.expect("commit");
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    terminate().await;
+    let requeued = voxanne_db::system::requeue_stale_calls(&db)
+        .await
+        .expect("a lone statement on a new connection");
+    assert_eq!(requeued, 0);
+}

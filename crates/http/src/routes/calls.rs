@@ -31,6 +31,8 @@ pub struct Call {
     pub recording_status: RecordingStatus,
     /// Where the recording is stored, once it is (`GET /calls/{id}/recording` streams it).
     pub recording_path: Option<String>,
+    /// The whole conversation. Not in lists (`GET /calls`): read the call for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript: Option<String>,
     pub summary: Option<String>,
     pub created_at: DateTime<Utc>,
