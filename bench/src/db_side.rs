@@ -1,0 +1,175 @@
+//! What the tenant boundary costs the database, in throughput, against the query it protects:
+//! `pgbench` (PostgreSQL's own load generator, a second process on the same machine) runs
+//! each variant with several clients, in interleaved rounds; the best round of each counts.
+//!
+//! | variant | what each transaction is |
+//! | --- | --- |
+//! | bare | one page (26 rows) of a clinic's calls, as the superuser: no RLS, no transaction |
+//! | tenant | as `voxanne_app`, what every API request sends: `BEGIN; SET LOCAL` context; the membership check (one batch), the same page under forced RLS, `COMMIT` |
+//! | tenant (pinned) | the same, with the context helpers given `SET search_path` as before migration 0023 |
+//!
+//! The target (see the speed issue): tenant ≥ 0.5 × bare. Printed: transactions per second
+//! and ratios to `bare`.
+//!
+//! `cargo run --release -p voxanne-bench --bin db-side [-- CLIENTS SECONDS ROUNDS CALLS]`
+//! (defaults 16 10 3 10000; `-- 2 1 1 200` is a smoke run).
+
+use sqlx::Executor;
+use std::path::Path;
+use std::process::Command;
+use voxanne_db::demo;
+use voxanne_testkit::TestDb;
+
+const COLUMNS: &str = "id, org_id, contact_id, direction, status, from_number, to_number, \
+     started_at, ended_at, duration_seconds, recording_status, recording_path, summary, created_at";
+
+/// `pgbench` on the PATH, else the one beside Debian's PostgreSQL server binaries.
+fn pgbench_path() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("pgbench"))
+            .collect::<Vec<_>>()
+    });
+    let debian = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/pgbench"));
+    on_path
+        .chain(debian)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "pgbench".into())
+}
+
+/// Runs `script` with pgbench as `role` for `seconds` with `clients`; transactions per second.
+fn pgbench(
+    t: &TestDb,
+    role: &str,
+    script: &Path,
+    clients: u32,
+    seconds: u32,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let options = t.admin_options();
+    let host = options
+        .get_socket()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| options.get_host().to_owned());
+    let output = Command::new(pgbench_path())
+        .args(["-n", "-M", "simple", "-f"])
+        .arg(script)
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(4).to_string(),
+        ])
+        .args(["-T", &seconds.to_string()])
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &options.get_port().to_string(),
+            "-U",
+            role,
+        ])
+        .arg(t.name.as_str())
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "pgbench failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    // "tps = 5123.456789 (without initial connection time)"
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| format!("no tps in pgbench's output: {text}").into())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let arg = |i: usize, default: u32| {
+        std::env::args()
+            .nth(i)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
+    };
+    let (clients, seconds, rounds, calls) = (arg(1, 16), arg(2, 10), arg(3, 3), arg(4, 10_000));
+    let t = TestDb::new().await;
+    let [a, _] = demo::seed(&t.db).await?;
+    let mut admin = t.admin().await;
+    // A clinic with `calls` calls, each with a transcript, as a busy clinic's are.
+    sqlx::query(
+        "INSERT INTO calls (org_id, direction, status, from_number, to_number, started_at,
+                            ended_at, duration_seconds, transcript, summary)
+         SELECT $1, 'inbound', 'completed', '+14155551001', '+14155550100',
+                now() - make_interval(mins => i), now() - make_interval(mins => i) + interval '2 minutes',
+                120, repeat('Caller: I would like an appointment. ', 20), 'Asked for an appointment.'
+           FROM generate_series(1, $2) i",
+    )
+    .bind(a.org.as_uuid())
+    .bind(i32::try_from(calls).unwrap_or(i32::MAX))
+    .execute(&mut admin)
+    .await?;
+    admin.execute("ANALYZE").await?;
+
+    let dir = tempfile::tempdir()?;
+    let page = format!(
+        "SELECT {COLUMNS} FROM calls WHERE org_id = '{}' ORDER BY started_at DESC, id DESC LIMIT 26;",
+        a.org
+    );
+    let bare = dir.path().join("bare.sql");
+    std::fs::write(&bare, format!("{page}\n"))?;
+    // As the application sends it: one batch opens the transaction, sets the context and
+    // checks the membership; then the query; then COMMIT.
+    let tenant = dir.path().join("tenant.sql");
+    std::fs::write(
+        &tenant,
+        format!(
+            "BEGIN; SET LOCAL app.org_id = '{}'; SET LOCAL app.user_id = '{}'; SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership();\n{page}\nCOMMIT;\n",
+            a.org, a.owner
+        ),
+    )?;
+    let pin = "ALTER FUNCTION app.current_org_id() SET search_path = pg_catalog, pg_temp;
+               ALTER FUNCTION app.current_user_id() SET search_path = pg_catalog, pg_temp";
+    let unpin = "ALTER FUNCTION app.current_org_id() RESET search_path;
+                 ALTER FUNCTION app.current_user_id() RESET search_path";
+
+    let superuser = t.admin_options().get_username().to_owned();
+    let variants: [(&str, &str, &Path, bool); 3] = [
+        ("bare", superuser.as_str(), &bare, false),
+        ("tenant", "voxanne_app", &tenant, false),
+        ("tenant (pinned)", "voxanne_app", &tenant, true),
+    ];
+    let mut best = [0.0_f64; 3];
+    for round in 0..rounds {
+        eprint!(
+            "\rround {}/{rounds}: {clients} clients, {seconds} s per variant",
+            round + 1
+        );
+        for (i, (_, role, script, pinned)) in variants.iter().enumerate() {
+            if *pinned {
+                admin.execute(pin).await?;
+            }
+            let tps = pgbench(&t, role, script, clients, seconds);
+            if *pinned {
+                admin.execute(unpin).await?;
+            }
+            best[i] = best[i].max(tps?);
+        }
+    }
+    eprintln!();
+    println!("{:<16} {:>10} {:>8}", "variant", "tx/s", "vs bare");
+    for ((name, ..), tps) in variants.iter().zip(best) {
+        println!("{name:<16} {tps:>10.0} {:>8.2}", tps / best[0]);
+    }
+    Ok(())
+}
