@@ -45,6 +45,22 @@ macro_rules! call_query {
 
 tenant_row!(Call, CallId, "calls", call_query);
 
+/// [`call_query!`] for lists: a list carries what a list shows, no transcript (a page of them
+/// is tens of KB to read, send and escape); one call (`get_call`) has it.
+macro_rules! call_list_query {
+    ($($query:tt)*) => {
+        query_row!(
+            Call,
+            r#"id, org_id, contact_id AS "contact_id: ContactId",
+               direction AS "direction: CallDirection", status AS "status: CallStatus",
+               from_number, to_number, started_at, ended_at, duration_seconds,
+               recording_status AS "recording_status: RecordingStatus", recording_path,
+               NULL::text AS transcript, summary, created_at"#,
+            $($query)*
+        )
+    };
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
     pub direction: Option<CallDirection>,
@@ -82,37 +98,73 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<Call>, DbError> {
         let org = self.org().as_uuid();
-        // A list carries what a list shows: no transcript (a page of them is tens of KB to
-        // read, send and escape); `get_call` has it.
-        Ok(sqlx::query_as!(
-            Call,
-            r#"SELECT id, org_id, contact_id AS "contact_id: ContactId",
-                      direction AS "direction: CallDirection", status AS "status: CallStatus",
-                      from_number, to_number, started_at, ended_at, duration_seconds,
-                      recording_status AS "recording_status: RecordingStatus", recording_path,
-                      NULL::text AS transcript, summary, created_at
-                 FROM calls
-                  WHERE org_id = $1
-                    AND ($2::text IS NULL OR direction = $2)
-                    AND ($3::text IS NULL OR status = $3)
-                    AND ($4::timestamptz IS NULL OR started_at >= $4)
-                    AND ($5::timestamptz IS NULL OR started_at < $5)
-                    AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
-                    AND ($9::uuid IS NULL OR contact_id = $9)
-                  ORDER BY started_at DESC, id DESC
-                  LIMIT $8"#,
-            org,
-            filter.direction.map(|d| d.as_str()),
-            filter.status.map(|s| s.as_str()),
-            filter.from,
-            filter.to,
-            after.map(|k| k.0),
-            after.map(|k| k.1),
-            i64::from(limit),
-            filter.contact.map(uuid::Uuid::from)
-        )
-        .fetch_all(self.conn())
-        .await?)
+        let limit = i64::from(limit);
+        // The common page, unfiltered, is a statement of its own (the first page and the
+        // next ones): with no optional clause to fold away, PostgreSQL settles on a generic
+        // plan for it and stops planning it on every request. Filters take the general one.
+        let unfiltered = filter.direction.is_none()
+            && filter.status.is_none()
+            && filter.from.is_none()
+            && filter.to.is_none()
+            && filter.contact.is_none();
+        let rows = match (unfiltered, after) {
+            (true, None) => {
+                call_list_query!(
+                    [
+                        "SELECT ",
+                        " FROM calls WHERE org_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
+                    ],
+                    org,
+                    limit
+                )
+                .fetch_all(self.conn())
+                .await?
+            }
+            (true, Some((at, id))) => {
+                call_list_query!(
+                    [
+                        "SELECT ",
+                        " FROM calls WHERE org_id = $1 AND (started_at, id) < ($2, $3)
+                          ORDER BY started_at DESC, id DESC LIMIT $4"
+                    ],
+                    org,
+                    at,
+                    id,
+                    limit
+                )
+                .fetch_all(self.conn())
+                .await?
+            }
+            (false, _) => {
+                call_list_query!(
+                    [
+                        "SELECT ",
+                        " FROM calls
+                          WHERE org_id = $1
+                            AND ($2::text IS NULL OR direction = $2)
+                            AND ($3::text IS NULL OR status = $3)
+                            AND ($4::timestamptz IS NULL OR started_at >= $4)
+                            AND ($5::timestamptz IS NULL OR started_at < $5)
+                            AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
+                            AND ($9::uuid IS NULL OR contact_id = $9)
+                          ORDER BY started_at DESC, id DESC
+                          LIMIT $8"
+                    ],
+                    org,
+                    filter.direction.map(|d| d.as_str()),
+                    filter.status.map(|s| s.as_str()),
+                    filter.from,
+                    filter.to,
+                    after.map(|k| k.0),
+                    after.map(|k| k.1),
+                    limit,
+                    filter.contact.map(uuid::Uuid::from)
+                )
+                .fetch_all(self.conn())
+                .await?
+            }
+        };
+        Ok(rows)
     }
 
     pub async fn get_call(&mut self, id: CallId) -> Result<Option<Call>, DbError> {

@@ -54,6 +54,22 @@ async fn a_clinic_lists_all_of_its_calls_newest_first_and_none_of_the_others() {
         sorted.sort_by(|x, y| y.cmp(x));
         assert_eq!(started, sorted, "newest first");
         assert_eq!(r.body["next_cursor"], json!(null));
+        // A list carries what a list shows; the call itself has its transcript.
+        assert!(
+            calls.iter().all(|c| c.get("transcript").is_none()),
+            "{calls:?}"
+        );
+        let with = calls
+            .iter()
+            .find(|c| c["summary"].is_string())
+            .expect("a call with a summary");
+        let one = app
+            .get_as(
+                &format!("/api/v1/calls/{}", with["id"].as_str().expect("id")),
+                &app.token(clinic.owner, Some(clinic.org)),
+            )
+            .await;
+        assert!(one.body["transcript"].is_string(), "{:?}", one.body);
     }
 }
 
