@@ -5,7 +5,10 @@
 //! | variant | what each transaction is |
 //! | --- | --- |
 //! | bare | one page (26 rows) of a clinic's calls, as the superuser: no RLS, no transaction |
+//! | bare in a tx | the same between `BEGIN` and `COMMIT` (three round trips, as the tenant's) |
+//! | context only | as `voxanne_app`: `BEGIN; SET LOCAL` context; the page under RLS; `COMMIT` |
 //! | tenant | as `voxanne_app`, what every API request sends: `BEGIN; SET LOCAL` context; the membership check (one batch), the same page under forced RLS, `COMMIT` |
+//! | tenant, set_config | the tenant's, with the context written by one `set_config` statement |
 //! | tenant (pinned) | the same, with the context helpers given `SET search_path` as before migration 0023 |
 //!
 //! The target (see the speed issue): tenant ≥ 0.5 × bare. Printed: transactions per second
@@ -138,18 +141,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             a.org, a.owner
         ),
     )?;
+    // The same without the membership check: what the check costs.
+    let unchecked = dir.path().join("unchecked.sql");
+    std::fs::write(
+        &unchecked,
+        format!(
+            "BEGIN; SET LOCAL app.org_id = '{}'; SET LOCAL app.user_id = '{}';\n{page}\nCOMMIT;\n",
+            a.org, a.owner
+        ),
+    )?;
+    // The context written with set_config in one statement instead of two SET LOCALs.
+    let set_config = dir.path().join("set_config.sql");
+    std::fs::write(
+        &set_config,
+        format!(
+            "BEGIN; SELECT set_config('app.org_id', '{}', true), set_config('app.user_id', '{}', true); SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership();\n{page}\nCOMMIT;\n",
+            a.org, a.owner
+        ),
+    )?;
+    // The bare query inside a transaction, as the superuser: what BEGIN/COMMIT cost.
+    let bare_tx = dir.path().join("bare_tx.sql");
+    std::fs::write(&bare_tx, format!("BEGIN;\n{page}\nCOMMIT;\n"))?;
     let pin = "ALTER FUNCTION app.current_org_id() SET search_path = pg_catalog, pg_temp;
                ALTER FUNCTION app.current_user_id() SET search_path = pg_catalog, pg_temp";
     let unpin = "ALTER FUNCTION app.current_org_id() RESET search_path;
                  ALTER FUNCTION app.current_user_id() RESET search_path";
 
     let superuser = t.admin_options().get_username().to_owned();
-    let variants: [(&str, &str, &Path, bool); 3] = [
+    let variants: [(&str, &str, &Path, bool); 6] = [
         ("bare", superuser.as_str(), &bare, false),
+        ("bare in a tx", superuser.as_str(), &bare_tx, false),
+        ("context only", "voxanne_app", &unchecked, false),
         ("tenant", "voxanne_app", &tenant, false),
         ("tenant (pinned)", "voxanne_app", &tenant, true),
+        ("tenant, set_config", "voxanne_app", &set_config, false),
     ];
-    let mut best = [0.0_f64; 3];
+    let mut best = [0.0_f64; 6];
     for round in 0..rounds {
         eprint!(
             "\rround {}/{rounds}: {clients} clients, {seconds} s per variant",
