@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | bare | one page (26 rows) of a clinic's calls, as the superuser: no RLS, no transaction |
 //! | bare in a tx | the same between `BEGIN` and `COMMIT` (three round trips, as the tenant's) |
+//! | context, no RLS | the same batch as the superuser (who bypasses RLS): what `SET LOCAL` costs |
 //! | context only | as `voxanne_app`: `BEGIN; SET LOCAL` context; the page under RLS; `COMMIT` |
 //! | tenant | as `voxanne_app`, what every API request sends: `BEGIN; SET LOCAL` context; the membership check (one batch), the same page under forced RLS, `COMMIT` |
 //! | tenant, set_config | the tenant's, with the context written by one `set_config` statement |
@@ -168,15 +169,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                  ALTER FUNCTION app.current_user_id() RESET search_path";
 
     let superuser = t.admin_options().get_username().to_owned();
-    let variants: [(&str, &str, &Path, bool); 6] = [
+    let variants: [(&str, &str, &Path, bool); 7] = [
         ("bare", superuser.as_str(), &bare, false),
         ("bare in a tx", superuser.as_str(), &bare_tx, false),
+        ("context, no RLS", superuser.as_str(), &unchecked, false),
         ("context only", "voxanne_app", &unchecked, false),
         ("tenant", "voxanne_app", &tenant, false),
         ("tenant (pinned)", "voxanne_app", &tenant, true),
         ("tenant, set_config", "voxanne_app", &set_config, false),
     ];
-    let mut best = [0.0_f64; 6];
+    let mut best = [0.0_f64; 7];
     for round in 0..rounds {
         eprint!(
             "\rround {}/{rounds}: {clients} clients, {seconds} s per variant",
