@@ -73,16 +73,24 @@ pub enum DbError {
 /// Whether `e` says the database is out of reach rather than that the statement was wrong:
 /// no connection in time, a broken or refused connection, a server shutting down or starting.
 fn is_unavailable(e: &sqlx::Error) -> bool {
+    is_connection_lost(e)
+        || match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                true
+            }
+            // 53300: too many connections.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| &*code == "53300"),
+            _ => false,
+        }
+}
+
+/// A connection that is gone: the socket failed, or the server ended the session (SQLSTATE
+/// class 08, connection exception; 57P01-57P03: shut down, crashed, cannot connect now).
+pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin/crash shutdown,
-        // cannot connect now), 53300 (too many connections).
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
         }),
         _ => false,
     }

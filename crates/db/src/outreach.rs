@@ -314,7 +314,7 @@ impl TenantTx {
     }
 
     /// The clinic's leads `ids` (all of them when `None`) of status `status` (any when
-    /// `None`), as campaign targets would take them: `(id, phone, name, time_zone)`.
+    /// `None`), oldest first: a campaign's audience in the making.
     pub async fn leads_for_audience(
         &mut self,
         ids: Option<&[LeadId]>,
@@ -459,7 +459,6 @@ impl TenantTx {
     /// The platform took the call: the target waits for its report (holding its place under
     /// the clinic's cap until `lease_until`), and the attempt is logged with the platform's
     /// call id. `false` if the claim no longer holds.
-    #[allow(clippy::too_many_arguments)]
     pub async fn call_placed(
         &mut self,
         target: CampaignTargetId,

@@ -67,18 +67,6 @@ const FRESH_SQL: &str = "SELECT now() = statement_timestamp() AS fresh";
 /// provider issues as a `sub`, so it is never a member of anything.
 pub const SYSTEM_ACTOR: UserId = UserId::from_uuid(uuid::Uuid::nil());
 
-/// A connection that is gone: the socket failed, or the server ended the session (SQLSTATE
-/// class 08, or 57P01-57P03: shut down, crashed, restarting).
-fn is_dead_connection(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
-    }
-}
-
 /// A transaction on a pooled connection, opened with a tenant context. It ends in exactly one
 /// of: COMMIT; ROLLBACK (dropped without commit: a spawned task rolls back before the
 /// connection goes back to the pool); or the connection is closed, never reused (any error
@@ -131,7 +119,7 @@ impl ScopedTx {
                 // saved on every request): one that died while idle (a database restart, a
                 // pooler that closed it) fails its first batch, before anything ran. Once,
                 // another connection is taken.
-                Err(e) if attempts == 1 && is_dead_connection(&e) => {
+                Err(e) if attempts == 1 && crate::is_connection_lost(&e) => {
                     tx.discard();
                     tracing::info!(error = %e, "a pooled connection was dead; another is taken");
                     continue;

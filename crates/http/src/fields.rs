@@ -112,3 +112,14 @@ pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, Api
     }
     Ok((from, to))
 }
+
+/// A local time of day as the API writes it: `HH:MM`.
+pub fn hhmm(t: chrono::NaiveTime) -> String {
+    t.format("%H:%M").to_string()
+}
+
+/// A local time of day given as `HH:MM` (00:00 to 23:59), named in its error.
+pub fn time_field(field: &str, value: &str) -> Result<chrono::NaiveTime, ApiError> {
+    chrono::NaiveTime::parse_from_str(value.trim(), "%H:%M")
+        .map_err(|_| ApiError::validation(field, "a local time as HH:MM (00:00 to 23:59)"))
+}

@@ -1,6 +1,6 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
-use crate::fields::{nullable, text};
+use crate::fields::{hhmm, nullable, text, time_field};
 use crate::found::{delete_found, found};
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
@@ -100,15 +100,6 @@ pub struct CampaignPatch {
     max_attempts: Option<i32>,
     #[schema(minimum = 5, maximum = 10080)]
     retry_minutes: Option<i32>,
-}
-
-fn hhmm(t: NaiveTime) -> String {
-    t.format("%H:%M").to_string()
-}
-
-fn time_field(field: &str, value: &str) -> Result<NaiveTime, ApiError> {
-    NaiveTime::parse_from_str(value.trim(), "%H:%M")
-        .map_err(|_| ApiError::validation(field, "a local time as HH:MM"))
 }
 
 /// What a campaign's fields are, once checked.
@@ -300,6 +291,30 @@ pub struct TargetsAdded {
 /// At most this many ids in one request.
 const MAX_TARGET_IDS: usize = 10_000;
 
+/// A number of the audience with every zone its callee may be in (the given `time_zone`, else
+/// its country's), or why it cannot be called at all.
+fn target(
+    phone: PhoneNumber,
+    time_zone: Option<&str>,
+    lead_id: Option<LeadId>,
+    contact_id: Option<ContactId>,
+    name: String,
+) -> Result<NewTarget, LeftOut> {
+    match callee_zones(&phone, time_zone) {
+        Ok(zones) => Ok(NewTarget {
+            lead_id,
+            contact_id,
+            time_zones: zones.iter().map(|z| z.name().to_owned()).collect(),
+            phone,
+            name,
+        }),
+        Err(e) => Err(LeftOut {
+            phone: Some(phone.to_string()),
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// Adds leads or contacts to the campaign's audience: each number with the time zones its
 /// callee may be in (the lead's own, else its country's). Calls go only when the campaign
 /// is `active`, in the window, under the clinic's cap, never to a number on the do-not-call
@@ -363,18 +378,15 @@ pub async fn add_targets(
             let Ok(phone) = PhoneNumber::parse(&lead.phone) else {
                 continue;
             };
-            match callee_zones(&phone, lead.time_zone.as_deref()) {
-                Ok(zones) => targets.push(NewTarget {
-                    lead_id: Some(lead.id),
-                    contact_id: lead.contact_id,
-                    phone,
-                    name: lead.name,
-                    time_zones: zones.iter().map(|z| z.name().to_owned()).collect(),
-                }),
-                Err(e) => left_out.push(LeftOut {
-                    phone: Some(lead.phone),
-                    reason: e.to_string(),
-                }),
+            match target(
+                phone,
+                lead.time_zone.as_deref(),
+                Some(lead.id),
+                lead.contact_id,
+                lead.name,
+            ) {
+                Ok(t) => targets.push(t),
+                Err(out) => left_out.push(out),
             }
         }
     }
@@ -396,18 +408,9 @@ pub async fn add_targets(
             });
             continue;
         };
-        match callee_zones(&phone, None) {
-            Ok(zones) => targets.push(NewTarget {
-                lead_id: None,
-                contact_id: Some(contact.id),
-                phone,
-                name: contact.name,
-                time_zones: zones.iter().map(|z| z.name().to_owned()).collect(),
-            }),
-            Err(e) => left_out.push(LeftOut {
-                phone: contact.phone,
-                reason: e.to_string(),
-            }),
+        match target(phone, None, None, Some(contact.id), contact.name) {
+            Ok(t) => targets.push(t),
+            Err(out) => left_out.push(out),
         }
     }
     let added = tx.add_campaign_targets(id, &targets).await?;

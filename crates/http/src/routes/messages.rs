@@ -3,11 +3,11 @@
 
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
-use crate::fields::optional_text;
+use crate::fields::{hhmm, optional_text, time_field};
 use crate::found::found;
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::Json;
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -60,10 +60,6 @@ pub struct MessagingSettings {
     pub reminders: Vec<ReminderRule>,
     /// How many of the clinic's campaign calls may be in flight at once.
     pub max_concurrent_calls: i32,
-}
-
-fn hhmm(t: NaiveTime) -> String {
-    t.format("%H:%M").to_string()
 }
 
 impl From<SettingsRow> for MessagingSettings {
@@ -123,11 +119,6 @@ pub struct MessagingSettingsBody {
 
 /// At most this many reminder rules.
 const MAX_RULES: usize = 10;
-
-fn time_field(field: &str, value: &str) -> Result<NaiveTime, ApiError> {
-    NaiveTime::parse_from_str(value.trim(), "%H:%M")
-        .map_err(|_| ApiError::validation(field, "a local time as HH:MM (00:00 to 23:59)"))
-}
 
 #[utoipa::path(get, path = "/messaging-settings", tag = "messages",
     responses((status = 200, body = MessagingSettings)))]
