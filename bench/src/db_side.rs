@@ -20,83 +20,12 @@
 
 use sqlx::Executor;
 use std::path::Path;
-use std::process::Command;
+use voxanne_bench::pgbench;
 use voxanne_db::demo;
 use voxanne_testkit::TestDb;
 
 const COLUMNS: &str = "id, org_id, contact_id, direction, status, from_number, to_number, \
      started_at, ended_at, duration_seconds, recording_status, recording_path, summary, created_at";
-
-/// `pgbench` on the PATH, else the one beside Debian's PostgreSQL server binaries.
-fn pgbench_path() -> std::path::PathBuf {
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("pgbench"))
-            .collect::<Vec<_>>()
-    });
-    let debian = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin/pgbench"));
-    on_path
-        .chain(debian)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| "pgbench".into())
-}
-
-/// Runs `script` with pgbench as `role` for `seconds` with `clients`; transactions per second.
-fn pgbench(
-    t: &TestDb,
-    role: &str,
-    script: &Path,
-    clients: u32,
-    seconds: u32,
-) -> Result<f64, Box<dyn std::error::Error>> {
-    let options = t.admin_options();
-    let host = options
-        .get_socket()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| options.get_host().to_owned());
-    let output = Command::new(pgbench_path())
-        .args(["-n", "-M", "simple", "-f"])
-        .arg(script)
-        .args([
-            "-c",
-            &clients.to_string(),
-            "-j",
-            &clients.min(4).to_string(),
-        ])
-        .args(["-T", &seconds.to_string()])
-        .args([
-            "-h",
-            &host,
-            "-p",
-            &options.get_port().to_string(),
-            "-U",
-            role,
-        ])
-        .arg(t.name.as_str())
-        .output()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "pgbench failed: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    // "tps = 5123.456789 (without initial connection time)"
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("tps = ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .ok_or_else(|| format!("no tps in pgbench's output: {text}").into())
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -188,7 +117,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if *pinned {
                 admin.execute(pin).await?;
             }
-            let tps = pgbench(&t, role, script, clients, seconds);
+            let tps = pgbench(&t.admin_options(), role, script, clients, seconds);
             if *pinned {
                 admin.execute(unpin).await?;
             }

@@ -1,0 +1,611 @@
+//! The benchmark suite: one command builds in release (`bench/run`), starts its own cluster and
+//! server, generates clinics and calls at scale, runs every scenario from second processes on
+//! loopback (`wrk` for the API, `pgbench` for the database), and writes one table of ratios:
+//! `bench/results/latest.json` and `BENCHMARKS.md`.
+//!
+//! Scenarios (figures are ratios within the run; see BENCHMARKS.md for the last full run):
+//! 1. the list endpoint against the pgbench ceiling (its SELECT alone) at 16 and 64 connections;
+//! 2. the tenant transaction against the bare query, in the database (and `db-side`'s breakdown);
+//! 3. the API with RLS forced against the same server whose role bypasses RLS;
+//! 4. p50/p99 of small clinics and the whale at the small scale and at the large one;
+//! 6. what the voice platform waits for (`agent-latency`);
+//! 8. the server's peak memory under the 64-connection load, and the worker's (`recording-memory`).
+//!
+//! `bench/run [--smoke] [--clinics N] [--calls N] [--seconds S] [--rounds R]`
+
+mod dataset;
+mod report;
+mod server;
+mod wrk;
+
+use clap::Parser;
+use dataset::Dataset;
+use report::{Report, Row, Scenario};
+use secrecy::SecretString;
+use server::{Server, ServerConfig};
+use sqlx::{Executor, PgConnection};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use voxanne_bench::pgbench;
+use voxanne_http::auth::{mint_hs256, DevToken};
+use voxanne_testkit::TestDb;
+use wrk::{wrk, Load};
+
+#[derive(Debug, Parser, serde::Serialize)]
+#[command(name = "suite", about = "Voxanne's benchmark suite")]
+struct Args {
+    /// Tiny data and one short round of everything: proves the suite runs (CI), measures nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// Clinics at the large scale.
+    #[arg(long)]
+    clinics: Option<u64>,
+    /// Calls at the large scale (a tenth of them the whale's).
+    #[arg(long)]
+    calls: Option<u64>,
+    /// Clinics at the small scale.
+    #[arg(long)]
+    small_clinics: Option<u64>,
+    /// Calls at the small scale.
+    #[arg(long)]
+    small_calls: Option<u64>,
+    /// Seconds per measured run.
+    #[arg(long)]
+    seconds: Option<u32>,
+    /// Interleaved rounds; the best of each variant counts.
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Where latest.json goes (default bench/results; with --smoke, a temp dir).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The run's parameters, defaults filled in.
+#[derive(Debug, serde::Serialize)]
+struct Plan {
+    clinics: u64,
+    calls: u64,
+    small_clinics: u64,
+    small_calls: u64,
+    seconds: u32,
+    rounds: u32,
+    /// Clinics whose tokens the load rotates over.
+    rotation: u64,
+    /// Connections of the latency runs (scenario 4).
+    latency_connections: u32,
+}
+
+impl Plan {
+    fn from(args: &Args) -> Self {
+        let (clinics, calls, small_clinics, small_calls, seconds, rounds) = if args.smoke {
+            (12, 3_000, 4, 400, 1, 1)
+        } else {
+            (10_000, 10_000_000, 100, 10_000, 10, 3)
+        };
+        let clinics = args.clinics.unwrap_or(clinics).max(2);
+        let small_clinics = args
+            .small_clinics
+            .unwrap_or(small_clinics)
+            .clamp(2, clinics);
+        Plan {
+            clinics,
+            calls: args.calls.unwrap_or(calls),
+            small_clinics,
+            small_calls: args.small_calls.unwrap_or(small_calls),
+            seconds: args.seconds.unwrap_or(seconds).max(1),
+            rounds: args.rounds.unwrap_or(rounds).max(1),
+            rotation: (small_clinics - 1).min(100),
+            latency_connections: 4,
+        }
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+const LIST: &str = "/api/v1/calls?limit=25";
+const COLUMNS: &str = "id, org_id, contact_id, direction, status, from_number, to_number, \
+     started_at, ended_at, duration_seconds, recording_status, recording_path, \
+     NULL::text AS transcript, summary, created_at";
+
+fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+/// Everything the scenarios share.
+struct Bench {
+    plan: Plan,
+    t: TestDb,
+    admin: PgConnection,
+    dir: tempfile::TempDir,
+    config: ServerConfig,
+    secret: SecretString,
+}
+
+impl Bench {
+    fn token(&self, clinic: u64) -> Result<String, Error> {
+        Ok(mint_hs256(
+            &self.secret,
+            "authenticated",
+            &DevToken {
+                user: dataset::user_id(clinic).into(),
+                org: Some(dataset::org_id(clinic).into()),
+                role: None,
+                ttl: Duration::from_secs(24 * 3600),
+            },
+        )?)
+    }
+
+    /// The small clinics' tokens the load rotates over.
+    fn rotation(&self) -> Result<Vec<String>, Error> {
+        (1..=self.plan.rotation).map(|i| self.token(i)).collect()
+    }
+
+    fn wrk(&self, server: &Server, tokens: &[String], connections: u32) -> Result<Load, Error> {
+        let load = wrk(
+            self.dir.path(),
+            &server.base_url,
+            LIST,
+            tokens,
+            connections,
+            self.plan.seconds,
+        )?;
+        if load.requests == 0 || load.non_2xx > 0 || load.errors > 0 {
+            return Err(format!("the API did not answer every request with 2xx: {load:?}").into());
+        }
+        Ok(load)
+    }
+
+    /// A pgbench script: `body` with `:c` the last group of a random rotated clinic's ids.
+    fn script(&self, name: &str, body: &str) -> Result<PathBuf, Error> {
+        let path = self.dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "\\set c {} + random(1, {})\n{body}\n",
+                dataset::ID_BASE,
+                self.plan.rotation
+            ),
+        )?;
+        Ok(path)
+    }
+
+    fn progress(&self, what: &str) {
+        eprintln!("[suite] {what}");
+    }
+}
+
+async fn run(args: Args) -> Result<(), Error> {
+    let plan = Plan::from(&args);
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or("the suite's own directory")?;
+    let binary = bin_dir.join("voxanne");
+    if !binary.is_file() {
+        return Err(format!(
+            "{} is missing: run the suite with bench/run, which builds it",
+            binary.display()
+        )
+        .into());
+    }
+    eprintln!("[suite] starting a cluster");
+    let t = TestDb::new().await;
+    let mut admin = t.admin().await;
+    let postgres: String = sqlx::query_scalar("SELECT version()")
+        .fetch_one(&mut admin)
+        .await?;
+    let postgres = postgres
+        .split(" on ")
+        .next()
+        .unwrap_or(&postgres)
+        .to_owned();
+    let dir = tempfile::Builder::new()
+        .prefix("voxanne-bench-")
+        .tempdir()?;
+    let options = t.admin_options();
+    let socket = options
+        .get_socket()
+        .ok_or("the cluster's socket directory")?
+        .display()
+        .to_string();
+    let url = |role: &str| {
+        format!(
+            "postgres://{role}@localhost/{}?host={socket}&port={}",
+            t.name,
+            options.get_port()
+        )
+    };
+    let secret = uuid::Uuid::new_v4().simple().to_string();
+    let config = ServerConfig {
+        binary,
+        database_url: url(options.get_username()),
+        app_database_url: url("voxanne_app"),
+        jwt_secret: secret.clone(),
+        encryption_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+        data_dir: dir.path().to_path_buf(),
+    };
+    let mut b = Bench {
+        plan,
+        admin: t.admin().await,
+        t,
+        dir,
+        config,
+        secret: SecretString::from(secret),
+    };
+    drop(admin);
+
+    let mut scenarios = Vec::new();
+    let started = std::time::Instant::now();
+    b.progress(&format!(
+        "small scale: {} clinics, {} calls",
+        b.plan.small_clinics, b.plan.small_calls
+    ));
+    let small = dataset::grow(
+        &mut b.admin,
+        &Dataset::default(),
+        b.plan.small_clinics,
+        b.plan.small_calls,
+    )
+    .await?;
+    let mut server = Server::start(&b.config).await?;
+    let latency_small = latency(&b, &server)?;
+    b.progress(&format!(
+        "large scale: {} clinics, {} calls",
+        b.plan.clinics, b.plan.calls
+    ));
+    let generating = std::time::Instant::now();
+    let large = dataset::grow(&mut b.admin, &small, b.plan.clinics, b.plan.calls).await?;
+    let generated_in = generating.elapsed();
+    let latency_large = latency(&b, &server)?;
+    scenarios.push(scale_scenario(
+        &small,
+        &large,
+        latency_small,
+        latency_large,
+        generated_in,
+    ));
+
+    let (ceiling, isolation) = ceiling(&b, &server)?;
+    let peak_rss = server.peak_rss_kib().unwrap_or(0);
+    scenarios.insert(0, ceiling);
+    scenarios.insert(1, isolation);
+    server = rls_bypass(&mut b, server, &mut scenarios).await?;
+    server.stop()?;
+
+    scenarios.push(child_scenario(
+        &bin_dir,
+        "6",
+        "What the voice platform waits for",
+        "`agent-latency`: each agent tool round trip during a call against a bare HTTP round \
+         trip, and against the platform's 7.5 s budget for the assistant request.",
+        "agent-latency",
+        if b.plan.seconds <= 1 { &["20"] } else { &[] },
+    )?);
+    let mut memory = child_scenario(
+        &bin_dir,
+        "8",
+        "Memory",
+        "The server's peak resident memory (`VmHWM`) after every API scenario above, the \
+         64-connection load included (target: ≤ 100 MB); and `recording-memory`: the worker's \
+         peak memory for a batch of large recordings, streamed against buffered (independent \
+         of the recordings' size).",
+        "recording-memory",
+        if b.plan.seconds <= 1 {
+            &["2", "2"]
+        } else {
+            &[]
+        },
+    )?;
+    memory.rows.push(Row::new(
+        "server peak RSS (64-connection load)",
+        peak_rss as f64 / 1024.0,
+        "MiB",
+    ));
+    scenarios.push(memory);
+    let mut db_side = child_scenario(
+        &bin_dir,
+        "2b",
+        "Where the tenant transaction's cost goes",
+        "`db-side`: one clinic's page with pgbench, variant by variant (the transaction, the \
+         context, RLS, the membership check).",
+        "db-side",
+        if b.plan.seconds <= 1 {
+            &["2", "1", "1", "200"]
+        } else {
+            &[]
+        },
+    )?;
+    db_side.rows.clear();
+    scenarios.insert(2, db_side);
+
+    scenarios.sort_by_key(|s| s.id);
+    let report = Report {
+        mode: if args.smoke { "smoke" } else { "full" },
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        commit: commit(),
+        machine: report::Machine::read(postgres),
+        parameters: serde_json::to_value(&b.plan)?,
+        scenarios,
+    };
+    let (out, markdown) = match (&args.out, args.smoke) {
+        (Some(out), _) => (out.clone(), out.join("BENCHMARKS.md")),
+        (None, true) => {
+            let out = std::env::temp_dir().join("voxanne-bench-smoke");
+            (out.clone(), out.join("BENCHMARKS.md"))
+        }
+        (None, false) => (
+            PathBuf::from("bench/results"),
+            PathBuf::from("BENCHMARKS.md"),
+        ),
+    };
+    report.write(&out, &markdown)?;
+    println!("{}", report.markdown());
+    eprintln!(
+        "[suite] done in {:.0} s: {} and {}",
+        started.elapsed().as_secs_f64(),
+        out.join("latest.json").display(),
+        markdown.display()
+    );
+    Ok(())
+}
+
+/// The best (lowest) p50 and p99 over the rounds, for the rotated small clinics and for the
+/// whale alone.
+#[derive(Debug, Clone, Copy)]
+struct Latency {
+    small: (f64, f64),
+    whale: (f64, f64),
+}
+
+fn latency(b: &Bench, server: &Server) -> Result<Latency, Error> {
+    let small = b.rotation()?;
+    let whale = vec![b.token(0)?];
+    let best = |acc: (f64, f64), l: Load| (acc.0.min(l.p50_ms), acc.1.min(l.p99_ms));
+    let mut out = Latency {
+        small: (f64::MAX, f64::MAX),
+        whale: (f64::MAX, f64::MAX),
+    };
+    for round in 1..=b.plan.rounds {
+        b.progress(&format!("latency, round {round}/{}", b.plan.rounds));
+        out.small = best(
+            out.small,
+            b.wrk(server, &small, b.plan.latency_connections)?,
+        );
+        out.whale = best(
+            out.whale,
+            b.wrk(server, &whale, b.plan.latency_connections)?,
+        );
+    }
+    Ok(out)
+}
+
+fn scale_scenario(
+    small: &Dataset,
+    large: &Dataset,
+    at_small: Latency,
+    at_large: Latency,
+    generated_in: Duration,
+) -> Scenario {
+    let mut rows = Vec::new();
+    for (who, s, l) in [
+        ("small clinics", at_small.small, at_large.small),
+        ("the whale", at_small.whale, at_large.whale),
+    ] {
+        rows.push(Row::new(format!("{who}: p50, small scale"), s.0, "ms"));
+        rows.push(Row::new(format!("{who}: p50, large scale"), l.0, "ms").ratio(s.0));
+        rows.push(Row::new(format!("{who}: p99, small scale"), s.1, "ms"));
+        rows.push(Row::new(format!("{who}: p99, large scale"), l.1, "ms").ratio(s.1));
+    }
+    Scenario {
+        id: "4",
+        title: "Small clinics and a whale, at two scales",
+        about: format!(
+            "`GET {LIST}` with 4 connections, for the small clinics (rotated) and for the whale \
+             alone: small scale {} clinics and {} calls (the whale {}, a small clinic {}); large \
+             scale {} clinics and {} calls (the whale {}, a small clinic {}), generated with \
+             COPY in {:.0} s. Ratio: large scale to small (target: p99 ≤ 1.5).",
+            small.clinics(),
+            small.calls(),
+            small.whale_calls(),
+            small.small_clinic_calls(),
+            large.clinics(),
+            large.calls(),
+            large.whale_calls(),
+            large.small_clinic_calls(),
+            generated_in.as_secs_f64(),
+        ),
+        rows,
+        output: None,
+    }
+}
+
+/// Scenarios 1 and 2: pgbench's bare page and tenant transaction, and the API, at 16 and 64
+/// connections, interleaved.
+fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
+    let org = "'00000000-0000-4000-8000-:c'";
+    let page = format!(
+        "SELECT {COLUMNS} FROM calls WHERE org_id = {org} ORDER BY started_at DESC, id DESC LIMIT 26;"
+    );
+    let bare = b.script("bare.sql", &page)?;
+    let tenant = b.script(
+        "tenant.sql",
+        &format!(
+            "BEGIN; SET LOCAL app.org_id = {org}; SET LOCAL app.user_id = '00000000-0000-4000-9000-:c'; \
+             SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership();\n\
+             {page}\nCOMMIT;"
+        ),
+    )?;
+    let superuser = b.t.admin_options().get_username().to_owned();
+    let tokens = b.rotation()?;
+    let connections = [16_u32, 64];
+    let mut best = [[0.0_f64; 3]; 2];
+    for round in 1..=b.plan.rounds {
+        for (c, &n) in connections.iter().enumerate() {
+            b.progress(&format!(
+                "ceiling, {n} connections, round {round}/{}",
+                b.plan.rounds
+            ));
+            let options = b.t.admin_options();
+            let runs = [
+                pgbench(&options, &superuser, &bare, n, b.plan.seconds)?,
+                pgbench(&options, "voxanne_app", &tenant, n, b.plan.seconds)?,
+                b.wrk(server, &tokens, n)?.per_second(),
+            ];
+            for (slot, value) in best[c].iter_mut().zip(runs) {
+                *slot = slot.max(value);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (c, &n) in connections.iter().enumerate() {
+        let [bare, tenant, api] = best[c];
+        rows.push(
+            Row::new(
+                format!("pgbench: the page's SELECT alone, superuser, {n} connections"),
+                bare,
+                "tx/s",
+            )
+            .ratio(bare),
+        );
+        rows.push(
+            Row::new(
+                format!("Voxanne: GET {LIST}, {n} connections"),
+                api,
+                "req/s",
+            )
+            .ratio(bare),
+        );
+        rows.push(Row::new(
+            format!("Voxanne to the tenant transaction in pgbench, {n} connections"),
+            api / tenant,
+            "×",
+        ));
+    }
+    let ceiling = Scenario {
+        id: "1",
+        title: "The list endpoint against the database's ceiling",
+        about: format!(
+            "wrk rotating {} clinics' tokens on `GET {LIST}`; pgbench running the page's SELECT \
+             (the same columns, one of the same clinics at random) as the superuser. Ratio: to \
+             the SELECT alone at the same connections (target ≥ 0.4 at 16); and Voxanne to \
+             the database-side tenant transaction (target ≥ 0.8).",
+            b.plan.rotation
+        ),
+        rows,
+        output: None,
+    };
+    let [bare, tenant, _] = best[0];
+    let isolation = Scenario {
+        id: "2",
+        title: "What isolation costs the database",
+        about: "pgbench, 16 connections, a random rotated clinic each transaction: the page's \
+                SELECT as the superuser, against the tenant transaction every request runs as \
+                voxanne_app (BEGIN; SET LOCAL context; the membership check; the page under \
+                forced RLS; COMMIT). Target: the tenant transaction ≥ 0.5 of the bare query."
+            .into(),
+        rows: vec![
+            Row::new("bare SELECT, superuser", bare, "tx/s").ratio(bare),
+            Row::new("tenant transaction, voxanne_app", tenant, "tx/s").ratio(bare),
+        ],
+        output: None,
+    };
+    Ok((ceiling, isolation))
+}
+
+/// Scenario 3: the API at 16 connections with RLS forced, against the same server whose
+/// role bypasses RLS (restarted with `ALTER ROLE voxanne_app BYPASSRLS`, reverted after).
+async fn rls_bypass(
+    b: &mut Bench,
+    mut server: Server,
+    scenarios: &mut Vec<Scenario>,
+) -> Result<Server, Error> {
+    let tokens = b.rotation()?;
+    let mut best = [0.0_f64; 2];
+    for round in 1..=b.plan.rounds {
+        b.progress(&format!("RLS bypassed, round {round}/{}", b.plan.rounds));
+        best[0] = best[0].max(b.wrk(&server, &tokens, 16)?.per_second());
+        server.stop()?;
+        b.admin.execute("ALTER ROLE voxanne_app BYPASSRLS").await?;
+        let bypassing = Server::start(&b.config).await;
+        let measured = match bypassing {
+            Ok(s) => {
+                let load = b.wrk(&s, &tokens, 16);
+                s.stop()?;
+                load
+            }
+            Err(e) => Err(e),
+        };
+        b.admin
+            .execute("ALTER ROLE voxanne_app NOBYPASSRLS")
+            .await?;
+        best[1] = best[1].max(measured?.per_second());
+        server = Server::start(&b.config).await?;
+    }
+    scenarios.push(Scenario {
+        id: "3",
+        title: "Forced RLS against a role that bypasses it",
+        about: format!(
+            "wrk, 16 connections, rotating {} clinics, `GET {LIST}`; the same server restarted \
+             with its role given BYPASSRLS (the queries and the membership check unchanged: \
+             what the policies cost). Ratio: to the bypassing role.",
+            b.plan.rotation
+        ),
+        rows: vec![
+            Row::new("RLS bypassed", best[1], "req/s").ratio(best[1]),
+            Row::new("RLS forced", best[0], "req/s").ratio(best[1]),
+        ],
+        output: None,
+    });
+    Ok(server)
+}
+
+/// One of the single benchmarks, run as a child; its table becomes the scenario's output.
+fn child_scenario(
+    bin_dir: &Path,
+    id: &'static str,
+    title: &'static str,
+    about: &str,
+    bin: &str,
+    args: &[&str],
+) -> Result<Scenario, Error> {
+    eprintln!("[suite] {bin} {}", args.join(" "));
+    let output = std::process::Command::new(bin_dir.join(bin))
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {bin}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{bin} failed ({})", output.status).into());
+    }
+    Ok(Scenario {
+        id,
+        title,
+        about: about.into(),
+        rows: Vec::new(),
+        output: Some(String::from_utf8_lossy(&output.stdout).into_owned()),
+    })
+}
+
+/// The checked-out commit, `-dirty` when the tree has changes; `unknown` without git.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) if git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty()) => {
+            format!("{head}-dirty")
+        }
+        Some(head) => head,
+        None => "unknown".into(),
+    }
+}
