@@ -32,6 +32,18 @@ pub fn pgbench(
     clients: u32,
     seconds: u32,
 ) -> Result<f64, Box<dyn std::error::Error>> {
+    pgbench_with(options, role, script, clients, seconds, &[])
+}
+
+/// [`pgbench`] with `defines` as `-D name=value`: variables every client starts with.
+pub fn pgbench_with(
+    options: &PgConnectOptions,
+    role: &str,
+    script: &Path,
+    clients: u32,
+    seconds: u32,
+    defines: &[(&str, String)],
+) -> Result<f64, Box<dyn std::error::Error>> {
     let host = options
         .get_socket()
         .map(|p| p.display().to_string())
@@ -47,6 +59,11 @@ pub fn pgbench(
             &clients.min(4).to_string(),
         ])
         .args(["-T", &seconds.to_string()])
+        .args(
+            defines
+                .iter()
+                .flat_map(|(k, v)| ["-D".to_owned(), format!("{k}={v}")]),
+        )
         .args([
             "-h",
             &host,

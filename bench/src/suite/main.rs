@@ -8,12 +8,15 @@
 //! 2. the tenant transaction against the bare query, in the database (and `db-side`'s breakdown);
 //! 3. the API with RLS forced against the same server whose role bypasses RLS;
 //! 4. p50/p99 of small clinics and the whale at the small scale and at the large one;
+//! 5. many bookings of one slot, and distinct-slot booking throughput against pgbench's INSERT;
 //! 6. what the voice platform waits for (`agent-latency`);
+//! 7. the recording pipeline's throughput, and small clinics' wait with and without a whale;
 //! 8. the server's peak memory under the 64-connection load, and the worker's (`recording-memory`).
 //!
 //! `bench/run [--smoke] [--clinics N] [--calls N] [--seconds S] [--rounds R]`
 
 mod dataset;
+mod pipeline;
 mod report;
 mod server;
 mod wrk;
@@ -26,10 +29,10 @@ use server::{Server, ServerConfig};
 use sqlx::{Executor, PgConnection};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use voxanne_bench::pgbench;
+use voxanne_bench::{pgbench, pgbench_with};
 use voxanne_http::auth::{mint_hs256, DevToken};
 use voxanne_testkit::TestDb;
-use wrk::{wrk, Load};
+use wrk::{wrk, Load, Request};
 
 #[derive(Debug, Parser, serde::Serialize)]
 #[command(name = "suite", about = "Voxanne's benchmark suite")]
@@ -146,10 +149,20 @@ impl Bench {
     }
 
     fn wrk(&self, server: &Server, tokens: &[String], connections: u32) -> Result<Load, Error> {
+        self.load(server, &Request::Get(LIST), tokens, connections)
+    }
+
+    fn load(
+        &self,
+        server: &Server,
+        request: &Request,
+        tokens: &[String],
+        connections: u32,
+    ) -> Result<Load, Error> {
         let load = wrk(
             self.dir.path(),
             &server.base_url,
-            LIST,
+            request,
             tokens,
             connections,
             self.plan.seconds,
@@ -274,8 +287,10 @@ async fn run(args: Args) -> Result<(), Error> {
     let peak_rss = server.peak_rss_kib().unwrap_or(0);
     scenarios.insert(0, ceiling);
     scenarios.insert(1, isolation);
+    scenarios.push(booking(&mut b, &server).await?);
     server = rls_bypass(&mut b, server, &mut scenarios).await?;
     server.stop()?;
+    scenarios.push(pipeline::scenario(&mut b).await?);
 
     scenarios.push(child_scenario(
         &bin_dir,
@@ -515,6 +530,169 @@ fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
         output: None,
     };
     Ok((ceiling, isolation))
+}
+
+/// The clinic whose calendar the booking scenario fills: open around the clock (in UTC), so
+/// that every 30-minute slot is bookable.
+const BOOKING_CLINIC: u64 = 1;
+
+/// Scenario 5: many bookings of one slot at once (exactly one wins, none fails), and the
+/// throughput of bookings of distinct slots against pgbench inserting the same rows.
+async fn booking(b: &mut Bench, server: &Server) -> Result<Scenario, Error> {
+    let org = dataset::org_id(BOOKING_CLINIC);
+    let day = serde_json::json!([["00:00", "24:00"]]);
+    let hours: serde_json::Map<String, serde_json::Value> =
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .into_iter()
+            .map(|d| (d.to_owned(), day.clone()))
+            .collect();
+    sqlx::query(
+        "INSERT INTO agent_configurations (org_id, opening_hours, time_zone) VALUES ($1, $2, 'UTC')
+         ON CONFLICT (org_id) DO UPDATE SET opening_hours = EXCLUDED.opening_hours, time_zone = 'UTC'",
+    )
+    .bind(org)
+    .bind(serde_json::Value::Object(hours))
+    .execute(&mut b.admin)
+    .await?;
+    let token = b.token(BOOKING_CLINIC)?;
+
+    let racers = if b.plan.seconds <= 1 { 50 } else { 500 };
+    b.progress(&format!("booking: {racers} at one slot"));
+    let race = race(&server.base_url, &token, racers).await?;
+    let won = race.count(201);
+    let server_errors = race.statuses.iter().filter(|s| **s >= 500).count();
+    if won != 1 || server_errors > 0 {
+        return Err(format!(
+            "{racers} bookings of one slot: {won} booked, {server_errors} server errors: {:?}",
+            race.statuses
+        )
+        .into());
+    }
+
+    let superuser = b.t.admin_options().get_username().to_owned();
+    let insert = b.dir.path().join("book.sql");
+    std::fs::write(
+        &insert,
+        format!(
+            "\\set k :k + 1\n\\set s :base + :k * 16 + :client_id\n\
+             INSERT INTO appointments (org_id, resource, starts_at, ends_at) VALUES ('{org}', 'default', \
+             timestamptz '2060-01-01 00:00:00+00' + :s * interval '30 minutes', \
+             timestamptz '2060-01-01 00:00:00+00' + (:s + 1) * interval '30 minutes');\n"
+        ),
+    )?;
+    let mut best = [0.0_f64; 2];
+    // Each round books slots no earlier round did: the API from 2031 on, 100,000 slots (5.7
+    // years) a round apart; pgbench (16 clients, each its own slots) from 2060 on, ten million
+    // slots a round apart.
+    let first = chrono::DateTime::parse_from_rfc3339("2031-01-01T00:00:00Z")?.timestamp();
+    for round in 1..=b.plan.rounds {
+        b.progress(&format!(
+            "booking distinct slots, round {round}/{}",
+            b.plan.rounds
+        ));
+        let api = b.load(
+            server,
+            &Request::BookDistinct {
+                first: first + i64::from(round) * 100_000 * 1800,
+            },
+            std::slice::from_ref(&token),
+            16,
+        )?;
+        best[0] = best[0].max(api.per_second());
+        let tps = pgbench_with(
+            &b.t.admin_options(),
+            &superuser,
+            &insert,
+            16,
+            b.plan.seconds,
+            &[
+                ("k", "0".into()),
+                ("base", (i64::from(round) * 10_000_000).to_string()),
+            ],
+        )?;
+        best[1] = best[1].max(tps);
+    }
+    Ok(Scenario {
+        id: "5",
+        title: "Booking",
+        about: format!(
+            "{racers} `POST /api/v1/appointments` of one slot at once (after a barrier), each on \
+             its own connection: exactly one may win and none may fail. Then bookings of \
+             distinct slots, wrk with 16 connections, against pgbench inserting the same rows \
+             (16 clients, as the superuser: no tenant transaction, no checks). Ratio: to \
+             pgbench."
+        ),
+        rows: vec![
+            Row::new("one slot: booked", won as f64, "requests"),
+            Row::new(
+                "one slot: 409 slot_taken",
+                race.count(409) as f64,
+                "requests",
+            ),
+            Row::new(
+                "one slot: other answers (429 org_busy, …)",
+                (racers - won - race.count(409)) as f64,
+                "requests",
+            ),
+            Row::new("one slot: 5xx", server_errors as f64, "requests"),
+            Row::new(
+                "one slot: all answered in",
+                race.settled.as_secs_f64() * 1000.0,
+                "ms",
+            ),
+            Row::new("pgbench: INSERT of a distinct slot", best[1], "tx/s").ratio(best[1]),
+            Row::new(
+                "Voxanne: POST /api/v1/appointments, distinct slots",
+                best[0],
+                "req/s",
+            )
+            .ratio(best[1]),
+        ],
+        output: None,
+    })
+}
+
+struct Race {
+    statuses: Vec<u16>,
+    settled: Duration,
+}
+
+impl Race {
+    fn count(&self, status: u16) -> usize {
+        self.statuses.iter().filter(|s| **s == status).count()
+    }
+}
+
+/// `n` bookings of one slot, each on its own connection, sent together after a barrier.
+async fn race(base_url: &str, token: &str, n: usize) -> Result<Race, Error> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n + 1));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        // A client each: a connection each, opened before the barrier.
+        let client = reqwest::Client::new();
+        client.get(format!("{base_url}/healthz")).send().await?;
+        let request = client
+            .post(format!("{base_url}/api/v1/appointments"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({
+                "starts_at": "2030-06-03T10:00:00Z", "ends_at": "2030-06-03T10:30:00Z"
+            }));
+        let barrier = barrier.clone();
+        set.spawn(async move {
+            barrier.wait().await;
+            request.send().await.map(|r| r.status().as_u16())
+        });
+    }
+    barrier.wait().await;
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::with_capacity(n);
+    while let Some(result) = set.join_next().await {
+        statuses.push(result??);
+    }
+    Ok(Race {
+        statuses,
+        settled: started.elapsed(),
+    })
 }
 
 /// Scenario 3: the API at 16 connections with RLS forced, against the same server whose

@@ -93,7 +93,7 @@ impl Machine {
 }
 
 fn number(value: f64) -> String {
-    if value >= 100.0 {
+    if value >= 100.0 || value.fract() == 0.0 {
         format!("{value:.0}")
     } else if value >= 10.0 {
         format!("{value:.1}")

@@ -1,13 +1,19 @@
-//! `voxanne serve` as a child process of the suite, on a loopback port of its own, with the
-//! production defaults except where a benchmark needs otherwise (no worker, no metrics port).
+//! `voxanne serve` and `voxanne worker` as child processes of the suite (the server on a
+//! loopback port of its own), with the production defaults except where a benchmark needs
+//! otherwise (no worker inside the server, no metrics port, recordings from loopback).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Server {
-    child: Child,
+    process: Process,
     pub base_url: String,
+}
+
+/// A `voxanne` child process, its output in a log file; killed when dropped.
+pub struct Process {
+    child: Child,
     log: PathBuf,
 }
 
@@ -23,64 +29,48 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
 }
 
-impl Server {
-    pub async fn start(config: &ServerConfig) -> Result<Self, Box<dyn std::error::Error>> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = config.data_dir.join(format!("server-{port}.log"));
+impl Process {
+    /// `voxanne ARGS` with the suite's configuration and `env`.
+    pub fn spawn(
+        config: &ServerConfig,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let log = config.data_dir.join(format!("{name}.log"));
         let child = Command::new(&config.binary)
-            .args(["serve", "--no-worker"])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("DATABASE_URL", &config.database_url)
             .env("VOXANNE_APP_DATABASE_URL", &config.app_database_url)
             .env("VOXANNE_JWT_SECRET", &config.jwt_secret)
             .env("VOXANNE_ENCRYPTION_KEY", &config.encryption_key)
             .env("VOXANNE_DATA_DIR", &config.data_dir)
-            .env("VOXANNE_ADDR", format!("127.0.0.1:{port}"))
             .env("VOXANNE_METRICS_ADDR", "off")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::create(log.with_extension("err"))?)
             .spawn()
             .map_err(|e| format!("starting {}: {e}", config.binary.display()))?;
-        let mut server = Server {
-            child,
-            base_url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        server.wait_ready().await?;
-        Ok(server)
+        Ok(Process { child, log })
     }
 
-    async fn wait_ready(&mut self) -> Result<(), Box<dyn std::error::Error>> {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(format!("the server exited ({status}): {}", self.log_tail()).into());
-            }
-            let ready = client
-                .get(format!("{}/readyz", self.base_url))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    /// An error when the process has exited, with the end of its log.
+    pub fn check_running(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        match self.child.try_wait()? {
+            Some(status) => Err(format!("it exited ({status}): {}", self.log_tail()).into()),
+            None => Ok(()),
         }
-        Err(format!("the server was not ready in 120 s: {}", self.log_tail()).into())
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
         let text = read(&self.log) + &read(&self.log.with_extension("err"));
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
-    /// The server's peak resident memory so far, in KiB (`VmHWM`).
+    /// The process's peak resident memory so far, in KiB (`VmHWM`).
     pub fn peak_rss_kib(&self) -> Option<u64> {
         proc_status_kib(self.child.id(), "VmHWM:")
     }
@@ -100,7 +90,60 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Server {
+    pub async fn start(config: &ServerConfig) -> Result<Self, Box<dyn std::error::Error>> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let process = Process::spawn(
+            config,
+            &format!("server-{port}"),
+            &["serve", "--no-worker"],
+            &[("VOXANNE_ADDR", format!("127.0.0.1:{port}"))],
+        )?;
+        let mut server = Server {
+            process,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            self.process
+                .check_running()
+                .map_err(|e| format!("the server did not start: {e}"))?;
+            let ready = client
+                .get(format!("{}/readyz", self.base_url))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "the server was not ready in 120 s: {}",
+            self.process.log_tail()
+        )
+        .into())
+    }
+
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.process.peak_rss_kib()
+    }
+
+    pub fn stop(self) -> Result<(), Box<dyn std::error::Error>> {
+        self.process.stop()
+    }
+}
+
+impl Drop for Process {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();

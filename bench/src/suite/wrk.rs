@@ -29,28 +29,69 @@ impl Load {
 
 const MARK: &str = "voxanne-bench:";
 
-/// `GET path` on `base_url` with `connections` connections for `seconds`, each request with
+/// What each request is: a Lua `request` function, with `token()` the next of the tokens,
+/// `tid` the wrk thread's number and `threads` their count.
+pub enum Request<'a> {
+    /// `GET path`.
+    Get(&'a str),
+    /// `POST /api/v1/appointments` of a 30-minute slot no other request books: the k-th
+    /// request of the run (over all threads) books `first` (Unix seconds) + k × 30 minutes.
+    BookDistinct { first: i64 },
+}
+
+impl Request<'_> {
+    fn lua(&self) -> String {
+        match self {
+            Request::Get(path) => format!(
+                r#"request = function()
+  return wrk.format("GET", "{path}", {{ ["Authorization"] = "Bearer " .. token() }})
+end"#
+            ),
+            Request::BookDistinct { first } => format!(
+                r#"local k = 0
+request = function()
+  local t = {first} + (k * threads + tid) * 1800
+  k = k + 1
+  local body = string.format('{{"starts_at":"%s","ends_at":"%s"}}',
+    os.date("!%Y-%m-%dT%H:%M:%SZ", t), os.date("!%Y-%m-%dT%H:%M:%SZ", t + 1800))
+  return wrk.format("POST", "/api/v1/appointments",
+    {{ ["Authorization"] = "Bearer " .. token(), ["Content-Type"] = "application/json" }}, body)
+end"#
+            ),
+        }
+    }
+}
+
+/// `request` on `base_url` with `connections` connections for `seconds`, each request with
 /// the next of `tokens`.
 pub fn wrk(
     dir: &Path,
     base_url: &str,
-    path: &str,
+    request: &Request,
     tokens: &[String],
     connections: u32,
     seconds: u32,
 ) -> Result<Load, Box<dyn std::error::Error>> {
     let quoted: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
-    let script = dir.join("rotate.lua");
+    let threads = connections.min(2);
+    let script = dir.join("load.lua");
     std::fs::write(
         &script,
         format!(
-            r#"local tokens = {{ {tokens} }}
-local path = "{path}"
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", path, {{ ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1] }})
+            r#"local started = 0
+setup = function(thread)
+  thread:set("tid", started)
+  started = started + 1
 end
+threads = {threads}
+tid = 0
+local tokens = {{ {tokens} }}
+local n = 0
+function token()
+  n = n + 1
+  return tokens[(n % #tokens) + 1]
+end
+{request}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('{MARK}{{"requests":%d,"seconds":%f,"non_2xx":%d,"errors":%d,"p50_ms":%f,"p99_ms":%f}}\n',
@@ -59,9 +100,9 @@ done = function(summary, latency, requests)
 end
 "#,
             tokens = quoted.join(", "),
+            request = request.lua(),
         ),
     )?;
-    let threads = connections.min(2);
     let output = Command::new("wrk")
         .args(["-t", &threads.to_string(), "-c", &connections.to_string()])
         .args(["-d", &format!("{seconds}s"), "--timeout", "10s", "-s"])
