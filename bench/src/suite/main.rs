@@ -283,7 +283,7 @@ async fn run(args: Args) -> Result<(), Error> {
         generated_in,
     ));
 
-    let (ceiling, isolation) = ceiling(&b, &server)?;
+    let (ceiling, isolation) = ceiling(&b, &server).await?;
     let peak_rss = server.peak_rss_kib().unwrap_or(0);
     scenarios.insert(0, ceiling);
     scenarios.insert(1, isolation);
@@ -441,7 +441,11 @@ fn scale_scenario(
 
 /// Scenarios 1 and 2: pgbench's bare page and tenant transaction, and the API, at 16 and 64
 /// connections, interleaved.
-fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
+async fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
+    let peer = Server::start_peer(&b.config, Path::new("bench/peer"), &b.t.admin_options()).await?;
+    if let Err(why) = &peer {
+        eprintln!("[suite] the Express peer is skipped: {why}");
+    }
     let org = "'00000000-0000-4000-8000-:c'";
     let page = format!(
         "SELECT {COLUMNS} FROM calls WHERE org_id = {org} ORDER BY started_at DESC, id DESC LIMIT 26;"
@@ -458,7 +462,7 @@ fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
     let superuser = b.t.admin_options().get_username().to_owned();
     let tokens = b.rotation()?;
     let connections = [16_u32, 64];
-    let mut best = [[0.0_f64; 3]; 2];
+    let mut best = [[0.0_f64; 4]; 2];
     for round in 1..=b.plan.rounds {
         for (c, &n) in connections.iter().enumerate() {
             b.progress(&format!(
@@ -470,6 +474,10 @@ fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
                 pgbench(&options, &superuser, &bare, n, b.plan.seconds)?,
                 pgbench(&options, "voxanne_app", &tenant, n, b.plan.seconds)?,
                 b.wrk(server, &tokens, n)?.per_second(),
+                match &peer {
+                    Ok(peer) => b.wrk(peer, &tokens, n)?.per_second(),
+                    Err(_) => 0.0,
+                },
             ];
             for (slot, value) in best[c].iter_mut().zip(runs) {
                 *slot = slot.max(value);
@@ -478,7 +486,7 @@ fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
     }
     let mut rows = Vec::new();
     for (c, &n) in connections.iter().enumerate() {
-        let [bare, tenant, api] = best[c];
+        let [bare, tenant, api, express] = best[c];
         rows.push(
             Row::new(
                 format!("pgbench: the page's SELECT alone, superuser, {n} connections"),
@@ -500,6 +508,31 @@ fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
             api / tenant,
             "×",
         ));
+        if peer.is_ok() {
+            rows.push(
+                Row::new(
+                    format!("Express + node-postgres, the same transaction, {n} connections"),
+                    express,
+                    "req/s",
+                )
+                .ratio(bare),
+            );
+            rows.push(Row::new(
+                format!("Voxanne to Express, {n} connections"),
+                api / express,
+                "×",
+            ));
+        }
+    }
+    let peer_note = match &peer {
+        Ok(_) => " The peer: Express and node-postgres (`bench/peer`, one Node.js process, a pool \
+                   of 10 like Voxanne's) verifying the same token and running the same tenant \
+                   transaction (target: Voxanne ≥ 4× it)."
+            .to_owned(),
+        Err(why) => format!(" The Express peer was skipped: {why}."),
+    };
+    if let Ok(peer) = peer {
+        peer.stop()?;
     }
     let ceiling = Scenario {
         id: "1",
@@ -508,13 +541,13 @@ fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
             "wrk rotating {} clinics' tokens on `GET {LIST}`; pgbench running the page's SELECT \
              (the same columns, one of the same clinics at random) as the superuser. Ratio: to \
              the SELECT alone at the same connections (target ≥ 0.4 at 16); and Voxanne to \
-             the database-side tenant transaction (target ≥ 0.8).",
+             the database-side tenant transaction (target ≥ 0.8).{peer_note}",
             b.plan.rotation
         ),
         rows,
         output: None,
     };
-    let [bare, tenant, _] = best[0];
+    let [bare, tenant, ..] = best[0];
     let isolation = Scenario {
         id: "2",
         title: "What isolation costs the database",

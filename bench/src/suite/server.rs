@@ -37,8 +37,8 @@ impl Process {
         args: &[&str],
         env: &[(&str, String)],
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let log = config.data_dir.join(format!("{name}.log"));
-        let child = Command::new(&config.binary)
+        let mut command = Command::new(&config.binary);
+        command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("DATABASE_URL", &config.database_url)
@@ -46,13 +46,22 @@ impl Process {
             .env("VOXANNE_JWT_SECRET", &config.jwt_secret)
             .env("VOXANNE_ENCRYPTION_KEY", &config.encryption_key)
             .env("VOXANNE_DATA_DIR", &config.data_dir)
-            .env("VOXANNE_METRICS_ADDR", "off")
+            .env("VOXANNE_METRICS_ADDR", "off");
+        Self::run(command, &config.data_dir.join(format!("{name}.log")))
+    }
+
+    /// Starts `command`, its output into `log` (and `log` with `.err`).
+    pub fn run(mut command: Command, log: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+        let child = command
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
+            .stdout(std::fs::File::create(log)?)
             .stderr(std::fs::File::create(log.with_extension("err"))?)
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", config.binary.display()))?;
-        Ok(Process { child, log })
+            .map_err(|e| format!("starting {}: {e}", command.get_program().to_string_lossy()))?;
+        Ok(Process {
+            child,
+            log: log.to_path_buf(),
+        })
     }
 
     /// An error when the process has exited, with the end of its log.
@@ -105,23 +114,70 @@ impl Server {
             process,
             base_url: format!("http://127.0.0.1:{port}"),
         };
-        server.wait_ready().await?;
+        server.wait_ready("/readyz").await?;
         Ok(server)
     }
 
-    async fn wait_ready(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+    /// The Express peer (`bench/peer/server.js`) with Node.js, as `voxanne_app` on the
+    /// suite's database; None (and why) when Node.js or the peer's packages are missing.
+    pub async fn start_peer(
+        config: &ServerConfig,
+        peer: &Path,
+        database: &sqlx::postgres::PgConnectOptions,
+    ) -> Result<Result<Self, String>, Box<dyn std::error::Error>> {
+        if !peer.join("node_modules").is_dir() {
+            return Ok(Err(format!(
+                "{} has no node_modules (bench/run installs them with npm when Node.js is here)",
+                peer.display()
+            )));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut command = Command::new("node");
+        command
+            .arg(peer.join("server.js"))
+            .env("PORT", port.to_string())
+            .env("JWT_SECRET", &config.jwt_secret)
+            .env(
+                "PGHOST",
+                database
+                    .get_socket()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| database.get_host().to_owned()),
+            )
+            .env("PGPORT", database.get_port().to_string())
+            .env("PGDATABASE", database.get_database().unwrap_or("postgres"))
+            .env("PGUSER", "voxanne_app");
+        let process = match Process::run(command, &config.data_dir.join("peer.log")) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(format!("Node.js did not start: {e}"))),
+        };
+        let mut server = Server {
+            process,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        server.wait_ready("/api/v1/calls").await?;
+        Ok(Ok(server))
+    }
+
+    /// Waits until `path` answers (any status).
+    async fn wait_ready(&mut self, path: &str) -> Result<(), Box<dyn std::error::Error>> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             self.process
                 .check_running()
                 .map_err(|e| format!("the server did not start: {e}"))?;
-            let ready = client
-                .get(format!("{}/readyz", self.base_url))
+            let response = client
+                .get(format!("{}{path}", self.base_url))
                 .timeout(Duration::from_secs(2))
                 .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
+                .await;
+            let ready = match path {
+                "/readyz" => response.is_ok_and(|r| r.status().is_success()),
+                _ => response.is_ok(),
+            };
             if ready {
                 return Ok(());
             }
