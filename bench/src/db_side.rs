@@ -8,9 +8,9 @@
 //! | bare in a tx | the same between `BEGIN` and `COMMIT` (three round trips, as the tenant's) |
 //! | context, no RLS | the same batch as the superuser (who bypasses RLS): what `SET LOCAL` costs |
 //! | context only | as `voxanne_app`: `BEGIN; SET LOCAL` context; the page under RLS; `COMMIT` |
-//! | tenant | as `voxanne_app`, what every API request sends: `BEGIN; SET LOCAL` context; the membership check (one batch), the same page under forced RLS, `COMMIT` |
-//! | tenant, set_config | the tenant's, with the context written by one `set_config` statement |
-//! | tenant (pinned) | the same, with the context helpers given `SET search_path` as before migration 0023 |
+//! | tenant | as `voxanne_app`, what every API request sends: `BEGIN` and `app.enter_tenant` (the context and the membership check, one batch), the same page under forced RLS, `COMMIT` |
+//! | tenant, SET LOCAL | the same with the context written by two `SET LOCAL`s and the check by `app.current_membership()`, as before migration 0024 |
+//! | tenant (pinned) | the tenant's, with the context helpers given `SET search_path` as before migration 0023 |
 //!
 //! The target (see the speed issue): tenant ≥ 0.5 × bare. Printed: transactions per second
 //! and ratios to `bare`.
@@ -67,6 +67,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(
         &tenant,
         format!(
+            "BEGIN; SELECT role, status, now() = statement_timestamp() AS fresh FROM app.enter_tenant('{}', '{}');\n{page}\nCOMMIT;\n",
+            a.org, a.owner
+        ),
+    )?;
+    // As it did before migration 0024: the context by two SET LOCALs, then the check.
+    let set_local = dir.path().join("set_local.sql");
+    std::fs::write(
+        &set_local,
+        format!(
             "BEGIN; SET LOCAL app.org_id = '{}'; SET LOCAL app.user_id = '{}'; SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership();\n{page}\nCOMMIT;\n",
             a.org, a.owner
         ),
@@ -77,15 +86,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &unchecked,
         format!(
             "BEGIN; SET LOCAL app.org_id = '{}'; SET LOCAL app.user_id = '{}';\n{page}\nCOMMIT;\n",
-            a.org, a.owner
-        ),
-    )?;
-    // The context written with set_config in one statement instead of two SET LOCALs.
-    let set_config = dir.path().join("set_config.sql");
-    std::fs::write(
-        &set_config,
-        format!(
-            "BEGIN; SELECT set_config('app.org_id', '{}', true), set_config('app.user_id', '{}', true); SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership();\n{page}\nCOMMIT;\n",
             a.org, a.owner
         ),
     )?;
@@ -105,7 +105,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("context only", "voxanne_app", &unchecked, false),
         ("tenant", "voxanne_app", &tenant, false),
         ("tenant (pinned)", "voxanne_app", &tenant, true),
-        ("tenant, set_config", "voxanne_app", &set_config, false),
+        ("tenant, SET LOCAL", "voxanne_app", &set_local, false),
     ];
     let mut best = [0.0_f64; 7];
     for round in 0..rounds {

@@ -1,10 +1,12 @@
 //! The tenant boundary. Application code reaches tenant data only through a [`TenantTx`]: a
-//! transaction opened with the tenant context set transaction-locally (`SET LOCAL`, so a
-//! pooled connection never carries it into the next transaction), whose org membership was
-//! verified in the database before the handle was handed out.
+//! transaction opened with the tenant context set transaction-locally (`SET LOCAL`, or
+//! `set_config(…, true)` in `app.enter_tenant`: either way a pooled connection never carries
+//! it into the next transaction), whose org membership was verified in the database before
+//! the handle was handed out.
 //!
 //! Cost: BEGIN, the context and the membership check travel as one statement batch, so a
-//! request pays the round trips of a plain `BEGIN; …; COMMIT` and no more.
+//! request pays the round trips of a plain `BEGIN; …; COMMIT` and no more; for a user's
+//! request the batch is two statements, `BEGIN` and `app.enter_tenant` (migrations/0024).
 
 use crate::{Db, DbError, Pooler, TxConn};
 use sqlx::pool::PoolConnection;
@@ -41,19 +43,25 @@ impl From<sqlx::Error> for TenantError {
     }
 }
 
-/// The one place the tenant context is written: `BEGIN` and `SET LOCAL` of the org and the
-/// user. The ids are uuids, whose text is hex digits and dashes only, so formatting them into
-/// SQL is safe. An absent part is empty, and an empty org matches no row.
+/// Where the tenant context is written (with [`begin_as_member_sql`]): `BEGIN` and `SET
+/// LOCAL` of the org and the user. The ids are uuids, whose text is hex digits and dashes
+/// only, so formatting them into SQL is safe. An absent part is empty, and an empty org
+/// matches no row.
 fn begin_with_context_sql(org: Option<OrgId>, user: Option<UserId>) -> String {
     let org = org.map(|o| o.to_string()).unwrap_or_default();
     let user = user.map(|u| u.to_string()).unwrap_or_default();
     format!("BEGIN; SET LOCAL app.org_id = '{org}'; SET LOCAL app.user_id = '{user}'")
 }
 
-/// The membership check, under the RLS of the context just set (migrations/0004): one row,
-/// NULLs when the user is not a member of the org; then whether the transaction is fresh.
-const MEMBERSHIP_SQL: &str =
-    "SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership()";
+/// A user's request: `BEGIN`, then `app.enter_tenant` (migrations/0024) writes the same two
+/// settings transaction-locally and checks the membership under the RLS of that context: one
+/// row, NULLs when the user is not a member of the org; then whether the transaction is fresh.
+fn begin_as_member_sql(org: OrgId, user: UserId) -> String {
+    format!(
+        "BEGIN; SELECT role, status, now() = statement_timestamp() AS fresh \
+         FROM app.enter_tenant('{org}', '{user}')"
+    )
+}
 
 /// The org's status, under the RLS of the context just set (NULL when the org is gone); then
 /// whether the transaction is fresh.
@@ -97,6 +105,12 @@ impl ScopedTx {
             begin_with_context_sql(org, user),
             then.unwrap_or(FRESH_SQL)
         );
+        Self::open(db, &sql).await
+    }
+
+    /// Runs `sql`, a batch that begins the transaction, writes the context and ends with
+    /// the rows to check ([`ScopedTx::begin`]).
+    async fn open(db: &Db, sql: &str) -> Result<(Self, Vec<PgRow>), sqlx::Error> {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -108,7 +122,7 @@ impl ScopedTx {
                 conn: Some(conn?),
                 pooler: db.pooler(),
             };
-            let rows = match batch(tx.raw_conn(), &sql).await {
+            let rows = match batch(tx.raw_conn(), sql).await {
                 // Reachable: a round trip was answered (a connection handed out is not proof:
                 // it is not pinged).
                 Ok(rows) => {
@@ -226,7 +240,7 @@ impl TenantTx {
     /// call, that the user is a member and the org is active. One round trip.
     pub(crate) async fn begin(db: &Db, org: OrgId, user: UserId) -> Result<Self, TenantError> {
         let slot = db.slots().acquire(org).await.ok_or(TenantError::Busy)?;
-        let (tx, rows) = ScopedTx::begin(db, Some(org), Some(user), Some(MEMBERSHIP_SQL)).await?;
+        let (tx, rows) = ScopedTx::open(db, &begin_as_member_sql(org, user)).await?;
         let row = rows.first().ok_or(TenantError::NotMember)?;
         let (role, status): (Option<String>, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
         let (Some(role), Some(status)) = (role, status) else {
