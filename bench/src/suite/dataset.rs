@@ -72,21 +72,15 @@ pub async fn grow(
     let want = shares(clinics, calls);
     let first_new = have.clinics();
     if clinics > first_new {
+        // Each new clinic and its owner, in one statement.
         sqlx::query(
-            "INSERT INTO organizations (id, name)
-             SELECT ('00000000-0000-4000-8000-' || ($3 + i))::uuid, 'Bench clinic ' || i
-               FROM generate_series($1, $2) i",
-        )
-        .bind(i64::try_from(first_new)?)
-        .bind(i64::try_from(clinics - 1)?)
-        .bind(i64::try_from(ID_BASE)?)
-        .execute(&mut *admin)
-        .await?;
-        sqlx::query(
-            "INSERT INTO organization_members (org_id, user_id, role)
-             SELECT ('00000000-0000-4000-8000-' || ($3 + i))::uuid,
-                    ('00000000-0000-4000-9000-' || ($3 + i))::uuid, 'owner'
-               FROM generate_series($1, $2) i",
+            "WITH new AS (
+                 INSERT INTO organizations (id, name)
+                 SELECT ('00000000-0000-4000-8000-' || ($3 + i))::uuid, 'Bench clinic ' || i
+                   FROM generate_series($1, $2) i
+                 RETURNING id)
+             INSERT INTO organization_members (org_id, user_id, role)
+             SELECT id, overlay(id::text placing '9' from 20 for 1)::uuid, 'owner' FROM new",
         )
         .bind(i64::try_from(first_new)?)
         .bind(i64::try_from(clinics - 1)?)

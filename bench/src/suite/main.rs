@@ -451,12 +451,12 @@ async fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Err
         "SELECT {COLUMNS} FROM calls WHERE org_id = {org} ORDER BY started_at DESC, id DESC LIMIT 26;"
     );
     let bare = b.script("bare.sql", &page)?;
+    // What the application sends for a user's request (crates/db/src/tenant.rs).
     let tenant = b.script(
         "tenant.sql",
         &format!(
-            "BEGIN; SET LOCAL app.org_id = {org}; SET LOCAL app.user_id = '00000000-0000-4000-9000-:c'; \
-             SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership();\n\
-             {page}\nCOMMIT;"
+            "BEGIN; SELECT role, status, now() = statement_timestamp() AS fresh \
+             FROM app.enter_tenant({org}, '00000000-0000-4000-9000-:c');\n{page}\nCOMMIT;"
         ),
     )?;
     let superuser = b.t.admin_options().get_username().to_owned();
@@ -553,8 +553,8 @@ async fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Err
         title: "What isolation costs the database",
         about: "pgbench, 16 connections, a random rotated clinic each transaction: the page's \
                 SELECT as the superuser, against the tenant transaction every request runs as \
-                voxanne_app (BEGIN; SET LOCAL context; the membership check; the page under \
-                forced RLS; COMMIT). Target: the tenant transaction ≥ 0.5 of the bare query."
+                voxanne_app (BEGIN and app.enter_tenant: the context and the membership check; \
+                the page under forced RLS; COMMIT). Target: the tenant transaction ≥ 0.5 of the bare query."
             .into(),
         rows: vec![
             Row::new("bare SELECT, superuser", bare, "tx/s").ratio(bare),
