@@ -74,14 +74,7 @@ pub fn pgbench_with(
         ])
         .arg(database)
         .output()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "pgbench failed: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
+    let text = stdout_of("pgbench", &output)?;
     // "tps = 5123.456789 (without initial connection time)"
     text.lines()
         .find_map(|l| {
@@ -92,4 +85,22 @@ pub fn pgbench_with(
                 .ok()
         })
         .ok_or_else(|| format!("no tps in pgbench's output: {text}").into())
+}
+
+/// A finished child's standard output; an error naming `what`, with its output, when it
+/// failed.
+pub fn stdout_of(
+    what: &str,
+    output: &std::process::Output,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {text}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(text)
 }

@@ -66,6 +66,8 @@ struct Args {
 /// The run's parameters, defaults filled in.
 #[derive(Debug, serde::Serialize)]
 struct Plan {
+    /// Tiny data and one short round: the suite runs, nothing is measured.
+    smoke: bool,
     clinics: u64,
     calls: u64,
     small_clinics: u64,
@@ -91,6 +93,7 @@ impl Plan {
             .unwrap_or(small_clinics)
             .clamp(2, clinics);
         Plan {
+            smoke: args.smoke,
             clinics,
             calls: args.calls.unwrap_or(calls),
             small_clinics,
@@ -299,7 +302,7 @@ async fn run(args: Args) -> Result<(), Error> {
         "`agent-latency`: each agent tool round trip during a call against a bare HTTP round \
          trip, and against the platform's 7.5 s budget for the assistant request.",
         "agent-latency",
-        if b.plan.seconds <= 1 { &["20"] } else { &[] },
+        if b.plan.smoke { &["20"] } else { &[] },
     )?);
     let mut memory = child_scenario(
         &bin_dir,
@@ -310,11 +313,7 @@ async fn run(args: Args) -> Result<(), Error> {
          peak memory for a batch of large recordings, streamed against buffered (independent \
          of the recordings' size).",
         "recording-memory",
-        if b.plan.seconds <= 1 {
-            &["2", "2"]
-        } else {
-            &[]
-        },
+        if b.plan.smoke { &["2", "2"] } else { &[] },
     )?;
     memory.rows.push(Row::new(
         "server peak RSS (64-connection load)",
@@ -329,7 +328,7 @@ async fn run(args: Args) -> Result<(), Error> {
         "`db-side`: one clinic's page with pgbench, variant by variant (the transaction, the \
          context, RLS, the membership check).",
         "db-side",
-        if b.plan.seconds <= 1 {
+        if b.plan.smoke {
             &["2", "1", "1", "200"]
         } else {
             &[]
@@ -340,7 +339,7 @@ async fn run(args: Args) -> Result<(), Error> {
 
     scenarios.sort_by_key(|s| s.id);
     let report = Report {
-        mode: if args.smoke { "smoke" } else { "full" },
+        mode: if b.plan.smoke { "smoke" } else { "full" },
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         commit: commit(),
         machine: report::Machine::read(postgres),
@@ -589,7 +588,7 @@ async fn booking(b: &mut Bench, server: &Server) -> Result<Scenario, Error> {
     .await?;
     let token = b.token(BOOKING_CLINIC)?;
 
-    let racers = if b.plan.seconds <= 1 { 50 } else { 500 };
+    let racers = if b.plan.smoke { 50 } else { 500 };
     b.progress(&format!("booking: {racers} at one slot"));
     let race = race(&server.base_url, &token, racers).await?;
     let won = race.count(201);
@@ -790,15 +789,13 @@ fn child_scenario(
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("running {bin}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!("{bin} failed ({})", output.status).into());
-    }
+    let text = voxanne_bench::stdout_of(bin, &output)?;
     Ok(Scenario {
         id,
         title,
         about: about.into(),
         rows: Vec::new(),
-        output: Some(String::from_utf8_lossy(&output.stdout).into_owned()),
+        output: Some(text),
     })
 }
 

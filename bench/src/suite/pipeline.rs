@@ -113,8 +113,11 @@ pub async fn scenario(b: &mut Bench) -> Result<Scenario, Error> {
         .with_state(host.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let smoke = b.plan.seconds <= 1;
-    let (small_clinics, per_small, whale_jobs) = if smoke { (4, 3, 108) } else { (20, 10, 1800) };
+    let (small_clinics, per_small, whale_jobs) = if b.plan.smoke {
+        (4, 3, 108)
+    } else {
+        (20, 10, 1800)
+    };
     let small: Vec<u64> = (2..2 + small_clinics).collect();
     let clinics: Vec<u64> = std::iter::once(0).chain(small.iter().copied()).collect();
     twilio_accounts(b, &clinics).await?;

@@ -110,14 +110,7 @@ end
         .arg(base_url)
         .output()
         .map_err(|e| format!("running wrk (Debian's package `wrk`): {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "wrk failed: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
+    let text = voxanne_bench::stdout_of("wrk", &output)?;
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix(MARK))
