@@ -35,14 +35,14 @@ pub mod sms_confirmations;
 pub mod system;
 mod tenant;
 
-pub use voxanne_schema::{embedded, migrate};
+pub use voxanne_schema::{distribute, embedded, migrate};
 
 pub use pooler::{Pooler, TxConn, UnknownPooler};
 pub use rows::TenantRow;
 pub use tenant::{Membership, TenantError, TenantTx, SYSTEM_ACTOR};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 use std::time::Duration;
 use voxanne_domain::{OrgId, UserId};
 
@@ -152,6 +152,9 @@ pub struct Db {
     pool: PgPool,
     slots: std::sync::Arc<slots::OrgSlots>,
     pooler: Pooler,
+    /// Whether the database is distributed with Citus: the tenant context is then written
+    /// in the form Citus passes on to its workers (tenant.rs).
+    distributed: bool,
     /// Whether the database is in an episode of unavailability: logged once when it starts
     /// and once when it ends, not once per request.
     unavailable: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -190,6 +193,14 @@ impl Db {
             .test_before_acquire(false)
             .connect_with(settings.pooler.connect_options(app))
             .await?;
+        // Unprepared (the simple query protocol): nothing stays behind on a pooler's server
+        // connection.
+        let distributed: bool = sqlx::Executor::fetch_one(
+            &pool,
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')",
+        )
+        .await?
+        .try_get(0)?;
         let half = usize::try_from(settings.max_connections / 2).unwrap_or(1);
         Ok(Self {
             pool,
@@ -198,12 +209,18 @@ impl Db {
                 settings.org_wait,
             ),
             pooler: settings.pooler,
+            distributed,
             unavailable: Default::default(),
         })
     }
 
     pub(crate) fn slots(&self) -> &std::sync::Arc<slots::OrgSlots> {
         &self.slots
+    }
+
+    /// Whether the database is distributed with Citus (the extension is installed in it).
+    pub fn distributed(&self) -> bool {
+        self.distributed
     }
 
     /// What the pool connects through.

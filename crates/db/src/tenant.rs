@@ -47,11 +47,26 @@ impl From<sqlx::Error> for TenantError {
 /// LOCAL` of the org and the user. The ids are uuids, whose text is hex digits and dashes
 /// only, so formatting them into SQL is safe. An absent part is empty, and an empty org
 /// matches no row.
-fn begin_with_context_sql(org: Option<OrgId>, user: Option<UserId>) -> String {
+///
+/// On a distributed database (Citus) the transaction also asks Citus to send these `SET
+/// LOCAL`s on to every worker the transaction reaches (`citus.propagate_set_commands`), so
+/// the row level security of the shards reads the same context as the coordinator's.
+fn begin_with_context_sql(org: Option<OrgId>, user: Option<UserId>, distributed: bool) -> String {
     let org = org.map(|o| o.to_string()).unwrap_or_default();
     let user = user.map(|u| u.to_string()).unwrap_or_default();
-    format!("BEGIN; SET LOCAL app.org_id = '{org}'; SET LOCAL app.user_id = '{user}'")
+    let propagate = if distributed {
+        " SET LOCAL citus.propagate_set_commands = 'local';"
+    } else {
+        ""
+    };
+    format!("BEGIN;{propagate} SET LOCAL app.org_id = '{org}'; SET LOCAL app.user_id = '{user}'")
 }
+
+/// A user's membership check on a distributed database, once the context is set: Citus does
+/// not pass `set_config` on to the workers (so no `app.enter_tenant`), and refuses a query on
+/// distributed tables in the same multi-statement batch as the `SET LOCAL`s. One row, NULLs
+/// when the user is not a member of the org.
+const MEMBERSHIP_SQL: &str = "SELECT role, status FROM app.current_membership()";
 
 /// A user's request: `BEGIN`, then `app.enter_tenant` (migrations/0024) writes the same two
 /// settings transaction-locally and checks the membership under the RLS of that context: one
@@ -100,12 +115,21 @@ impl ScopedTx {
         user: Option<UserId>,
         then: Option<&str>,
     ) -> Result<(Self, Vec<PgRow>), sqlx::Error> {
-        let sql = format!(
-            "{}; {}",
-            begin_with_context_sql(org, user),
-            then.unwrap_or(FRESH_SQL)
-        );
-        Self::open(db, &sql).await
+        let context = begin_with_context_sql(org, user, db.distributed());
+        if !db.distributed() {
+            let sql = format!("{context}; {}", then.unwrap_or(FRESH_SQL));
+            return Self::open(db, &sql).await;
+        }
+        // Distributed: the context and the freshness check (no table in it) first, then
+        // `then` as a statement of its own (two round trips).
+        let (mut tx, rows) = Self::open(db, &format!("{context}; {FRESH_SQL}")).await?;
+        match then {
+            None => Ok((tx, rows)),
+            Some(then) => {
+                let rows = batch(tx.raw_conn(), then).await?;
+                Ok((tx, rows))
+            }
+        }
     }
 
     /// Runs `sql`, a batch that begins the transaction, writes the context and ends with
@@ -240,7 +264,11 @@ impl TenantTx {
     /// call, that the user is a member and the org is active. One round trip.
     pub(crate) async fn begin(db: &Db, org: OrgId, user: UserId) -> Result<Self, TenantError> {
         let slot = db.slots().acquire(org).await.ok_or(TenantError::Busy)?;
-        let (tx, rows) = ScopedTx::open(db, &begin_as_member_sql(org, user)).await?;
+        let (tx, rows) = if db.distributed() {
+            ScopedTx::begin(db, Some(org), Some(user), Some(MEMBERSHIP_SQL)).await?
+        } else {
+            ScopedTx::open(db, &begin_as_member_sql(org, user)).await?
+        };
         let row = rows.first().ok_or(TenantError::NotMember)?;
         let (role, status): (Option<String>, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
         let (Some(role), Some(status)) = (role, status) else {

@@ -62,6 +62,9 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Embedded
 pub struct ClusterOptions {
     /// Trade durability for speed (no fsync): for throwaway test clusters only.
     pub ephemeral: bool,
+    /// Preload the Citus extension (a coordinator or worker of a distributed database). The
+    /// extension must be installed for this PostgreSQL (see [`citus_available`]).
+    pub citus: bool,
 }
 
 /// An OS account other than ours that runs the cluster (only when we are root).
@@ -285,12 +288,26 @@ impl EmbeddedCluster {
             "-p {PORT} -c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=300",
             self.socket_dir.display()
         );
+        let mut preload = Vec::new();
+        if options.citus {
+            // Citus must come first; it commits multi-node transactions in two phases, and
+            // runs a maintenance worker per database.
+            preload.push("citus");
+            server.push_str(" -c max_prepared_transactions=200 -c max_worker_processes=64");
+        }
         if options.ephemeral {
             server.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
             // Tests count statements (e.g. per claimed job batch) where the library exists.
             if self.has_library("pg_stat_statements") {
-                server.push_str(" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all");
+                preload.push("pg_stat_statements");
+                server.push_str(" -c pg_stat_statements.track=all");
             }
+        }
+        if !preload.is_empty() {
+            server.push_str(&format!(
+                " -c shared_preload_libraries={}",
+                preload.join(",")
+            ));
         }
         let log = self.pg_dir.join("server.log");
         tracing::info!(dir = %self.pg_dir.display(), log = %log.display(), "starting the embedded PostgreSQL");
@@ -451,6 +468,16 @@ fn socket_dir_for(data_dir: &Path) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     data_dir.hash(&mut hasher);
     std::env::temp_dir().join(format!("voxanne-{:016x}", hasher.finish()))
+}
+
+/// Whether the Citus extension is installed for the PostgreSQL that [`EmbeddedCluster`] runs.
+pub fn citus_available() -> bool {
+    find_bin_dir()
+        .and_then(|bin| {
+            bin.parent()
+                .map(|version_dir| version_dir.join("lib").join("citus.so"))
+        })
+        .is_some_and(|library| library.is_file())
 }
 
 /// For tests and tools that need the binaries' location (e.g. to run `psql`).

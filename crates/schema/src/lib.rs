@@ -6,5 +6,6 @@
 //! against it, which is how the offline query data of the other crates is made and checked
 //! (`scripts/sqlx-prepare`).
 
+pub mod distribute;
 pub mod embedded;
 pub mod migrate;

@@ -8,6 +8,9 @@
 //! - `voxanne_system` (NOLOGIN, BYPASSRLS) owns the few SECURITY DEFINER functions that work
 //!   across orgs (migrations/0003_cross_org_operations.sql); nobody logs in as it.
 
+use crate::distribute::{
+    distribute, ensure_citus, is_distributed, DistributeError, Distribution, TableDone,
+};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -48,11 +51,13 @@ fn password_sql(password: &str) -> String {
 }
 
 /// Creates the roles (idempotently) and applies every pending migration as `voxanne_owner`.
-/// `admin` must be allowed to create roles (a superuser, or Supabase's `postgres`).
+/// `admin` must be allowed to create roles (a superuser, or Supabase's `postgres`). On a
+/// database where the Citus extension is installed, the tables are then distributed as
+/// [`migrate_distributed`] does (a table added by a new migration included).
 pub async fn migrate(
     admin: &PgConnectOptions,
     app_password: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), DistributeError> {
     migrate_with(admin, app_password, &MIGRATOR).await
 }
 
@@ -63,11 +68,45 @@ pub async fn migrate_with(
     admin: &PgConnectOptions,
     app_password: Option<&str>,
     migrator: &sqlx::migrate::Migrator,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), DistributeError> {
+    if run(admin, app_password, migrator, false).await? {
+        distribute(admin, |_| {}).await?;
+    }
+    Ok(())
+}
+
+/// `voxanne migrate --distributed`: creates the Citus extension (the coordinator must have
+/// it installed and preloaded, and its workers added), applies the migrations, and
+/// distributes every table (`distribute.rs`). Idempotent.
+pub async fn migrate_distributed(
+    admin: &PgConnectOptions,
+    app_password: Option<&str>,
+    progress: impl FnMut(&TableDone),
+) -> Result<Distribution, DistributeError> {
+    run(admin, app_password, &MIGRATOR, true).await?;
+    distribute(admin, progress).await
+}
+
+/// Bootstraps the roles and migrates; whether the database is distributed.
+async fn run(
+    admin: &PgConnectOptions,
+    app_password: Option<&str>,
+    migrator: &sqlx::migrate::Migrator,
+    create_citus: bool,
+) -> Result<bool, DistributeError> {
     let mut conn = PgConnection::connect_with(admin).await?;
     // Two processes starting at once must not race on CREATE ROLE.
     conn.execute("SELECT pg_advisory_lock(7286001)").await?;
-    let result = bootstrap_and_migrate(&mut conn, app_password, migrator).await;
+    let result = async {
+        if create_citus {
+            // Before the roles: Citus creates them on the workers too.
+            ensure_citus(&mut conn).await?;
+        }
+        let distributed = is_distributed(&mut conn).await?;
+        bootstrap_and_migrate(&mut conn, app_password, migrator, distributed).await?;
+        Ok::<_, DistributeError>(distributed)
+    }
+    .await;
     conn.execute("RESET ROLE; SELECT pg_advisory_unlock(7286001)")
         .await?;
     conn.close().await?;
@@ -78,12 +117,19 @@ async fn bootstrap_and_migrate(
     conn: &mut PgConnection,
     app_password: Option<&str>,
     migrator: &sqlx::migrate::Migrator,
+    distributed: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(BOOTSTRAP).execute(&mut *conn).await?;
     if let Some(password) = app_password {
         sqlx::raw_sql(&password_sql(password))
             .execute(&mut *conn)
             .await?;
+    }
+    if distributed {
+        // Citus carries out DDL on the workers over connections of its own, as the role that
+        // runs it: the owner must be able to log in there (it has no password; the nodes
+        // authenticate each other as docs/SCALING.md says).
+        conn.execute("ALTER ROLE voxanne_owner LOGIN").await?;
     }
     conn.execute("SET ROLE voxanne_owner").await?;
     migrator.run(&mut *conn).await?;

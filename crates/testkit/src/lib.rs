@@ -35,8 +35,14 @@ fn cluster() -> &'static Cluster {
             .keep();
         // The cluster may run as another OS account (when we are root): let it in.
         set_mode(&dir, 0o755);
-        let cluster = EmbeddedCluster::start(&dir, ClusterOptions { ephemeral: true })
-            .unwrap_or_else(|e| panic!("starting the test PostgreSQL cluster: {e}"));
+        let cluster = EmbeddedCluster::start(
+            &dir,
+            ClusterOptions {
+                ephemeral: true,
+                citus: false,
+            },
+        )
+        .unwrap_or_else(|e| panic!("starting the test PostgreSQL cluster: {e}"));
         if cluster.started_here() {
             spawn_watchdog(cluster.pg_dir(), &dir);
         }

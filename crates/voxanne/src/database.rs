@@ -87,6 +87,48 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
     }
 }
 
+/// `voxanne migrate --distributed`: the migrations, then the tables distributed on the Citus
+/// coordinator that DATABASE_URL names, one line per table.
+pub async fn migrate_distributed(config: &Config) -> anyhow::Result<()> {
+    let Some(url) = &config.database_url else {
+        anyhow::bail!(
+            "--distributed needs DATABASE_URL to name the Citus coordinator (the embedded \
+             cluster is a single server); see docs/SCALING.md"
+        );
+    };
+    let admin: PgConnectOptions = url
+        .parse()
+        .context("DATABASE_URL is not a PostgreSQL URL")?;
+    let password = config
+        .app_db_password
+        .as_ref()
+        .map(|p| p.expose_secret().to_owned());
+    let mut count = 0;
+    let distribution =
+        voxanne_db::migrate::migrate_distributed(&admin, password.as_deref(), |table| {
+            count += 1;
+            let placement = match table.placement {
+                voxanne_db::distribute::Placement::Distributed => "distributed by clinic",
+                voxanne_db::distribute::Placement::Reference => "reference table",
+            };
+            let state = if table.changed { "" } else { " (already)" };
+            println!(
+                "[{count:>2}] {:<40} {placement}{state}, {:.1} s",
+                table.table,
+                table.elapsed.as_secs_f64()
+            );
+        })
+        .await
+        .context("distributing the database")?;
+    println!(
+        "{} tables placed on {} worker(s) in {:.1} s",
+        distribution.tables.len(),
+        distribution.workers,
+        distribution.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn open_embedded(cluster: &EmbeddedCluster, config: &Config) -> anyhow::Result<Db> {
     let mut admin = PgConnection::connect_with(&cluster.connect_options(ADMIN_ROLE, "postgres"))
         .await

@@ -38,7 +38,13 @@ enum Command {
     /// may run at once.
     Worker,
     /// Create the roles and apply pending migrations, then exit.
-    Migrate,
+    Migrate {
+        /// Then distribute the tables with Citus (DATABASE_URL names the coordinator, whose
+        /// workers are added): every tenant table by clinic, the global tables as reference
+        /// tables. Checks the preconditions first; safe to rerun. See docs/SCALING.md.
+        #[arg(long)]
+        distributed: bool,
+    },
     /// Mint a development JWT signed with the HS256 secret.
     Token {
         #[arg(long)]
@@ -154,7 +160,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call {
             command: CallCommand::Simulate(args),
         } => simulate::run(args).await,
-        Command::Migrate => {
+        Command::Migrate { distributed: true } => database::migrate_distributed(&config).await,
+        Command::Migrate { distributed: false } => {
             let database = database::open(&config).await?;
             println!("migrations applied");
             database.shutdown().await;

@@ -15,7 +15,10 @@ fn data_dir() -> tempfile::TempDir {
 #[test]
 fn a_running_cluster_is_reused_and_one_whose_owner_died_is_adopted() {
     let dir = data_dir();
-    let options = ClusterOptions { ephemeral: true };
+    let options = ClusterOptions {
+        ephemeral: true,
+        citus: false,
+    };
     let first = EmbeddedCluster::start(dir.path(), options).expect("first start");
     assert!(first.started_here());
 
@@ -82,8 +85,14 @@ fn a_data_dir_only_root_can_enter_is_opened_for_the_clusters_account() {
         .tempdir()
         .expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let cluster = EmbeddedCluster::start(dir.path(), ClusterOptions { ephemeral: true })
-        .expect("a 0700 data dir of root's works");
+    let cluster = EmbeddedCluster::start(
+        dir.path(),
+        ClusterOptions {
+            ephemeral: true,
+            citus: false,
+        },
+    )
+    .expect("a 0700 data dir of root's works");
     let mode = std::fs::metadata(dir.path())
         .expect("meta")
         .permissions()

@@ -2,6 +2,7 @@
 
 mod calendar;
 mod cancellation;
+mod distribute;
 mod embedded;
 mod isolation;
 mod job_tenant;

@@ -88,11 +88,11 @@ async fn every_tenant_table_follows_the_tenancy_rules() {
 
         let tenant_column_rules = [
             (
-                "every policy is exactly `tenant column = (SELECT app.current_org_id())` in USING and WITH CHECK",
+                "every policy is exactly `tenant column = app.current_org_id()` in USING and WITH CHECK",
                 "SELECT coalesce(bool_and(
-                     pg_get_expr(polqual, polrelid) = format('(%I = ( SELECT app.current_org_id() AS current_org_id))', $2::text)
+                     pg_get_expr(polqual, polrelid) = format('(%I = app.current_org_id())', $2::text)
                      AND (polcmd IN ('r', 'd') OR pg_get_expr(polwithcheck, polrelid)
-                          = format('(%I = ( SELECT app.current_org_id() AS current_org_id))', $2::text))), false)
+                          = format('(%I = app.current_org_id())', $2::text))), false)
                    FROM pg_policy WHERE polrelid = $1::regclass",
             ),
             (

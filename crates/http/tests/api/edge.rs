@@ -376,7 +376,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountErrors {
 fn own_cluster(dir: &std::path::Path) -> voxanne_db::embedded::EmbeddedCluster {
     voxanne_db::embedded::EmbeddedCluster::start(
         dir,
-        voxanne_db::embedded::ClusterOptions { ephemeral: true },
+        voxanne_db::embedded::ClusterOptions {
+            ephemeral: true,
+            citus: false,
+        },
     )
     .expect("starting a PostgreSQL cluster of the test's own")
 }

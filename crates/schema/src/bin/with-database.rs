@@ -29,7 +29,13 @@ fn main() -> ExitCode {
             "opening the temp dir to the cluster's account: {e}"
         ));
     }
-    let cluster = match EmbeddedCluster::start(dir.path(), ClusterOptions { ephemeral: true }) {
+    let cluster = match EmbeddedCluster::start(
+        dir.path(),
+        ClusterOptions {
+            ephemeral: true,
+            citus: false,
+        },
+    ) {
         Ok(cluster) => cluster,
         Err(e) => return fail(format!("starting PostgreSQL: {e}")),
     };
