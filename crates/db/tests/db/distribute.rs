@@ -1,7 +1,7 @@
 //! The preconditions of distributing the schema by clinic (crates/schema/src/distribute.rs),
 //! read from the catalog: they need no Citus, so they are checked on every run.
 
-use sqlx::Executor;
+use sqlx::{Connection, Executor};
 use voxanne_db::distribute::{preconditions, Violation};
 use voxanne_testkit::TestDb;
 
@@ -83,4 +83,193 @@ async fn every_kind_of_defect_is_named_with_its_table_and_constraint() {
     .map(|(t, c)| (t.to_string(), c.to_string()))
     .collect();
     assert_eq!(found, expected);
+}
+
+/// A coordinator and two workers of the test's own, with the Citus extension in `database`
+/// on each and the workers added; `None` (the test says it skipped) without Citus.
+struct Citus {
+    nodes: Vec<voxanne_db::embedded::EmbeddedCluster>,
+    _dir: tempfile::TempDir,
+}
+
+impl Citus {
+    async fn start(database: &str) -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        use voxanne_db::embedded::{citus_available, ClusterOptions, EmbeddedCluster, ADMIN_ROLE};
+        if !citus_available() {
+            eprintln!("skipped: the Citus extension is not installed for this PostgreSQL");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("voxanne-citus-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let mut nodes = Vec::new();
+        for name in ["coordinator", "worker-1", "worker-2"] {
+            let path = dir.path().join(name);
+            let node = tokio::task::spawn_blocking(move || {
+                EmbeddedCluster::start(
+                    &path,
+                    ClusterOptions {
+                        ephemeral: true,
+                        citus: true,
+                    },
+                )
+            })
+            .await
+            .expect("join")
+            .expect("starting a Citus node");
+            let mut admin =
+                sqlx::PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, "postgres"))
+                    .await
+                    .expect("connecting to a node");
+            admin
+                .execute(format!("CREATE DATABASE {database}").as_str())
+                .await
+                .expect("CREATE DATABASE");
+            let mut db =
+                sqlx::PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, database))
+                    .await
+                    .expect("connecting to the node's database");
+            db.execute("CREATE EXTENSION citus")
+                .await
+                .expect("CREATE EXTENSION citus");
+            nodes.push(node);
+        }
+        let mut coordinator =
+            sqlx::PgConnection::connect_with(&nodes[0].connect_options(ADMIN_ROLE, database))
+                .await
+                .expect("connecting to the coordinator");
+        let host = |node: &EmbeddedCluster| node.socket().0.display().to_string();
+        sqlx::query("SELECT citus_set_coordinator_host($1, 5432)")
+            .bind(host(&nodes[0]))
+            .execute(&mut coordinator)
+            .await
+            .expect("citus_set_coordinator_host");
+        for worker in &nodes[1..] {
+            sqlx::query("SELECT citus_add_node($1, 5432)")
+                .bind(host(worker))
+                .execute(&mut coordinator)
+                .await
+                .expect("citus_add_node");
+        }
+        Some(Self { nodes, _dir: dir })
+    }
+
+    fn admin(&self, node: usize, database: &str) -> sqlx::postgres::PgConnectOptions {
+        self.nodes[node].connect_options(voxanne_db::embedded::ADMIN_ROLE, database)
+    }
+}
+
+impl Drop for Citus {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            let _ = node.stop();
+        }
+    }
+}
+
+#[tokio::test]
+async fn on_citus_the_schema_distributes_by_clinic_and_a_clinic_reads_only_its_rows_from_one_worker(
+) {
+    use sqlx::Row;
+    use voxanne_db::distribute::{DistributeError, Placement};
+    let Some(citus) = Citus::start("voxanne").await else {
+        return;
+    };
+    let admin = citus.admin(0, "voxanne");
+    // The global number key is named, and nothing is distributed.
+    let refused = voxanne_db::migrate::migrate_distributed(&admin, None, |_| {}).await;
+    match refused {
+        Err(DistributeError::Preconditions(found)) => assert_eq!(
+            named(&found),
+            [(
+                "public.phone_numbers".to_owned(),
+                "phone_numbers_number_key".to_owned()
+            )]
+        ),
+        other => panic!("expected the preconditions to refuse, got {other:?}"),
+    }
+    // Without it (its replacement is the next step), everything distributes; a rerun changes
+    // nothing.
+    let mut conn = sqlx::PgConnection::connect_with(&admin)
+        .await
+        .expect("admin");
+    conn.execute("SET ROLE voxanne_owner; ALTER TABLE phone_numbers DROP CONSTRAINT phone_numbers_number_key; RESET ROLE")
+        .await
+        .expect("dropping the number key");
+    let first = voxanne_db::migrate::migrate_distributed(&admin, None, |_| {})
+        .await
+        .expect("distributing");
+    assert!(first
+        .tables
+        .iter()
+        .all(|t| t.changed || t.placement == Placement::Reference));
+    assert_eq!(first.workers, 2);
+    let tenant_tables = voxanne_testkit::tenant_tables(&mut conn).await;
+    let distributed: Vec<String> = first
+        .tables
+        .iter()
+        .filter(|t| t.placement == Placement::Distributed)
+        .map(|t| t.table.trim_start_matches("public.").to_owned())
+        .filter(|t| !t.starts_with("app."))
+        .collect();
+    let mut expected: Vec<String> = tenant_tables.into_iter().map(|(t, _)| t).collect();
+    expected.sort();
+    let mut distributed_sorted = distributed.clone();
+    distributed_sorted.sort();
+    assert_eq!(
+        distributed_sorted, expected,
+        "every tenant table is distributed"
+    );
+    let again = voxanne_db::migrate::migrate_distributed(&admin, None, |_| {})
+        .await
+        .expect("distributing again");
+    assert!(again.tables.iter().all(|t| !t.changed), "{again:#?}");
+
+    // Two clinics with a contact each.
+    conn.execute(
+        "INSERT INTO organizations (id, name) VALUES
+             ('00000000-0000-4000-8000-00000000000a', 'A'), ('00000000-0000-4000-8000-00000000000b', 'B');
+         INSERT INTO contacts (org_id, name, phone)
+             SELECT id, 'Patient of ' || name, CASE name WHEN 'A' THEN '+14155550101' ELSE '+14155550102' END
+               FROM organizations",
+    )
+    .await
+    .expect("seeding");
+    // The application's tenant transaction, as voxanne_app: only clinic A's row, from one task.
+    let app = citus.nodes[0].connect_options(voxanne_db::migrate::APP_ROLE, "voxanne");
+    let db = voxanne_db::Db::connect(app, 2).await.expect("app pool");
+    assert!(db.distributed());
+    let mut app_conn = sqlx::PgConnection::connect_with(
+        &citus.nodes[0].connect_options(voxanne_db::migrate::APP_ROLE, "voxanne"),
+    )
+    .await
+    .expect("app connection");
+    app_conn
+        .execute("BEGIN; SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL app.org_id = '00000000-0000-4000-8000-00000000000a'")
+        .await
+        .expect("context");
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM contacts ORDER BY name")
+        .fetch_all(&mut app_conn)
+        .await
+        .expect("reading contacts");
+    assert_eq!(names, ["Patient of A"]);
+    let plan: Vec<String> = sqlx::query(
+        "EXPLAIN SELECT name FROM contacts WHERE org_id = '00000000-0000-4000-8000-00000000000a'",
+    )
+    .fetch_all(&mut app_conn)
+    .await
+    .expect("explain")
+    .iter()
+    .map(|row| row.get::<String, _>(0))
+    .collect();
+    assert!(
+        plan.iter().any(|line| line.trim() == "Task Count: 1"),
+        "routed to one shard: {plan:#?}"
+    );
+    app_conn.execute("COMMIT").await.expect("commit");
+    db.close().await;
 }
