@@ -9,11 +9,11 @@
 --    sequential scan evaluates as one setting lookup per row (no function call).
 -- 2. Foreign keys that set a reference to NULL when its target is deleted become NO ACTION:
 --    Citus refuses SET NULL and SET DEFAULT on a foreign key that includes the distribution
---    column, and every tenant key includes it. No code path deletes a contact, call,
---    appointment, service, lead or SMS on its own (a clinic's rows go together, by the
---    cascade from organizations, where NO ACTION is satisfied at the end of the statement);
---    a hand-written DELETE of a row that others still refer to is now refused instead of
---    leaving rows that lost their link. Erasing one patient deletes what refers to them first.
+--    column, and every tenant key includes it. Where the application deletes such a row (a
+--    contact, a lead), it clears the references first, in the same transaction (crates/db,
+--    `tenant_row!`'s detach list); otherwise a clinic's rows go together, by the cascade from
+--    organizations, where NO ACTION is satisfied at the end of the statement. A hand-written
+--    DELETE of a row that others still refer to is now refused.
 
 CREATE OR REPLACE PROCEDURE app.secure_tenant_table(tbl regclass, tenant_column name DEFAULT 'org_id')
     LANGUAGE plpgsql

@@ -206,7 +206,10 @@ async fn twilio_accounts(b: &mut Bench, clinics: &[u64]) -> Result<(), Error> {
     for &clinic in clinics {
         let number = format!("+1415600{clinic:04}");
         sqlx::query(
-            "INSERT INTO phone_numbers (org_id, number, label) VALUES ($1, $2, 'Bench')
+            "WITH claim AS (
+                 INSERT INTO app.phone_number_directory (number, org_id) VALUES ($2, $1)
+                 ON CONFLICT DO NOTHING)
+             INSERT INTO phone_numbers (org_id, number, label) VALUES ($1, $2, 'Bench')
              ON CONFLICT DO NOTHING",
         )
         .bind(dataset::org_id(clinic))

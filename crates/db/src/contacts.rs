@@ -34,7 +34,19 @@ macro_rules! contact_query {
     };
 }
 
-tenant_row!(Contact, ContactId, "contacts", contact_query);
+// A deleted contact's calls, appointments, messages and leads keep their history without it.
+tenant_row!(
+    Contact,
+    ContactId,
+    "contacts",
+    contact_query,
+    detach = [
+        "UPDATE calls SET contact_id = NULL WHERE org_id = $1 AND contact_id = $2",
+        "UPDATE appointments SET contact_id = NULL WHERE org_id = $1 AND contact_id = $2",
+        "UPDATE inbox_messages SET contact_id = NULL WHERE org_id = $1 AND contact_id = $2",
+        "UPDATE leads SET contact_id = NULL WHERE org_id = $1 AND contact_id = $2",
+    ]
+);
 
 /// `text` for use inside LIKE, with its wildcards escaped.
 fn like_escape(text: &str) -> String {

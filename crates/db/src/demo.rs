@@ -111,6 +111,13 @@ async fn seed_clinic(tx: &mut TenantTx, clinic: &DemoClinic) -> Result<(), DbErr
     .execute(tx.conn())
     .await?;
     sqlx::query!(
+        "INSERT INTO app.phone_number_directory (number, org_id) VALUES ($1, $2)",
+        clinic.number,
+        org
+    )
+    .execute(tx.conn())
+    .await?;
+    sqlx::query!(
         "INSERT INTO phone_numbers (org_id, number, label) VALUES ($1, $2, 'Front desk')",
         org,
         clinic.number

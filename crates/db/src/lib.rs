@@ -113,9 +113,32 @@ impl From<sqlx::Error> for DbError {
             sqlx::Error::Database(db) if db.constraint().is_some() => DbError::Constraint {
                 constraint: db.constraint().unwrap_or_default().to_owned(),
             },
+            sqlx::Error::Database(db) => match relayed_constraint(db.as_ref()) {
+                Some(constraint) => DbError::Constraint { constraint },
+                None => DbError::Sqlx(e),
+            },
             _ => DbError::Sqlx(e),
         }
     }
+}
+
+/// The constraint of an integrity error that Citus relayed from a worker: the error comes
+/// without its constraint field, and names the constraint in its message with the id of the
+/// shard appended (`… violates unique constraint "phone_numbers_number_key_102009"`).
+fn relayed_constraint(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
+    let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    let integrity = pg.code().starts_with("23");
+    let relayed = pg
+        .r#where()
+        .is_some_and(|w| w.contains("while executing command on"));
+    if !(integrity && relayed) {
+        return None;
+    }
+    let (_, rest) = pg.message().split_once("constraint \"")?;
+    let (name, _) = rest.split_once('"')?;
+    let (base, shard) = name.rsplit_once('_')?;
+    (!base.is_empty() && !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| base.to_owned())
 }
 
 /// The application's handle to the database. It connects as `voxanne_app`, and its pool is

@@ -112,6 +112,14 @@ impl TenantTx {
                 .fetch_all(self.conn())
                 .await?;
         }
+        // The clinic's numbers leave the global directory (migrations/0026), which the cascade
+        // from organizations does not reach; its rows of phone_numbers go with them.
+        sqlx::query!(
+            "DELETE FROM app.phone_number_directory WHERE org_id = $1",
+            org
+        )
+        .execute(self.conn())
+        .await?;
         let deleted = sqlx::query!("DELETE FROM organizations WHERE id = $1", org)
             .execute(self.conn())
             .await?

@@ -44,7 +44,14 @@ macro_rules! lead_query {
     };
 }
 
-tenant_row!(Lead, LeadId, "leads", lead_query);
+// A deleted lead's call attempts keep their history without it.
+tenant_row!(
+    Lead,
+    LeadId,
+    "leads",
+    lead_query,
+    detach = ["UPDATE cold_call_logs SET lead_id = NULL WHERE org_id = $1 AND lead_id = $2"]
+);
 
 /// A lead to import: a number with what is known of it.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! The phone numbers a clinic owns: the numbers patients call, and how a webhook finds its
-//! clinic. A number belongs to at most one clinic (a global unique key).
+//! clinic. A number belongs to at most one clinic (the global directory, migrations/0026).
 
 use crate::rows::{query_row, tenant_row, After};
 use crate::{DbError, TenantTx};
@@ -45,6 +45,15 @@ impl TenantTx {
         label: Option<&str>,
     ) -> Result<OwnedNumber, DbError> {
         let org = self.org().as_uuid();
+        // The global directory first (migrations/0026): a number that any clinic holds fails
+        // there, on NUMBER_TAKEN.
+        sqlx::query!(
+            "INSERT INTO app.phone_number_directory (number, org_id) VALUES ($1, $2)",
+            number.as_str(),
+            org
+        )
+        .execute(self.conn())
+        .await?;
         Ok(number_query!(
             [
                 "INSERT INTO phone_numbers (org_id, number, label) VALUES ($1, $2, $3) RETURNING ",
@@ -56,5 +65,29 @@ impl TenantTx {
         )
         .fetch_one(self.conn())
         .await?)
+    }
+
+    /// Removes the clinic's number `id` and its entry in the global directory, so that the
+    /// number is free for any clinic again. Whether it was there.
+    pub async fn remove_phone_number(&mut self, id: PhoneNumberId) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let Some(number) = sqlx::query_scalar!(
+            "DELETE FROM phone_numbers WHERE org_id = $1 AND id = $2 RETURNING number",
+            org,
+            id.as_uuid()
+        )
+        .fetch_optional(self.conn())
+        .await?
+        else {
+            return Ok(false);
+        };
+        sqlx::query!(
+            "DELETE FROM app.phone_number_directory WHERE org_id = $1 AND number = $2",
+            org,
+            number
+        )
+        .execute(self.conn())
+        .await?;
+        Ok(true)
     }
 }

@@ -74,9 +74,15 @@ macro_rules! query_row {
 pub(crate) use query_row;
 
 /// Implements [`TenantRow`] for `$row` keyed by `$id` in `$table`, reading it with `$query`
-/// (the module's `query_row!` wrapper for the row type).
+/// (the module's `query_row!` wrapper for the row type). `detach = [...]`: statements (`$1`
+/// the org, `$2` the id) that clear the references other rows hold to the one deleted,
+/// first, in the same transaction: the schema's foreign keys refuse the delete otherwise
+/// (NO ACTION, which Citus allows where it refuses SET NULL: migrations/0025).
 macro_rules! tenant_row {
     ($row:ty, $id:ty, $table:tt, $query:ident) => {
+        $crate::rows::tenant_row!($row, $id, $table, $query, detach = []);
+    };
+    ($row:ty, $id:ty, $table:tt, $query:ident, detach = [$($detach:literal),* $(,)?]) => {
         impl $crate::TenantRow for $row {
             const TABLE: &'static str = $table;
             type Id = $id;
@@ -120,6 +126,11 @@ macro_rules! tenant_row {
 
             async fn delete_in(tx: &mut $crate::TenantTx, id: $id) -> Result<bool, $crate::DbError> {
                 let org = tx.org().as_uuid();
+                $(
+                    sqlx::query!($detach, org, id.as_uuid())
+                        .execute(tx.conn())
+                        .await?;
+                )*
                 let done = sqlx::query!(
                     "DELETE FROM " + $table + " WHERE org_id = $1 AND id = $2",
                     org,

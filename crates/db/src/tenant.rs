@@ -64,9 +64,23 @@ fn begin_with_context_sql(org: Option<OrgId>, user: Option<UserId>, distributed:
 
 /// A user's membership check on a distributed database, once the context is set: Citus does
 /// not pass `set_config` on to the workers (so no `app.enter_tenant`), and refuses a query on
-/// distributed tables in the same multi-statement batch as the `SET LOCAL`s. One row, NULLs
-/// when the user is not a member of the org.
-const MEMBERSHIP_SQL: &str = "SELECT role, status FROM app.current_membership()";
+/// distributed tables in the same multi-statement batch as the `SET LOCAL`s. The org is
+/// named (a uuid's text, safe to format) so that Citus sends the check to the one shard of
+/// the org: a query that reached every shard would also bar the transaction from writing a
+/// reference table later (Citus' rule for tables joined by foreign keys). No row when the
+/// user is not a member of the org; the shard's row level security still applies.
+fn membership_sql(org: OrgId, user: UserId) -> String {
+    format!(
+        "SELECT m.role, o.status FROM organization_members m \
+           JOIN organizations o ON o.id = m.org_id \
+          WHERE m.org_id = '{org}' AND o.id = '{org}' AND m.user_id = '{user}'"
+    )
+}
+
+/// A job's check of its org on a distributed database (see [`membership_sql`]).
+fn org_status_sql(org: OrgId) -> String {
+    format!("SELECT status FROM organizations WHERE id = '{org}'")
+}
 
 /// A user's request: `BEGIN`, then `app.enter_tenant` (migrations/0024) writes the same two
 /// settings transaction-locally and checks the membership under the RLS of that context: one
@@ -265,7 +279,7 @@ impl TenantTx {
     pub(crate) async fn begin(db: &Db, org: OrgId, user: UserId) -> Result<Self, TenantError> {
         let slot = db.slots().acquire(org).await.ok_or(TenantError::Busy)?;
         let (tx, rows) = if db.distributed() {
-            ScopedTx::begin(db, Some(org), Some(user), Some(MEMBERSHIP_SQL)).await?
+            ScopedTx::begin(db, Some(org), Some(user), Some(&membership_sql(org, user))).await?
         } else {
             ScopedTx::open(db, &begin_as_member_sql(org, user)).await?
         };
@@ -292,7 +306,12 @@ impl TenantTx {
     /// membership names [`SYSTEM_ACTOR`] with the lowest role. Checked in the database, in
     /// the same round trip, that the org exists and is active.
     pub(crate) async fn begin_job(db: &Db, org: OrgId) -> Result<Self, TenantError> {
-        let (tx, rows) = ScopedTx::begin(db, Some(org), None, Some(ORG_STATUS_SQL)).await?;
+        let check = if db.distributed() {
+            org_status_sql(org)
+        } else {
+            ORG_STATUS_SQL.to_owned()
+        };
+        let (tx, rows) = ScopedTx::begin(db, Some(org), None, Some(&check)).await?;
         let row = rows.first().ok_or(TenantError::NotMember)?;
         let status: Option<String> = row.try_get(0)?;
         let status = status.ok_or(TenantError::NotMember)?;

@@ -18,6 +18,10 @@ const TENANT_ROOT: &str = "public.organizations";
 /// migrator (connected to the coordinator) reads.
 const COORDINATOR_LOCAL: &[&str] = &["public._sqlx_migrations"];
 
+/// Global tables that name a clinic but are keyed by something else, on purpose: the number
+/// directory (one number, one clinic: migrations/0026) is a reference table.
+const GLOBAL_BY_DESIGN: &[&str] = &["app.phone_number_directory"];
+
 /// A constraint that stops a table from being distributed by clinic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -38,7 +42,7 @@ pub enum DistributeError {
         .0.len(),
         .0.iter().map(|v| format!("  {} ({}): {}", v.table, v.constraint, v.problem)).collect::<Vec<_>>().join("\n"))]
     Preconditions(Vec<Violation>),
-    #[error("{table} is already distributed, but {problem}; undistribute it (SELECT undistribute_table('{table}')) and run again")]
+    #[error("{table} is already placed by Citus, but {problem}; undo it (SELECT undistribute_table('{table}', cascade_via_foreign_keys => true)) and run again")]
     WronglyDistributed { table: String, problem: String },
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
@@ -103,7 +107,8 @@ WITH tenant AS (
       JOIN pg_attribute a ON a.attrelid = c.oid AND NOT a.attisdropped
            AND a.attname = CASE WHEN c.oid = $1::regclass THEN 'id' ELSE 'org_id' END
      WHERE n.nspname IN ('public', 'app') AND c.relkind IN ('r', 'p')
-       AND (c.oid = $1::regclass OR a.attname = 'org_id')),
+       AND (c.oid = $1::regclass OR a.attname = 'org_id')
+       AND format('%I.%I', n.nspname, c.relname) <> ALL ($3::text[])),
 global AS (
     SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -145,6 +150,7 @@ ORDER BY 1, 2"#;
     let rows = sqlx::query(SQL)
         .bind(TENANT_ROOT)
         .bind(COORDINATOR_LOCAL)
+        .bind(GLOBAL_BY_DESIGN)
         .fetch_all(conn)
         .await?;
     rows.iter()
@@ -164,8 +170,9 @@ ORDER BY 1, 2"#;
 async fn plan(conn: &mut PgConnection) -> Result<Vec<(String, Placement, String)>, sqlx::Error> {
     const SQL: &str = r#"
 SELECT format('%I.%I', n.nspname, c.relname) AS name,
-       EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped)
-         OR c.oid = $1::regclass AS tenant,
+       (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped)
+         OR c.oid = $1::regclass)
+         AND format('%I.%I', n.nspname, c.relname) <> ALL ($3::text[]) AS tenant,
        coalesce((SELECT array_agg(DISTINCT format('%I.%I', rn.nspname, rc.relname))
                    FROM pg_constraint k
                    JOIN pg_class rc ON rc.oid = k.confrelid
@@ -178,6 +185,7 @@ SELECT format('%I.%I', n.nspname, c.relname) AS name,
     let rows = sqlx::query(SQL)
         .bind(TENANT_ROOT)
         .bind(COORDINATOR_LOCAL)
+        .bind(GLOBAL_BY_DESIGN)
         .fetch_all(&mut *conn)
         .await?;
     let mut pending: Vec<(String, bool, Vec<String>)> = rows
@@ -218,8 +226,11 @@ async fn current_placement(
     conn: &mut PgConnection,
     table: &str,
 ) -> Result<Option<(String, Option<String>, i32)>, sqlx::Error> {
+    // A reference table is partmethod 'n' with repmodel 't'; 'n' with 's' is a Citus local
+    // table (kept on the coordinator), reported as 'l'.
     let row = sqlx::query(
-        "SELECT partmethod::text, column_to_column_name(logicalrelid, partkey), colocationid
+        "SELECT CASE WHEN partmethod = 'n' AND repmodel <> 't' THEN 'l' ELSE partmethod::text END,
+                column_to_column_name(logicalrelid, partkey), colocationid
            FROM pg_dist_partition WHERE logicalrelid = $1::regclass",
     )
     .bind(table)
@@ -252,6 +263,12 @@ pub async fn distribute(
     // worker as the row that fired them (colocation). Citus calls such triggers unsafe
     // because it cannot check that; here the precondition above and the tests do.
     conn.execute("SET citus.enable_unsafe_triggers = on")
+        .await?;
+    // A reference table that a local table still refers to (phone_numbers to the number
+    // directory, before its turn) would otherwise turn that table, and every table joined
+    // to it by foreign keys, organizations included, into Citus local tables that can no
+    // longer be distributed.
+    conn.execute("SET citus.enable_local_reference_table_foreign_keys = off")
         .await?;
     let mut tables = Vec::new();
     let mut root_colocation = None;
@@ -290,6 +307,9 @@ pub async fn distribute(
             }
             Some((method, partition_column, colocation)) => {
                 let problem = match placement {
+                    _ if method == "l" => {
+                        Some("as a Citus local table (on the coordinator alone)".to_owned())
+                    }
                     Placement::Reference if method != "n" => {
                         Some("it should be a reference table".to_owned())
                     }

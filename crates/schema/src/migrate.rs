@@ -126,10 +126,12 @@ async fn bootstrap_and_migrate(
             .await?;
     }
     if distributed {
-        // Citus carries out DDL on the workers over connections of its own, as the role that
-        // runs it: the owner must be able to log in there (it has no password; the nodes
-        // authenticate each other as docs/SCALING.md says).
-        conn.execute("ALTER ROLE voxanne_owner LOGIN").await?;
+        // Citus reaches the workers over connections of its own, as the current role: the
+        // owner's for the migrations' DDL, voxanne_system's inside the cross-org functions
+        // (SECURITY DEFINER). Both must be able to log in there; neither has a password, and
+        // the nodes authenticate each other as docs/SCALING.md says.
+        conn.execute("ALTER ROLE voxanne_owner LOGIN; ALTER ROLE voxanne_system LOGIN")
+            .await?;
     }
     conn.execute("SET ROLE voxanne_owner").await?;
     migrator.run(&mut *conn).await?;

@@ -3,6 +3,8 @@
 
 use sqlx::{Connection, Executor};
 use voxanne_db::distribute::{preconditions, Violation};
+use voxanne_db::DbError;
+use voxanne_domain::{OrgId, PhoneNumber, UserId};
 use voxanne_testkit::TestDb;
 
 fn named(violations: &[Violation]) -> Vec<(String, String)> {
@@ -13,20 +15,11 @@ fn named(violations: &[Violation]) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn the_schema_breaks_no_precondition_but_the_global_number_key() {
+async fn the_schema_breaks_no_precondition_of_distribution() {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
     let found = preconditions(&mut admin).await.expect("preconditions");
-    // One number, one clinic: the last global key, whose new home is the next step of the
-    // distributed mode (docs/SCALING.md).
-    assert_eq!(
-        named(&found),
-        [(
-            "public.phone_numbers".to_owned(),
-            "phone_numbers_number_key".to_owned()
-        )],
-        "{found:#?}"
-    );
+    assert!(found.is_empty(), "{found:#?}");
 }
 
 #[tokio::test]
@@ -68,10 +61,7 @@ async fn every_kind_of_defect_is_named_with_its_table_and_constraint() {
         .await
         .expect("planting the defects");
     let found = preconditions(&mut admin).await.expect("preconditions");
-    let found: Vec<_> = named(&found)
-        .into_iter()
-        .filter(|(table, _)| table != "public.phone_numbers")
-        .collect();
+    let found = named(&found);
     let expected: Vec<(String, String)> = [
         ("public.fx_defects", "fx_code_key"),
         ("public.fx_defects", "fx_overlap"),
@@ -175,31 +165,16 @@ impl Drop for Citus {
 async fn on_citus_the_schema_distributes_by_clinic_and_a_clinic_reads_only_its_rows_from_one_worker(
 ) {
     use sqlx::Row;
-    use voxanne_db::distribute::{DistributeError, Placement};
+    use voxanne_db::distribute::Placement;
     let Some(citus) = Citus::start("voxanne").await else {
         return;
     };
     let admin = citus.admin(0, "voxanne");
-    // The global number key is named, and nothing is distributed.
-    let refused = voxanne_db::migrate::migrate_distributed(&admin, None, |_| {}).await;
-    match refused {
-        Err(DistributeError::Preconditions(found)) => assert_eq!(
-            named(&found),
-            [(
-                "public.phone_numbers".to_owned(),
-                "phone_numbers_number_key".to_owned()
-            )]
-        ),
-        other => panic!("expected the preconditions to refuse, got {other:?}"),
-    }
-    // Without it (its replacement is the next step), everything distributes; a rerun changes
+    // Every tenant table distributed, the global ones as reference tables; a rerun changes
     // nothing.
     let mut conn = sqlx::PgConnection::connect_with(&admin)
         .await
         .expect("admin");
-    conn.execute("SET ROLE voxanne_owner; ALTER TABLE phone_numbers DROP CONSTRAINT phone_numbers_number_key; RESET ROLE")
-        .await
-        .expect("dropping the number key");
     let first = voxanne_db::migrate::migrate_distributed(&admin, None, |_| {})
         .await
         .expect("distributing");
@@ -271,5 +246,56 @@ async fn on_citus_the_schema_distributes_by_clinic_and_a_clinic_reads_only_its_r
         "routed to one shard: {plan:#?}"
     );
     app_conn.execute("COMMIT").await.expect("commit");
+
+    // The application's own path: a member's tenant transaction (context by SET LOCAL, passed
+    // on to the workers, then the membership check), the number directory, and the cross-org
+    // lookup by number.
+    let (a, b) = (
+        OrgId::from_uuid(
+            "00000000-0000-4000-8000-00000000000a"
+                .parse()
+                .expect("uuid"),
+        ),
+        OrgId::from_uuid(
+            "00000000-0000-4000-8000-00000000000b"
+                .parse()
+                .expect("uuid"),
+        ),
+    );
+    let (user_a, user_b) = (UserId::new_random(), UserId::new_random());
+    conn.execute(
+        format!(
+            "INSERT INTO organization_members (org_id, user_id, role)
+             VALUES ('{a}', '{user_a}', 'owner'), ('{b}', '{user_b}', 'owner')"
+        )
+        .as_str(),
+    )
+    .await
+    .expect("members");
+    let number = PhoneNumber::parse("+14155550142").expect("number");
+    let mut tx = db.tenant(a, user_a).await.expect("A's tenant transaction");
+    tx.add_phone_number(&number, Some("Front desk"))
+        .await
+        .expect("A adds the number");
+    tx.commit().await.expect("commit");
+    let mut tx = db.tenant(b, user_b).await.expect("B's tenant transaction");
+    match tx.add_phone_number(&number, None).await {
+        Err(DbError::Constraint { constraint }) => {
+            assert_eq!(constraint, voxanne_db::phone_numbers::NUMBER_TAKEN)
+        }
+        other => panic!("B took A's number: {other:?}"),
+    }
+    drop(tx);
+    assert_eq!(
+        voxanne_db::system::org_for_number(&db, &number)
+            .await
+            .expect("org_for_number"),
+        Some((a, true))
+    );
+    // Not a member of B: refused on the distributed database as on one server.
+    assert!(matches!(
+        db.tenant(b, user_a).await,
+        Err(voxanne_db::TenantError::NotMember)
+    ));
     db.close().await;
 }

@@ -1,7 +1,7 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::fields::optional_text;
-use crate::found::{delete_found, found};
+use crate::found::found;
 use crate::pagination::{Cursor, Page, PageParams};
 use axum::http::StatusCode;
 use axum::Json;
@@ -115,7 +115,14 @@ pub async fn remove(
     AppPath(id): AppPath<voxanne_domain::PhoneNumberId>,
 ) -> Result<StatusCode, ApiError> {
     ApiError::require_admin(tx.membership(), ADMINS_ONLY)?;
-    delete_found::<OwnedNumberRow>(&mut tx, id).await?;
+    if !tx.remove_phone_number(id).await? {
+        return Err(ApiError::missing(
+            tx.membership(),
+            "phone_numbers",
+            "id",
+            id.into(),
+        ));
+    }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -388,3 +388,65 @@ async fn bad_bodies_get_clean_4xx_and_write_nothing() {
         "no failed request wrote anything"
     );
 }
+
+#[tokio::test]
+async fn a_deleted_contact_leaves_its_calls_appointments_messages_and_leads_without_it() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    let staff = app.token(a.staff, Some(a.org));
+    let created = app
+        .post(
+            "/api/v1/contacts",
+            &staff,
+            &json!({"name": "Ida Referred", "phone": "+14155550177"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id: Uuid = created.body["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    // Every kind of row that refers to a contact (the schema's foreign keys to contacts).
+    let mut admin = app.t.admin().await;
+    sqlx::query(
+        "WITH c AS (INSERT INTO calls (org_id, direction, from_number, to_number, status, started_at, contact_id)
+                    VALUES ($1, 'inbound', '+14155550177', '+14155550100', 'completed', now(), $2) RETURNING id)
+         INSERT INTO appointments (org_id, contact_id, call_id, starts_at, ends_at, resource)
+         SELECT $1, $2, id, now() + interval '9 days', now() + interval '9 days 30 minutes', 'ref-test' FROM c",
+    )
+    .bind(a.org.as_uuid())
+    .bind(id)
+    .execute(&mut admin)
+    .await
+    .expect("a call and an appointment of the contact");
+    for sql in [
+        "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, contact_id)
+         VALUES ($1, 'sms', 'message', '+14155550177', 'Thanks', $2)",
+        "INSERT INTO leads (org_id, phone, name, time_zone, consent_source, contact_id)
+         VALUES ($1, '+14155550177', 'Ida Referred', 'America/Chicago', 'web form', $2)",
+    ] {
+        sqlx::query(sql)
+            .bind(a.org.as_uuid())
+            .bind(id)
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    let deleted = app.delete(&format!("/api/v1/contacts/{id}"), &staff).await;
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    let kept: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT 'calls', count(*), count(contact_id) FROM calls WHERE org_id = $1 AND from_number = '+14155550177'
+         UNION ALL SELECT 'appointments', count(*), count(contact_id) FROM appointments WHERE org_id = $1 AND resource = 'ref-test'
+         UNION ALL SELECT 'inbox_messages', count(*), count(contact_id) FROM inbox_messages WHERE org_id = $1 AND from_number = '+14155550177'
+         UNION ALL SELECT 'leads', count(*), count(contact_id) FROM leads WHERE org_id = $1 AND phone = '+14155550177'",
+    )
+    .bind(a.org.as_uuid())
+    .fetch_all(&mut admin)
+    .await
+    .expect("what is left");
+    for (table, rows, linked) in kept {
+        assert_eq!((rows, linked), (1, 0), "{table}: kept, without the contact");
+    }
+}

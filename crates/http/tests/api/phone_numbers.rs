@@ -44,6 +44,16 @@ async fn admins_add_list_and_remove_numbers_normalised_to_e164() {
             .status,
         404
     );
+    // A removed number is free again, for any clinic (it left the global directory too).
+    let [_, b] = app.clinics().await;
+    let taken = app
+        .post(
+            "/api/v1/phone-numbers",
+            &app.token(b.owner, Some(b.org)),
+            &json!({"number": "+14155550133"}),
+        )
+        .await;
+    assert_eq!(taken.status, 201, "{:?}", taken.body);
 }
 
 #[tokio::test]
