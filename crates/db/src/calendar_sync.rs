@@ -295,15 +295,19 @@ impl TenantTx {
             .map(|s| (s.start, s.end))
             .unzip();
         sqlx::query!(
+            // RETURNING: on Citus an INSERT … SELECT that the coordinator computes then
+            // reaches the shards as an INSERT (under their row level security), not as a COPY,
+            // which row level security refuses (docs/SCALING.md).
             "INSERT INTO calendar_busy (org_id, connection_id, starts_at, ends_at)
              SELECT $1, $2, b.starts_at, b.ends_at
-               FROM unnest($3::timestamptz[], $4::timestamptz[]) AS b (starts_at, ends_at)",
+               FROM unnest($3::timestamptz[], $4::timestamptz[]) AS b (starts_at, ends_at)
+             RETURNING connection_id",
             org,
             id.as_uuid(),
             &starts,
             &ends
         )
-        .execute(self.conn())
+        .fetch_all(self.conn())
         .await?;
         Ok(true)
     }

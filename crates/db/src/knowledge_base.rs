@@ -143,14 +143,16 @@ impl TenantTx {
         let org = self.org().as_uuid();
         let chunks = voxanne_domain::chunks(body, CHUNK_SIZE);
         sqlx::query!(
+            // RETURNING: see calendar_sync.rs (an INSERT … SELECT on Citus).
             "INSERT INTO knowledge_base_chunks (org_id, document_id, ordinal, content)
              SELECT $1, $2, (t.ordinal - 1)::int, t.content
-               FROM unnest($3::text[]) WITH ORDINALITY AS t(content, ordinal)",
+               FROM unnest($3::text[]) WITH ORDINALITY AS t(content, ordinal)
+             RETURNING ordinal",
             org,
             document.as_uuid(),
             &chunks
         )
-        .execute(self.conn())
+        .fetch_all(self.conn())
         .await?;
         Ok(())
     }

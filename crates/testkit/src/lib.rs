@@ -21,13 +21,29 @@ use voxanne_db::{Db, Pooler};
 const TEMPLATE: &str = "voxanne_template";
 
 struct Cluster {
+    /// The database server the tests connect to: the only one, or Citus' coordinator.
     cluster: EmbeddedCluster,
+    /// Citus mode: the two workers beside the coordinator.
+    workers: Vec<EmbeddedCluster>,
     _dir: PathBuf,
+}
+
+/// Whether this test process runs against Citus (`VOXANNE_TEST_CITUS=1`): a coordinator and
+/// two workers, every database distributed by clinic (docs/SCALING.md).
+pub fn citus_mode() -> bool {
+    std::env::var("VOXANNE_TEST_CITUS").is_ok_and(|v| v == "1")
 }
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
+        let citus = citus_mode();
+        if citus && !voxanne_db::embedded::citus_available() {
+            panic!(
+                "VOXANNE_TEST_CITUS=1, but the Citus extension is not installed for this \
+                 PostgreSQL (build it: docs/SCALING.md)"
+            );
+        }
         let dir = tempfile::Builder::new()
             .prefix("voxanne-test-")
             .tempdir()
@@ -35,19 +51,43 @@ fn cluster() -> &'static Cluster {
             .keep();
         // The cluster may run as another OS account (when we are root): let it in.
         set_mode(&dir, 0o755);
-        let cluster = EmbeddedCluster::start(
-            &dir,
-            ClusterOptions {
-                ephemeral: true,
-                citus: false,
-            },
-        )
-        .unwrap_or_else(|e| panic!("starting the test PostgreSQL cluster: {e}"));
-        if cluster.started_here() {
-            spawn_watchdog(cluster.pg_dir(), &dir);
+        let options = ClusterOptions {
+            ephemeral: true,
+            citus,
+        };
+        let start = |path: &Path| {
+            let node = EmbeddedCluster::start(path, options)
+                .unwrap_or_else(|e| panic!("starting the test PostgreSQL cluster: {e}"));
+            if node.started_here() {
+                spawn_watchdog(node.pg_dir(), path);
+            }
+            node
+        };
+        if !citus {
+            return Cluster {
+                cluster: start(&dir),
+                workers: Vec::new(),
+                _dir: dir,
+            };
         }
-        Cluster { cluster, _dir: dir }
+        let cluster = start(&dir.join("coordinator"));
+        let workers = ["worker-1", "worker-2"]
+            .iter()
+            .map(|name| start(&dir.join(name)))
+            .collect();
+        Cluster {
+            cluster,
+            workers,
+            _dir: dir,
+        }
     })
+}
+
+impl Cluster {
+    /// Every server: the coordinator first.
+    fn nodes(&self) -> impl Iterator<Item = &EmbeddedCluster> {
+        std::iter::once(&self.cluster).chain(&self.workers)
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -83,23 +123,84 @@ async fn template() {
     READY
         .get_or_init(|| async {
             let c = cluster();
-            let mut admin =
-                PgConnection::connect_with(&c.cluster.connect_options(ADMIN_ROLE, "postgres"))
+            for node in c.nodes() {
+                let mut admin =
+                    PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, "postgres"))
+                        .await
+                        .expect("connecting to the test cluster");
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)").as_str())
                     .await
-                    .expect("connecting to the test cluster");
-            admin
-                .execute(format!("DROP DATABASE IF EXISTS {TEMPLATE}").as_str())
-                .await
-                .expect("dropping an old template");
-            admin
-                .execute(format!("CREATE DATABASE {TEMPLATE}").as_str())
-                .await
-                .expect("creating the template database");
-            voxanne_db::migrate::migrate(&c.cluster.connect_options(ADMIN_ROLE, TEMPLATE), None)
-                .await
-                .expect("migrating the template database");
+                    .expect("dropping an old template");
+                admin
+                    .execute(format!("CREATE DATABASE {TEMPLATE}").as_str())
+                    .await
+                    .expect("creating the template database");
+                if citus_mode() {
+                    let mut db =
+                        PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, TEMPLATE))
+                            .await
+                            .expect("connecting to the template database");
+                    db.execute("CREATE EXTENSION citus")
+                        .await
+                        .expect("CREATE EXTENSION citus");
+                }
+            }
+            let admin = c.cluster.connect_options(ADMIN_ROLE, TEMPLATE);
+            if citus_mode() {
+                add_workers(c).await;
+                voxanne_db::migrate::migrate_distributed(&admin, None, |_| {})
+                    .await
+                    .expect("migrating and distributing the template database");
+                // Citus keeps a maintenance connection to each database that has the
+                // extension; a template must have none to be copied.
+                for node in c.nodes() {
+                    let mut db =
+                        PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, "postgres"))
+                            .await
+                            .expect("connecting to the test cluster");
+                    db.execute(
+                        format!(
+                            "ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false;
+                             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                              WHERE datname = '{TEMPLATE}'"
+                        )
+                        .as_str(),
+                    )
+                    .await
+                    .expect("closing the template");
+                }
+            } else {
+                voxanne_db::migrate::migrate(&admin, None)
+                    .await
+                    .expect("migrating the template database");
+            }
         })
         .await;
+}
+
+/// Citus mode: the coordinator knows itself and its two workers, in the template database
+/// (and so in every database copied from it).
+async fn add_workers(c: &Cluster) {
+    let mut coordinator =
+        PgConnection::connect_with(&c.cluster.connect_options(ADMIN_ROLE, TEMPLATE))
+            .await
+            .expect("connecting to the coordinator");
+    let host = |node: &EmbeddedCluster| node.socket().0.display().to_string();
+    sqlx::query("SELECT citus_set_coordinator_host($1, $2)")
+        .bind(host(&c.cluster))
+        .bind(i32::from(c.cluster.socket().1))
+        .execute(&mut coordinator)
+        .await
+        .expect("citus_set_coordinator_host");
+    for worker in &c.workers {
+        sqlx::query("SELECT citus_add_node($1, $2)")
+            .bind(host(worker))
+            .bind(i32::from(worker.socket().1))
+            .execute(&mut coordinator)
+            .await
+            .expect("citus_add_node");
+    }
 }
 
 /// A database of its own for one test, migrated, with an application pool.
@@ -199,18 +300,20 @@ fn pooled_app_options(database: &str) -> PgConnectOptions {
     pgbouncer().connect_options(APP_ROLE, database)
 }
 
-/// A new database from the migrated template; its name.
+/// A new database from the migrated template (in Citus mode, on every node: the coordinator's
+/// copy of the metadata names the workers' copies of the shards); its name.
 async fn new_database() -> String {
     template().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin =
-        PgConnection::connect_with(&cluster().cluster.connect_options(ADMIN_ROLE, "postgres"))
+    for node in cluster().nodes() {
+        let mut admin = PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, "postgres"))
             .await
             .expect("connecting to the test cluster");
-    admin
-        .execute(format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}").as_str())
-        .await
-        .expect("creating the test database");
+        admin
+            .execute(format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}").as_str())
+            .await
+            .expect("creating the test database");
+    }
     name
 }
 
@@ -289,8 +392,11 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
          VALUES ($1, 'fixture-key', 'fixture-hash', 201, '{}')",
     ];
     for sql in statements {
+        // RETURNING: on Citus an INSERT … SELECT computed on the coordinator reaches the
+        // shards as an INSERT rather than a COPY, which row level security refuses.
+        let sql = format!("{sql} RETURNING 1");
         // Dynamic: the list above, run in turn with the same parameter.
-        sqlx::query(sql)
+        sqlx::query(&sql)
             .bind(org)
             .execute(tx.conn())
             .await
