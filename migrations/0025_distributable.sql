@@ -70,3 +70,57 @@ CREATE UNIQUE INDEX calendar_connections_watch_key ON calendar_connections (org_
     WHERE watch_id IS NOT NULL;
 CREATE INDEX calendar_connections_watch_idx ON calendar_connections (provider, watch_id)
     WHERE watch_id IS NOT NULL;
+
+-- 4. The booking guards name their constraint in the message too. Citus relays a worker's
+--    error with its code and message but without its constraint field, and the application
+--    tells a taken slot (409) from a failure by the constraint's name
+--    (crates/db/src/lib.rs reads it from the message, as PostgreSQL writes it for its own
+--    constraints). The bodies are migration 0006's otherwise.
+CREATE OR REPLACE FUNCTION app.appointments_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- A cancelled appointment blocks nothing; an empty range is the CHECK's business.
+    IF NEW.status = 'cancelled' OR NEW.ends_at <= NEW.starts_at THEN
+        RETURN NEW;
+    END IF;
+    PERFORM app.require_read_committed();
+    PERFORM app.lock_booking(NEW.org_id, NEW.resource);
+    DELETE FROM public.appointment_holds h
+     WHERE h.org_id = NEW.org_id AND h.resource = NEW.resource AND h.expires_at <= now()
+       AND tstzrange(h.starts_at, h.ends_at) && tstzrange(NEW.starts_at, NEW.ends_at);
+    IF EXISTS (SELECT 1 FROM public.appointment_holds h
+                WHERE h.org_id = NEW.org_id AND h.resource = NEW.resource
+                  AND tstzrange(h.starts_at, h.ends_at) && tstzrange(NEW.starts_at, NEW.ends_at)) THEN
+        RAISE EXCEPTION 'the slot is held (constraint "appointments_held_slot")'
+            USING ERRCODE = 'exclusion_violation', CONSTRAINT = 'appointments_held_slot',
+                  TABLE = 'appointments', SCHEMA = 'public';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE FUNCTION app.appointment_holds_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.ends_at <= NEW.starts_at THEN
+        RETURN NEW;
+    END IF;
+    PERFORM app.require_read_committed();
+    PERFORM app.lock_booking(NEW.org_id, NEW.resource);
+    DELETE FROM public.appointment_holds h
+     WHERE h.org_id = NEW.org_id AND h.resource = NEW.resource AND h.expires_at <= now()
+       AND h.id <> NEW.id
+       AND tstzrange(h.starts_at, h.ends_at) && tstzrange(NEW.starts_at, NEW.ends_at);
+    IF EXISTS (SELECT 1 FROM public.appointments a
+                WHERE a.org_id = NEW.org_id AND a.resource = NEW.resource AND a.status <> 'cancelled'
+                  AND tstzrange(a.starts_at, a.ends_at) && tstzrange(NEW.starts_at, NEW.ends_at)) THEN
+        RAISE EXCEPTION 'the slot is booked (constraint "appointment_holds_booked_slot")'
+            USING ERRCODE = 'exclusion_violation', CONSTRAINT = 'appointment_holds_booked_slot',
+                  TABLE = 'appointment_holds', SCHEMA = 'public';
+    END IF;
+    RETURN NEW;
+END
+$$;

@@ -116,7 +116,7 @@ impl TenantTx {
                  time_zone = EXCLUDED.time_zone,
                  transfer_number = EXCLUDED.transfer_number,
                  hipaa_enabled = EXCLUDED.hipaa_enabled,
-                     updated_at = now()
+                     updated_at = EXCLUDED.updated_at
                  RETURNING ",
                 ""
             ],

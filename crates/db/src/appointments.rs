@@ -581,24 +581,32 @@ impl TenantTx {
         sqlx::query!("SELECT app.lock_booking($1, $2)", org, resource)
             .execute(self.conn())
             .await?;
+        // Only a live hold is taken (the expiry is compared in the WHERE clause: Citus allows
+        // no now() in a RETURNING list); an expired one stays until something needs its slot.
         let taken = sqlx::query!(
-            r#"DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2
+            r#"DELETE FROM appointment_holds WHERE org_id = $1 AND id = $2 AND expires_at > now()
                RETURNING contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
-                         resource, service_id AS "service_id: ServiceId", starts_at, ends_at,
-                         expires_at > now() AS "live!""#,
+                         resource, service_id AS "service_id: ServiceId", starts_at, ends_at"#,
             org,
             id.as_uuid()
         )
         .fetch_optional(self.conn())
         .await?;
         let Some(taken) = taken else {
+            let expired = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM appointment_holds WHERE org_id = $1 AND id = $2)
+                       AS "expired!""#,
+                org,
+                id.as_uuid()
+            )
+            .fetch_one(self.conn())
+            .await?;
+            if expired {
+                return Err(BookingError::HoldExpired);
+            }
             // Confirmed or released while we waited for the lock.
             return Err(self.absent_hold(id).await?);
         };
-        if !taken.live {
-            // The caller rolls back: the expired hold stays until something needs its slot.
-            return Err(BookingError::HoldExpired);
-        }
         let slot = SlotRequest {
             contact_id: taken.contact_id,
             call_id: taken.call_id,

@@ -567,27 +567,35 @@ impl TenantTx {
         resource: &str,
     ) -> Result<u64, DbError> {
         let org = self.org().as_uuid();
-        Ok(sqlx::query!(
+        // Two statements (Citus does not run an upsert from a UNION): the calendars that
+        // already have a row for the appointment are asked again, then the active calendars
+        // of the resource that have none get one. A row is counted once either way.
+        let again = sqlx::query!(
+            "UPDATE calendar_event_writes
+                SET wanted = wanted + 1,
+                    status = CASE WHEN status = 'writing' THEN 'writing' ELSE 'pending' END,
+                    attempts = CASE WHEN status = 'writing' THEN attempts ELSE 0 END,
+                    next_attempt_at = NULL, updated_at = now()
+              WHERE org_id = $1 AND appointment_id = $2",
+            org,
+            id.as_uuid()
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        let added = sqlx::query!(
             "INSERT INTO calendar_event_writes (org_id, appointment_id, connection_id)
              SELECT c.org_id, $2, c.id FROM calendar_connections c
               WHERE c.org_id = $1 AND c.status = 'active' AND c.resource = $3
-             UNION
-             SELECT w.org_id, w.appointment_id, w.connection_id FROM calendar_event_writes w
-              WHERE w.org_id = $1 AND w.appointment_id = $2
-             ON CONFLICT (org_id, appointment_id, connection_id) DO UPDATE
-                SET wanted = calendar_event_writes.wanted + 1,
-                    status = CASE WHEN calendar_event_writes.status = 'writing' THEN 'writing'
-                                  ELSE 'pending' END,
-                    attempts = CASE WHEN calendar_event_writes.status = 'writing'
-                                    THEN calendar_event_writes.attempts ELSE 0 END,
-                    next_attempt_at = NULL, updated_at = now()",
+             ON CONFLICT (org_id, appointment_id, connection_id) DO NOTHING",
             org,
             id.as_uuid(),
             resource
         )
         .execute(self.conn())
         .await?
-        .rows_affected())
+        .rows_affected();
+        Ok(again + added)
     }
 
     /// What event write (`appointment`, `connection`) must make true; `None` when either is

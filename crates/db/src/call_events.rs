@@ -33,6 +33,7 @@ impl TenantTx {
         let org = self.org().as_uuid();
         // A status's place in a call's life (queued 0, ringing 1, in progress 2, ended 3):
         // statuses only move up, and only the final report may settle an ended call's status.
+        // (Searched CASEs: Citus mis-deparses a simple `CASE x WHEN …` in an upsert.)
         let id = sqlx::query_scalar!(
             "INSERT INTO calls AS c (org_id, provider, provider_call_id, direction, status, from_number,
                                      to_number, started_at, ended_at, duration_seconds, transcript,
@@ -41,8 +42,8 @@ impl TenantTx {
                      CASE WHEN $14::text IS NULL THEN 'none' ELSE 'queued' END)
              ON CONFLICT (org_id, provider, provider_call_id) WHERE provider_call_id IS NOT NULL DO UPDATE SET
                  status = CASE
-                     WHEN (CASE EXCLUDED.status WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END) > (CASE c.status WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END) THEN EXCLUDED.status
-                     WHEN (CASE EXCLUDED.status WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END) = 3 AND (CASE c.status WHEN 'queued' THEN 0 WHEN 'ringing' THEN 1 WHEN 'in_progress' THEN 2 ELSE 3 END) = 3 AND $15 THEN EXCLUDED.status
+                     WHEN (CASE WHEN EXCLUDED.status = 'queued' THEN 0 WHEN EXCLUDED.status = 'ringing' THEN 1 WHEN EXCLUDED.status = 'in_progress' THEN 2 ELSE 3 END) > (CASE WHEN c.status = 'queued' THEN 0 WHEN c.status = 'ringing' THEN 1 WHEN c.status = 'in_progress' THEN 2 ELSE 3 END) THEN EXCLUDED.status
+                     WHEN (CASE WHEN EXCLUDED.status = 'queued' THEN 0 WHEN EXCLUDED.status = 'ringing' THEN 1 WHEN EXCLUDED.status = 'in_progress' THEN 2 ELSE 3 END) = 3 AND (CASE WHEN c.status = 'queued' THEN 0 WHEN c.status = 'ringing' THEN 1 WHEN c.status = 'in_progress' THEN 2 ELSE 3 END) = 3 AND $15 THEN EXCLUDED.status
                      ELSE c.status END,
                  started_at = least(c.started_at, EXCLUDED.started_at),
                  ended_at = coalesce(c.ended_at, EXCLUDED.ended_at),

@@ -173,7 +173,7 @@ impl TenantTx {
                  config = EXCLUDED.config,
                  secrets_enc = CASE WHEN $6 THEN EXCLUDED.secrets_enc ELSE integration_settings.secrets_enc END,
                  key_id = CASE WHEN $6 THEN EXCLUDED.key_id ELSE integration_settings.key_id END,
-                     updated_at = now()
+                     updated_at = EXCLUDED.updated_at
                  RETURNING ",
                 ""
             ],

@@ -123,8 +123,10 @@ impl From<sqlx::Error> for DbError {
 }
 
 /// The constraint of an integrity error that Citus relayed from a worker: the error comes
-/// without its constraint field, and names the constraint in its message with the id of the
-/// shard appended (`… violates unique constraint "phone_numbers_number_key_102009"`).
+/// without its constraint field, and names the constraint in its message, with the id of the
+/// shard appended to PostgreSQL's own (`… violates unique constraint
+/// "phone_numbers_number_key_102009"`), as it is in the booking guards' (`the slot is booked
+/// (constraint "appointment_holds_booked_slot")`, migrations/0025).
 fn relayed_constraint(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
     let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
     let integrity = pg.code().starts_with("23");
@@ -136,9 +138,17 @@ fn relayed_constraint(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
     }
     let (_, rest) = pg.message().split_once("constraint \"")?;
     let (name, _) = rest.split_once('"')?;
-    let (base, shard) = name.rsplit_once('_')?;
-    (!base.is_empty() && !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| base.to_owned())
+    let name = match name.rsplit_once('_') {
+        Some((base, shard))
+            if !base.is_empty()
+                && !shard.is_empty()
+                && shard.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => name,
+    };
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// The application's handle to the database. It connects as `voxanne_app`, and its pool is

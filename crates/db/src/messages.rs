@@ -223,7 +223,7 @@ impl TenantTx {
              ON CONFLICT (org_id) DO UPDATE
                 SET quiet_start = EXCLUDED.quiet_start, quiet_end = EXCLUDED.quiet_end,
                     help_text = EXCLUDED.help_text,
-                    max_concurrent_calls = EXCLUDED.max_concurrent_calls, updated_at = now()",
+                    max_concurrent_calls = EXCLUDED.max_concurrent_calls, updated_at = EXCLUDED.updated_at",
             org,
             quiet_hours.start,
             quiet_hours.end,
@@ -544,8 +544,8 @@ impl TenantTx {
                     answered = Some(pending.sms_id);
                     if intent == Intent::Confirm {
                         sqlx::query!(
-                            "UPDATE appointments SET confirmed_at = coalesce(confirmed_at, now())
-                              WHERE org_id = $1 AND id = $2",
+                            "UPDATE appointments SET confirmed_at = now()
+                              WHERE org_id = $1 AND id = $2 AND confirmed_at IS NULL",
                             org,
                             pending.appointment_id
                         )
@@ -577,10 +577,11 @@ impl TenantTx {
             }
             _ => InboxStatus::Done,
         };
+        // now() outside the CASE (see set_inbox_status).
         sqlx::query!(
             "UPDATE inbox_messages
                 SET kind = $3, status = $4, reply = $5, appointment_id = $6, reply_to_sms_id = $7,
-                    handled_at = CASE WHEN $4 = 'done' THEN now() END
+                    handled_at = now() + CASE WHEN $4 = 'done' THEN interval '0' END
               WHERE org_id = $1 AND id = $2",
             org,
             message_id.as_uuid(),
@@ -692,11 +693,14 @@ impl TenantTx {
         status: InboxStatus,
     ) -> Result<Option<InboxMessage>, DbError> {
         let org = self.org().as_uuid();
+        // now() stays outside CASE and COALESCE, which Citus refuses it inside: done keeps
+        // the first time it was handled (least ignores a NULL), open clears it.
         Ok(inbox_query!(
             [
                 "UPDATE inbox_messages
                     SET status = $3,
-                        handled_at = CASE WHEN $3 = 'done' THEN coalesce(handled_at, now()) END
+                        handled_at = least(CASE WHEN $3 = 'done' THEN handled_at END,
+                                           now() + CASE WHEN $3 = 'done' THEN interval '0' END)
                   WHERE org_id = $1 AND id = $2 RETURNING ",
                 ""
             ],

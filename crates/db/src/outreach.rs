@@ -223,7 +223,7 @@ impl TenantTx {
                    email = coalesce(EXCLUDED.email, l.email),
                    time_zone = coalesce(EXCLUDED.time_zone, l.time_zone),
                    consent_source = coalesce(EXCLUDED.consent_source, l.consent_source),
-                   updated_at = now()
+                   updated_at = EXCLUDED.updated_at
                RETURNING id AS "id: LeadId", (xmax = 0) AS "created!""#,
             org,
             lead.phone.as_str(),
@@ -688,7 +688,7 @@ impl TenantTx {
         sqlx::query!(
             "UPDATE campaign_targets
                 SET status = CASE WHEN $3 THEN 'queued' ELSE 'done' END,
-                    next_attempt_at = CASE WHEN $3 THEN now() + make_interval(mins => $4) END,
+                    next_attempt_at = now() + CASE WHEN $3 THEN make_interval(mins => $4) END,
                     outcome = $5, lease_until = NULL, updated_at = now()
               WHERE org_id = $1 AND id = $2",
             org,

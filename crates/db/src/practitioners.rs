@@ -416,8 +416,10 @@ impl TenantTx {
     ) -> Result<bool, ScheduleModelError> {
         let org = self.org().as_uuid();
         let row = sqlx::query!(
+            // a.org_id = $1 as well as the join: Citus locks (FOR UPDATE) only in a query
+            // that names the one clinic of every table it reads.
             r#"SELECT EXISTS (SELECT 1 FROM appointments a
-                               WHERE a.org_id = p.org_id AND a.resource = p.resource
+                               WHERE a.org_id = $1 AND a.org_id = p.org_id AND a.resource = p.resource
                                  AND a.status = 'booked' AND a.ends_at > now()) AS "busy!"
                  FROM practitioners p WHERE p.org_id = $1 AND p.id = $2
                   FOR UPDATE"#,

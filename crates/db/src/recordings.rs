@@ -91,7 +91,7 @@ impl TenantTx {
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (org_id, call_id) DO UPDATE
                     SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
-                        next_attempt_at = EXCLUDED.next_attempt_at, updated_at = now()", org, call_id, attempt, error, next)
+                        next_attempt_at = EXCLUDED.next_attempt_at, updated_at = EXCLUDED.updated_at", org, call_id, attempt, error, next)
             .execute(self.conn())
             .await?;
         }
@@ -146,7 +146,7 @@ impl TenantTx {
                  SELECT org_id, id, recording_attempts, 'the stored object is missing from storage'
                    FROM calls WHERE org_id = $1 AND id = $2
                  ON CONFLICT (org_id, call_id) DO UPDATE
-                    SET last_error = EXCLUDED.last_error, next_attempt_at = NULL, updated_at = now()", org, call_id)
+                    SET last_error = EXCLUDED.last_error, next_attempt_at = NULL, updated_at = EXCLUDED.updated_at", org, call_id)
             .execute(self.conn())
             .await?;
         }

@@ -70,7 +70,19 @@ impl TestApp {
         Self::spawn_with(None).await
     }
 
+    /// The server's log on the test's output when RUST_LOG is set (e.g. `RUST_LOG=error`):
+    /// what a 500's request id points at.
+    fn log_when_asked() {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    }
+
     pub async fn spawn_with(jwks: Option<JwksSource>) -> Self {
+        Self::log_when_asked();
         Self::spawn_on(jwks, None).await
     }
 
