@@ -347,11 +347,15 @@ pub const CHECKS: &[Check] = &[
         id: "bypass.view_definer",
         title: "Views run with the caller's rights (security_invoker)",
         severity: Severity::High,
-        why: "A view runs as its owner unless security_invoker is set: RLS of the owner (usually unforced or bypassed) applies, not the caller's, so the view shows every tenant.",
+        why: "A view runs as its owner unless security_invoker is set: RLS of the owner (usually unforced or bypassed) applies, not the caller's, so the view shows every tenant. (A view that reads no tenant table, such as the metadata views Citus adds, shows no tenant's rows.)",
         sql: tt!("
             SELECT format('%I.%I', n.nspname, c.relname),
                    NOT EXISTS (SELECT 1 FROM unnest(coalesce(c.reloptions, '{}')) o
-                                WHERE lower(o) IN ('security_invoker=true', 'security_invoker=on', 'security_invoker=1', 'security_invoker=yes')),
+                                WHERE lower(o) IN ('security_invoker=true', 'security_invoker=on', 'security_invoker=1', 'security_invoker=yes'))
+                   AND EXISTS (SELECT 1 FROM pg_rewrite r
+                                 JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                                WHERE r.ev_class = c.oid AND d.refclassid = 'pg_class'::regclass
+                                  AND d.refobjid::int8 = ANY($2)),
                    'the view runs with its owner''s rights (no security_invoker)',
                    format('ALTER VIEW %I.%I SET (security_invoker = true);', n.nspname, c.relname),
                    NULL::text
@@ -441,6 +445,35 @@ pub const CHECKS: &[Check] = &[
         refine: None,
     },
 ];
+
+/// The checks of a database distributed with Citus, run only where the extension is installed
+/// (they read Citus' metadata, `pg_dist_partition`).
+pub const CITUS_CHECKS: &[Check] = &[Check {
+    id: "citus.distribution",
+    title: "On Citus, every tenant table is distributed by its tenant column, colocated with the tenant table",
+    severity: Severity::High,
+    why: "A tenant table left on the coordinator holds every clinic's rows on one node and cannot be joined with a clinic's shards where they live; one distributed by another column (or copied to every node as a reference table) scatters or copies a clinic's rows across workers, so the clinic's queries go to every node and its foreign keys cannot be kept by clinic.",
+    sql: concat!(tt!(""), ",
+  root AS (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid::int8 = $4),
+  placed AS (
+    SELECT tt.qname, tt.tcol, p.logicalrelid IS NOT NULL AS distributed,
+           p.partmethod::text AS method, p.repmodel::text AS repmodel,
+           column_to_column_name(p.logicalrelid, p.partkey) AS by,
+           p.colocationid IS NOT DISTINCT FROM (SELECT colocationid FROM root) AS colocated
+      FROM tt LEFT JOIN pg_dist_partition p ON p.logicalrelid = tt.oid)
+            SELECT qname,
+                   NOT distributed OR method <> 'h' OR by IS DISTINCT FROM tcol OR NOT colocated,
+                   CASE WHEN NOT distributed THEN 'not distributed: every clinic''s rows on the coordinator'
+                        WHEN method = 'n' AND repmodel = 't' THEN 'a reference table: every clinic''s rows on every node'
+                        WHEN method <> 'h' THEN 'a Citus local table: every clinic''s rows on the coordinator'
+                        WHEN by IS DISTINCT FROM tcol THEN format('distributed by %s instead of %s', by, tcol)
+                        ELSE format('not colocated with %s', (SELECT tenant_table FROM ctx)) END,
+                   format('-- voxanne migrate --distributed places it; by hand: SELECT create_distributed_table(%L, %L, colocate_with => %L);',
+                          qname, tcol, (SELECT tenant_table FROM ctx)),
+                   NULL::text
+              FROM placed ORDER BY 1"),
+    refine: None,
+}];
 
 /// The per-table row counts (one query per tenant table by nature).
 pub const NULL_ROWS: (&str, &str, Severity) = (

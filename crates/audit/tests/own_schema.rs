@@ -95,3 +95,58 @@ async fn the_application_role_owning_a_table_is_found_even_when_it_connects() {
         report.findings
     );
 }
+
+/// On a distributed database (the test kit's Citus mode; skipped otherwise): a tenant table
+/// that is not distributed, or distributed by another column, is a high finding, and the
+/// distributed schema itself has none (the test above, in the same mode).
+#[tokio::test]
+async fn on_citus_an_undistributed_or_misdistributed_tenant_table_is_high() {
+    if !voxanne_testkit::citus_mode() {
+        eprintln!("skipped: not in the test kit's Citus mode (VOXANNE_TEST_CITUS=1)");
+        return;
+    }
+    let t = TestDb::new().await;
+    let mut admin = t.admin().await;
+    sqlx::raw_sql(
+        "CREATE TABLE public.fx_local (org_id uuid NOT NULL, id uuid NOT NULL, PRIMARY KEY (org_id, id));
+         CREATE TABLE public.fx_by_id (org_id uuid NOT NULL, id uuid NOT NULL, PRIMARY KEY (org_id, id));
+         SELECT create_distributed_table('public.fx_by_id', 'id', colocate_with => 'none');",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("planting");
+    let report = audit(&mut admin, &Options::default()).await.expect("audit");
+    let found: Vec<(&str, &str)> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == "citus.distribution")
+        .map(|f| (f.object.as_str(), f.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("public.fx_by_id", "distributed by id instead of org_id"),
+            (
+                "public.fx_local",
+                "not distributed: every clinic's rows on the coordinator"
+            ),
+        ],
+        "{:#?}",
+        report.findings
+    );
+    assert!(report
+        .findings
+        .iter()
+        .filter(|f| f.check == "citus.distribution")
+        .all(|f| f.severity == Severity::High));
+    // The schema's own tables were looked at, and passed.
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.id == "citus.distribution")
+        .expect("the check ran");
+    assert!(
+        check.passed.iter().any(|p| p == "public.calls"),
+        "{check:#?}"
+    );
+}

@@ -128,10 +128,20 @@ async fn bootstrap_and_migrate(
     if distributed {
         // Citus reaches the workers over connections of its own, as the current role: the
         // owner's for the migrations' DDL, voxanne_system's inside the cross-org functions
-        // (SECURITY DEFINER). Both must be able to log in there; neither has a password, and
-        // the nodes authenticate each other as docs/SCALING.md says.
-        conn.execute("ALTER ROLE voxanne_owner LOGIN; ALTER ROLE voxanne_system LOGIN")
-            .await?;
+        // (SECURITY DEFINER). Both must be able to log in there, on the workers only: on the
+        // coordinator, where clients connect, they stay NOLOGIN (a BYPASSRLS role that can log
+        // in is what `voxanne audit` calls critical). No password; the coordinator
+        // authenticates to the workers as docs/SCALING.md says.
+        // Citus carries ALTER ROLE to every node; then, with that turned off, the
+        // coordinator's own copy is set back.
+        sqlx::raw_sql(
+            "ALTER ROLE voxanne_owner LOGIN; ALTER ROLE voxanne_system LOGIN;
+             SET citus.enable_alter_role_propagation = off;
+             ALTER ROLE voxanne_owner NOLOGIN; ALTER ROLE voxanne_system NOLOGIN;
+             RESET citus.enable_alter_role_propagation;",
+        )
+        .execute(&mut *conn)
+        .await?;
     }
     conn.execute("SET ROLE voxanne_owner").await?;
     migrator.run(&mut *conn).await?;
