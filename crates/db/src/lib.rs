@@ -227,13 +227,17 @@ impl Db {
             .connect_with(settings.pooler.connect_options(app))
             .await?;
         // Unprepared (the simple query protocol): nothing stays behind on a pooler's server
-        // connection.
+        // connection. The connection is closed afterwards rather than returned: sqlx pings a
+        // returned connection from a task of its own, a round trip that would reach a
+        // transaction-mode pooler at a moment no caller chose.
+        let mut probe = pool.acquire().await?.detach();
         let distributed: bool = sqlx::Executor::fetch_one(
-            &pool,
+            &mut probe,
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')",
         )
         .await?
         .try_get(0)?;
+        sqlx::Connection::close(probe).await?;
         let half = usize::try_from(settings.max_connections / 2).unwrap_or(1);
         Ok(Self {
             pool,
