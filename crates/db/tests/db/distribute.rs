@@ -247,6 +247,65 @@ async fn on_citus_the_schema_distributes_by_clinic_and_a_clinic_reads_only_its_r
     );
     app_conn.execute("COMMIT").await.expect("commit");
 
+    // All of a clinic's shards, in every distributed table, live on one worker.
+    let nodes: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT n.nodename FROM pg_dist_partition p
+           JOIN pg_dist_placement pl
+             ON pl.shardid = get_shard_id_for_distribution_column(p.logicalrelid,
+                                 '00000000-0000-4000-8000-00000000000a'::uuid)
+           JOIN pg_dist_node n ON n.groupid = pl.groupid
+          WHERE p.partmethod = 'h'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("where clinic A lives");
+    assert_eq!(nodes.len(), 1, "clinic A's shards are on {nodes:?}");
+
+    // Straight to the worker that holds clinic B's contacts, as the application role: its
+    // shard refuses every row to clinic A's context (and gives B's to B's, so the way in works).
+    let (b_node, b_shard): (String, String) = sqlx::query_as(
+        "SELECT n.nodename, format('contacts_%s', s.shardid) FROM pg_dist_shard s
+           JOIN pg_dist_placement pl ON pl.shardid = s.shardid
+           JOIN pg_dist_node n ON n.groupid = pl.groupid
+          WHERE s.shardid = get_shard_id_for_distribution_column('contacts',
+                                '00000000-0000-4000-8000-00000000000b'::uuid)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("where clinic B's contacts live");
+    let worker = citus
+        .nodes
+        .iter()
+        .skip(1)
+        .find(|w| w.socket().0.display().to_string() == b_node)
+        .expect("a worker holds them");
+    let mut on_worker = sqlx::PgConnection::connect_with(
+        &worker.connect_options(voxanne_db::migrate::APP_ROLE, "voxanne"),
+    )
+    .await
+    .expect("the application role on the worker");
+    let mut seen = Vec::new();
+    for org in [
+        "00000000-0000-4000-8000-00000000000a",
+        "00000000-0000-4000-8000-00000000000b",
+    ] {
+        let names: Vec<String> = sqlx::raw_sql(&format!(
+            "BEGIN; SET LOCAL app.org_id = '{org}'; SELECT name FROM {b_shard}; COMMIT"
+        ))
+        .fetch_all(&mut on_worker)
+        .await
+        .expect("reading the shard on the worker")
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect();
+        seen.push(names);
+    }
+    assert_eq!(
+        seen,
+        [Vec::<String>::new(), vec!["Patient of B".to_owned()]],
+        "on the worker, A's context reads nothing of B's shard; B's reads B's row"
+    );
+
     // The application's own path: a member's tenant transaction (context by SET LOCAL, passed
     // on to the workers, then the membership check), the number directory, and the cross-org
     // lookup by number.
