@@ -146,11 +146,12 @@ async fn the_claim_function_is_a_single_sql_statement_owned_by_the_system_role()
     .expect("function");
     assert_eq!(
         (lang.as_str(), owner.as_str(), definer),
-        ("sql", "voxanne_system", true)
+        ("plpgsql", "voxanne_system", true)
     );
-    assert_eq!(
-        body.trim().trim_end_matches(';').matches(';').count(),
-        0,
-        "more than one statement"
+    // One query claims the batch, after the queue's turn lock (migrations/0027).
+    assert_eq!(body.matches("RETURN QUERY").count(), 1, "one query: {body}");
+    assert!(
+        body.contains("pg_advisory_xact_lock(hashtext('voxanne.claim_recordings'))"),
+        "claimers take turns: {body}"
     );
 }
