@@ -227,7 +227,69 @@ BEGIN
 END
 $$;
 
--- The other functions with parameters, statement for statement.
+-- (from 0022_outbound_calls.sql) A searched CASE where the simple one was: Citus deparses
+-- `CASE t.status WHEN 'dialing' …` in an UPDATE wrongly (the shard then sees text = boolean).
+CREATE OR REPLACE FUNCTION app.requeue_stale_calls()
+    RETURNS bigint
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH stale AS (
+        UPDATE public.campaign_targets t
+           SET status = CASE WHEN t.status = 'dialing' THEN 'queued' ELSE 'failed' END,
+               last_error = CASE WHEN t.status = 'dialing' THEN t.last_error
+                                 ELSE 'no end-of-call report came before the lease ran out' END,
+               lease_until = NULL, updated_at = now()
+          FROM public.organizations o
+         WHERE o.id = t.org_id AND o.status = 'active'
+           AND t.status IN ('dialing', 'calling')
+           AND coalesce(t.lease_until, '-infinity') < now()
+        RETURNING t.org_id, t.id, t.status
+    ),
+    logs AS (
+        UPDATE public.cold_call_logs l
+           SET status = 'failed', outcome = 'failed', ended_at = now(),
+               error = 'no end-of-call report came before the lease ran out'
+          FROM stale s
+         WHERE s.status = 'failed' AND l.org_id = s.org_id AND l.target_id = s.id
+           AND l.status = 'calling'
+        RETURNING 1
+    )
+    SELECT count(*) FROM stale
+$$;
+
+-- (from 0016_calendar_oauth.sql) The org's existence and its budget are two statements:
+-- in one expression with the query on organizations, Citus sent the budget's function along
+-- to the org's shard, where it could not run its own distributed query.
+CREATE OR REPLACE FUNCTION app.record_security_event(p_org uuid, p_kind text, p_route text, p_detail jsonb)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_kind NOT IN ('membership_denied', 'invalid_token', 'invalid_webhook_signature',
+                      'calendar_oauth_refused') THEN
+        RAISE EXCEPTION 'not a security event kind for this function: %', p_kind;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM public.organizations WHERE id = p_org) THEN
+        RETURN;
+    END IF;
+    IF NOT app.security_event_allowed(p_org) THEN
+        RETURN;
+    END IF;
+    INSERT INTO public.security_events (org_id, kind, actor_user_id, route, detail)
+    VALUES (p_org, p_kind, app.current_user_id(), left(p_route, 300), coalesce(p_detail, '{}'));
+END
+$$;
+
+-- The other functions with parameters, statement for statement, except where one statement
+-- wrote a global (reference) table and read or wrote another table through a data-modifying
+-- WITH: Citus runs such a statement in pieces, passing each piece's rows to the nodes over
+-- connections of its own as the function's owner, which cannot log in to the coordinator.
+-- Those (set_session_org, take_password_reset, accept_invitation,
+-- accept_invitation_as_new_account) are the same steps as statements of their own, in the
+-- function's one transaction: the first statement that takes the secret (a DELETE, an UPDATE
+-- rechecking it is unused, a row lock) still lets only one of two concurrent uses through.
 
 -- (from 0008_recording_orphans.sql)
 CREATE OR REPLACE FUNCTION app.known_recording_objects(p_orgs uuid[], p_calls uuid[], p_keys text[])
@@ -396,18 +458,18 @@ CREATE OR REPLACE FUNCTION app.set_session_org(p_token_hash bytea, p_org uuid)
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_result boolean;
+    v_account uuid;
 BEGIN
-    WITH set AS (
-        UPDATE public.account_sessions s SET active_org = p_org
-         WHERE s.token_hash = p_token_hash AND s.expires_at > now()
-           AND EXISTS (SELECT 1 FROM public.organization_members m
-                        WHERE m.org_id = p_org AND m.user_id = s.account_id)
-        RETURNING 1
-    )
-    SELECT EXISTS (SELECT 1 FROM set)
-    INTO v_result;
-    RETURN v_result;
+    SELECT s.account_id INTO v_account
+      FROM public.account_sessions s
+     WHERE s.token_hash = p_token_hash AND s.expires_at > now();
+    IF v_account IS NULL OR NOT EXISTS (SELECT 1 FROM public.organization_members m
+                                         WHERE m.org_id = p_org AND m.user_id = v_account) THEN
+        RETURN false;
+    END IF;
+    UPDATE public.account_sessions s SET active_org = p_org
+     WHERE s.token_hash = p_token_hash AND s.expires_at > now();
+    RETURN FOUND;
 END
 $$;
 
@@ -453,20 +515,20 @@ CREATE OR REPLACE FUNCTION app.take_password_reset(p_token_hash bytea, p_hash te
 AS $$
 #variable_conflict use_column
 DECLARE
+    v_account uuid;
+    v_expires timestamptz;
     v_result uuid;
 BEGIN
-    WITH taken AS (
-        DELETE FROM public.password_resets r WHERE r.token_hash = p_token_hash
-        RETURNING r.account_id, r.expires_at
-    ), changed AS (
-        UPDATE public.accounts a SET password_hash = p_hash, password_changed_at = now()
-          FROM taken t WHERE a.id = t.account_id AND t.expires_at > now()
-        RETURNING a.id
-    ), closed AS (
-        DELETE FROM public.account_sessions s USING changed c WHERE s.account_id = c.id
-    )
-    SELECT id FROM changed
-    INTO v_result;
+    -- The DELETE takes the link: of two concurrent uses, one gets the row.
+    DELETE FROM public.password_resets r WHERE r.token_hash = p_token_hash
+    RETURNING r.account_id, r.expires_at INTO v_account, v_expires;
+    IF v_account IS NULL OR v_expires <= now() THEN
+        RETURN NULL;
+    END IF;
+    UPDATE public.accounts a SET password_hash = p_hash, password_changed_at = now()
+     WHERE a.id = v_account
+    RETURNING a.id INTO v_result;
+    DELETE FROM public.account_sessions s WHERE s.account_id = v_result;
     RETURN v_result;
 END
 $$;
@@ -495,24 +557,28 @@ CREATE OR REPLACE FUNCTION app.accept_invitation(p_org uuid, p_id uuid, p_secret
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_result text;
+    v_email text;
+    v_role text;
 BEGIN
-    WITH taken AS (
-        UPDATE public.invitations i SET accepted_at = now(), accepted_by = p_account
-          FROM public.organizations o, public.accounts a
-         WHERE i.org_id = p_org AND i.id = p_id AND i.secret_hash = p_secret_hash
-           AND i.accepted_at IS NULL AND i.expires_at > now()
-           AND o.id = i.org_id AND o.status = 'active'
-           AND a.id = p_account AND a.email = i.email
-        RETURNING i.org_id, i.role
-    ), joined AS (
-        INSERT INTO public.organization_members (org_id, user_id, role)
-        SELECT t.org_id, p_account, t.role FROM taken t
-        ON CONFLICT (org_id, user_id) DO NOTHING
-    )
-    SELECT role FROM taken
-    INTO v_result;
-    RETURN v_result;
+    SELECT a.email INTO v_email FROM public.accounts a WHERE a.id = p_account;
+    IF v_email IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- The UPDATE takes the invitation: of two concurrent uses, one sees it unaccepted.
+    UPDATE public.invitations i SET accepted_at = now(), accepted_by = p_account
+      FROM public.organizations o
+     WHERE i.org_id = p_org AND i.id = p_id AND i.secret_hash = p_secret_hash
+       AND i.accepted_at IS NULL AND i.expires_at > now()
+       AND o.id = i.org_id AND o.status = 'active'
+       AND i.email = v_email
+    RETURNING i.role INTO v_role;
+    IF v_role IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO public.organization_members (org_id, user_id, role)
+    VALUES (p_org, p_account, v_role)
+    ON CONFLICT (org_id, user_id) DO NOTHING;
+    RETURN v_role;
 END
 $$;
 
@@ -524,28 +590,31 @@ CREATE OR REPLACE FUNCTION app.accept_invitation_as_new_account(p_org uuid, p_id
     SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_email text;
+    v_role text;
+    v_account uuid;
 BEGIN
-    RETURN QUERY
-    WITH invitation AS (
-        SELECT i.org_id, i.id, i.email, i.role
-          FROM public.invitations i JOIN public.organizations o ON o.id = i.org_id
-         WHERE i.org_id = p_org AND i.id = p_id AND i.secret_hash = p_secret_hash
-           AND i.accepted_at IS NULL AND i.expires_at > now() AND o.status = 'active'
-           FOR UPDATE OF i
-    ), account AS (
-        INSERT INTO public.accounts (email, display_name, password_hash)
-        SELECT email, p_name, p_hash FROM invitation
-        ON CONFLICT DO NOTHING
-        RETURNING id
-    ), taken AS (
-        UPDATE public.invitations i SET accepted_at = now(), accepted_by = a.id
-          FROM account a, invitation v
-         WHERE i.org_id = v.org_id AND i.id = v.id
-        RETURNING i.org_id, i.role, a.id AS account_id
-    ), joined AS (
-        INSERT INTO public.organization_members (org_id, user_id, role)
-        SELECT t.org_id, t.account_id, t.role FROM taken t
-    )
-    SELECT account_id, role FROM taken;
+    -- The row lock makes a concurrent use of the same link wait, then find it accepted.
+    SELECT i.email, i.role INTO v_email, v_role
+      FROM public.invitations i JOIN public.organizations o ON o.id = i.org_id
+     WHERE i.org_id = p_org AND i.id = p_id AND i.secret_hash = p_secret_hash
+       AND i.accepted_at IS NULL AND i.expires_at > now() AND o.status = 'active'
+       FOR UPDATE OF i;
+    IF v_email IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO public.accounts (email, display_name, password_hash)
+    VALUES (v_email, p_name, p_hash)
+    ON CONFLICT DO NOTHING
+    RETURNING id INTO v_account;
+    IF v_account IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE public.invitations i SET accepted_at = now(), accepted_by = v_account
+     WHERE i.org_id = p_org AND i.id = p_id;
+    INSERT INTO public.organization_members (org_id, user_id, role)
+    VALUES (p_org, v_account, v_role);
+    RETURN QUERY SELECT v_account, v_role;
 END
 $$;
