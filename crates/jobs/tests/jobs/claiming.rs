@@ -133,7 +133,7 @@ async fn claiming_is_one_statement_whose_cost_does_not_follow_the_number_of_orgs
 }
 
 #[tokio::test]
-async fn the_claim_function_is_a_single_sql_statement_owned_by_the_system_role() {
+async fn the_claim_function_is_one_query_after_its_queue_lock_owned_by_the_system_role() {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
     let (lang, owner, definer, body): (String, String, bool, String) = sqlx::query_as(
@@ -154,4 +154,58 @@ async fn the_claim_function_is_a_single_sql_statement_owned_by_the_system_role()
         body.contains("pg_advisory_xact_lock(hashtext('voxanne.claim_recordings'))"),
         "claimers take turns: {body}"
     );
+}
+
+#[tokio::test]
+async fn parallel_claimers_get_disjoint_batches_and_never_deadlock() {
+    let t = TestDb::new().await;
+    let all = orgs(&t, 12).await;
+    for (i, org) in all.iter().enumerate() {
+        queue(&t, *org, 10 + 5 * i32::try_from(i).expect("small"), 1).await;
+    }
+    let queued: usize = (0..12).map(|i| 10 + 5 * i).sum();
+    // Six workers claiming at once until the queue is empty: every job comes out once, to one
+    // of them, and none waits forever (a deadlock would be an error or this timeout).
+    let claimers: Vec<_> = (0..6)
+        .map(|_| {
+            let db = t.db.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = claim_recordings(&db, 7, LEASE).await.expect("claim");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(
+                        batch
+                            .into_iter()
+                            .map(|j| (j.org_id.as_uuid(), j.call_id.as_uuid())),
+                    );
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    let mut busy_claimers = 0;
+    for c in claimers {
+        let mine = tokio::time::timeout(Duration::from_secs(120), c)
+            .await
+            .expect("a claimer is stuck")
+            .expect("a claimer failed");
+        if !mine.is_empty() {
+            busy_claimers += 1;
+        }
+        claimed.extend(mine);
+    }
+    let distinct: HashSet<_> = claimed.iter().collect();
+    assert_eq!(distinct.len(), claimed.len(), "a job was claimed twice");
+    assert_eq!(claimed.len(), queued, "every queued job was claimed");
+    assert!(busy_claimers > 1, "the claimers did run side by side");
+    let mut admin = t.admin().await;
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM calls WHERE recording_status <> 'processing'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+    assert_eq!(left, 0, "every job is processing under one lease");
 }

@@ -113,8 +113,8 @@ async fn suspended_clinics_and_messages_in_backoff_are_not_claimed() {
 }
 
 #[tokio::test]
-async fn the_sms_claim_is_a_single_sql_statement_owned_by_the_system_role_with_a_fixed_search_path()
-{
+async fn the_sms_functions_are_owned_by_the_system_role_with_a_fixed_search_path_and_the_claim_is_one_query(
+) {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
     for function in [

@@ -89,7 +89,7 @@ impl Browser {
 
     /// Waits for an element matching `css` whose text contains `text`, and returns its text.
     pub async fn wait_text(&self, css: &str, text: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(elements) = self.client.find_all(Locator::Css(css)).await {
                 for e in elements {
@@ -111,7 +111,7 @@ impl Browser {
     /// The heading of the page once it has settled (it has one, and is not loading), read in
     /// one look at the page.
     pub async fn heading(&self) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let seen = self
                 .client
