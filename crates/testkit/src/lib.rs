@@ -144,6 +144,20 @@ async fn template() {
                     db.execute("CREATE EXTENSION citus")
                         .await
                         .expect("CREATE EXTENSION citus");
+                    // Where Citus reaches the node itself (shard splits and moves): its
+                    // socket directory, not the default `localhost`, where nothing listens.
+                    db.execute(
+                        format!(
+                            "ALTER SYSTEM SET citus.local_hostname = '{}'",
+                            node.socket().0.display()
+                        )
+                        .as_str(),
+                    )
+                    .await
+                    .expect("setting citus.local_hostname");
+                    db.execute("SELECT pg_reload_conf()")
+                        .await
+                        .expect("reloading the configuration");
                 }
             }
             let admin = c.cluster.connect_options(ADMIN_ROLE, TEMPLATE);
