@@ -162,7 +162,7 @@ async fn template() {
             }
             let admin = c.cluster.connect_options(ADMIN_ROLE, TEMPLATE);
             if citus_mode() {
-                add_workers(c).await;
+                add_workers(c, TEMPLATE).await;
                 voxanne_db::migrate::migrate_distributed(&admin, None, |_| {})
                     .await
                     .expect("migrating and distributing the template database");
@@ -193,11 +193,11 @@ async fn template() {
         .await;
 }
 
-/// Citus mode: the coordinator knows itself and its two workers, in the template database
-/// (and so in every database copied from it).
-async fn add_workers(c: &Cluster) {
+/// Citus mode: the coordinator knows itself and its two workers, in `database` (the
+/// template's metadata goes with every database copied from it).
+async fn add_workers(c: &Cluster, database: &str) {
     let mut coordinator =
-        PgConnection::connect_with(&c.cluster.connect_options(ADMIN_ROLE, TEMPLATE))
+        PgConnection::connect_with(&c.cluster.connect_options(ADMIN_ROLE, database))
             .await
             .expect("connecting to the coordinator");
     let host = |node: &EmbeddedCluster| node.socket().0.display().to_string();
@@ -440,17 +440,34 @@ pub async fn tenant_tables(admin: &mut PgConnection) -> Vec<(String, String)> {
 }
 
 /// A fresh, empty database (not migrated) on the test cluster, and the superuser URL that
-/// reaches it over the Unix socket: for testing what `DATABASE_URL` does.
+/// reaches it over the Unix socket: for testing what `DATABASE_URL` does. In Citus mode it is
+/// what an operator prepares before the first `voxanne migrate` (docs/SCALING.md): the
+/// database on every node with the extension, the coordinator knowing its workers; the
+/// migration then distributes it.
 pub async fn empty_database_url() -> (String, PgConnectOptions) {
     let c = cluster();
     let name = format!("ext_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect_with(&c.cluster.connect_options(ADMIN_ROLE, "postgres"))
-        .await
-        .expect("connecting to the test cluster");
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("creating an empty database");
+    let citus = citus_mode();
+    for node in c.nodes().take(if citus { usize::MAX } else { 1 }) {
+        let mut admin = PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, "postgres"))
+            .await
+            .expect("connecting to the test cluster");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("creating an empty database");
+        if citus {
+            let mut db = PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, &name))
+                .await
+                .expect("connecting to the empty database");
+            db.execute("CREATE EXTENSION citus")
+                .await
+                .expect("CREATE EXTENSION citus");
+        }
+    }
+    if citus {
+        add_workers(c, &name).await;
+    }
     let options = c.cluster.connect_options(ADMIN_ROLE, &name);
     let socket = options
         .get_socket()

@@ -59,7 +59,7 @@ async fn a_tenant_transaction_cancelled_at_any_await_leaves_its_connection_clean
             let opened = cancel_after(
                 async {
                     let mut tx = db.tenant(a.org, a.owner).await.expect("tenant tx");
-                    sqlx::query("SELECT count(*) FROM calls, pg_sleep(0.001)")
+                    sqlx::query("SELECT (SELECT count(*) FROM calls), pg_sleep(0.001)")
                         .execute(tx.conn())
                         .await
                         .expect("query");
