@@ -11,11 +11,13 @@
 //! 5. many bookings of one slot, and distinct-slot booking throughput against pgbench's INSERT;
 //! 6. what the voice platform waits for (`agent-latency`);
 //! 7. the recording pipeline's throughput, and small clinics' wait with and without a whale;
-//! 8. the server's peak memory under the 64-connection load, and the worker's (`recording-memory`).
+//! 8. the server's peak memory under the 64-connection load, and the worker's (`recording-memory`);
+//! 9. the distributed mode (Citus) against one server, and the time to convert a database.
 //!
 //! `bench/run [--smoke] [--clinics N] [--calls N] [--seconds S] [--rounds R]`
 
 mod dataset;
+mod distributed;
 mod pipeline;
 mod report;
 mod server;
@@ -61,6 +63,9 @@ struct Args {
     /// Where latest.json goes (default bench/results; with --smoke, a temp dir).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Scenario 9's own process (the suite starts it in the test kit's Citus mode).
+    #[arg(long, hide = true)]
+    distributed_child: bool,
 }
 
 /// The run's parameters, defaults filled in.
@@ -209,6 +214,9 @@ async fn run(args: Args) -> Result<(), Error> {
         )
         .into());
     }
+    if args.distributed_child {
+        return distributed::child(&plan, &binary).await;
+    }
     eprintln!("[suite] starting a cluster");
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
@@ -297,23 +305,73 @@ async fn run(args: Args) -> Result<(), Error> {
 
     scenarios.push(child_scenario(
         &bin_dir,
-        "6",
-        "What the voice platform waits for",
+        ("6", "What the voice platform waits for"),
         "`agent-latency`: each agent tool round trip during a call against a bare HTTP round \
          trip, and against the platform's 7.5 s budget for the assistant request.",
         "agent-latency",
         if b.plan.smoke { &["20"] } else { &[] },
+        &[],
     )?);
+    let about_9 = "The list endpoint (`GET /api/v1/calls?limit=25`, wrk, 16 connections, rotating \
+         the clinics) on a Citus coordinator with two workers, all on this machine, against one \
+         server, interleaved rounds; both databases hold the same clinics and calls, and the \
+         distributed one was converted in place from a single server's database (timed). \
+         The ratio is what the distributed mode costs a request here, not what more machines \
+         would add.";
+    if distributed::available() {
+        let (clinics, calls) = if b.plan.smoke {
+            (4, 400)
+        } else {
+            (1_000, 1_000_000)
+        };
+        let (clinics, calls, seconds, rounds) = (
+            clinics.to_string(),
+            calls.to_string(),
+            b.plan.seconds.to_string(),
+            b.plan.rounds.to_string(),
+        );
+        scenarios.push(child_scenario(
+            &bin_dir,
+            ("9", "The distributed mode"),
+            about_9,
+            "suite",
+            &[
+                "--distributed-child",
+                "--small-clinics",
+                &clinics,
+                "--small-calls",
+                &calls,
+                "--seconds",
+                &seconds,
+                "--rounds",
+                &rounds,
+            ],
+            &[("VOXANNE_TEST_CITUS", "1")],
+        )?);
+    } else {
+        b.progress("scenario 9 skipped: Citus is not installed for this PostgreSQL");
+        scenarios.push(Scenario {
+            id: "9",
+            title: "The distributed mode",
+            about: about_9.into(),
+            rows: Vec::new(),
+            output: Some(
+                "skipped: the Citus extension is not installed for this PostgreSQL \
+                 (docs/SCALING.md)"
+                    .into(),
+            ),
+        });
+    }
     let mut memory = child_scenario(
         &bin_dir,
-        "8",
-        "Memory",
+        ("8", "Memory"),
         "The server's peak resident memory (`VmHWM`) after every API scenario above, the \
          64-connection load included (target: ≤ 100 MB); and `recording-memory`: the worker's \
          peak memory for a batch of large recordings, streamed against buffered (independent \
          of the recordings' size).",
         "recording-memory",
         if b.plan.smoke { &["2", "2"] } else { &[] },
+        &[],
     )?;
     memory.rows.push(Row::new(
         "server peak RSS (64-connection load)",
@@ -323,8 +381,7 @@ async fn run(args: Args) -> Result<(), Error> {
     scenarios.push(memory);
     let mut db_side = child_scenario(
         &bin_dir,
-        "2b",
-        "Where the tenant transaction's cost goes",
+        ("2b", "Where the tenant transaction's cost goes"),
         "`db-side`: one clinic's page with pgbench, variant by variant (the transaction, the \
          context, RLS, the membership check).",
         "db-side",
@@ -333,6 +390,7 @@ async fn run(args: Args) -> Result<(), Error> {
         } else {
             &[]
         },
+        &[],
     )?;
     db_side.rows.clear();
     scenarios.insert(2, db_side);
@@ -777,15 +835,16 @@ async fn rls_bypass(
 /// One of the single benchmarks, run as a child; its table becomes the scenario's output.
 fn child_scenario(
     bin_dir: &Path,
-    id: &'static str,
-    title: &'static str,
+    (id, title): (&'static str, &'static str),
     about: &str,
     bin: &str,
     args: &[&str],
+    env: &[(&str, &str)],
 ) -> Result<Scenario, Error> {
     eprintln!("[suite] {bin} {}", args.join(" "));
     let output = std::process::Command::new(bin_dir.join(bin))
         .args(args)
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("running {bin}: {e}"))?;

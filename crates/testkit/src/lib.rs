@@ -445,29 +445,52 @@ pub async fn tenant_tables(admin: &mut PgConnection) -> Vec<(String, String)> {
 /// database on every node with the extension, the coordinator knowing its workers; the
 /// migration then distributes it.
 pub async fn empty_database_url() -> (String, PgConnectOptions) {
+    let (url, options) = empty_single_server_database_url().await;
+    if citus_mode() {
+        prepare_for_citus(options.get_database().expect("a database name")).await;
+    }
+    (url, options)
+}
+
+/// Citus mode: makes the coordinator's database `name` ready to distribute, as an operator
+/// would (docs/SCALING.md): the same database on each worker, the extension on all three, the
+/// workers added. `voxanne migrate` then distributes it, tables and rows.
+pub async fn prepare_for_citus(name: &str) {
+    let c = cluster();
+    assert!(citus_mode(), "prepare_for_citus needs the Citus mode");
+    for node in c.nodes() {
+        if !std::ptr::eq(node, &c.cluster) {
+            let mut admin =
+                PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, "postgres"))
+                    .await
+                    .expect("connecting to a worker");
+            admin
+                .execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("creating the database on a worker");
+        }
+        let mut db = PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, name))
+            .await
+            .expect("connecting to the database");
+        db.execute("CREATE EXTENSION IF NOT EXISTS citus")
+            .await
+            .expect("CREATE EXTENSION citus");
+    }
+    add_workers(c, name).await;
+}
+
+/// A fresh, empty database on the test cluster's server alone (Citus' coordinator in Citus
+/// mode), without the Citus extension: a single server's database, and its superuser URL.
+pub async fn empty_single_server_database_url() -> (String, PgConnectOptions) {
     let c = cluster();
     let name = format!("ext_{}", uuid::Uuid::new_v4().simple());
-    let citus = citus_mode();
-    for node in c.nodes().take(if citus { usize::MAX } else { 1 }) {
-        let mut admin = PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, "postgres"))
-            .await
-            .expect("connecting to the test cluster");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("creating an empty database");
-        if citus {
-            let mut db = PgConnection::connect_with(&node.connect_options(ADMIN_ROLE, &name))
-                .await
-                .expect("connecting to the empty database");
-            db.execute("CREATE EXTENSION citus")
-                .await
-                .expect("CREATE EXTENSION citus");
-        }
-    }
-    if citus {
-        add_workers(c, &name).await;
-    }
+    let mut admin = PgConnection::connect_with(&c.cluster.connect_options(ADMIN_ROLE, "postgres"))
+        .await
+        .expect("connecting to the test cluster");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("creating an empty database");
     let options = c.cluster.connect_options(ADMIN_ROLE, &name);
     let socket = options
         .get_socket()
