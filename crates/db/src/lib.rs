@@ -42,7 +42,7 @@ pub use rows::TenantRow;
 pub use tenant::{Membership, TenantError, TenantTx, SYSTEM_ACTOR};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::time::Duration;
 use voxanne_domain::{OrgId, UserId};
 
@@ -226,17 +226,11 @@ impl Db {
             .test_before_acquire(false)
             .connect_with(settings.pooler.connect_options(app))
             .await?;
-        // Unprepared (the simple query protocol): nothing stays behind on a pooler's server
-        // connection. The connection is closed afterwards rather than returned: sqlx pings a
-        // returned connection from a task of its own, a round trip that would reach a
-        // transaction-mode pooler at a moment no caller chose.
+        // The migrator's probe (unprepared). The connection is closed afterwards rather than
+        // returned: sqlx pings a returned connection from a task of its own, a round trip
+        // that would reach a transaction-mode pooler at a moment no caller chose.
         let mut probe = pool.acquire().await?.detach();
-        let distributed: bool = sqlx::Executor::fetch_one(
-            &mut probe,
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')",
-        )
-        .await?
-        .try_get(0)?;
+        let distributed = voxanne_schema::distribute::is_distributed(&mut probe).await?;
         sqlx::Connection::close(probe).await?;
         let half = usize::try_from(settings.max_connections / 2).unwrap_or(1);
         Ok(Self {

@@ -76,13 +76,13 @@ pub struct Distribution {
     pub elapsed: Duration,
 }
 
-/// Whether the database has the Citus extension installed.
+/// Whether the database has the Citus extension installed: the one probe the migrator and
+/// the application's pool share. Unprepared (the simple query protocol), so nothing stays
+/// behind on a pooler's server connection.
 pub async fn is_distributed(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')",
-    )
-    .fetch_one(conn)
-    .await
+    conn.fetch_one("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')")
+        .await?
+        .try_get(0)
 }
 
 /// Makes sure the Citus extension exists in the database (the admin may create it).
