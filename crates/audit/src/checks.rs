@@ -96,6 +96,21 @@ pub const CHECKS: &[Check] = &[
         refine: None,
     },
     Check {
+        id: "tenant.column_default",
+        title: "No tenant column defaults to a fixed tenant",
+        severity: Severity::High,
+        why: "A constant default on the tenant column files every row written without a tenant under that one tenant: a forgotten column in an INSERT hands the row to someone else's clinic (and RLS' WITH CHECK passes whenever that tenant writes).",
+        sql: tt!("
+            SELECT tt.qname,
+                   d.adbin IS NOT NULL AND d.adbin::text !~ ':funcformat 0' AND d.adbin::text !~ '\\{(VAR|SUBLINK|SQLVALUEFUNCTION|PARAM) ',
+                   format('%I defaults to %s', tt.tcol, pg_get_expr(d.adbin, d.adrelid)),
+                   format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT; -- or default it to the current tenant''s context', tt.qname, tt.tcol),
+                   NULL::text
+              FROM tt LEFT JOIN pg_attrdef d ON d.adrelid = tt.oid AND d.adnum = tt.tatt
+             WHERE tt.tatt IS NOT NULL ORDER BY 1"),
+        refine: None,
+    },
+    Check {
         id: "tenant.nullable_column",
         title: "The tenant column is NOT NULL",
         severity: Severity::High,
@@ -268,6 +283,51 @@ pub const CHECKS: &[Check] = &[
         refine: Some(calls_tenant_function_per_row),
     },
     Check {
+        id: "rls.membership_unfiltered",
+        title: "A subquery in a policy is filtered by the current user",
+        severity: Severity::Critical,
+        why: "A policy such as tenant_id IN (SELECT tenant_id FROM members) without WHERE user_id = <the current user> lets every user into every tenant that has any member: the subquery answers for everyone, not for the caller.",
+        sql: concat!(tt!(""), policies!(), "
+            SELECT object,
+                   (qual || ' ' || wcheck) ~* '\\(\\s*SELECT\\M.*\\mFROM\\M'
+                   AND (qual || ' ' || wcheck) !~* '(\\mauth\\.uid\\(\\)|\\mcurrent_user\\M|\\msession_user\\M|->>\\s*''sub''|current_setting\\(''[^'']*user|current_user_id\\(\\))',
+                   'a subquery of the policy reads a table without filtering it by the current user',
+                   format('-- filter the subquery by the caller, e.g. WHERE m.user_id = (select auth.uid()); then ALTER POLICY %I ON %s ...;', polname, qname),
+                   NULL::text
+              FROM pol ORDER BY 1"),
+        refine: None,
+    },
+    Check {
+        id: "rls.using_ignores_tenant",
+        title: "Every permissive policy that reads rows compares the tenant column",
+        severity: Severity::Critical,
+        why: "Permissive policies are OR-ed: one whose USING never names the tenant column (USING (auth.uid() IS NOT NULL), a role check alone) shows every tenant's rows to whoever it admits. (Restrictive policies only narrow and may test anything.)",
+        sql: concat!(tt!(""), policies!(), "
+            SELECT pol.object,
+                   pol.polpermissive AND pol.polcmd IN ('r', 'w', 'd', '*') AND pol.qual <> ''
+                   AND pol.qual !~ ('\\m' || tt.tcol || '\\M'),
+                   format('USING (%s) does not compare %I', pol.qual, tt.tcol),
+                   format('ALTER POLICY %I ON %s USING (%I = <the current tenant> AND ...);', pol.polname, pol.qname, tt.tcol),
+                   NULL::text
+              FROM pol JOIN tt ON tt.oid = pol.relid ORDER BY 1"),
+        refine: None,
+    },
+    Check {
+        id: "rls.check_ignores_tenant",
+        title: "Every permissive INSERT and UPDATE check compares the tenant column",
+        severity: Severity::Critical,
+        why: "A WITH CHECK that never names the tenant column (WITH CHECK (auth.uid() IS NOT NULL)) lets a user write rows into any tenant, or move a row of theirs into another tenant by UPDATE.",
+        sql: concat!(tt!(""), policies!(), "
+            SELECT pol.object,
+                   pol.polpermissive AND pol.polcmd IN ('a', 'w', '*') AND pol.wcheck <> ''
+                   AND pol.wcheck !~ ('\\m' || tt.tcol || '\\M'),
+                   format('WITH CHECK (%s) does not compare %I', pol.wcheck, tt.tcol),
+                   format('ALTER POLICY %I ON %s WITH CHECK (%I = <the current tenant>);', pol.polname, pol.qname, tt.tcol),
+                   NULL::text
+              FROM pol JOIN tt ON tt.oid = pol.relid ORDER BY 1"),
+        refine: None,
+    },
+    Check {
         id: "rls.overlapping_permissive",
         title: "No two permissive policies overlap for the same command and role",
         severity: Severity::Medium,
@@ -385,6 +445,31 @@ pub const CHECKS: &[Check] = &[
         refine: None,
     },
     Check {
+        id: "bypass.definer_tenant_param",
+        title: "No SECURITY DEFINER function that takes a tenant id is executable by PUBLIC, anon or authenticated",
+        severity: Severity::High,
+        why: "A SECURITY DEFINER function runs with its owner's rights, usually past RLS: when it takes the tenant as a parameter and any role (PUBLIC, Supabase's anon or authenticated) may call it, the caller names the tenant whose rows it reads or writes.",
+        sql: tt!("
+            SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+                   EXISTS (SELECT 1 FROM unnest(coalesce(p.proargnames, '{}')) a(name)
+                            WHERE a.name ~* ('^(p_|_|in_)?(' || regexp_replace($3, '_id$', '') || '|tenant|org|organization|clinic)(_id)?$'))
+                   AND (p.proacl IS NULL
+                        OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) x WHERE x.grantee = 0 AND x.privilege_type = 'EXECUTE')
+                        OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname IN ('anon', 'authenticated')
+                                      AND has_function_privilege(r.oid, p.oid, 'EXECUTE'))),
+                   'SECURITY DEFINER, takes a tenant id, and PUBLIC, anon or authenticated may execute it',
+                   format('REVOKE EXECUTE ON FUNCTION %I.%I(%s) FROM PUBLIC; -- and from anon, authenticated; take the tenant from the caller''s context inside',
+                          n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+                   NULL::text
+              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.prosecdef
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                                  AND d.objid = p.oid AND d.deptype = 'e')
+             ORDER BY 1"),
+        refine: None,
+    },
+    Check {
         id: "bypass.matview",
         title: "No materialized view of tenant data",
         severity: Severity::High,
@@ -442,6 +527,40 @@ pub const CHECKS: &[Check] = &[
                    format('REVOKE ALL ON %s FROM PUBLIC;', tt.qname),
                    NULL::text
               FROM tt ORDER BY 1"),
+        refine: None,
+    },
+    Check {
+        id: "grants.anon_write",
+        title: "The anonymous role cannot write tenant tables",
+        severity: Severity::High,
+        why: "Supabase's anon role is anyone with the public API key: INSERT, UPDATE, DELETE or TRUNCATE on a tenant table leaves only row level security between the internet and the data (and TRUNCATE not even that).",
+        sql: tt!("
+            SELECT tt.qname,
+                   EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'anon'
+                              AND has_table_privilege(r.oid, tt.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')),
+                   'the anon role may write the table',
+                   format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %s FROM anon;', tt.qname),
+                   NULL::text
+              FROM tt ORDER BY 1"),
+        refine: None,
+    },
+    Check {
+        id: "grants.truncate",
+        title: "No role but the owner and the admins may TRUNCATE a tenant table",
+        severity: Severity::High,
+        why: "TRUNCATE does not go through row level security: a role allowed it empties every tenant's rows at once, whatever the policies say.",
+        sql: tt!("
+            SELECT tt.qname,
+                   t.grantees IS NOT NULL,
+                   'TRUNCATE granted to ' || t.grantees,
+                   format('REVOKE TRUNCATE ON %s FROM %s;', tt.qname, coalesce(t.grantees, '<role>')),
+                   NULL::text
+              FROM tt LEFT JOIN LATERAL (
+                SELECT string_agg(CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, ', ' ORDER BY r.rolname) AS grantees
+                  FROM aclexplode(tt.relacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee
+                 WHERE x.privilege_type = 'TRUNCATE' AND x.grantee <> tt.relowner
+                   AND NOT coalesce(r.rolsuper, false) AND NOT coalesce(r.rolname = ANY($7), false)) t ON true
+             ORDER BY 1"),
         refine: None,
     },
 ];

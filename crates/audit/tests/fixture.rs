@@ -126,6 +126,34 @@ const PLANTED: &[(&str, &str, Severity)] = &[
         Severity::High,
     ),
     ("grants.public", "public.t_public", Severity::High),
+    (
+        "rls.membership_unfiltered",
+        "public.t_any_member policy any_member",
+        Severity::Critical,
+    ),
+    ("tenant.column_default", "public.t_default", Severity::High),
+    (
+        "bypass.definer_tenant_param",
+        "public.items_of(p_tenant_id uuid)",
+        Severity::High,
+    ),
+    (
+        "bypass.definer_tenant_param",
+        "public.items_for_users(tenant uuid)",
+        Severity::High,
+    ),
+    (
+        "rls.using_ignores_tenant",
+        "public.t_read_any policy reads_any",
+        Severity::Critical,
+    ),
+    (
+        "rls.check_ignores_tenant",
+        "public.t_write_any policy writes_any",
+        Severity::Critical,
+    ),
+    ("grants.anon_write", "public.t_anon_write", Severity::High),
+    ("grants.truncate", "public.t_truncate", Severity::High),
 ];
 
 #[tokio::test]
@@ -170,6 +198,10 @@ async fn the_clean_objects_beside_them_are_not_flagged() {
         "public.global_settings",
         "public.v_invoker",
         "public.safe()",
+        "public.members",
+        "public.clean_by_membership",
+        "public.clean_defaulted",
+        "public.items_for_app(p_tenant_id uuid)",
     ];
     for f in &report.findings {
         for c in clean {

@@ -6,6 +6,11 @@ DO $$ BEGIN
         CREATE ROLE fixture_owner NOLOGIN; END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fixture_app') THEN
         CREATE ROLE fixture_app LOGIN; END IF;
+    -- Supabase's client roles (bypass.definer_tenant_param, grants.anon_write).
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+        CREATE ROLE anon NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+        CREATE ROLE authenticated NOLOGIN; END IF;
     -- roles.bypass_rls
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fixture_bypass') THEN
         CREATE ROLE fixture_bypass LOGIN BYPASSRLS; END IF;
@@ -57,6 +62,78 @@ CREATE TABLE global_settings (key text PRIMARY KEY, value text);
 CREATE VIEW v_invoker WITH (security_invoker = true) AS SELECT * FROM clean_items;
 CREATE FUNCTION public.safe() RETURNS int LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$;
+
+-- Clean counterparts of the planted defects below.
+-- A membership table, and a policy that reads it for the current user only.
+CREATE TABLE members (
+    tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    user_id uuid NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+);
+CALL fx.secure('members');
+CALL fx.tenant_table('clean_by_membership');
+CALL fx.secure('clean_by_membership');
+DROP POLICY tenant_isolation ON clean_by_membership;
+CREATE POLICY by_membership ON clean_by_membership
+    USING (tenant_id IN (SELECT m.tenant_id FROM members m WHERE m.user_id = (select (auth.jwt() ->> 'sub')::uuid)))
+    WITH CHECK (tenant_id IN (SELECT m.tenant_id FROM members m WHERE m.user_id = (select (auth.jwt() ->> 'sub')::uuid)));
+-- A tenant column defaulting to the caller's own tenant; a restrictive policy that only
+-- narrows; anon reading (not writing) a table.
+CALL fx.tenant_table('clean_defaulted');
+ALTER TABLE clean_defaulted ALTER COLUMN tenant_id SET DEFAULT ((auth.jwt() ->> 'tenant_id')::uuid);
+CALL fx.secure('clean_defaulted');
+CREATE POLICY signed_in_only ON clean_defaulted AS RESTRICTIVE FOR SELECT
+    USING ((select auth.jwt() ->> 'sub') IS NOT NULL);
+GRANT SELECT ON clean_defaulted TO anon;
+-- A SECURITY DEFINER function taking a tenant id, for the application role alone.
+CREATE FUNCTION public.items_for_app(p_tenant_id uuid) RETURNS bigint LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp AS $$ SELECT count(*) FROM public.clean_items WHERE tenant_id = p_tenant_id $$;
+REVOKE ALL ON FUNCTION public.items_for_app(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.items_for_app(uuid) TO fixture_app;
+
+-- rls.membership_unfiltered: the membership subquery answers for every user.
+CALL fx.tenant_table('t_any_member');
+CALL fx.secure('t_any_member');
+DROP POLICY tenant_isolation ON t_any_member;
+CREATE POLICY any_member ON t_any_member USING (tenant_id IN (SELECT m.tenant_id FROM members m))
+    WITH CHECK (tenant_id IN (SELECT m.tenant_id FROM members m));
+
+-- tenant.column_default: rows without a tenant go to tenant A.
+CALL fx.tenant_table('t_default');
+ALTER TABLE t_default ALTER COLUMN tenant_id SET DEFAULT '00000000-0000-0000-0000-00000000000a';
+CALL fx.secure('t_default');
+
+-- bypass.definer_tenant_param: any caller names the tenant (PUBLIC by default; authenticated).
+CREATE FUNCTION public.items_of(p_tenant_id uuid) RETURNS bigint LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp AS $$ SELECT count(*) FROM public.clean_items WHERE tenant_id = p_tenant_id $$;
+CREATE FUNCTION public.items_for_users(tenant uuid) RETURNS bigint LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp AS $$ SELECT count(*) FROM public.clean_items WHERE tenant_id = tenant $$;
+REVOKE ALL ON FUNCTION public.items_for_users(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.items_for_users(uuid) TO authenticated;
+
+-- rls.using_ignores_tenant: any signed-in user reads every tenant's rows.
+CALL fx.tenant_table('t_read_any');
+CALL fx.secure('t_read_any');
+DROP POLICY tenant_isolation ON t_read_any;
+CREATE POLICY reads_any ON t_read_any USING ((select auth.jwt() ->> 'sub') IS NOT NULL)
+    WITH CHECK (tenant_id = (select (auth.jwt() ->> 'tenant_id')::uuid));
+
+-- rls.check_ignores_tenant: any signed-in user writes into any tenant.
+CALL fx.tenant_table('t_write_any');
+CALL fx.secure('t_write_any');
+DROP POLICY tenant_isolation ON t_write_any;
+CREATE POLICY writes_any ON t_write_any USING (tenant_id = (select (auth.jwt() ->> 'tenant_id')::uuid))
+    WITH CHECK ((select auth.jwt() ->> 'sub') IS NOT NULL);
+
+-- grants.anon_write
+CALL fx.tenant_table('t_anon_write');
+CALL fx.secure('t_anon_write');
+GRANT INSERT, UPDATE ON t_anon_write TO anon;
+
+-- grants.truncate
+CALL fx.tenant_table('t_truncate');
+CALL fx.secure('t_truncate');
+GRANT TRUNCATE ON t_truncate TO fixture_app;
 
 -- tenant.missing_column: references tenant data, has no tenant_id.
 CREATE TABLE audit_log (id uuid PRIMARY KEY, tenant uuid REFERENCES tenants (id));
