@@ -10,12 +10,11 @@
 use crate::dataset::{self, Dataset};
 use crate::server::{Server, ServerConfig};
 use crate::wrk::{wrk, Request};
-use crate::{Error, Plan, LIST};
+use crate::{clinic_token, Error, Plan, LIST};
 use secrecy::SecretString;
 use sqlx::{Connection, PgConnection};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use voxanne_http::auth::{mint_hs256, DevToken};
 
 /// Whether this machine can run the scenario (Citus installed for its PostgreSQL).
 pub fn available() -> bool {
@@ -88,18 +87,7 @@ pub async fn child(plan: &Plan, binary: &Path) -> Result<(), Error> {
     }
     let secret = SecretString::from(secret);
     let tokens = (1..=plan.rotation)
-        .map(|c| {
-            mint_hs256(
-                &secret,
-                "authenticated",
-                &DevToken {
-                    user: dataset::user_id(c).into(),
-                    org: Some(dataset::org_id(c).into()),
-                    role: None,
-                    ttl: Duration::from_secs(24 * 3600),
-                },
-            )
-        })
+        .map(|c| clinic_token(&secret, c))
         .collect::<Result<Vec<_>, _>>()?;
     let single = Server::start(&configs[0]).await?;
     let citus = Server::start(&configs[1]).await?;

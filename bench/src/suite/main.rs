@@ -137,18 +137,23 @@ struct Bench {
     secret: SecretString,
 }
 
+/// A token of a generated clinic's owner for that clinic, signed with `secret`.
+fn clinic_token(secret: &SecretString, clinic: u64) -> Result<String, Error> {
+    Ok(mint_hs256(
+        secret,
+        "authenticated",
+        &DevToken {
+            user: dataset::user_id(clinic).into(),
+            org: Some(dataset::org_id(clinic).into()),
+            role: None,
+            ttl: Duration::from_secs(24 * 3600),
+        },
+    )?)
+}
+
 impl Bench {
     fn token(&self, clinic: u64) -> Result<String, Error> {
-        Ok(mint_hs256(
-            &self.secret,
-            "authenticated",
-            &DevToken {
-                user: dataset::user_id(clinic).into(),
-                org: Some(dataset::org_id(clinic).into()),
-                role: None,
-                ttl: Duration::from_secs(24 * 3600),
-            },
-        )?)
+        clinic_token(&self.secret, clinic)
     }
 
     /// The small clinics' tokens the load rotates over.
