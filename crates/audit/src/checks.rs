@@ -595,6 +595,13 @@ pub const CITUS_CHECKS: &[Check] = &[Check {
 }];
 
 /// The per-table row counts (one query per tenant table by nature).
+/// Where the database keeps a tamper-evident access log (Voxanne's `app.broken_access_chains`,
+/// migrations/0028): every clinic's chain of records holds.
+pub const ACCESS_CHAIN: (&str, &str, Severity) = (
+    "access_log.chain",
+    "Each clinic's access log records are chained by hash: a record changed, removed or inserted afterwards, by anyone with the rights to do it (a superuser included), breaks its clinic's chain at that record.",
+    Severity::Critical,
+);
 pub const NULL_ROWS: (&str, &str, Severity) = (
     "tenant.null_rows",
     "Rows whose tenant is NULL (orphans) belong to nobody and leak through any path that bypasses RLS.",

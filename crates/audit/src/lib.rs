@@ -457,6 +457,9 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
     results.push(nulls);
     results.push(dangling);
     results.push(crossing);
+    if let Some(chains) = access_chains(conn).await? {
+        results.push(chains);
+    }
 
     let findings: Vec<Finding> = results
         .iter()
@@ -486,6 +489,47 @@ async fn run(conn: &mut PgConnection, options: &Options) -> Result<Report, Audit
         checks: results,
         findings,
     })
+}
+
+/// `access_log.chain`, where the schema has Voxanne's chained access log and the connection may
+/// verify it (None otherwise: the check does not apply, or is not the connection's to run).
+async fn access_chains(conn: &mut PgConnection) -> Result<Option<CheckResult>, AuditError> {
+    let runnable: bool = sqlx::query_scalar(
+        "SELECT coalesce(has_function_privilege(to_regprocedure('app.broken_access_chains()'), 'EXECUTE'), false)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(ctx("looking for the access log"))?;
+    if !runnable {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let broken: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT org_id::text, seq, problem FROM app.broken_access_chains() ORDER BY org_id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(ctx("verifying the access log's chains"))?;
+    let mut result = empty(
+        checks::ACCESS_CHAIN,
+        "Every clinic's access log chain holds",
+    );
+    for (org, seq, problem) in broken {
+        result.findings.push(Finding {
+            check: result.id.clone(),
+            severity: result.severity,
+            object: format!("public.access_log of {org}"),
+            message: format!("record {seq}: {problem}"),
+            fix: format!(
+                "-- restore the clinic's access log from a backup taken before the change, and find who changed it: SELECT * FROM access_log WHERE org_id = '{org}' AND seq >= {seq} ORDER BY seq"
+            ),
+        });
+    }
+    if result.findings.is_empty() {
+        result.passed.push("public.access_log".into());
+    }
+    result.query_ms = ms(started.elapsed());
+    Ok(Some(result))
 }
 
 fn empty((id, why, severity): (&str, &str, Severity), title: &str) -> CheckResult {

@@ -150,3 +150,53 @@ async fn on_citus_an_undistributed_or_misdistributed_tenant_table_is_high() {
         "{check:#?}"
     );
 }
+
+#[tokio::test]
+async fn an_access_log_record_changed_behind_the_schemas_back_is_critical() {
+    let t = TestDb::new().await;
+    let [a, _] = voxanne_db::demo::seed(&t.db).await.expect("seed");
+    let mut tx = t.db.tenant(a.org, a.owner).await.expect("tx");
+    for _ in 0..3 {
+        sqlx::query(
+            "INSERT INTO access_log (org_id, actor_kind, subject_kind, action, via)
+             VALUES ($1, 'user', 'calls', 'list', 'GET /api/v1/calls')",
+        )
+        .bind(a.org.as_uuid())
+        .execute(tx.conn())
+        .await
+        .expect("record");
+    }
+    tx.commit().await.expect("commit");
+    voxanne_db::system::seal_access_log(&t.db, 10, 10)
+        .await
+        .expect("seal");
+    let mut admin = t.admin().await;
+    let clean = audit(&mut admin, &Options::default()).await.expect("audit");
+    let chain = clean
+        .checks
+        .iter()
+        .find(|c| c.id == "access_log.chain")
+        .expect("the chain is checked");
+    assert_eq!(chain.passed, ["public.access_log"], "{chain:#?}");
+    // Changed by a superuser who went around the append-only trigger.
+    for sql in [
+        "SET citus.enable_unsafe_triggers = on",
+        "ALTER TABLE access_log DISABLE TRIGGER access_log_sealed_once",
+        "UPDATE access_log SET via = 'nothing to see' WHERE seq = 2",
+    ] {
+        sqlx::raw_sql(sql).execute(&mut admin).await.expect(sql);
+    }
+    let report = audit(&mut admin, &Options::default()).await.expect("audit");
+    let found: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == "access_log.chain")
+        .collect();
+    assert_eq!(found.len(), 1, "{:#?}", report.findings);
+    assert_eq!(found[0].severity, Severity::Critical);
+    assert_eq!(
+        found[0].object,
+        format!("public.access_log of {}", a.org.as_uuid())
+    );
+    assert!(found[0].message.starts_with("record 2:"), "{:?}", found[0]);
+}

@@ -319,6 +319,19 @@ pub async fn claim_recordings(
     Ok(rows)
 }
 
+/// Seals up to `batch` unsealed access log records of each of up to `orgs` clinics into their
+/// clinics' hash chains (`app.seal_access_log`, migrations/0028). Returns how many.
+pub async fn seal_access_log(db: &Db, orgs: u32, batch: u32) -> Result<i64, DbError> {
+    let orgs = i32::try_from(orgs).unwrap_or(i32::MAX);
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let mut one = OneStatement::open(db).await?;
+    let n = sqlx::query_scalar!(r#"SELECT app.seal_access_log($1, $2) AS "n!""#, orgs, batch)
+        .fetch_one(one.conn())
+        .await?;
+    one.finish().await?;
+    Ok(n)
+}
+
 /// Puts back in the queue the recordings whose worker died (lease run out), through the
 /// SECURITY DEFINER `app.requeue_stale_recordings`. Returns how many.
 pub async fn requeue_stale_recordings(db: &Db) -> Result<i64, DbError> {

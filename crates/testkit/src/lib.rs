@@ -344,6 +344,8 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
     let statements = [
         "INSERT INTO appointment_holds (org_id, starts_at, ends_at, expires_at)
          VALUES ($1, now() + interval '3 days', now() + interval '3 days 30 minutes', now() + interval '5 minutes')",
+        "INSERT INTO access_log (org_id, actor_kind, subject_kind, action, via)
+         VALUES ($1, 'system', 'calls', 'list', 'test kit')",
         "INSERT INTO calendar_connections (org_id, provider, account_email, access_token_enc, key_id)
          VALUES ($1, 'google', 'desk@clinic.example', '\\x00', 'k1')",
         "INSERT INTO calendar_busy (org_id, connection_id, starts_at, ends_at)

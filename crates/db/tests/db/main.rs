@@ -1,5 +1,6 @@
 //! The database crate's tests, one binary (one link): each module one area, each test its own database.
 
+mod access_log;
 mod calendar;
 mod cancellation;
 mod distribute;
