@@ -305,6 +305,7 @@ async fn run(args: Args) -> Result<(), Error> {
     scenarios.insert(1, isolation);
     scenarios.push(booking(&mut b, &server).await?);
     server = rls_bypass(&mut b, server, &mut scenarios).await?;
+    scenarios.push(access_log_cost(&mut b, &server).await?);
     server.stop()?;
     scenarios.push(pipeline::scenario(&mut b).await?);
 
@@ -400,7 +401,7 @@ async fn run(args: Args) -> Result<(), Error> {
     db_side.rows.clear();
     scenarios.insert(2, db_side);
 
-    scenarios.sort_by_key(|s| s.id);
+    scenarios.sort_by_key(|s| s.id.parse::<u32>().unwrap_or(u32::MAX));
     let report = Report {
         mode: if b.plan.smoke { "smoke" } else { "full" },
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -835,6 +836,64 @@ async fn rls_bypass(
         output: None,
     });
     Ok(server)
+}
+
+/// Scenario 10: what the access log costs the list endpoint. Interleaved rounds of the same
+/// server with its records written (one multi-row INSERT in the COMMIT's batch), and with the
+/// INSERT turned into nothing by a rule (still sent and parsed: the rest of the cost is the
+/// write). Then how fast the sealer chains what the rounds wrote.
+async fn access_log_cost(b: &mut Bench, server: &Server) -> Result<Scenario, Error> {
+    let tokens = b.rotation()?;
+    let mut best = [0.0_f64; 2];
+    for round in 1..=b.plan.rounds {
+        b.progress(&format!("access log, round {round}/{}", b.plan.rounds));
+        best[0] = best[0].max(b.wrk(server, &tokens, 16)?.per_second());
+        b.admin
+            .execute(
+                "CREATE RULE bench_no_access_log AS ON INSERT TO access_log DO INSTEAD NOTHING",
+            )
+            .await?;
+        let measured = b.wrk(server, &tokens, 16);
+        b.admin
+            .execute("DROP RULE bench_no_access_log ON access_log")
+            .await?;
+        best[1] = best[1].max(measured?.per_second());
+    }
+    b.progress("sealing the access log");
+    let unsealed: i64 = sqlx::query_scalar("SELECT count(*) FROM access_log WHERE seq IS NULL")
+        .fetch_one(&mut b.admin)
+        .await?;
+    let sealing = std::time::Instant::now();
+    let mut sealed = 0_i64;
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT app.seal_access_log(100, 1000)")
+            .fetch_one(&mut b.admin)
+            .await?;
+        if n == 0 {
+            break;
+        }
+        sealed += n;
+    }
+    let sealed_per_second = sealed as f64 / sealing.elapsed().as_secs_f64().max(1e-9);
+    let written_per_second = best[0];
+    Ok(Scenario {
+        id: "10",
+        title: "The access log's cost",
+        about: format!(
+            "wrk, 16 connections, rotating {} clinics, `GET {LIST}` (one access record per \
+             page, naming its contacts), interleaved with the same server whose record INSERT \
+             a rule turns into nothing. Target: with the records ≥ 0.9× without. Then the \
+             sealer (`app.seal_access_log(100, 1000)` until none is left) over the {unsealed} \
+             records the rounds wrote: it must outpace the writers.",
+            b.plan.rotation
+        ),
+        rows: vec![
+            Row::new("records not written", best[1], "req/s").ratio(best[1]),
+            Row::new("records written", best[0], "req/s").ratio(best[1]),
+            Row::new("sealed", sealed_per_second, "records/s").ratio(written_per_second),
+        ],
+        output: None,
+    })
 }
 
 /// One of the single benchmarks, run as a child; its table becomes the scenario's output.

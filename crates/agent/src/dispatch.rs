@@ -85,7 +85,13 @@ impl Agent {
             return format!("There is no tool called {}.", tool_call.name);
         };
         let mut tx = match self.db.job_tenant(call.org).await {
-            Ok(tx) => tx,
+            Ok(mut tx) => {
+                // The access log: the agent, by its tool, on the platform's call.
+                tx.set_actor(voxanne_db::ActorKind::Agent);
+                let request = call.provider_call_id.as_str();
+                tx.set_origin(&format!("tool:{}", tool.name), None, Some(request));
+                tx
+            }
             Err(TenantError::Suspended | TenantError::NotMember) => return UNAVAILABLE.to_owned(),
             Err(e) => {
                 tracing::error!(error = %e, tool = tool.name, "agent tool: no transaction");

@@ -167,7 +167,7 @@ async fn an_access_log_record_changed_behind_the_schemas_back_is_critical() {
         .expect("record");
     }
     tx.commit().await.expect("commit");
-    voxanne_db::system::seal_access_log(&t.db, 10, 10)
+    voxanne_db::system::seal_access_log(&t.db, 100, 10_000)
         .await
         .expect("seal");
     let mut admin = t.admin().await;
@@ -179,10 +179,14 @@ async fn an_access_log_record_changed_behind_the_schemas_back_is_critical() {
         .expect("the chain is checked");
     assert_eq!(chain.passed, ["public.access_log"], "{chain:#?}");
     // Changed by a superuser who went around the append-only trigger.
+    let edit = format!(
+        "UPDATE access_log SET via = 'nothing to see' WHERE org_id = '{}' AND seq = 2",
+        a.org.as_uuid()
+    );
     for sql in [
         "SET citus.enable_unsafe_triggers = on",
         "ALTER TABLE access_log DISABLE TRIGGER access_log_sealed_once",
-        "UPDATE access_log SET via = 'nothing to see' WHERE seq = 2",
+        edit.as_str(),
     ] {
         sqlx::raw_sql(sql).execute(&mut admin).await.expect(sql);
     }

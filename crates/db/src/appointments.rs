@@ -1,9 +1,10 @@
 //! Appointments, appointment holds and what availability needs. No double booking is the
 //! database's job (migrations/0006_booking.sql); this module names its refusals.
 
+use crate::access::subject;
 use crate::rows::{query_row, tenant_row};
 use crate::sms_confirmations::Confirm;
-use crate::{DbError, TenantTx};
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxanne_domain::availability::{OpeningHours, Span};
@@ -52,7 +53,9 @@ tenant_row!(
     Appointment,
     AppointmentId,
     "appointments",
-    appointment_query
+    appointment_query,
+    subject = "appointment",
+    patient = |a| a.contact_id.map(Into::into),
 );
 
 /// A row of `appointment_holds` (the API's view is the HTTP layer's).
@@ -85,7 +88,14 @@ macro_rules! hold_query {
     };
 }
 
-tenant_row!(AppointmentHold, HoldId, "appointment_holds", hold_query);
+tenant_row!(
+    AppointmentHold,
+    HoldId,
+    "appointment_holds",
+    hold_query,
+    subject = "hold",
+    patient = |h| h.contact_id.map(Into::into),
+);
 
 /// What a new appointment or hold is about; validated by the caller
 /// (`voxanne_domain::booking`).
@@ -273,6 +283,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        self.note_rows(&rows);
         Ok(rows)
     }
 
@@ -283,7 +294,7 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<Appointment>, DbError> {
         let org = self.org().as_uuid();
-        Ok(appointment_query!(
+        let rows = appointment_query!(
             [
                 "SELECT ",
                 " FROM appointments
@@ -296,7 +307,14 @@ impl TenantTx {
             i64::from(limit)
         )
         .fetch_all(self.conn())
-        .await?)
+        .await?;
+        self.note_access(
+            subject::APPOINTMENT,
+            None,
+            Action::List,
+            [contact_id.as_uuid()],
+        );
+        Ok(rows)
     }
 
     /// One hold, expired or not.
@@ -355,6 +373,7 @@ impl TenantTx {
         .await?;
         self.queue_calendar_writes(appointment.id, &appointment.resource)
             .await?;
+        self.note_row(&appointment, Action::Create);
         Ok(appointment)
     }
 
@@ -416,6 +435,7 @@ impl TenantTx {
             self.queue_calendar_writes(moved.id, &moved.resource)
                 .await?;
         }
+        self.note_row(&moved, Action::Update);
         Ok(moved)
     }
 
@@ -449,6 +469,7 @@ impl TenantTx {
         // Its event comes out of the clinic's calendars.
         self.queue_calendar_writes(cancelled.id, &cancelled.resource)
             .await?;
+        self.note_row(&cancelled, Action::Update);
         Ok(cancelled)
     }
 
@@ -501,7 +522,7 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<AppointmentHold>, DbError> {
         let org = self.org().as_uuid();
-        Ok(hold_query!(
+        let rows = hold_query!(
             [
                 "SELECT ",
                 " FROM appointment_holds
@@ -516,7 +537,9 @@ impl TenantTx {
             i64::from(limit)
         )
         .fetch_all(self.conn())
-        .await?)
+        .await?;
+        self.note_rows(&rows);
+        Ok(rows)
     }
 
     /// Holds a slot for `ttl_seconds`, by the database's clock.
@@ -528,7 +551,7 @@ impl TenantTx {
         self.refuse_calendar_busy(&slot.resource, slot.starts_at, slot.ends_at)
             .await?;
         let org = self.org().as_uuid();
-        hold_query!(
+        let hold = hold_query!(
             [
                 "INSERT INTO appointment_holds
                         (org_id, contact_id, call_id, resource, starts_at, ends_at, expires_at,
@@ -548,7 +571,9 @@ impl TenantTx {
         )
         .fetch_one(self.conn())
         .await
-        .map_err(|e| BookingError::from_db(e, Some(slot)))
+        .map_err(|e| BookingError::from_db(e, Some(slot)))?;
+        self.note_row(&hold, Action::Create);
+        Ok(hold)
     }
 
     /// Releases a hold (expired or not). False if there was none.
@@ -592,6 +617,9 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
+        if taken.is_some() {
+            self.note_access(subject::HOLD, Some(id.into()), Action::Delete, []);
+        }
         let Some(taken) = taken else {
             let expired = sqlx::query_scalar!(
                 r#"SELECT EXISTS (SELECT 1 FROM appointment_holds WHERE org_id = $1 AND id = $2)

@@ -625,6 +625,13 @@ impl TenantTx {
         .fetch_optional(self.conn())
         .await?;
         let Some(row) = row else { return Ok(None) };
+        // Written to the clinic's calendar provider: the appointment and its patient's name.
+        self.note_access(
+            crate::access::subject::APPOINTMENT,
+            Some(appointment.into()),
+            crate::Action::Read,
+            [],
+        );
         let Some(link) = self.calendar_link(keyring, connection).await? else {
             return Ok(None);
         };

@@ -2,7 +2,7 @@
 //! a retried event changes nothing and a late one never moves a call backwards (an ended call
 //! stays ended).
 
-use crate::{DbError, TenantTx};
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxanne_domain::{CallDirection, CallStatus};
@@ -74,6 +74,8 @@ impl TenantTx {
         )
         .fetch_one(self.conn())
         .await?;
+        // An upsert: the first event creates the call, the later ones change it.
+        self.note_access(crate::access::subject::CALL, Some(id), Action::Update, []);
         Ok(id)
     }
 
@@ -93,6 +95,13 @@ impl TenantTx {
         )
         .execute(self.conn())
         .await?;
+        let (call, contact) = (Uuid::from(call), Uuid::from(contact));
+        self.note_access(
+            crate::access::subject::CALL,
+            Some(call),
+            Action::Update,
+            [contact],
+        );
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! Calls: the voice agent's inbound and outbound phone calls.
 
+use crate::access::subject;
 use crate::rows::{query_row, tenant_row, After};
-use crate::{DbError, TenantTx};
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxanne_domain::{
@@ -43,7 +44,14 @@ macro_rules! call_query {
     };
 }
 
-tenant_row!(Call, CallId, "calls", call_query);
+tenant_row!(
+    Call,
+    CallId,
+    "calls",
+    call_query,
+    subject = "call",
+    patient = |c| c.contact_id.map(Into::into),
+);
 
 /// [`call_query!`] for lists: a list carries what a list shows, no transcript (a page of them
 /// is tens of KB to read, send and escape); one call (`get_call`) has it.
@@ -164,6 +172,8 @@ impl TenantTx {
                 .await?
             }
         };
+        let patients = rows.iter().filter_map(|c| c.contact_id.map(Uuid::from));
+        self.note_access(subject::CALL, None, Action::List, patients);
         Ok(rows)
     }
 
@@ -198,6 +208,8 @@ impl TenantTx {
         )
         .fetch_one(self.conn())
         .await?;
+        let patient = call.contact_id.map(Uuid::from);
+        self.note_access(subject::CALL, Some(id.into()), Action::Create, patient);
         Ok(id)
     }
 }

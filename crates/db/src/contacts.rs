@@ -1,7 +1,7 @@
 //! Contacts: the clinic's patients and callers.
 
 use crate::rows::{query_row, tenant_row, After};
-use crate::{DbError, TenantTx};
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use voxanne_domain::{ContactId, PhoneNumber};
 
@@ -40,6 +40,8 @@ tenant_row!(
     ContactId,
     "contacts",
     contact_query,
+    subject = "contact",
+    patient = |c| Some(c.id.into()),
     detach = [
         "UPDATE calls SET contact_id = NULL WHERE org_id = $1 AND contact_id = $2",
         "UPDATE appointments SET contact_id = NULL WHERE org_id = $1 AND contact_id = $2",
@@ -89,12 +91,13 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        self.note_rows(&rows);
         Ok(rows)
     }
 
     pub async fn insert_contact(&mut self, fields: &ContactFields) -> Result<Contact, DbError> {
         let org = self.org().as_uuid();
-        Ok(contact_query!(
+        let contact = contact_query!(
             [
                 "INSERT INTO contacts (org_id, name, phone, email, notes)
                  VALUES ($1, $2, $3, $4, $5) RETURNING ",
@@ -107,7 +110,9 @@ impl TenantTx {
             fields.notes
         )
         .fetch_one(self.conn())
-        .await?)
+        .await?;
+        self.note_row(&contact, Action::Create);
+        Ok(contact)
     }
 
     pub async fn update_contact(
@@ -116,7 +121,7 @@ impl TenantTx {
         fields: &ContactFields,
     ) -> Result<Option<Contact>, DbError> {
         let org = self.org().as_uuid();
-        Ok(contact_query!(
+        let contact = contact_query!(
             [
                 "UPDATE contacts SET name = $3, phone = $4, email = $5, notes = $6, updated_at = now()
                   WHERE org_id = $1 AND id = $2 RETURNING ",
@@ -130,7 +135,11 @@ impl TenantTx {
             fields.notes
         )
         .fetch_optional(self.conn())
-        .await?)
+        .await?;
+        if let Some(contact) = &contact {
+            self.note_row(contact, Action::Update);
+        }
+        Ok(contact)
     }
 
     /// The contact with this phone number (a number is on at most one contact per org).
@@ -139,13 +148,17 @@ impl TenantTx {
         phone: &PhoneNumber,
     ) -> Result<Option<Contact>, DbError> {
         let org = self.org().as_uuid();
-        Ok(contact_query!(
+        let contact = contact_query!(
             ["SELECT ", " FROM contacts WHERE org_id = $1 AND phone = $2"],
             org,
             phone.as_str()
         )
         .fetch_optional(self.conn())
-        .await?)
+        .await?;
+        if let Some(contact) = &contact {
+            self.note_row(contact, Action::Read);
+        }
+        Ok(contact)
     }
 
     /// The contact with this phone number, created with `name` if there is none. Safe against
@@ -170,7 +183,10 @@ impl TenantTx {
         .fetch_optional(self.conn())
         .await?;
         match created {
-            Some(contact) => Ok(contact),
+            Some(contact) => {
+                self.note_row(&contact, Action::Create);
+                Ok(contact)
+            }
             None => self.find_contact_by_phone(phone).await?.ok_or_else(|| {
                 DbError::Corrupt("a contact's phone conflicted, then was not there".into())
             }),

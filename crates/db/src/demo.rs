@@ -62,6 +62,8 @@ pub async fn seed(db: &Db) -> Result<[DemoClinic; 2], DbError> {
             },
         )
         .await?;
+        tx.set_actor(crate::ActorKind::Cli);
+        tx.set_origin("voxanne demo", None, None);
         seed_clinic(&mut tx, clinic).await?;
         tx.commit().await?;
     }

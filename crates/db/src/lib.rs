@@ -2,6 +2,7 @@
 //! in `tenant.rs`), the named cross-org operations (`system.rs`), queries, migrations and the
 //! embedded PostgreSQL cluster.
 
+pub mod access;
 pub mod agent_configuration;
 pub mod appointments;
 pub mod calendar_connections;
@@ -37,6 +38,7 @@ mod tenant;
 
 pub use voxanne_schema::{distribute, embedded, migrate};
 
+pub use access::{Action, ActorKind};
 pub use pooler::{Pooler, TxConn, UnknownPooler};
 pub use rows::TenantRow;
 pub use tenant::{Membership, TenantError, TenantTx, SYSTEM_ACTOR};

@@ -1,7 +1,8 @@
 //! Calls in progress and their live transcripts (migrations/0020), for the dashboard's Live
 //! screen: the final lines the voice platform streams, kept in order with their call.
 
-use crate::{DbError, TenantTx};
+use crate::access::subject;
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use voxanne_domain::{CallDirection, CallId, CallStatus};
 
@@ -47,7 +48,7 @@ impl TenantTx {
         if text.is_empty() {
             return Ok(None);
         }
-        Ok(sqlx::query_scalar!(
+        let call = sqlx::query_scalar!(
             r#"INSERT INTO call_transcript_lines (org_id, call_id, role, text)
                SELECT c.org_id, c.id, $4, $5 FROM calls c
                 WHERE c.org_id = $1 AND c.provider = $2 AND c.provider_call_id = $3
@@ -59,7 +60,12 @@ impl TenantTx {
             text
         )
         .fetch_optional(self.conn())
-        .await?)
+        .await?;
+        if let Some(call) = call {
+            let call = Some(call.as_uuid());
+            self.note_access(subject::TRANSCRIPT, call, Action::Update, []);
+        }
+        Ok(call)
     }
 
     /// The clinic's calls in progress that started in the last six hours (newest first, at most
@@ -79,6 +85,9 @@ impl TenantTx {
         .fetch_all(self.conn())
         .await?;
         let ids: Vec<uuid::Uuid> = calls.iter().map(|c| c.id.as_uuid()).collect();
+        if !ids.is_empty() {
+            self.note_access(subject::TRANSCRIPT, None, Action::List, []);
+        }
         let lines = sqlx::query!(
             r#"SELECT call_id AS "call_id!: CallId", seq AS "seq!", role AS "role!",
                       text AS "text!", created_at AS "created_at!" FROM (

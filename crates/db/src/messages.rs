@@ -3,8 +3,9 @@
 //! the consent record. The meaning of a text and the timing of a reminder are the domain's
 //! (`voxanne_domain::messages`); this module reads and writes the rows.
 
+use crate::access::subject;
 use crate::rows::{query_row, tenant_row, After};
-use crate::{DbError, TenantTx};
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
@@ -90,7 +91,14 @@ macro_rules! inbox_query {
     };
 }
 
-tenant_row!(InboxMessage, InboxMessageId, "inbox_messages", inbox_query);
+tenant_row!(
+    InboxMessage,
+    InboxMessageId,
+    "inbox_messages",
+    inbox_query,
+    subject = "inbox_message",
+    patient = |m| m.contact_id.map(Into::into),
+);
 
 /// A row of `consent_records`.
 #[derive(Debug, Clone, PartialEq)]
@@ -413,6 +421,7 @@ impl TenantTx {
         )
         .execute(self.conn())
         .await?;
+        self.note_access(subject::CONSENT, None, Action::Create, []);
         Ok(())
     }
 
@@ -424,6 +433,7 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<ConsentRecord>, DbError> {
         let org = self.org().as_uuid();
+        self.note_access(subject::CONSENT, None, Action::List, []);
         Ok(sqlx::query_as!(
             ConsentRecord,
             r#"SELECT id, phone, channel AS "channel: ConsentChannel", granted, source, detail,
@@ -496,6 +506,9 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
+        if let Some(id) = inserted {
+            self.note_access(subject::INBOX_MESSAGE, Some(id.into()), Action::Create, []);
+        }
         let Some(message_id) = inserted else {
             let seen = sqlx::query!(
                 r#"SELECT id AS "id: InboxMessageId", kind AS "kind: InboxKind", reply
@@ -632,7 +645,7 @@ impl TenantTx {
         } else {
             InboxKind::Message
         };
-        Ok(sqlx::query_scalar!(
+        let id = sqlx::query_scalar!(
             r#"INSERT INTO inbox_messages (org_id, channel, kind, from_number, to_number, body,
                                            caller_name, call_id, contact_id)
                VALUES ($1, 'call', $2, $3, $4, $5, $6, $7,
@@ -648,7 +661,9 @@ impl TenantTx {
             call_id.map(Uuid::from)
         )
         .fetch_one(self.conn())
-        .await?)
+        .await?;
+        self.note_access(subject::INBOX_MESSAGE, Some(id.into()), Action::Create, []);
+        Ok(id)
     }
 
     /// A page of the inbox, newest first; only open messages if `open_only`.
@@ -662,7 +677,7 @@ impl TenantTx {
             return self.page::<InboxMessage>(after, limit).await;
         }
         let org = self.org().as_uuid();
-        Ok(inbox_query!(
+        let rows = inbox_query!(
             [
                 "SELECT ",
                 " FROM inbox_messages
@@ -676,7 +691,9 @@ impl TenantTx {
             i64::from(limit)
         )
         .fetch_all(self.conn())
-        .await?)
+        .await?;
+        self.note_rows(&rows);
+        Ok(rows)
     }
 
     pub async fn get_inbox_message(
@@ -695,7 +712,7 @@ impl TenantTx {
         let org = self.org().as_uuid();
         // now() stays outside CASE and COALESCE, which Citus refuses it inside: done keeps
         // the first time it was handled (least ignores a NULL), open clears it.
-        Ok(inbox_query!(
+        let message = inbox_query!(
             [
                 "UPDATE inbox_messages
                     SET status = $3,
@@ -709,6 +726,10 @@ impl TenantTx {
             status.as_str()
         )
         .fetch_optional(self.conn())
-        .await?)
+        .await?;
+        if let Some(message) = &message {
+            self.note_row(message, Action::Update);
+        }
+        Ok(message)
     }
 }

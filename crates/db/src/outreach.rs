@@ -4,9 +4,10 @@
 //! platform's call id, in the clinic's own transaction (another clinic's call id is as
 //! unknown as none).
 
+use crate::access::subject;
 use crate::recordings::AfterFailure;
 use crate::rows::{query_row, tenant_row, After};
-use crate::{DbError, TenantTx};
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, NaiveTime, Utc};
 use uuid::Uuid;
 use voxanne_domain::messages::ConsentChannel;
@@ -50,6 +51,8 @@ tenant_row!(
     LeadId,
     "leads",
     lead_query,
+    subject = "lead",
+    patient = |l| l.contact_id.map(Into::into),
     detach = ["UPDATE cold_call_logs SET lead_id = NULL WHERE org_id = $1 AND lead_id = $2"]
 );
 
@@ -109,7 +112,9 @@ tenant_row!(
     CampaignTarget,
     CampaignTargetId,
     "campaign_targets",
-    target_query
+    target_query,
+    subject = "campaign_target",
+    patient = |t| t.contact_id.map(Into::into),
 );
 
 /// One number to add to a campaign's audience, with the zones its callee may be in.
@@ -157,7 +162,14 @@ macro_rules! cold_call_query {
     };
 }
 
-tenant_row!(ColdCall, ColdCallId, "cold_call_logs", cold_call_query);
+tenant_row!(
+    ColdCall,
+    ColdCallId,
+    "cold_call_logs",
+    cold_call_query,
+    subject = "cold_call",
+    patient = |_| None,
+);
 
 /// What the dialer needs to know of a claimed target, read in the clinic's transaction.
 #[derive(Debug, Clone)]
@@ -193,7 +205,7 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<Lead>, DbError> {
         let org = self.org().as_uuid();
-        Ok(lead_query!(
+        let rows = lead_query!(
             [
                 "SELECT ",
                 " FROM leads WHERE org_id = $1 AND ($2::text IS NULL OR status = $2)
@@ -207,7 +219,9 @@ impl TenantTx {
             i64::from(limit)
         )
         .fetch_all(self.conn())
-        .await?)
+        .await?;
+        self.note_rows(&rows);
+        Ok(rows)
     }
 
     /// Adds a lead, or completes the one with the same number (what the import knows now
@@ -248,6 +262,12 @@ impl TenantTx {
             .find::<Lead>(row.id)
             .await?
             .ok_or_else(|| DbError::Corrupt("an imported lead was not there".into()))?;
+        let action = if row.created {
+            Action::Create
+        } else {
+            Action::Update
+        };
+        self.note_row(&stored, action);
         Ok((stored, row.created))
     }
 
@@ -266,7 +286,7 @@ impl TenantTx {
             Some(v) => (true, v.clone()),
             None => (false, None),
         };
-        Ok(lead_query!(
+        let row = lead_query!(
             [
                 "UPDATE leads SET name = coalesce($3, name),
                         email = CASE WHEN $4 THEN $5 ELSE email END,
@@ -287,7 +307,11 @@ impl TenantTx {
             patch.notes
         )
         .fetch_optional(self.conn())
-        .await?)
+        .await?;
+        if let Some(row) = &row {
+            self.note_row(row, Action::Update);
+        }
+        Ok(row)
     }
 
     /// Makes the lead a contact of the clinic (the contact with its number if there is one,
@@ -317,6 +341,7 @@ impl TenantTx {
         )
         .fetch_one(self.conn())
         .await?;
+        self.note_row(&lead, Action::Update);
         Ok(Some((lead, contact.id)))
     }
 
@@ -329,7 +354,7 @@ impl TenantTx {
     ) -> Result<Vec<Lead>, DbError> {
         let org = self.org().as_uuid();
         let ids: Option<Vec<Uuid>> = ids.map(|ids| ids.iter().map(|i| i.as_uuid()).collect());
-        Ok(lead_query!(
+        let rows = lead_query!(
             [
                 "SELECT ",
                 " FROM leads WHERE org_id = $1 AND ($2::uuid[] IS NULL OR id = ANY($2))
@@ -341,7 +366,9 @@ impl TenantTx {
             status.map(LeadStatus::as_str)
         )
         .fetch_all(self.conn())
-        .await?)
+        .await?;
+        self.note_rows(&rows);
+        Ok(rows)
     }
 
     /// Adds numbers to a campaign's audience; a number already in it is left as it is.
@@ -351,6 +378,7 @@ impl TenantTx {
         campaign: CampaignId,
         targets: &[NewTarget],
     ) -> Result<u64, DbError> {
+        self.note_access(subject::CAMPAIGN_TARGET, None, Action::Create, []);
         let org = self.org().as_uuid();
         let mut added = 0;
         for t in targets {
@@ -382,7 +410,7 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<CampaignTarget>, DbError> {
         let org = self.org().as_uuid();
-        Ok(target_query!(
+        let rows = target_query!(
             [
                 "SELECT ",
                 " FROM campaign_targets WHERE org_id = $1 AND campaign_id = $2
@@ -396,7 +424,9 @@ impl TenantTx {
             i64::from(limit)
         )
         .fetch_all(self.conn())
-        .await?)
+        .await?;
+        self.note_rows(&rows);
+        Ok(rows)
     }
 
     /// A page of a campaign's attempts, newest first.
@@ -407,7 +437,7 @@ impl TenantTx {
         limit: u32,
     ) -> Result<Vec<ColdCall>, DbError> {
         let org = self.org().as_uuid();
-        Ok(cold_call_query!(
+        let rows = cold_call_query!(
             [
                 "SELECT ",
                 " FROM cold_call_logs WHERE org_id = $1 AND campaign_id = $2
@@ -421,7 +451,9 @@ impl TenantTx {
             i64::from(limit)
         )
         .fetch_all(self.conn())
-        .await?)
+        .await?;
+        self.note_rows(&rows);
+        Ok(rows)
     }
 
     /// What the dialer needs to know of a claimed target of `campaign` calling `phone`.
@@ -430,6 +462,7 @@ impl TenantTx {
         campaign: CampaignId,
         phone: &str,
     ) -> Result<Option<CallRoute>, DbError> {
+        self.note_access(subject::CAMPAIGN_TARGET, None, Action::Read, []);
         let org = self.org().as_uuid();
         let row = sqlx::query!(
             r#"SELECT o.name AS clinic, c.name AS campaign_name,
@@ -474,6 +507,12 @@ impl TenantTx {
         from: &str,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, DbError> {
+        self.note_access(
+            subject::CAMPAIGN_TARGET,
+            Some(target.into()),
+            Action::Update,
+            [],
+        );
         let org = self.org().as_uuid();
         let placed = sqlx::query!(
             "UPDATE campaign_targets SET status = 'calling', lease_until = $4, updated_at = now()
@@ -526,6 +565,12 @@ impl TenantTx {
         reason: &str,
         do_not_call: bool,
     ) -> Result<bool, DbError> {
+        self.note_access(
+            subject::CAMPAIGN_TARGET,
+            Some(target.into()),
+            Action::Update,
+            [],
+        );
         let org = self.org().as_uuid();
         let skipped = sqlx::query_scalar!(
             "UPDATE campaign_targets SET status = 'skipped', last_error = $4, lease_until = NULL,
@@ -564,6 +609,12 @@ impl TenantTx {
         attempt: i32,
         until: Option<DateTime<Utc>>,
     ) -> Result<bool, DbError> {
+        self.note_access(
+            subject::CAMPAIGN_TARGET,
+            Some(target.into()),
+            Action::Update,
+            [],
+        );
         let org = self.org().as_uuid();
         let done = sqlx::query!(
             "UPDATE campaign_targets SET status = 'queued', attempts = attempts - 1,
@@ -590,6 +641,12 @@ impl TenantTx {
         error: &str,
         after: AfterFailure,
     ) -> Result<bool, DbError> {
+        self.note_access(
+            subject::CAMPAIGN_TARGET,
+            Some(target.into()),
+            Action::Update,
+            [],
+        );
         let org = self.org().as_uuid();
         let (status, retry_at) = match after {
             AfterFailure::RetryAt(at) => ("queued", Some(at)),
@@ -645,6 +702,7 @@ impl TenantTx {
         ended_reason: Option<&str>,
         reported: Option<&str>,
     ) -> Result<Option<AttemptEnded>, DbError> {
+        self.note_access(subject::CALL, Some(call.into()), Action::Update, []);
         let org = self.org().as_uuid();
         let Some(attempt) = sqlx::query!(
             r#"SELECT l.id, l.target_id, l.lead_id, t.attempts, c.max_attempts, c.retry_minutes

@@ -1,7 +1,8 @@
 //! The recording pipeline's work on one call, inside its org's tenant transaction (opened
 //! with [`crate::Db::job_tenant`]). Claiming, which spans orgs, is in `system.rs`.
 
-use crate::{DbError, TenantTx};
+use crate::access::subject;
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use voxanne_domain::CallId;
 
@@ -24,6 +25,7 @@ impl TenantTx {
         attempt: i32,
         path: &str,
     ) -> Result<bool, DbError> {
+        self.note_access(subject::RECORDING, Some(call_id.into()), Action::Create, []);
         let org = self.org().as_uuid();
         let call_id = call_id.as_uuid();
         let updated = sqlx::query!(
@@ -63,6 +65,7 @@ impl TenantTx {
         error: &str,
         after: AfterFailure,
     ) -> Result<bool, DbError> {
+        self.note_access(subject::RECORDING, Some(call_id.into()), Action::Update, []);
         let org = self.org().as_uuid();
         let call_id = call_id.as_uuid();
         let (status, next) = match after {
@@ -105,6 +108,7 @@ impl TenantTx {
         call_id: CallId,
         attempt: i32,
     ) -> Result<bool, DbError> {
+        self.note_access(subject::RECORDING, Some(call_id.into()), Action::Update, []);
         let org = self.org().as_uuid();
         let call_id = call_id.as_uuid();
         let updated = sqlx::query!(
@@ -133,6 +137,7 @@ impl TenantTx {
         call_id: CallId,
         path: &str,
     ) -> Result<bool, DbError> {
+        self.note_access(subject::RECORDING, Some(call_id.into()), Action::Update, []);
         let org = self.org().as_uuid();
         let call_id = call_id.as_uuid();
         let updated = sqlx::query!("UPDATE calls SET recording_status = 'failed'

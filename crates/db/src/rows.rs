@@ -6,7 +6,7 @@
 //! list (string literals) into sqlx's `query_as!`, so a misspelt or dropped column fails the
 //! build, not a request.
 
-use crate::{DbError, TenantTx};
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use uuid::Uuid;
@@ -23,6 +23,16 @@ pub trait TenantRow: Sized + Send + Unpin {
     const TABLE: &'static str;
     /// The row's id type (`ContactId`, …).
     type Id: Copy + Into<Uuid> + Send;
+    /// The kind of patient data the row is, as the access log names it (`None`: not patient
+    /// data). Reading, listing and deleting such rows is noted on the transaction.
+    const SUBJECT: Option<&'static str> = None;
+
+    /// The contact whose data the row is.
+    fn patient(&self) -> Option<Uuid> {
+        None
+    }
+
+    fn id_of(&self) -> Uuid;
 
     fn find_in(
         tx: &mut TenantTx,
@@ -44,7 +54,11 @@ pub trait TenantRow: Sized + Send + Unpin {
 impl TenantTx {
     /// The active org's row `id`, if it has one (another org's row is as absent as none).
     pub async fn find<T: TenantRow>(&mut self, id: T::Id) -> Result<Option<T>, DbError> {
-        T::find_in(self, id).await
+        let row = T::find_in(self, id).await?;
+        if let Some(row) = &row {
+            self.note_row(row, Action::Read);
+        }
+        Ok(row)
     }
 
     /// A page of the active org's rows, newest first, after the keyset position `after`.
@@ -53,12 +67,32 @@ impl TenantTx {
         after: After,
         limit: u32,
     ) -> Result<Vec<T>, DbError> {
-        T::page_in(self, after, limit).await
+        let rows = T::page_in(self, after, limit).await?;
+        self.note_rows(&rows);
+        Ok(rows)
+    }
+
+    /// Notes an access to `row` (when it is patient data).
+    pub(crate) fn note_row<T: TenantRow>(&mut self, row: &T, action: Action) {
+        if let Some(kind) = T::SUBJECT {
+            self.note_access(kind, Some(row.id_of()), action, row.patient());
+        }
+    }
+
+    /// Notes a list of `rows` (when they are patient data): one record, naming their contacts.
+    pub(crate) fn note_rows<T: TenantRow>(&mut self, rows: &[T]) {
+        if let Some(kind) = T::SUBJECT {
+            self.note_access(kind, None, Action::List, rows.iter().filter_map(T::patient));
+        }
     }
 
     /// Deletes the active org's row `id`; whether there was one.
     pub async fn delete<T: TenantRow>(&mut self, id: T::Id) -> Result<bool, DbError> {
-        T::delete_in(self, id).await
+        let deleted = T::delete_in(self, id).await?;
+        if let (Some(kind), true) = (T::SUBJECT, deleted) {
+            self.note_access(kind, Some(id.into()), Action::Delete, []);
+        }
+        Ok(deleted)
     }
 }
 
@@ -78,14 +112,27 @@ pub(crate) use query_row;
 /// the org, `$2` the id) that clear the references other rows hold to the one deleted,
 /// first, in the same transaction: the schema's foreign keys refuse the delete otherwise
 /// (NO ACTION, which Citus allows where it refuses SET NULL: migrations/0025).
+/// `subject = "call", patient = |row: &Self| …`: the row is patient data of that kind, whose
+/// contact the closure names (the access log: `crate::access`).
 macro_rules! tenant_row {
-    ($row:ty, $id:ty, $table:tt, $query:ident) => {
-        $crate::rows::tenant_row!($row, $id, $table, $query, detach = []);
-    };
-    ($row:ty, $id:ty, $table:tt, $query:ident, detach = [$($detach:literal),* $(,)?]) => {
+    ($row:ty, $id:ty, $table:tt, $query:ident
+        $(, subject = $kind:literal, patient = $patient:expr)?
+        $(, detach = [$($detach:literal),* $(,)?])? $(,)?) => {
         impl $crate::TenantRow for $row {
             const TABLE: &'static str = $table;
             type Id = $id;
+            $(
+                const SUBJECT: Option<&'static str> = Some($kind);
+
+                fn patient(&self) -> Option<uuid::Uuid> {
+                    let of: fn(&Self) -> Option<uuid::Uuid> = $patient;
+                    of(self)
+                }
+            )?
+
+            fn id_of(&self) -> uuid::Uuid {
+                self.id.into()
+            }
 
             async fn find_in(
                 tx: &mut $crate::TenantTx,
@@ -126,11 +173,11 @@ macro_rules! tenant_row {
 
             async fn delete_in(tx: &mut $crate::TenantTx, id: $id) -> Result<bool, $crate::DbError> {
                 let org = tx.org().as_uuid();
-                $(
+                $($(
                     sqlx::query!($detach, org, id.as_uuid())
                         .execute(tx.conn())
                         .await?;
-                )*
+                )*)?
                 let done = sqlx::query!(
                     "DELETE FROM " + $table + " WHERE org_id = $1 AND id = $2",
                     org,

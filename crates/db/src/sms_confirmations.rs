@@ -2,9 +2,10 @@
 //! the worker (`voxanne_jobs::sms`), moved on by the provider's status callbacks. Every write
 //! here runs in the clinic's tenant transaction; claiming, which spans orgs, is in `system.rs`.
 
+use crate::access::subject;
 use crate::recordings::AfterFailure;
 use crate::rows::{query_row, tenant_row, After};
-use crate::{DbError, TenantTx};
+use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxanne_domain::{confirmation_body, moved_body, AppointmentId, SmsId, SmsStatus};
@@ -53,7 +54,14 @@ macro_rules! sms_query {
     };
 }
 
-tenant_row!(SmsConfirmation, SmsId, "sms_confirmation_logs", sms_query);
+tenant_row!(
+    SmsConfirmation,
+    SmsId,
+    "sms_confirmation_logs",
+    sms_query,
+    subject = "sms",
+    patient = |_| None,
+);
 
 /// `last_error` holds at most this many characters.
 const MAX_ERROR_CHARS: usize = 2000;
@@ -175,6 +183,8 @@ impl TenantTx {
         .await?;
         self.queue_reminders(appointment_id, &phone, &clinic, time_zone, starts_at)
             .await?;
+        let patient = Some(contact_id.as_uuid());
+        self.note_access(subject::SMS, Some(id), Action::Create, patient);
         Ok(Some(id))
     }
 
@@ -253,6 +263,7 @@ impl TenantTx {
         attempt: i32,
         reason: &str,
     ) -> Result<bool, DbError> {
+        self.note_access(subject::SMS, Some(id.into()), Action::Update, []);
         let org = self.org().as_uuid();
         let id = id.as_uuid();
         Ok(sqlx::query!(
@@ -279,6 +290,7 @@ impl TenantTx {
         attempt: i32,
         at: DateTime<Utc>,
     ) -> Result<bool, DbError> {
+        self.note_access(subject::SMS, Some(id.into()), Action::Update, []);
         let org = self.org().as_uuid();
         Ok(sqlx::query!(
             "UPDATE sms_confirmation_logs
@@ -308,6 +320,7 @@ impl TenantTx {
         from_number: &str,
         note: Option<&str>,
     ) -> Result<bool, DbError> {
+        self.note_access(subject::SMS, Some(id.into()), Action::Update, []);
         let org = self.org().as_uuid();
         let id = id.as_uuid();
         Ok(sqlx::query!(
@@ -338,6 +351,7 @@ impl TenantTx {
         error: &str,
         after: AfterFailure,
     ) -> Result<bool, DbError> {
+        self.note_access(subject::SMS, Some(id.into()), Action::Update, []);
         let org = self.org().as_uuid();
         let id = id.as_uuid();
         let (status, next) = match after {

@@ -8,10 +8,13 @@
 //! request pays the round trips of a plain `BEGIN; …; COMMIT` and no more; for a user's
 //! request the batch is two statements, `BEGIN` and `app.enter_tenant` (migrations/0024).
 
+use crate::access::{self, Action, ActorKind, Notes, Origin};
 use crate::{Db, DbError, Pooler, TxConn};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, Row};
+use std::net::IpAddr;
+use uuid::Uuid;
 use voxanne_domain::{OrgId, Role, UserId};
 
 /// A verified answer to "who is acting, for which org, with which role".
@@ -115,6 +118,7 @@ pub const SYSTEM_ACTOR: UserId = UserId::from_uuid(uuid::Uuid::nil());
 pub(crate) struct ScopedTx {
     conn: Option<PoolConnection<Postgres>>,
     pooler: Pooler,
+    distributed: bool,
 }
 
 impl ScopedTx {
@@ -159,6 +163,7 @@ impl ScopedTx {
             let mut tx = Self {
                 conn: Some(conn?),
                 pooler: db.pooler(),
+                distributed: db.distributed(),
             };
             let rows = match batch(tx.raw_conn(), sql).await {
                 // Reachable: a round trip was answered (a connection handed out is not proof:
@@ -221,11 +226,29 @@ impl ScopedTx {
 
     /// Takes the connection out of the guard first: a caller cancelled during COMMIT leaves
     /// a statement that ends the transaction either way (sqlx finishes it before reuse).
-    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.commit_after(None).await
+    }
+
+    /// [`ScopedTx::commit`], after `before` (statements that end with the transaction's own
+    /// writes): in the COMMIT's batch on one server, as a batch of its own first on Citus
+    /// (which refuses a distributed write and a COMMIT in one multi-statement query).
+    pub(crate) async fn commit_after(mut self, before: Option<&str>) -> Result<(), sqlx::Error> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
-        let result = batch(&mut conn, "COMMIT").await;
+        let sql = match before {
+            None => "COMMIT".to_owned(),
+            Some(before) if !self.distributed => format!("{before}; COMMIT"),
+            Some(before) => {
+                if let Err(e) = batch(&mut conn, before).await {
+                    conn.close_on_drop();
+                    return Err(e);
+                }
+                "COMMIT".to_owned()
+            }
+        };
+        let result = batch(&mut conn, &sql).await;
         if result.is_err() {
             conn.close_on_drop();
         }
@@ -269,6 +292,10 @@ fn batch<'c>(conn: &'c mut PgConnection, sql: &'c str) -> BatchFuture<'c> {
 pub struct TenantTx {
     tx: ScopedTx,
     membership: Membership,
+    /// Who acts and how, for the access log.
+    origin: Origin,
+    /// The accesses to patient data so far, written at COMMIT.
+    notes: Notes,
     /// A user's transaction holds one of its org's slots on the pool until it ends.
     _slot: Option<crate::slots::OrgSlot>,
 }
@@ -297,6 +324,8 @@ impl TenantTx {
         Ok(Self {
             tx,
             membership: Membership { org, user, role },
+            origin: Origin::new(ActorKind::User, Some(user.as_uuid()), "direct"),
+            notes: Notes::default(),
             _slot: Some(slot),
         })
     }
@@ -325,6 +354,8 @@ impl TenantTx {
                 user: SYSTEM_ACTOR,
                 role: Role::Staff,
             },
+            origin: Origin::new(ActorKind::System, None, "job"),
+            notes: Notes::default(),
             _slot: None,
         })
     }
@@ -334,6 +365,8 @@ impl TenantTx {
     pub(crate) fn from_parts(tx: ScopedTx, membership: Membership) -> Self {
         Self {
             tx,
+            origin: Origin::new(ActorKind::User, Some(membership.user.as_uuid()), "direct"),
+            notes: Notes::default(),
             membership,
             _slot: None,
         }
@@ -353,7 +386,58 @@ impl TenantTx {
         self.tx.conn()
     }
 
+    /// How and from where this transaction's accesses come: the route or the tool (`via`),
+    /// the client's address and the request id. Text outside the log's alphabets is replaced
+    /// (`via`) or not kept (a request id).
+    pub fn set_origin(&mut self, via: &str, client_addr: Option<IpAddr>, request_id: Option<&str>) {
+        self.origin.via = access::clean_via(via);
+        self.origin.client_addr = client_addr;
+        self.origin.request_id = request_id.and_then(access::clean_request_id);
+    }
+
+    /// How and from where this transaction's accesses come, to carry on to a later
+    /// transaction of the same request ([`TenantTx::adopt_origin`]).
+    pub fn origin(&self) -> Origin {
+        self.origin.clone()
+    }
+
+    /// The how and from where of `origin` (not its actor: that is this transaction's own).
+    pub fn adopt_origin(&mut self, origin: &Origin) {
+        self.origin.via.clone_from(&origin.via);
+        self.origin.client_addr = origin.client_addr;
+        self.origin.request_id.clone_from(&origin.request_id);
+    }
+
+    /// Who acts, when it is not the transaction's user: the voice agent, an operator's command.
+    /// A user's id stays on the record (a command run for a member names them).
+    pub fn set_actor(&mut self, actor: ActorKind) {
+        self.origin.actor = actor;
+        if self.membership.user == SYSTEM_ACTOR {
+            self.origin.actor_id = None;
+        }
+    }
+
+    /// Notes an access to patient data (`kind`, one of [`crate::access::subject`]; `id`, the
+    /// object, none for a list; `patients`, the contacts whose data it is), written to the
+    /// access log when the transaction commits.
+    pub fn note_access(
+        &mut self,
+        kind: &'static str,
+        id: Option<Uuid>,
+        action: Action,
+        patients: impl IntoIterator<Item = Uuid>,
+    ) {
+        self.notes.add(kind, id, action, patients);
+    }
+
+    /// Commits, with the access records of the transaction: on one server in the COMMIT's
+    /// own round trip (`INSERT …; COMMIT`, one batch; a failed INSERT skips the COMMIT and
+    /// the transaction rolls back); on Citus the INSERT first, then the COMMIT.
     pub async fn commit(self) -> Result<(), DbError> {
-        self.tx.commit().await.map_err(DbError::from)
+        let records = self.notes.insert_sql(self.membership.org, &self.origin);
+        self.tx
+            .commit_after(records.as_deref())
+            .await
+            .map_err(DbError::from)
     }
 }

@@ -207,8 +207,9 @@ pub async fn open_tenant(
     parts: &Parts,
 ) -> Result<TenantTx, ApiError> {
     match state.db.tenant(org, user).await {
-        Ok(tx) => {
+        Ok(mut tx) => {
             tracing::Span::current().record("org_id", tracing::field::display(org));
+            set_origin(&mut tx, state, parts);
             Ok(tx)
         }
         Err(TenantError::NotMember) => {
@@ -225,6 +226,26 @@ pub async fn open_tenant(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The access log's how and from where for a request's transaction: the method and the
+/// route's template (`GET /api/v1/calls/{id}`), the client's address (as the rate limits
+/// see it), the request id.
+pub fn set_origin(tx: &mut TenantTx, state: &AppState, parts: &Parts) {
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str)
+        .unwrap_or("unmatched");
+    let request_id = parts
+        .headers
+        .get(crate::REQUEST_ID)
+        .and_then(|v| v.to_str().ok());
+    tx.set_origin(
+        &format!("{} {route}", parts.method),
+        state.limits.client_ip(parts),
+        request_id,
+    );
 }
 
 /// Reports a refusal at `org`'s door to the security log (written off the request path).

@@ -65,7 +65,7 @@ pub struct AppState {
     pub live: Arc<routes::live::LiveHub>,
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every route, with its OpenAPI operation.
 fn routes() -> OpenApiRouter<AppState> {
@@ -75,6 +75,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::calls::routes())
         .merge(routes::live::routes())
         .merge(routes::security_events::routes())
+        .merge(routes::access_log::routes())
         .merge(routes::contacts::routes())
         .merge(routes::campaigns::routes())
         .merge(routes::leads::routes())

@@ -52,6 +52,7 @@ pub struct ErrorDetail {
         (name = "scheduling", description = "Practitioners, the services they give, locations and closures (admins change them)"),
         (name = "phone-numbers", description = "The numbers the clinic owns (admins manage them)"),
         (name = "security", description = "Security events of the clinic"),
+        (name = "access-log", description = "Who read or changed which patient's data: the access log, for admins"),
         (name = "organizations", description = "Creating a clinic (onboarding), and the active clinic itself"),
         (name = "members", description = "The clinic's members and their roles"),
         (name = "calendar", description = "Linked calendars (tokens are write-only, encrypted at rest)"),

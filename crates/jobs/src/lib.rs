@@ -19,6 +19,7 @@
 //! puts back in the queue once the lease has run out, and a late writer whose claim was taken
 //! over changes nothing (its final update is conditional on its attempt).
 
+pub mod access_seal;
 pub mod calendar_events;
 pub mod calendar_sync;
 pub mod dialer;
@@ -32,6 +33,7 @@ pub mod sms;
 pub mod twilio;
 pub mod vapi;
 
+pub use access_seal::{AccessLogSealer, SealConfig};
 pub use calendar_events::{CalendarWriter, WriteOutcome};
 pub use calendar_sync::{CalendarSync, CalendarSyncConfig, SyncOutcome};
 pub use dialer::{DialOutcome, Dialer, DialerConfig};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use voxanne_db::calls::CallFilter;
 use voxanne_db::crypto::Keyring;
 use voxanne_db::integrations::Secrets;
-use voxanne_db::Db;
+use voxanne_db::{ActorKind, Db};
 use voxanne_domain::{IntegrationProvider, OrgId, Role, UserId};
 use voxanne_http::auth::{mint_hs256, DevToken};
 
@@ -100,6 +100,8 @@ pub async fn seed(
         let webhook_secret = webhook_secret(c.number)
             .ok_or_else(|| anyhow::anyhow!("no demo webhook secret for {}", c.number))?;
         let mut tx = db.tenant(c.org, c.owner).await?;
+        tx.set_actor(ActorKind::Cli);
+        tx.set_origin("voxanne demo", None, None);
         if tx
             .get_integration(IntegrationProvider::Vapi)
             .await?
@@ -142,6 +144,8 @@ pub async fn seed(
     }
     let [a, _] = &seeded;
     let mut tx = db.tenant(a.org, a.owner).await?;
+    tx.set_actor(ActorKind::Cli);
+    tx.set_origin("voxanne demo", None, None);
     let newest_a_call = tx
         .list_calls(&CallFilter::default(), None, 1)
         .await?

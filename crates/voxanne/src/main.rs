@@ -470,7 +470,7 @@ fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectS
 }
 
 /// The background jobs `serve` and `worker` run.
-type Workers = [tokio::task::JoinHandle<()>; 5];
+type Workers = [tokio::task::JoinHandle<()>; 6];
 
 /// Starts the background jobs, the recording worker, the SMS sender, the calendar sync, the
 /// calendar event writer and the campaign dialer, each until `stop` turns true.
@@ -542,7 +542,12 @@ fn spawn_workers(
     tracing::info!("campaign dialer started");
     let stopped = until_stopped();
     let dialer = tokio::spawn(async move { dialer.run(stopped).await });
-    Ok([recording, sms, sync, writer, dialer])
+    tracing::info!("access log sealer started");
+    let sealer =
+        voxanne_jobs::AccessLogSealer::new(db.clone(), voxanne_jobs::SealConfig::default());
+    let stopped = until_stopped();
+    let sealer = tokio::spawn(async move { sealer.run(stopped).await });
+    Ok([recording, sms, sync, writer, dialer, sealer])
 }
 
 /// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batches in

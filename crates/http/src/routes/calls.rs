@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use voxanne_db::access::subject;
 use voxanne_db::calls::{Call as CallRow, CallFilter};
+use voxanne_db::Action;
 use voxanne_domain::{CallDirection, CallId, CallStatus, ContactId, OrgId, RecordingStatus};
 
 /// A call as the API shows it (the row is the database's: a column renamed there is a
@@ -160,11 +162,13 @@ pub async fn recording(
     AppPath(id): AppPath<CallId>,
 ) -> Result<axum::response::Response, ApiError> {
     let call = found::<CallRow>(&mut tx, id).await?;
-    tx.commit().await?;
     let key = match (call.recording_status, call.recording_path) {
         (voxanne_domain::RecordingStatus::Stored, Some(key)) => key,
         _ => return Err(ApiError::NoRecording),
     };
+    let patient = call.contact_id.map(Into::into);
+    tx.note_access(subject::RECORDING, Some(id.into()), Action::Read, patient);
+    tx.commit().await?;
     // Keys are `{org_id}/recordings/...`: a key outside the org's prefix is a bug, not data.
     if !key.starts_with(&format!("{}/", call.org_id)) {
         return Err(ApiError::internal(format!(

@@ -115,14 +115,18 @@ pub async fn live(
 ) -> Result<impl IntoResponse, ApiError> {
     let first = view(tx.live_calls().await?);
     let m = *tx.membership();
+    let origin = tx.origin();
     tx.commit().await?;
-    Ok(Sse::new(stream(state, m.org, m.user, first)).keep_alive(KeepAlive::default()))
+    let stream = stream(state, m.org, m.user, origin, first);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 struct Watch {
     state: AppState,
     org: OrgId,
     user: UserId,
+    /// The request's, for the access records of the polls.
+    origin: voxanne_db::access::Origin,
     wake: tokio::sync::broadcast::Receiver<OrgId>,
     last: Option<LiveCalls>,
     first: Option<LiveCalls>,
@@ -141,6 +145,7 @@ fn stream(
     state: AppState,
     org: OrgId,
     user: UserId,
+    origin: voxanne_db::access::Origin,
     first: LiveCalls,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let watch = Watch {
@@ -148,6 +153,7 @@ fn stream(
         state,
         org,
         user,
+        origin,
         last: None,
         first: Some(first),
         until: tokio::time::Instant::now() + LIFETIME,
@@ -177,6 +183,7 @@ fn stream(
             }
             let read = async {
                 let mut tx = w.state.db.tenant(w.org, w.user).await.ok()?;
+                tx.adopt_origin(&w.origin);
                 let calls = tx.live_calls().await.ok()?;
                 tx.commit().await.ok()?;
                 Some(view(calls))

@@ -1,3 +1,4 @@
+pub mod access_log;
 pub mod agent_configuration;
 pub mod appointments;
 pub mod auth;

@@ -423,10 +423,13 @@ async fn open_clinic(
     if !active {
         return Err(ApiError::OrgSuspended);
     }
-    state.db.job_tenant(org).await.map_err(|e| match e {
+    let mut tx = state.db.job_tenant(org).await.map_err(|e| match e {
         TenantError::Suspended | TenantError::NotMember => ApiError::OrgSuspended,
         other => other.into(),
-    })
+    })?;
+    // The access log: the provider's webhook, by its route.
+    tx.set_origin(route, None, None);
+    Ok(tx)
 }
 
 /// The called number of a request that `open_clinic` verified (which a clinic owns, so it is

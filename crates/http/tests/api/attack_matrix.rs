@@ -215,6 +215,7 @@ async fn attack_ids(app: &TestApp, a: &DemoClinic, b: &DemoClinic, doc: &Value) 
     let b_token = app.token(b.owner, Some(b.org));
     let before = app.data_snapshot(a.org).await;
     let b_before = app.snapshot(b.org).await;
+    let b_records = app.access_records(b.org).await;
 
     let mut attacked = 0;
     for op in operations(doc) {
@@ -260,6 +261,13 @@ async fn attack_ids(app: &TestApp, a: &DemoClinic, b: &DemoClinic, doc: &Value) 
             op.method,
             op.path
         );
+        assert_eq!(
+            app.access_records(b.org).await,
+            b_records,
+            "{} {}: a refused request left an access record",
+            op.method,
+            op.path
+        );
         assert!(
             cross_tenant_events(app, a).await > events_before,
             "{} {} with clinic A's id left no security event",
@@ -281,6 +289,7 @@ async fn attack_references(app: &TestApp, a: &DemoClinic, b: &DemoClinic, doc: &
     let b_token = app.token(b.owner, Some(b.org));
     let before = app.data_snapshot(a.org).await;
     let b_before = app.snapshot(b.org).await;
+    let b_records = app.access_records(b.org).await;
     // Which collection holds the objects a `<kind>_id` field names: the one whose last
     // segment is `<kind>s` (contact_id → /contacts).
     let collections: Vec<String> = a_ids.keys().map(|(list, _)| list.clone()).collect();
@@ -348,6 +357,13 @@ async fn attack_references(app: &TestApp, a: &DemoClinic, b: &DemoClinic, doc: &
                 app.snapshot(b.org).await,
                 b_before,
                 "{} {} {field}: the prober's clinic recorded something",
+                op.method,
+                op.path
+            );
+            assert_eq!(
+                app.access_records(b.org).await,
+                b_records,
+                "{} {} {field}: a refused request left an access record",
                 op.method,
                 op.path
             );

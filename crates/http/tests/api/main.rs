@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access_log;
 mod accounts;
 mod appointments;
 mod attack_matrix;

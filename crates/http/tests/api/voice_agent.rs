@@ -283,6 +283,44 @@ async fn a_whole_call_books_through_the_agent_in_clinic_a_only() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let call_id = r.body["call_id"].as_str().expect("call id").to_owned();
 
+    // The access log names the agent by its tools (with the platform's call id as the
+    // request) and the platform's webhook as the system; nothing of it is in B's log.
+    let mut admin = app.t.admin().await;
+    let seen: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT actor_kind, via, action, request_id FROM access_log
+          WHERE org_id = $1 AND actor_kind IN ('agent', 'system') ORDER BY at, via",
+    )
+    .bind(a.org.as_uuid())
+    .fetch_all(&mut admin)
+    .await
+    .expect("access records");
+    for (via, action) in [
+        ("tool:hold_slot", "create"),
+        ("tool:confirm_booking", "create"),
+        ("POST /webhooks/voice/vapi", "update"),
+    ] {
+        let kind = if via.starts_with("tool:") {
+            "agent"
+        } else {
+            "system"
+        };
+        assert!(
+            seen.iter().any(|(k, v, a, r)| k == kind
+                && v == via
+                && a == action
+                && (kind == "system" || r.as_deref() == Some(call))),
+            "no {kind} record {action} by {via}: {seen:?}"
+        );
+    }
+    let in_b: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE org_id = $1 AND actor_kind IN ('agent', 'system')",
+    )
+    .bind(b.org.as_uuid())
+    .fetch_one(&mut admin)
+    .await
+    .expect("B's records");
+    assert_eq!(in_b, 0, "the call to A left records in B's log");
+
     // Clinic A's API shows the call, its transcript, the contact and the appointment.
     let calls = list(&app, &a, "/api/v1/calls?limit=100").await;
     let matching: Vec<_> = calls
