@@ -1,4 +1,5 @@
 //! The background jobs' tests, one binary (one link).
 
+mod access_seal;
 mod claiming;
 mod sms;
