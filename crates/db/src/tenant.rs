@@ -231,8 +231,8 @@ impl ScopedTx {
     }
 
     /// [`ScopedTx::commit`], after `before` (statements that end with the transaction's own
-    /// writes): in the COMMIT's batch on one server, as a batch of its own first on Citus
-    /// (which refuses a distributed write and a COMMIT in one multi-statement query).
+    /// writes): in the COMMIT's batch on one server; on Citus as a batch of its own first (a
+    /// statement on distributed tables travels alone there, as in [`ScopedTx::begin`]).
     pub(crate) async fn commit_after(mut self, before: Option<&str>) -> Result<(), sqlx::Error> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());

@@ -146,7 +146,7 @@ impl Job for CalendarWriter {
     }
 
     async fn process(&self, claim: &ClaimedCalendarWrite) -> Result<WriteOutcome, JobError> {
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-writes").await? else {
             return Ok(WriteOutcome::Abandoned);
         };
         let target = tx
@@ -173,7 +173,8 @@ impl Job for CalendarWriter {
                 .is_none_or(|at| at - Utc::now() > TOKEN_MARGIN)
         }) else {
             // The sync job is the one that refreshes: ask it to, and come back.
-            if let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? {
+            if let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-writes").await?
+            {
                 tx.calendar_sync_now(claim.connection_id).await?;
                 tx.commit().await?;
             }
@@ -221,7 +222,9 @@ impl Job for CalendarWriter {
                     start: target.starts_at,
                     end: target.ends_at,
                 });
-                let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+                let Some(mut tx) =
+                    open_tenant(&self.db, claim.org_id, "job:calendar-writes").await?
+                else {
                     return Ok(WriteOutcome::Abandoned);
                 };
                 let recorded = tx
@@ -246,7 +249,9 @@ impl Job for CalendarWriter {
             }
             Err(e) => {
                 if matches!(e, CalendarError::Unauthorized { .. }) {
-                    if let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? {
+                    if let Some(mut tx) =
+                        open_tenant(&self.db, claim.org_id, "job:calendar-writes").await?
+                    {
                         tx.calendar_sync_now(claim.connection_id).await?;
                         tx.commit().await?;
                     }
@@ -286,7 +291,7 @@ impl CalendarWriter {
         permanent: bool,
         retry_after: Option<Duration>,
     ) -> Result<WriteOutcome, JobError> {
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-writes").await? else {
             return Ok(WriteOutcome::Abandoned);
         };
         let message = error.clone();

@@ -217,7 +217,7 @@ impl Job for CalendarSync {
     }
 
     async fn process(&self, claim: &ClaimedCalendarSync) -> Result<SyncOutcome, JobError> {
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await? else {
             return Ok(SyncOutcome::Abandoned);
         };
         let link = tx.calendar_link(&self.keyring, claim.connection_id).await?;
@@ -278,7 +278,7 @@ impl Job for CalendarSync {
             Err(e) => return self.retry(claim, &e.to_string(), e.retry_after()).await,
         };
 
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await? else {
             return Ok(SyncOutcome::Abandoned);
         };
         let next = Utc::now() + chrono(self.config.interval);
@@ -344,7 +344,7 @@ impl CalendarSync {
             || link
                 .events_checked_at
                 .is_none_or(|at| Utc::now() - at > FULL_CHECK_EVERY);
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await? else {
             return Ok(0);
         };
         let written = tx
@@ -366,7 +366,8 @@ impl CalendarSync {
                     break;
                 }
             };
-            let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+            let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await?
+            else {
                 return Ok(changed);
             };
             match remote {
@@ -411,7 +412,9 @@ impl CalendarSync {
                                 appointment_id = %event.appointment_id, error = %e,
                                 "an event moved in the calendar onto a time that is not free; \
                                  the appointment stays and its event is put back");
-                            let Some(mut again) = open_tenant(&self.db, claim.org_id).await? else {
+                            let Some(mut again) =
+                                open_tenant(&self.db, claim.org_id, "job:calendar-sync").await?
+                            else {
                                 return Ok(changed);
                             };
                             again
@@ -427,7 +430,7 @@ impl CalendarSync {
             tx.commit().await?;
         }
         if full && complete {
-            if let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? {
+            if let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await? {
                 tx.calendar_events_checked(claim.connection_id, claim.claim, link.notifications)
                     .await?;
                 tx.commit().await?;
@@ -476,7 +479,7 @@ impl CalendarSync {
                 now + watch_lifetime(link.provider),
             )
             .await;
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await? else {
             return Ok(());
         };
         match started {
@@ -550,7 +553,7 @@ impl CalendarSync {
         };
         let expires_at = tokens.expires_in.map(|d| Utc::now() + chrono(d));
         let refresh_token = tokens.refresh_token.unwrap_or(refresh_token);
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await? else {
             return Ok(Refresh::Ended(SyncOutcome::Abandoned));
         };
         let stored = tx
@@ -578,7 +581,7 @@ impl CalendarSync {
         claim: &ClaimedCalendarSync,
         reason: &str,
     ) -> Result<SyncOutcome, JobError> {
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await? else {
             return Ok(SyncOutcome::Abandoned);
         };
         let marked = tx
@@ -606,7 +609,7 @@ impl CalendarSync {
     ) -> Result<SyncOutcome, JobError> {
         let backoff = self.schedule().backoff(claim.failures.saturating_add(1));
         let wait = retry_after.map_or(backoff, |r| backoff.max(chrono(r)));
-        let Some(mut tx) = open_tenant(&self.db, claim.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, claim.org_id, "job:calendar-sync").await? else {
             return Ok(SyncOutcome::Abandoned);
         };
         let recorded = tx

@@ -154,7 +154,7 @@ impl Job for Dialer {
     }
 
     async fn process(&self, job: &ClaimedCall) -> Result<DialOutcome, JobError> {
-        let Some(mut tx) = open_tenant(&self.db, job.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, job.org_id, "job:dialer").await? else {
             return Ok(DialOutcome::Abandoned);
         };
         let (key, from, mut body) = match self.plan(&mut tx, job).await? {
@@ -206,7 +206,7 @@ impl Job for Dialer {
         }
         .await;
 
-        let Some(mut tx) = open_tenant(&self.db, job.org_id).await? else {
+        let Some(mut tx) = open_tenant(&self.db, job.org_id, "job:dialer").await? else {
             return Ok(DialOutcome::Abandoned);
         };
         let lease_until = chrono::Utc::now()

@@ -271,12 +271,16 @@ pub trait Job: Sync {
     }
 }
 
-/// The org's tenant transaction for a job; `None` when the org was suspended or erased
-/// meanwhile (the claimed row is left as it is: the stale sweep requeues it once the org is
-/// active again, and an erased org's rows are gone).
-pub async fn open_tenant(db: &Db, org: OrgId) -> Result<Option<TenantTx>, JobError> {
+/// The org's tenant transaction for the job `via` (`job:sms`: how the access log names it);
+/// `None` when the org was suspended or erased meanwhile (the claimed row is left as it is:
+/// the stale sweep requeues it once the org is active again, and an erased org's rows are
+/// gone).
+pub async fn open_tenant(db: &Db, org: OrgId, via: &str) -> Result<Option<TenantTx>, JobError> {
     match db.job_tenant(org).await {
-        Ok(tx) => Ok(Some(tx)),
+        Ok(mut tx) => {
+            tx.set_origin(via, None, None);
+            Ok(Some(tx))
+        }
         Err(TenantError::Suspended | TenantError::NotMember) => Ok(None),
         Err(e) => Err(e.into()),
     }

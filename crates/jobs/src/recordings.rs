@@ -171,7 +171,7 @@ impl Job for Worker {
     async fn process(&self, job: &ClaimedRecording) -> Result<Outcome, JobError> {
         let org = job.org();
         let result = self.fetch_and_store(org, job).await;
-        let Some(mut tx) = open_tenant(&self.db, org).await? else {
+        let Some(mut tx) = open_tenant(&self.db, org, "job:recordings").await? else {
             return Ok(Outcome::Abandoned);
         };
         let outcome = match result {
@@ -277,7 +277,8 @@ impl Worker {
                 match self.store.head(&path).await {
                     Ok(_) => {}
                     Err(object_store::Error::NotFound { .. }) => {
-                        let Some(mut tx) = open_tenant(&self.db, OrgId::from_uuid(*org)).await?
+                        let Some(mut tx) =
+                            open_tenant(&self.db, OrgId::from_uuid(*org), "job:recordings").await?
                         else {
                             continue;
                         };
@@ -301,6 +302,7 @@ impl Worker {
     /// with jobs claimed but not started).
     pub async fn release(&self, job: &ClaimedRecording) -> Result<bool, JobError> {
         let mut tx = self.db.job_tenant(job.org_id).await?;
+        tx.set_origin("job:recordings", None, None);
         let released = tx.release_recording(job.call_id, job.attempt).await?;
         tx.commit().await?;
         Ok(released)

@@ -155,7 +155,7 @@ impl Job for SmsWorker {
     /// Sends one claimed message and records its outcome, in its org's tenant transactions.
     async fn process(&self, job: &ClaimedSms) -> Result<SmsOutcome, JobError> {
         let org = job.org_id;
-        let Some(mut tx) = open_tenant(&self.db, org).await? else {
+        let Some(mut tx) = open_tenant(&self.db, org, "job:sms").await? else {
             return Ok(SmsOutcome::Abandoned);
         };
         let (credentials, from) = match self.plan(&mut tx, org, job).await? {
@@ -197,7 +197,7 @@ impl Job for SmsWorker {
         };
         let result = twilio::send(&self.http, &self.config.api_url, &credentials, &message).await;
 
-        let Some(mut tx) = open_tenant(&self.db, org).await? else {
+        let Some(mut tx) = open_tenant(&self.db, org, "job:sms").await? else {
             return Ok(SmsOutcome::Abandoned);
         };
         let outcome = match result {

@@ -365,6 +365,16 @@ async fn a_whole_call_books_through_the_agent_in_clinic_a_only() {
         voxanne_jobs::Job::run_once(&sms).await.expect("sms round");
     }
     let sent = twilio.seen();
+    let sms_records: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_log
+          WHERE org_id = $1 AND actor_kind = 'system' AND via = 'job:sms'
+            AND subject_kind = 'sms' AND action = 'update'",
+    )
+    .bind(a.org.as_uuid())
+    .fetch_one(&mut admin)
+    .await
+    .expect("the SMS job's records");
+    assert!(sms_records >= 1, "the SMS job left no access record");
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].user, "AC-clinic-a");
     assert_eq!(sent[0].form["To"], caller);
