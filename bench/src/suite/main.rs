@@ -60,9 +60,13 @@ struct Args {
     /// Interleaved rounds; the best of each variant counts.
     #[arg(long)]
     rounds: Option<u32>,
-    /// Where latest.json goes (default bench/results; with --smoke, a temp dir).
+    /// Where latest.json goes (default bench/results; with --smoke or --only, a temp dir).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only these scenarios (comma-separated ids, e.g. `10` or `1,3`); the report then goes
+    /// to a temp dir unless --out says where.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Scenario 9's own process (the suite starts it in the test kit's Citus mode).
     #[arg(long, hide = true)]
     distributed_child: bool,
@@ -83,6 +87,8 @@ struct Plan {
     rotation: u64,
     /// Connections of the latency runs (scenario 4).
     latency_connections: u32,
+    /// The scenarios to run; empty: all.
+    only: Vec<String>,
 }
 
 impl Plan {
@@ -107,7 +113,13 @@ impl Plan {
             rounds: args.rounds.unwrap_or(rounds).max(1),
             rotation: (small_clinics - 1).min(100),
             latency_connections: 4,
+            only: args.only.clone(),
         }
+    }
+
+    /// Whether scenario `id` runs.
+    fn wants(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
     }
 }
 
@@ -282,7 +294,11 @@ async fn run(args: Args) -> Result<(), Error> {
     )
     .await?;
     let mut server = Server::start(&b.config).await?;
-    let latency_small = latency(&b, &server)?;
+    let latency_small = if b.plan.wants("4") {
+        Some(latency(&b, &server)?)
+    } else {
+        None
+    };
     b.progress(&format!(
         "large scale: {} clinics, {} calls",
         b.plan.clinics, b.plan.calls
@@ -290,41 +306,56 @@ async fn run(args: Args) -> Result<(), Error> {
     let generating = std::time::Instant::now();
     let large = dataset::grow(&mut b.admin, &small, b.plan.clinics, b.plan.calls).await?;
     let generated_in = generating.elapsed();
-    let latency_large = latency(&b, &server)?;
-    scenarios.push(scale_scenario(
-        &small,
-        &large,
-        latency_small,
-        latency_large,
-        generated_in,
-    ));
+    if let Some(latency_small) = latency_small {
+        let latency_large = latency(&b, &server)?;
+        scenarios.push(scale_scenario(
+            &small,
+            &large,
+            latency_small,
+            latency_large,
+            generated_in,
+        ));
+    }
 
-    let (ceiling, isolation) = ceiling(&b, &server).await?;
+    if b.plan.wants("1") || b.plan.wants("2") {
+        let (ceiling, isolation) = ceiling(&b, &server).await?;
+        scenarios.push(ceiling);
+        scenarios.push(isolation);
+    }
     let peak_rss = server.peak_rss_kib().unwrap_or(0);
-    scenarios.insert(0, ceiling);
-    scenarios.insert(1, isolation);
-    scenarios.push(booking(&mut b, &server).await?);
-    server = rls_bypass(&mut b, server, &mut scenarios).await?;
-    scenarios.push(access_log_cost(&mut b, &server).await?);
+    if b.plan.wants("5") {
+        scenarios.push(booking(&mut b, &server).await?);
+    }
+    if b.plan.wants("3") {
+        server = rls_bypass(&mut b, server, &mut scenarios).await?;
+    }
+    if b.plan.wants("10") {
+        scenarios.push(access_log_cost(&mut b, &server).await?);
+    }
     server.stop()?;
-    scenarios.push(pipeline::scenario(&mut b).await?);
-
-    scenarios.push(child_scenario(
-        &bin_dir,
-        ("6", "What the voice platform waits for"),
-        "`agent-latency`: each agent tool round trip during a call against a bare HTTP round \
+    if b.plan.wants("7") {
+        scenarios.push(pipeline::scenario(&mut b).await?);
+    }
+    let run_child = |id: &str| b.plan.wants(id);
+    if run_child("6") {
+        scenarios.push(child_scenario(
+            &bin_dir,
+            ("6", "What the voice platform waits for"),
+            "`agent-latency`: each agent tool round trip during a call against a bare HTTP round \
          trip, and against the platform's 7.5 s budget for the assistant request.",
-        "agent-latency",
-        if b.plan.smoke { &["20"] } else { &[] },
-        &[],
-    )?);
+            "agent-latency",
+            if b.plan.smoke { &["20"] } else { &[] },
+            &[],
+        )?);
+    }
     let about_9 = "The list endpoint (`GET /api/v1/calls?limit=25`, wrk, 16 connections, rotating \
          the clinics) on a Citus coordinator with two workers, all on this machine, against one \
          server, interleaved rounds; both databases hold the same clinics and calls, and the \
          distributed one was converted in place from a single server's database (timed). \
          The ratio is what the distributed mode costs a request here, not what more machines \
          would add.";
-    if distributed::available() {
+    if !b.plan.wants("9") {
+    } else if distributed::available() {
         let (clinics, calls) = if b.plan.smoke {
             (4, 400)
         } else {
@@ -368,40 +399,48 @@ async fn run(args: Args) -> Result<(), Error> {
             ),
         });
     }
-    let mut memory = child_scenario(
-        &bin_dir,
-        ("8", "Memory"),
-        "The server's peak resident memory (`VmHWM`) after every API scenario above, the \
+    if b.plan.wants("8") {
+        let mut memory = child_scenario(
+            &bin_dir,
+            ("8", "Memory"),
+            "The server's peak resident memory (`VmHWM`) after every API scenario above, the \
          64-connection load included (target: ≤ 100 MB); and `recording-memory`: the worker's \
          peak memory for a batch of large recordings, streamed against buffered (independent \
          of the recordings' size).",
-        "recording-memory",
-        if b.plan.smoke { &["2", "2"] } else { &[] },
-        &[],
-    )?;
-    memory.rows.push(Row::new(
-        "server peak RSS (64-connection load)",
-        peak_rss as f64 / 1024.0,
-        "MiB",
-    ));
-    scenarios.push(memory);
-    let mut db_side = child_scenario(
-        &bin_dir,
-        ("2b", "Where the tenant transaction's cost goes"),
-        "`db-side`: one clinic's page with pgbench, variant by variant (the transaction, the \
+            "recording-memory",
+            if b.plan.smoke { &["2", "2"] } else { &[] },
+            &[],
+        )?;
+        memory.rows.push(Row::new(
+            "server peak RSS (64-connection load)",
+            peak_rss as f64 / 1024.0,
+            "MiB",
+        ));
+        scenarios.push(memory);
+    }
+    if b.plan.wants("2") {
+        let mut db_side = child_scenario(
+            &bin_dir,
+            ("2b", "Where the tenant transaction's cost goes"),
+            "`db-side`: one clinic's page with pgbench, variant by variant (the transaction, the \
          context, RLS, the membership check).",
-        "db-side",
-        if b.plan.smoke {
-            &["2", "1", "1", "200"]
-        } else {
-            &[]
-        },
-        &[],
-    )?;
-    db_side.rows.clear();
-    scenarios.insert(2, db_side);
+            "db-side",
+            if b.plan.smoke {
+                &["2", "1", "1", "200"]
+            } else {
+                &[]
+            },
+            &[],
+        )?;
+        db_side.rows.clear();
+        scenarios.push(db_side);
+    }
 
-    scenarios.sort_by_key(|s| s.id.parse::<u32>().unwrap_or(u32::MAX));
+    // By number; "2b" after "2".
+    scenarios.sort_by_key(|s| {
+        let digits: String = s.id.chars().take_while(char::is_ascii_digit).collect();
+        (digits.parse::<u32>().unwrap_or(u32::MAX), s.id.len())
+    });
     let report = Report {
         mode: if b.plan.smoke { "smoke" } else { "full" },
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -410,7 +449,8 @@ async fn run(args: Args) -> Result<(), Error> {
         parameters: serde_json::to_value(&b.plan)?,
         scenarios,
     };
-    let (out, markdown) = match (&args.out, args.smoke) {
+    let partial = !b.plan.only.is_empty();
+    let (out, markdown) = match (&args.out, args.smoke || partial) {
         (Some(out), _) => (out.clone(), out.join("BENCHMARKS.md")),
         (None, true) => {
             let out = std::env::temp_dir().join("voxanne-bench-smoke");

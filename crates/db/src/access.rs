@@ -188,6 +188,21 @@ impl Notes {
         }
     }
 
+    /// Whether there are notes and every one is of a read (a list or an export is one): such
+    /// a transaction changed no patient data, and its records may be written after it
+    /// commits, by the access writer, before it answers (access_writer.rs).
+    pub(crate) fn only_reads(&self) -> bool {
+        !self.0.is_empty()
+            && self
+                .0
+                .iter()
+                .all(|n| matches!(n.action, Action::Read | Action::List | Action::Export))
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Note> {
+        self.0
+    }
+
     /// The INSERT of every note, as one statement of literal SQL: the values are uuids, an
     /// address, fixed words and text of the safe alphabets above (no quote, no backslash), so
     /// nothing needs escaping. `None` when there is nothing to write.

@@ -3,6 +3,7 @@
 //! embedded PostgreSQL cluster.
 
 pub mod access;
+mod access_writer;
 pub mod agent_configuration;
 pub mod appointments;
 pub mod calendar_connections;
@@ -68,6 +69,10 @@ pub enum DbError {
     /// exhausted, the server is restarting): try again shortly.
     #[error("the database is unavailable: {0}")]
     Unavailable(sqlx::Error),
+    /// The access records of a read could not be written, so the read is not answered
+    /// (access_writer.rs): try again shortly.
+    #[error("the access log cannot be written: {0}")]
+    AccessLog(String),
     #[error(transparent)]
     Sqlx(sqlx::Error),
 }
@@ -190,6 +195,8 @@ pub struct Db {
     /// Whether the database is distributed with Citus: the tenant context is then written
     /// in the form Citus passes on to its workers (tenant.rs).
     distributed: bool,
+    /// Writes the access records of reads, in batches.
+    access: access_writer::AccessWriter,
     /// Whether the database is in an episode of unavailability: logged once when it starts
     /// and once when it ends, not once per request.
     unavailable: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -219,6 +226,13 @@ impl Db {
         app: PgConnectOptions,
         settings: PoolSettings,
     ) -> Result<Self, DbError> {
+        // The access writer's own connection, so that it never queues behind the requests
+        // that wait for it.
+        let writer_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_lazy_with(settings.pooler.connect_options(app.clone()));
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -243,6 +257,7 @@ impl Db {
             ),
             pooler: settings.pooler,
             distributed,
+            access: access_writer::AccessWriter::start(writer_pool),
             unavailable: Default::default(),
         })
     }
@@ -306,7 +321,23 @@ impl Db {
         Ok(())
     }
 
+    pub(crate) fn access_writer(&self) -> &access_writer::AccessWriter {
+        &self.access
+    }
+
+    /// Transactions waiting for the access writer to write their records (for tests and
+    /// the benchmark).
+    pub fn access_writer_waiting(&self) -> usize {
+        self.access.waiting()
+    }
+
+    /// The batches the access writer has written so far, and the records in them.
+    pub fn access_writer_written(&self) -> (u64, u64) {
+        self.access.written()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
+        self.access.close().await;
     }
 }

@@ -44,6 +44,7 @@ pub async fn provision_org(db: &Db, new: &NewOrg) -> Result<TenantTx, DbError> {
     .execute(tx.conn())
     .await?;
     Ok(TenantTx::from_parts(
+        db,
         tx,
         Membership {
             org: new.id,

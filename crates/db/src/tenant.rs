@@ -9,6 +9,7 @@
 //! request the batch is two statements, `BEGIN` and `app.enter_tenant` (migrations/0024).
 
 use crate::access::{self, Action, ActorKind, Notes, Origin};
+use crate::access_writer::AccessWriter;
 use crate::{Db, DbError, Pooler, TxConn};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
@@ -296,6 +297,8 @@ pub struct TenantTx {
     origin: Origin,
     /// The accesses to patient data so far, written at COMMIT.
     notes: Notes,
+    /// Where the records of a transaction that only read go.
+    writer: AccessWriter,
     /// A user's transaction holds one of its org's slots on the pool until it ends.
     _slot: Option<crate::slots::OrgSlot>,
 }
@@ -326,6 +329,7 @@ impl TenantTx {
             membership: Membership { org, user, role },
             origin: Origin::new(ActorKind::User, Some(user.as_uuid()), "direct"),
             notes: Notes::default(),
+            writer: db.access_writer().clone(),
             _slot: Some(slot),
         })
     }
@@ -356,17 +360,19 @@ impl TenantTx {
             },
             origin: Origin::new(ActorKind::System, None, "job"),
             notes: Notes::default(),
+            writer: db.access_writer().clone(),
             _slot: None,
         })
     }
 
     /// Wraps a transaction opened by a named operation of this crate (provisioning), whose
     /// membership is established by the operation itself.
-    pub(crate) fn from_parts(tx: ScopedTx, membership: Membership) -> Self {
+    pub(crate) fn from_parts(db: &Db, tx: ScopedTx, membership: Membership) -> Self {
         Self {
             tx,
             origin: Origin::new(ActorKind::User, Some(membership.user.as_uuid()), "direct"),
             notes: Notes::default(),
+            writer: db.access_writer().clone(),
             membership,
             _slot: None,
         }
@@ -430,13 +436,33 @@ impl TenantTx {
         self.notes.add(kind, id, action, patients);
     }
 
-    /// Commits, with the access records of the transaction: on one server in the COMMIT's
-    /// own round trip (`INSERT …; COMMIT`, one batch; a failed INSERT skips the COMMIT and
-    /// the transaction rolls back); on Citus the INSERT first, then the COMMIT.
+    /// Commits, with the access records of the transaction.
+    ///
+    /// A transaction that changed patient data writes its records itself, so that the change
+    /// and its records commit together: on one server in the COMMIT's own round trip
+    /// (`INSERT …; COMMIT`, one batch; a failed INSERT skips the COMMIT and the transaction
+    /// rolls back); on Citus the INSERT first, then the COMMIT.
+    ///
+    /// A transaction that only read commits as it is (a read-only transaction costs no WAL
+    /// flush), gives its connection back, and then waits for the access writer to write its
+    /// records among those of other requests (access_writer.rs). Its caller answers only
+    /// after that: an error here ([`DbError::AccessLog`]) means the read must not be shown.
     pub async fn commit(self) -> Result<(), DbError> {
-        let records = self.notes.insert_sql(self.membership.org, &self.origin);
-        self.tx
-            .commit_after(records.as_deref())
+        let Self {
+            tx,
+            membership,
+            origin,
+            notes,
+            writer,
+            _slot,
+        } = self;
+        if notes.only_reads() {
+            tx.commit().await.map_err(DbError::from)?;
+            drop(_slot);
+            return writer.write(membership.org, origin, notes.into_vec()).await;
+        }
+        let records = notes.insert_sql(membership.org, &origin);
+        tx.commit_after(records.as_deref())
             .await
             .map_err(DbError::from)
     }

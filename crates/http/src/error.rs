@@ -306,6 +306,8 @@ impl From<DbError> for ApiError {
             DbError::NotFound => ApiError::NotFound,
             // Logged once per episode where it is noticed (voxanne_db), not per request.
             DbError::Unavailable(_) => ApiError::Unavailable,
+            // Logged by the access writer; the read it would have recorded is not shown.
+            DbError::AccessLog(_) => ApiError::Unavailable,
             DbError::InvalidValue(detail) => {
                 tracing::warn!(%detail, "the database refused a value the edge let through");
                 ApiError::Unprocessable {

@@ -5,6 +5,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use voxanne_db::demo::{self, DemoClinic};
 use voxanne_db::system::seal_access_log;
+use voxanne_db::Db;
 use voxanne_testkit::TestDb;
 
 /// Adds `n` records to `clinic`'s log in its owner's tenant transaction.
@@ -190,4 +191,213 @@ async fn each_clinics_records_are_sealed_into_its_own_chain_and_a_later_change_i
     ];
     expected.sort();
     assert_eq!(found, expected);
+}
+
+/// The records of `clinic`'s owner listing calls, in one tenant transaction of its own.
+async fn list_calls(db: &Db, clinic: &DemoClinic) -> Result<(), voxanne_db::DbError> {
+    let mut tx = db.tenant(clinic.org, clinic.owner).await.expect("tx");
+    tx.list_calls(&Default::default(), None, 25).await?;
+    tx.commit().await
+}
+
+async fn records_by(admin: &mut PgConnection, user: voxanne_domain::UserId) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM access_log WHERE actor_id = $1 AND action = 'list'")
+        .bind(user.as_uuid())
+        .fetch_one(admin)
+        .await
+        .expect("count")
+}
+
+/// Holds back every write to the access log until the returned connection's transaction
+/// ends (SHARE conflicts with the ROW EXCLUSIVE lock of an INSERT).
+async fn hold_the_log(t: &TestDb) -> PgConnection {
+    let mut holder = t.admin().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE access_log IN SHARE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    holder
+}
+
+/// Until a write to the access log waits for its lock (the writer's statement, held back).
+async fn until_held(admin: &mut PgConnection) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'access_log'::regclass",
+        )
+        .fetch_one(&mut *admin)
+        .await
+        .expect("locks");
+        if held > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write waits for the log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+async fn until_waiting(db: &Db, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db.access_writer_waiting() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} transactions wait for the writer, not {n}",
+            db.access_writer_waiting()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn reads_wait_for_their_records_which_many_requests_share_one_write_for() {
+    let t = TestDb::new().await;
+    let [a, b] = seeded(&t).await;
+    let mut admin = t.admin().await;
+    let holder = hold_the_log(&t).await;
+    let (batches_before, _) = t.db.access_writer_written();
+    // The first read's records are held in the writer's statement; 19 more reads of both
+    // clinics queue behind it.
+    let mut reads = vec![{
+        let (db, a) = (t.db.clone(), a.clone());
+        tokio::spawn(async move { list_calls(&db, &a).await })
+    }];
+    until_held(&mut admin).await;
+    reads.extend((1..20).map(|i| {
+        let db = t.db.clone();
+        let clinic = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move { list_calls(&db, &clinic).await })
+    }));
+    until_waiting(&t.db, 19).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Not one read is answered before its record is written.
+    for read in &reads {
+        assert!(
+            !read.is_finished(),
+            "a read returned before its record was written"
+        );
+    }
+    assert_eq!(records_by(&mut admin, a.owner).await, 0);
+    drop(holder);
+    for read in reads {
+        read.await.expect("task").expect("read");
+    }
+    // Every read left its record, in two writes: the first alone, then the 19 together.
+    assert_eq!(records_by(&mut admin, a.owner).await, 10);
+    assert_eq!(records_by(&mut admin, b.owner).await, 10);
+    let (batches, _) = t.db.access_writer_written();
+    assert_eq!(batches - batches_before, 2);
+}
+
+#[tokio::test]
+async fn a_read_whose_record_cannot_be_written_fails_and_only_that_one() {
+    let t = TestDb::new().await;
+    let [a, b] = seeded(&t).await;
+    let mut admin = t.admin().await;
+    // The writer is refused altogether: the read fails, with the access log's error.
+    sqlx::raw_sql("REVOKE EXECUTE ON FUNCTION app.write_access_records FROM voxanne_app")
+        .execute(&mut admin)
+        .await
+        .expect("revoke");
+    let refused = list_calls(&t.db, &a).await;
+    assert!(
+        matches!(refused, Err(voxanne_db::DbError::AccessLog(_))),
+        "{refused:?}"
+    );
+    sqlx::raw_sql("GRANT EXECUTE ON FUNCTION app.write_access_records TO voxanne_app")
+        .execute(&mut admin)
+        .await
+        .expect("grant");
+    list_calls(&t.db, &a).await.expect("read");
+
+    // In one batch with others, a record the database refuses (its user is no longer a
+    // member when it is written) fails its own read, and the others are written.
+    let holder = hold_the_log(&t).await;
+    let first = {
+        let (db, b) = (t.db.clone(), b.clone());
+        tokio::spawn(async move { list_calls(&db, &b).await })
+    };
+    until_held(&mut admin).await;
+    let mut revoked = t.db.tenant(a.org, a.staff).await.expect("tx");
+    revoked
+        .list_calls(&Default::default(), None, 25)
+        .await
+        .expect("list");
+    sqlx::query("DELETE FROM organization_members WHERE org_id = $1 AND user_id = $2")
+        .bind(a.org.as_uuid())
+        .bind(a.staff.as_uuid())
+        .execute(&mut admin)
+        .await
+        .expect("remove the member");
+    let revoked = tokio::spawn(async move { revoked.commit().await });
+    let others: Vec<_> = (0..4)
+        .map(|_| {
+            let (db, b) = (t.db.clone(), b.clone());
+            tokio::spawn(async move { list_calls(&db, &b).await })
+        })
+        .collect();
+    until_waiting(&t.db, 5).await;
+    drop(holder);
+    first.await.expect("task").expect("read");
+    let revoked = revoked.await.expect("task");
+    assert!(
+        matches!(revoked, Err(voxanne_db::DbError::AccessLog(_))),
+        "{revoked:?}"
+    );
+    for other in others {
+        other.await.expect("task").expect("read");
+    }
+    assert_eq!(records_by(&mut admin, b.owner).await, 5);
+    assert_eq!(records_by(&mut admin, a.staff).await, 0);
+}
+
+#[tokio::test]
+async fn the_writer_adds_a_users_record_only_to_a_clinic_they_are_a_member_of() {
+    let t = TestDb::new().await;
+    let [a, b] = seeded(&t).await;
+    let mut app = t.app_conn().await;
+    let call = |org: Uuid, kind: &str, actor: Uuid| {
+        format!(
+            "SELECT app.write_access_records(ARRAY['{org}']::uuid[], ARRAY['{kind}'], \
+             ARRAY['{actor}']::uuid[], ARRAY['call'], ARRAY[NULL]::uuid[], ARRAY['list'], \
+             ARRAY['forged'], ARRAY[NULL]::inet[], ARRAY[NULL], ARRAY[NULL])"
+        )
+    };
+    // A's owner's record in B's log: refused.
+    let forged = sqlx::raw_sql(&call(b.org.as_uuid(), "user", a.owner.as_uuid()))
+        .execute(&mut app)
+        .await;
+    assert_eq!(code(&forged).as_deref(), Some("42501"), "{forged:?}");
+    // Columns of different lengths: refused.
+    let ragged = sqlx::raw_sql(&call(a.org.as_uuid(), "user", a.owner.as_uuid()).replacen(
+        "ARRAY['list']",
+        "ARRAY['list', 'read']",
+        1,
+    ))
+    .execute(&mut app)
+    .await;
+    assert_eq!(code(&ragged).as_deref(), Some("22023"), "{ragged:?}");
+    // The member's own record is added, unsealed and stamped now.
+    sqlx::raw_sql(&call(a.org.as_uuid(), "user", a.owner.as_uuid()))
+        .execute(&mut app)
+        .await
+        .expect("write");
+    let mut admin = t.admin().await;
+    let rows: Vec<(Uuid, Option<i64>)> =
+        sqlx::query_as("SELECT org_id, seq FROM access_log WHERE via = 'forged'")
+            .fetch_all(&mut admin)
+            .await
+            .expect("rows");
+    assert_eq!(rows, [(a.org.as_uuid(), None)]);
+    // Nobody else may call it.
+    let public: bool = sqlx::query_scalar(
+        "SELECT has_function_privilege('public', 'app.write_access_records(uuid[], text[], uuid[], text[], uuid[], text[], text[], inet[], text[], text[])', 'EXECUTE')",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("privilege");
+    assert!(!public);
 }

@@ -388,6 +388,66 @@ async fn a_refused_or_failed_request_leaves_no_record_and_a_read_stays_in_its_cl
     );
 }
 
+/// A read whose access record cannot be written is not shown: the answer is 503, without the
+/// data. A change writes its record in its own transaction and is not held up.
+#[tokio::test]
+async fn a_read_is_not_shown_when_its_record_cannot_be_written() {
+    let app = TestApp::spawn().await;
+    let [a, _] = app.clinics().await;
+    let token = app.token(a.owner, Some(a.org));
+    let page = app.get_as("/api/v1/calls?limit=1", &token).await;
+    let call = page.body["data"][0]["id"]
+        .as_str()
+        .expect("a call")
+        .to_owned();
+    let shown = app.get_as(&format!("/api/v1/calls/{call}"), &token).await;
+    assert_eq!(shown.status, 200);
+    let from = shown.body["from_number"]
+        .as_str()
+        .expect("the caller's number")
+        .to_owned();
+
+    let mut admin = app.t.admin().await;
+    sqlx::raw_sql("REVOKE EXECUTE ON FUNCTION app.write_access_records FROM voxanne_app")
+        .execute(&mut admin)
+        .await
+        .expect("revoke");
+    for path in [format!("/api/v1/calls/{call}"), "/api/v1/calls".to_owned()] {
+        let r = app.get_as(&path, &token).await;
+        assert_eq!(r.status, 503, "{path}: {:?}", r.body);
+        assert_eq!(r.body["error"]["code"], json!("unavailable"), "{path}");
+        assert!(
+            !r.body.to_string().contains(&from),
+            "{path} showed the call without its record: {:?}",
+            r.body
+        );
+    }
+    let created = app
+        .post(
+            "/api/v1/contacts",
+            &token,
+            &json!({"name": "Written anyway"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE subject_id = $1::uuid AND action = 'create'",
+    )
+    .bind(&id)
+    .fetch_one(&mut admin)
+    .await
+    .expect("count");
+    assert_eq!(recorded, 1, "the change's record");
+
+    sqlx::raw_sql("GRANT EXECUTE ON FUNCTION app.write_access_records TO voxanne_app")
+        .execute(&mut admin)
+        .await
+        .expect("grant");
+    let r = app.get_as(&format!("/api/v1/calls/{call}"), &token).await;
+    assert_eq!(r.status, 200);
+}
+
 /// The admins' view: filters by patient, user and time, pages, the CSV export of the whole
 /// selection, staff refused, and never another clinic's record.
 #[tokio::test]
