@@ -166,6 +166,24 @@ impl Metrics {
                 counter.get()
             );
         }
+        let (batches, records) = db.access_writer_written();
+        for (name, help, value) in [
+            (
+                "voxanne_access_writer_batches_total",
+                "Writing transactions of the access records of reads, in this process.",
+                batches,
+            ),
+            (
+                "voxanne_access_writer_records_total",
+                "Access records of reads written in them.",
+                records,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
         Ok(out)
     }
 }
