@@ -68,7 +68,8 @@ async fn sync(tx: &mut TenantTx, id: CalendarConnectionId, busy: &[Span]) {
 }
 
 fn at(hours: i64) -> DateTime<Utc> {
-    let day = (Utc::now() + Duration::days(2))
+    // Five days ahead: the demo clinics' appointments are 1 and 2 days ahead, on the hour.
+    let day = (Utc::now() + Duration::days(5))
         .date_naive()
         .and_hms_opt(0, 0, 0)
         .expect("midnight")
