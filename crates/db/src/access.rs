@@ -210,10 +210,7 @@ impl Notes {
         if self.0.is_empty() {
             return None;
         }
-        let text = |v: Option<&str>| match v {
-            Some(v) => format!("'{v}'"),
-            None => "NULL".to_owned(),
-        };
+        let text = literal;
         let actor_id = text(origin.actor_id.map(|u| u.to_string()).as_deref());
         let addr = text(origin.client_addr.map(|a| a.to_string()).as_deref());
         let request_id = text(origin.request_id.as_deref());
@@ -243,6 +240,12 @@ impl Notes {
         }
         Some(sql)
     }
+}
+
+/// A value of a record as literal SQL: quoted, or NULL. Only for the log's values (uuids,
+/// addresses, fixed words, text of the safe alphabets above), which hold no quote.
+pub(crate) fn literal(v: Option<&str>) -> String {
+    v.map_or_else(|| "NULL".to_owned(), |v| format!("'{v}'"))
 }
 
 /// A record of the access log, as the clinic's admins read it.

@@ -174,7 +174,6 @@ async fn execute(pool: &PgPool, sql: &str) -> Result<(), DbError> {
 /// safe alphabets (no quote, no backslash), so nothing needs escaping.
 fn write_sql(batch: &[Submission]) -> String {
     let mut columns: [Vec<String>; 10] = Default::default();
-    let quoted = |v: Option<String>| v.map_or_else(|| "NULL".to_owned(), |v| format!("'{v}'"));
     for submission in batch {
         let origin = &submission.origin;
         for note in &submission.notes {
@@ -195,7 +194,7 @@ fn write_sql(batch: &[Submission]) -> String {
                 patients,
             ];
             for (column, value) in columns.iter_mut().zip(values) {
-                column.push(quoted(value));
+                column.push(crate::access::literal(value.as_deref()));
             }
         }
     }
