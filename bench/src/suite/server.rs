@@ -1,6 +1,7 @@
 //! `voxanne serve` and `voxanne worker` as child processes of the suite (the server on a
 //! loopback port of its own), with the production defaults except where a benchmark needs
-//! otherwise (no worker inside the server, no metrics port, recordings from loopback).
+//! otherwise (no worker inside the server, the metrics on a loopback port of its own,
+//! recordings from loopback).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     process: Process,
     pub base_url: String,
+    /// The operators' `/metrics` (Voxanne's server; not the peer's).
+    metrics_url: Option<String>,
 }
 
 /// A `voxanne` child process, its output in a log file; killed when dropped.
@@ -40,13 +43,13 @@ impl Process {
         let mut command = Command::new(&config.binary);
         command
             .args(args)
+            .env("VOXANNE_METRICS_ADDR", "off")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("DATABASE_URL", &config.database_url)
             .env("VOXANNE_APP_DATABASE_URL", &config.app_database_url)
             .env("VOXANNE_JWT_SECRET", &config.jwt_secret)
             .env("VOXANNE_ENCRYPTION_KEY", &config.encryption_key)
-            .env("VOXANNE_DATA_DIR", &config.data_dir)
-            .env("VOXANNE_METRICS_ADDR", "off");
+            .env("VOXANNE_DATA_DIR", &config.data_dir);
         Self::run(command, &config.data_dir.join(format!("{name}.log")))
     }
 
@@ -101,18 +104,25 @@ impl Process {
 
 impl Server {
     pub async fn start(config: &ServerConfig) -> Result<Self, Box<dyn std::error::Error>> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let free_port = || -> std::io::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let (port, metrics_port) = (free_port()?, free_port()?);
         let process = Process::spawn(
             config,
             &format!("server-{port}"),
             &["serve", "--no-worker"],
-            &[("VOXANNE_ADDR", format!("127.0.0.1:{port}"))],
+            &[
+                ("VOXANNE_ADDR", format!("127.0.0.1:{port}")),
+                ("VOXANNE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+            ],
         )?;
         let mut server = Server {
             process,
             base_url: format!("http://127.0.0.1:{port}"),
+            metrics_url: Some(format!("http://127.0.0.1:{metrics_port}/metrics")),
         };
         server.wait_ready("/readyz").await?;
         Ok(server)
@@ -156,6 +166,7 @@ impl Server {
         let mut server = Server {
             process,
             base_url: format!("http://127.0.0.1:{port}"),
+            metrics_url: None,
         };
         server.wait_ready("/api/v1/calls").await?;
         Ok(Ok(server))
@@ -192,6 +203,22 @@ impl Server {
 
     pub fn peak_rss_kib(&self) -> Option<u64> {
         self.process.peak_rss_kib()
+    }
+
+    /// The value of the counter or gauge `name` on the server's `/metrics`.
+    pub async fn metric(&self, name: &str) -> Result<f64, Box<dyn std::error::Error>> {
+        let url = self.metrics_url.as_deref().ok_or("this server has no /metrics")?;
+        let text = reqwest::get(url)
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        text.lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.trim().parse::<f64>().ok())?
+            })
+            .ok_or_else(|| format!("/metrics has no {name}").into())
     }
 
     pub fn stop(self) -> Result<(), Box<dyn std::error::Error>> {

@@ -11,6 +11,9 @@ impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -41,6 +44,8 @@ pub struct Metrics {
     pub calendar_events: JobCounters,
     /// Campaign calls: placed, failed for good, retried, skipped (do-not-call, no consent).
     pub calls: JobCounters,
+    /// Retention: rows and recordings purged.
+    pub retention: JobCounters,
 }
 
 impl Metrics {
@@ -155,6 +160,11 @@ impl Metrics {
                 &self.calls.retried,
             ),
             (
+                "voxanne_retention_purged_total",
+                "Recordings, transcripts, SMS bodies and calls purged by this process when their retention ran out.",
+                &self.retention.done,
+            ),
+            (
                 "voxanne_campaign_calls_skipped_total",
                 "Campaign targets never called (do-not-call list, no consent, unknown time zone).",
                 &self.calls.suppressed,
@@ -164,6 +174,24 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 counter.get()
+            );
+        }
+        let (batches, records) = db.access_writer_written();
+        for (name, help, value) in [
+            (
+                "voxanne_access_writer_batches_total",
+                "Writing transactions of the access records of reads, in this process.",
+                batches,
+            ),
+            (
+                "voxanne_access_writer_records_total",
+                "Access records of reads written in them.",
+                records,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
         Ok(out)
