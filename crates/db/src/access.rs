@@ -77,6 +77,7 @@ pub mod subject {
     pub const LEAD: &str = "lead";
     pub const CAMPAIGN_TARGET: &str = "campaign_target";
     pub const COLD_CALL: &str = "cold_call";
+    pub const LEGAL_HOLD: &str = "legal_hold";
     /// The log itself: who read whose access records.
     pub const ACCESS_LOG: &str = "access_log";
 }

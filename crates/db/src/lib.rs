@@ -29,6 +29,7 @@ pub mod phone_numbers;
 mod pooler;
 pub mod practitioners;
 pub mod recordings;
+pub mod retention;
 mod rows;
 pub mod scheduling;
 pub mod security_events;

@@ -997,3 +997,51 @@ pub async fn accept_invitation_as_new_account(
     })
     .transpose()
 }
+
+/// A clinic whose purge is due, claimed for one worker until its lease runs out, with the
+/// retention it was claimed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedRetention {
+    pub org_id: OrgId,
+    /// The claim's number: the purge's last write is conditional on it.
+    pub claim: i32,
+    pub policy: crate::retention::RetentionPolicy,
+}
+
+/// Claims up to `batch` clinics whose purge is due, the longest due first, through the
+/// SECURITY DEFINER `app.claim_retention` (migrations/0031): ONE statement.
+pub async fn claim_retention(
+    db: &Db,
+    batch: u32,
+    lease: std::time::Duration,
+) -> Result<Vec<ClaimedRetention>, DbError> {
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let lease_ms = lease.as_secs_f64() * 1000.0;
+    let mut one = OneStatement::open(db).await?;
+    let rows = sqlx::query!(
+        r#"SELECT org_id AS "org_id!: OrgId", claim AS "claim!",
+                  recordings_days AS "recordings_days!", transcripts_days AS "transcripts_days!",
+                  sms_days AS "sms_days!", calls_days AS "calls_days!",
+                  access_log_days AS "access_log_days!"
+             FROM app.claim_retention($1, $2 * interval '1 millisecond')"#,
+        batch,
+        lease_ms
+    )
+    .fetch_all(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ClaimedRetention {
+            org_id: r.org_id,
+            claim: r.claim,
+            policy: crate::retention::RetentionPolicy {
+                recordings_days: r.recordings_days,
+                transcripts_days: r.transcripts_days,
+                sms_days: r.sms_days,
+                calls_days: r.calls_days,
+                access_log_days: r.access_log_days,
+            },
+        })
+        .collect())
+}

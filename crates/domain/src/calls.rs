@@ -82,13 +82,15 @@ text_enum!(
 );
 
 text_enum!(
-    /// Where a call's recording is in the ingest pipeline.
+    /// Where a call's recording is in the ingest pipeline (`purged`: removed from storage
+    /// when the clinic's retention ran out).
     RecordingStatus {
         None => "none",
         Queued => "queued",
         Processing => "processing",
         Stored => "stored",
         Failed => "failed",
+        Purged => "purged",
     }
 );
 

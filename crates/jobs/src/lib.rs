@@ -29,6 +29,7 @@ pub mod job;
 pub mod media_hosts;
 mod metrics;
 pub mod recordings;
+pub mod retention;
 pub mod sms;
 pub mod twilio;
 pub mod vapi;
@@ -44,6 +45,7 @@ pub use metrics::{JobCounters, Metrics};
 pub use recordings::{
     http_client, object_key, remove_org_objects, Outcome, SweepReport, Worker, WorkerConfig,
 };
+pub use retention::{PurgeOutcome, RetentionConfig, RetentionJob};
 pub use sms::{SmsConfig, SmsOutcome, SmsWorker};
 
 use voxanne_db::{DbError, TenantError};

@@ -11,6 +11,9 @@ impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -41,6 +44,8 @@ pub struct Metrics {
     pub calendar_events: JobCounters,
     /// Campaign calls: placed, failed for good, retried, skipped (do-not-call, no consent).
     pub calls: JobCounters,
+    /// Retention: rows and recordings purged.
+    pub retention: JobCounters,
 }
 
 impl Metrics {
@@ -153,6 +158,11 @@ impl Metrics {
                 "voxanne_campaign_calls_retried_total",
                 "Failed campaign dials put back in the queue.",
                 &self.calls.retried,
+            ),
+            (
+                "voxanne_retention_purged_total",
+                "Recordings, transcripts, SMS bodies and calls purged by this process when their retention ran out.",
+                &self.retention.done,
             ),
             (
                 "voxanne_campaign_calls_skipped_total",

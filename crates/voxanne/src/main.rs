@@ -470,10 +470,11 @@ fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectS
 }
 
 /// The background jobs `serve` and `worker` run.
-type Workers = [tokio::task::JoinHandle<()>; 6];
+type Workers = [tokio::task::JoinHandle<()>; 7];
 
 /// Starts the background jobs, the recording worker, the SMS sender, the calendar sync, the
-/// calendar event writer and the campaign dialer, each until `stop` turns true.
+/// calendar event writer, the campaign dialer, the access log sealer and the retention
+/// purge, each until `stop` turns true.
 #[allow(clippy::too_many_arguments)]
 fn spawn_workers(
     db: &voxanne_db::Db,
@@ -491,6 +492,12 @@ fn spawn_workers(
             let _ = stop.wait_for(|stop| *stop).await;
         }
     };
+    let retention = voxanne_jobs::RetentionJob::new(
+        db.clone(),
+        recordings.clone(),
+        voxanne_jobs::RetentionConfig::default(),
+        metrics.clone(),
+    );
     let recording = voxanne_jobs::Worker::new(
         db.clone(),
         recordings,
@@ -547,7 +554,10 @@ fn spawn_workers(
         voxanne_jobs::AccessLogSealer::new(db.clone(), voxanne_jobs::SealConfig::default());
     let stopped = until_stopped();
     let sealer = tokio::spawn(async move { sealer.run(stopped).await });
-    Ok([recording, sms, sync, writer, dialer, sealer])
+    tracing::info!("retention purge started");
+    let stopped = until_stopped();
+    let retention = tokio::spawn(async move { retention.run(stopped).await });
+    Ok([recording, sms, sync, writer, dialer, sealer, retention])
 }
 
 /// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batches in
