@@ -33,8 +33,9 @@ ALTER TABLE calls ADD CONSTRAINT calls_recording_status_check
     CHECK (recording_status IN ('none', 'queued', 'processing', 'stored', 'failed', 'purged'));
 
 -- A legal hold on a patient (a contact) or on one call: nothing of it is purged while the hold
--- stands, and neither can be deleted (the foreign keys restrict). Releasing a hold removes it;
--- the access log keeps who placed and who released it.
+-- stands, and the contact or call cannot be deleted (the foreign keys refuse it; deleting the
+-- clinic removes all three). Releasing a hold removes it; the access log keeps who placed and
+-- who released it.
 CREATE TABLE legal_holds (
     org_id      uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
     id          uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -46,8 +47,8 @@ CREATE TABLE legal_holds (
     placed_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (org_id, id),
     CHECK (num_nonnulls(contact_id, call_id) = 1),
-    FOREIGN KEY (org_id, contact_id) REFERENCES contacts (org_id, id) ON DELETE RESTRICT,
-    FOREIGN KEY (org_id, call_id) REFERENCES calls (org_id, id) ON DELETE RESTRICT
+    FOREIGN KEY (org_id, contact_id) REFERENCES contacts (org_id, id),
+    FOREIGN KEY (org_id, call_id) REFERENCES calls (org_id, id)
 );
 CREATE UNIQUE INDEX legal_holds_contact_key ON legal_holds (org_id, contact_id)
     WHERE contact_id IS NOT NULL;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use voxanne_domain::{CallId, ContactId};
 
 /// Days each kind of data is kept, counted from the call (or the message).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
     /// Recordings in storage.
     pub recordings_days: i32,
@@ -347,8 +347,14 @@ impl TenantTx {
         .fetch_all(self.conn())
         .await?;
         let purged: Purged = purged.into_iter().map(|r| (r.id, r.contact_id)).collect();
-        self.record_purge("recording", subject::RECORDING, Action::Delete, cutoff, &purged)
-            .await
+        self.record_purge(
+            "recording",
+            subject::RECORDING,
+            Action::Delete,
+            cutoff,
+            &purged,
+        )
+        .await
     }
 
     /// Removes the transcripts, summaries and live transcript lines of up to `limit` calls
@@ -396,8 +402,14 @@ impl TenantTx {
         .fetch_all(self.conn())
         .await?;
         let purged: Purged = purged.into_iter().map(|r| (r.id, r.contact_id)).collect();
-        self.record_purge("transcript", subject::TRANSCRIPT, Action::Update, cutoff, &purged)
-            .await
+        self.record_purge(
+            "transcript",
+            subject::TRANSCRIPT,
+            Action::Update,
+            cutoff,
+            &purged,
+        )
+        .await
     }
 
     /// Blanks the text of up to `limit` SMS confirmations and reminders (sent or given up)
@@ -479,7 +491,11 @@ impl TenantTx {
     /// Deletes up to `limit` calls from before `cutoff` that no hold covers, with everything
     /// that goes with them; how many. A call whose recording is still in storage or in the
     /// pipeline waits (the recording's own purge comes first).
-    pub async fn purge_calls(&mut self, cutoff: DateTime<Utc>, limit: u32) -> Result<usize, DbError> {
+    pub async fn purge_calls(
+        &mut self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, DbError> {
         let org = self.org().as_uuid();
         let due = sqlx::query!(
             "SELECT c.id FROM calls c

@@ -129,7 +129,11 @@ impl RetentionJob {
                 let cutoff = days(policy.recordings_days);
                 let due = tx.due_recordings(cutoff, limit).await?;
                 for recording in &due {
-                    match self.store.delete(&Path::from(recording.path.as_str())).await {
+                    match self
+                        .store
+                        .delete(&Path::from(recording.path.as_str()))
+                        .await
+                    {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }

@@ -406,6 +406,10 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
         "INSERT INTO security_events (org_id, kind) VALUES ($1, 'test')",
         "INSERT INTO idempotency_keys (org_id, key, request_hash, status, response)
          VALUES ($1, 'fixture-key', 'fixture-hash', 201, '{}')",
+        "INSERT INTO legal_holds (org_id, call_id, reason)
+         SELECT org_id, id, 'Pending claim' FROM calls WHERE org_id = $1 LIMIT 1",
+        "INSERT INTO retention_purges (org_id, kind, cutoff, items, subject_ids)
+         VALUES ($1, 'sms_body', now() - interval '30 days', 1, ARRAY[gen_random_uuid()])",
     ];
     for sql in statements {
         // RETURNING: on Citus an INSERT … SELECT computed on the coordinator reaches the

@@ -2,4 +2,5 @@
 
 mod access_seal;
 mod claiming;
+mod retention;
 mod sms;
