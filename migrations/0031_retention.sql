@@ -47,13 +47,16 @@ CREATE TABLE legal_holds (
     placed_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (org_id, id),
     CHECK (num_nonnulls(contact_id, call_id) = 1),
-    FOREIGN KEY (org_id, contact_id) REFERENCES contacts (org_id, id),
-    FOREIGN KEY (org_id, call_id) REFERENCES calls (org_id, id)
+    CONSTRAINT legal_holds_contact_fkey
+        FOREIGN KEY (org_id, contact_id) REFERENCES contacts (org_id, id),
+    CONSTRAINT legal_holds_call_fkey
+        FOREIGN KEY (org_id, call_id) REFERENCES calls (org_id, id)
 );
 CREATE UNIQUE INDEX legal_holds_contact_key ON legal_holds (org_id, contact_id)
     WHERE contact_id IS NOT NULL;
 CREATE UNIQUE INDEX legal_holds_call_key ON legal_holds (org_id, call_id)
     WHERE call_id IS NOT NULL;
+CREATE INDEX legal_holds_org_placed_idx ON legal_holds (org_id, placed_at DESC, id DESC);
 CALL app.secure_tenant_table('legal_holds');
 
 -- What the purge removed: one row per step and kind, with the ids it purged. Append-only for

@@ -192,14 +192,24 @@ impl TenantTx {
         Ok(())
     }
 
-    pub async fn legal_holds(&mut self) -> Result<Vec<LegalHold>, DbError> {
+    /// The clinic's holds, newest first by `(placed_at, id)`, after `after`.
+    pub async fn legal_holds(
+        &mut self,
+        after: After,
+        limit: u32,
+    ) -> Result<Vec<LegalHold>, DbError> {
         let org = self.org().as_uuid();
         let holds = sqlx::query_as!(
             LegalHold,
             r#"SELECT id, contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
                       reason, placed_by, placed_at
-                 FROM legal_holds WHERE org_id = $1 ORDER BY placed_at DESC, id DESC"#,
-            org
+                 FROM legal_holds
+                WHERE org_id = $1 AND ($2::timestamptz IS NULL OR (placed_at, id) < ($2, $3))
+                ORDER BY placed_at DESC, id DESC LIMIT $4"#,
+            org,
+            after.map(|a| a.0),
+            after.map(|a| a.1),
+            i64::from(limit)
         )
         .fetch_all(self.conn())
         .await?;
@@ -244,6 +254,27 @@ impl TenantTx {
             self.note_hold(hold, Action::Create);
         }
         Ok(hold)
+    }
+
+    /// Whether the clinic lacks the contact and the call (each `false` when not given).
+    pub async fn unknown_hold_targets(
+        &mut self,
+        contact: Option<ContactId>,
+        call: Option<CallId>,
+    ) -> Result<(bool, bool), DbError> {
+        let org = self.org().as_uuid();
+        let row = sqlx::query!(
+            r#"SELECT ($2::uuid IS NOT NULL AND NOT EXISTS (
+                         SELECT 1 FROM contacts WHERE org_id = $1 AND id = $2)) AS "contact!",
+                      ($3::uuid IS NOT NULL AND NOT EXISTS (
+                         SELECT 1 FROM calls WHERE org_id = $1 AND id = $3)) AS "call!""#,
+            org,
+            contact.map(|c| c.as_uuid()),
+            call.map(|c| c.as_uuid())
+        )
+        .fetch_one(self.conn())
+        .await?;
+        Ok((row.contact, row.call))
     }
 
     /// Releases (removes) a hold; whether there was one.

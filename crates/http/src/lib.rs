@@ -76,6 +76,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(routes::live::routes())
         .merge(routes::security_events::routes())
         .merge(routes::access_log::routes())
+        .merge(routes::retention::routes())
         .merge(routes::contacts::routes())
         .merge(routes::campaigns::routes())
         .merge(routes::leads::routes())

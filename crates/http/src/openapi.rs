@@ -53,6 +53,7 @@ pub struct ErrorDetail {
         (name = "phone-numbers", description = "The numbers the clinic owns (admins manage them)"),
         (name = "security", description = "Security events of the clinic"),
         (name = "access-log", description = "Who read or changed which patient's data: the access log, for admins"),
+        (name = "retention", description = "How long the clinic keeps each kind of patient data, what the purge removed, and legal holds that suspend it (admins change them)"),
         (name = "organizations", description = "Creating a clinic (onboarding), and the active clinic itself"),
         (name = "members", description = "The clinic's members and their roles"),
         (name = "calendar", description = "Linked calendars (tokens are write-only, encrypted at rest)"),

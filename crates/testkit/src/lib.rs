@@ -406,8 +406,10 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
         "INSERT INTO security_events (org_id, kind) VALUES ($1, 'test')",
         "INSERT INTO idempotency_keys (org_id, key, request_hash, status, response)
          VALUES ($1, 'fixture-key', 'fixture-hash', 201, '{}')",
+        // The oldest call: the newest (first listed) stays free for tests to hold.
         "INSERT INTO legal_holds (org_id, call_id, reason)
-         SELECT org_id, id, 'Pending claim' FROM calls WHERE org_id = $1 LIMIT 1",
+         SELECT org_id, id, 'Pending claim' FROM calls WHERE org_id = $1
+          ORDER BY started_at, id LIMIT 1",
         "INSERT INTO retention_purges (org_id, kind, cutoff, items, subject_ids)
          VALUES ($1, 'sms_body', now() - interval '30 days', 1, ARRAY[gen_random_uuid()])",
     ];

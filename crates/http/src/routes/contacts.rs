@@ -1,7 +1,7 @@
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, Tenant};
 use crate::fields::{email, nullable, optional_text, text};
-use crate::found::{delete_found, found};
+use crate::found::found;
 use crate::pagination::{parse_page, Cursor, Page};
 use axum::http::StatusCode;
 use axum::Json;
@@ -195,12 +195,30 @@ pub async fn update(
     Ok(Json(contact.into()))
 }
 
-#[utoipa::path(delete, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted; its calls and appointments keep their history without it")))]
+#[utoipa::path(delete, path = "/contacts/{id}", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted; its calls and appointments keep their history without it"), (status = 409, description = "`legal_hold`: the contact is under a legal hold", body = crate::openapi::ErrorBody)))]
 pub async fn delete(
     Tenant(mut tx): Tenant,
     AppPath(id): AppPath<ContactId>,
 ) -> Result<StatusCode, ApiError> {
-    delete_found::<ContactRow>(&mut tx, id).await?;
+    match tx.delete::<ContactRow>(id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ApiError::missing(
+                tx.membership(),
+                "contacts",
+                "id",
+                id.into(),
+            ))
+        }
+        Err(DbError::Constraint { constraint }) if constraint == "legal_holds_contact_fkey" => {
+            return Err(ApiError::Conflict {
+                code: "legal_hold",
+                message: "this contact is under a legal hold; an admin must release it first"
+                    .into(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -23,6 +23,7 @@ pub mod messages;
 pub mod oauth;
 pub mod organizations;
 pub mod phone_numbers;
+pub mod retention;
 pub mod scheduling;
 pub mod security_events;
 pub mod sms_confirmations;

@@ -47,6 +47,9 @@ const PATIENT_DATA: &[&str] = &[
     "patch /api/v1/inbox/{id}",
     "get /api/v1/sms-confirmations",
     "get /api/v1/sms-confirmations/{id}",
+    "get /api/v1/legal-holds",
+    "post /api/v1/legal-holds",
+    "delete /api/v1/legal-holds/{id}",
     // Whose records were read is itself recorded.
     "get /api/v1/access-log",
     "get /api/v1/access-log/export",
@@ -77,6 +80,8 @@ const NOT_PATIENT_DATA: &[&str] = &[
     "/api/v1/organizations",
     "/api/v1/phone-numbers",
     "/api/v1/practitioners",
+    // The settings, and what was purged (ids, no patient data).
+    "/api/v1/retention",
     "/api/v1/security-events",
     "/api/v1/services",
     "/healthz",

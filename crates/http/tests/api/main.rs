@@ -26,6 +26,7 @@ mod pgbouncer;
 mod phone_numbers;
 mod practitioners;
 mod recordings;
+mod retention;
 mod s3_storage;
 mod scheduling;
 mod schema_constraints;
