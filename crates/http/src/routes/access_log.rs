@@ -32,7 +32,7 @@ pub struct AccessRecord {
     /// The user, for a member's access.
     pub actor_id: Option<Uuid>,
     /// `contact`, `call`, `transcript`, `recording`, `appointment`, `hold`, `inbox_message`,
-    /// `sms`, `consent`, `lead`, `campaign_target`, `cold_call` or `access_log`.
+    /// `sms`, `consent`, `lead`, `campaign_target`, `cold_call`, `legal_hold` or `access_log`.
     pub subject_kind: String,
     /// The object; none for a list.
     pub subject_id: Option<Uuid>,
