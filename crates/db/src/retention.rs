@@ -325,7 +325,9 @@ impl TenantTx {
     }
 
     /// Up to `limit` stored recordings of calls before `cutoff` that no hold covers, oldest
-    /// first. (The caller holds the purge lock.)
+    /// first, their rows locked until the step commits (so that the orphan sweep, finding an
+    /// object gone, waits and then sees the recording purged, not missing). (The caller holds
+    /// the purge lock.)
     pub async fn due_recordings(
         &mut self,
         cutoff: DateTime<Utc>,
@@ -341,7 +343,8 @@ impl TenantTx {
                                    WHERE h.org_id = $1
                                      AND (h.call_id = c.id OR h.contact_id = c.contact_id))
                 ORDER BY c.started_at, c.id
-                LIMIT $3"#,
+                LIMIT $3
+                  FOR UPDATE OF c"#,
             org,
             cutoff,
             i64::from(limit)
@@ -557,6 +560,19 @@ impl TenantTx {
         let purged: Purged = purged.into_iter().map(|r| (r.id, r.contact_id)).collect();
         self.record_purge("call", subject::CALL, Action::Delete, cutoff, &purged)
             .await
+    }
+
+    /// Removes up to `limit` of the clinic's oldest access records past its retention, from
+    /// the front of its chain, which is checkpointed where they stop, and records the purge
+    /// (`app.purge_access_log`, migrations/0032: the cutoff is the clinic's own setting, and
+    /// the chain's newest record always stays). How many.
+    pub async fn purge_access_log(&mut self, limit: u32) -> Result<usize, DbError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let via = self.origin().via;
+        let n = sqlx::query_scalar!(r#"SELECT app.purge_access_log($1, $2) AS "n!""#, limit, via)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// The purge of this claim is over; the clinic is due again at `next`. Whether the claim

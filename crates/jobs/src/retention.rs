@@ -59,6 +59,7 @@ pub struct PurgeOutcome {
     pub transcripts: usize,
     pub sms_bodies: usize,
     pub calls: usize,
+    pub access_records: usize,
     /// Whether anything due was left for the next claim.
     pub more: bool,
     /// The claim no longer held when it finished.
@@ -92,6 +93,7 @@ enum Kind {
     Transcripts,
     SmsBodies,
     Calls,
+    AccessLog,
 }
 
 impl RetentionJob {
@@ -146,6 +148,8 @@ impl RetentionJob {
             }
             Kind::SmsBodies => tx.purge_sms_bodies(days(policy.sms_days), limit).await?,
             Kind::Calls => tx.purge_calls(days(policy.calls_days), limit).await?,
+            // The cutoff is the clinic's setting as the database reads it.
+            Kind::AccessLog => tx.purge_access_log(limit).await?,
         };
         tx.commit().await?;
         Ok(Some(n))
@@ -160,6 +164,7 @@ impl RetentionJob {
             Kind::Transcripts,
             Kind::SmsBodies,
             Kind::Calls,
+            Kind::AccessLog,
         ] {
             for _ in 0..self.config.steps {
                 let Some(n) = self.step(claim, kind, now).await? else {
@@ -171,6 +176,7 @@ impl RetentionJob {
                     Kind::Transcripts => outcome.transcripts += n,
                     Kind::SmsBodies => outcome.sms_bodies += n,
                     Kind::Calls => outcome.calls += n,
+                    Kind::AccessLog => outcome.access_records += n,
                 }
                 // A full step may have left more; the SMS step counts two tables.
                 let full = n >= usize::try_from(self.config.step).unwrap_or(usize::MAX);
@@ -193,12 +199,17 @@ impl RetentionJob {
         let held = tx.purge_finished(claim.claim, next).await?;
         tx.commit().await?;
         outcome.abandoned = !held;
-        let total = outcome.recordings + outcome.transcripts + outcome.sms_bodies + outcome.calls;
+        let total = outcome.recordings
+            + outcome.transcripts
+            + outcome.sms_bodies
+            + outcome.calls
+            + outcome.access_records;
         self.counters().done.add(u64::try_from(total).unwrap_or(0));
         if total > 0 {
             tracing::info!(org_id = %claim.org_id, recordings = outcome.recordings,
                 transcripts = outcome.transcripts, sms_bodies = outcome.sms_bodies,
-                calls = outcome.calls, more = outcome.more, "retention purged");
+                calls = outcome.calls, access_records = outcome.access_records,
+                more = outcome.more, "retention purged");
         }
         Ok(outcome)
     }

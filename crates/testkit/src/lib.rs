@@ -424,6 +424,26 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+    // Only the access log's purge writes checkpoints, so the superuser writes this one (in a
+    // connection of its own, committed at once): the chain's start, which changes nothing of
+    // what the chain verifies.
+    let database: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(tx.conn())
+        .await
+        .expect("database");
+    let mut admin =
+        PgConnection::connect_with(&cluster().cluster.connect_options(ADMIN_ROLE, &database))
+            .await
+            .expect("connecting as admin");
+    sqlx::query(
+        "INSERT INTO access_log_checkpoints (org_id, through_seq, hash)
+         VALUES ($1, 0, '\\x0000000000000000000000000000000000000000000000000000000000000000')
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(org)
+    .execute(&mut admin)
+    .await
+    .expect("a checkpoint");
 }
 
 /// Every table in `public` that holds tenant data, from the catalog: the tables with an

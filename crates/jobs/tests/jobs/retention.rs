@@ -59,11 +59,16 @@ fn job(s: &Setup, step: u32, steps: u32) -> RetentionJob {
 async fn drain(job: &RetentionJob) -> Vec<(Uuid, PurgeOutcome)> {
     let mut all = Vec::new();
     for _ in 0..50 {
-        let batch = job.run_once().await.expect("round");
+        // Claim and process as a round does, with a failure failing the test (a round logs
+        // it and goes on).
+        let batch = job.claim().await.expect("claim");
         if batch.is_empty() {
             return all;
         }
-        all.extend(batch.into_iter().map(|(c, o)| (c.org_id.as_uuid(), o)));
+        for claim in batch {
+            let outcome = job.process(&claim).await.expect("purge");
+            all.push((claim.org_id.as_uuid(), outcome));
+        }
     }
     panic!("the purge never ran out of due work: {all:?}");
 }
@@ -594,5 +599,171 @@ async fn a_hold_placed_during_a_purge_step_waits_for_it_and_a_hold_cannot_name_a
     assert!(
         matches!(second, Err(DbError::Constraint { .. })),
         "{second:?}"
+    );
+}
+
+/// `n` access records of `org` from seven years ago, a second apart (as the superuser, with
+/// the trigger that stamps a new record's time turned off), unsealed.
+async fn old_records(admin: &mut PgConnection, org: Uuid, n: i32) {
+    // (On Citus, a trigger of a distributed table is changed only with this set.)
+    sqlx::query("SET citus.enable_unsafe_triggers = on")
+        .execute(&mut *admin)
+        .await
+        .expect("set");
+    sqlx::query("ALTER TABLE access_log DISABLE TRIGGER access_log_new_record")
+        .execute(&mut *admin)
+        .await
+        .expect("disable");
+    sqlx::query(
+        "INSERT INTO access_log (org_id, at, actor_kind, subject_kind, action, via)
+         SELECT $1, now() - interval '7 years' + g * interval '1 second', 'system', 'call',
+                'read', 'test'
+           FROM generate_series(1, $2) g
+         RETURNING 1",
+    )
+    .bind(org)
+    .bind(n)
+    .execute(&mut *admin)
+    .await
+    .expect("old records");
+    sqlx::query("ALTER TABLE access_log ENABLE TRIGGER access_log_new_record")
+        .execute(&mut *admin)
+        .await
+        .expect("enable");
+}
+
+async fn broken_chains(admin: &mut PgConnection) -> Vec<(Uuid, i64, String)> {
+    sqlx::query_as("SELECT org_id, seq, problem FROM app.broken_access_chains() ORDER BY 1")
+        .fetch_all(admin)
+        .await
+        .expect("chains")
+}
+
+async fn old_left(admin: &mut PgConnection, org: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE org_id = $1 AND at < now() - interval '6 years'",
+    )
+    .bind(org)
+    .fetch_one(admin)
+    .await
+    .expect("count")
+}
+
+#[tokio::test]
+async fn the_access_logs_oldest_records_go_and_its_chain_still_verifies_from_a_checkpoint() {
+    let (s, [a, b]) = setup().await;
+    let (org, other) = (a.org.as_uuid(), b.org.as_uuid());
+    let mut admin = s.t.admin().await;
+    old_records(&mut admin, org, 12).await;
+    old_records(&mut admin, other, 12).await;
+    // The other clinic keeps its log longer than seven years.
+    let mut tx = s.t.db.tenant(b.org, b.owner).await.expect("tx");
+    tx.set_retention_policy(&RetentionPolicy {
+        access_log_days: 3000,
+        ..voxanne_db::retention::DEFAULTS
+    })
+    .await
+    .expect("policy");
+    tx.commit().await.expect("commit");
+    let sealer = voxanne_jobs::AccessLogSealer::new(
+        s.t.db.clone(),
+        voxanne_jobs::SealConfig {
+            every: Duration::from_millis(50),
+            orgs: 10,
+            batch: 1000,
+        },
+    );
+    sealer.drain().await.expect("seal");
+    assert!(broken_chains(&mut admin).await.is_empty());
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM access_log WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&mut admin)
+        .await
+        .expect("count");
+
+    let outcomes: Vec<usize> = drain(&job(&s, 5, 1))
+        .await
+        .into_iter()
+        .filter(|(o, _)| *o == org)
+        .map(|(_, o)| o.access_records)
+        .collect();
+    assert_eq!(outcomes, [5, 5, 2], "a bounded amount per claim");
+    assert_eq!(old_left(&mut admin, org).await, 0);
+    assert_eq!(
+        old_left(&mut admin, other).await,
+        12,
+        "the other clinic's went too"
+    );
+    assert_eq!(
+        broken_chains(&mut admin).await,
+        [],
+        "the chain does not verify after the purge"
+    );
+    let checkpoint: (i64, i64) = sqlx::query_as(
+        "SELECT count(*), max(through_seq) FROM access_log_checkpoints WHERE org_id = $1",
+    )
+    .bind(org)
+    .fetch_one(&mut admin)
+    .await
+    .expect("checkpoints");
+    assert_eq!(checkpoint, (3, 12));
+    assert_eq!(
+        purges(&mut admin, org).await,
+        [("access_log".to_owned(), 12)]
+    );
+    assert!(purges(&mut admin, other).await.is_empty());
+    // What was left, and the purge's own record of it.
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM access_log WHERE org_id = $1")
+        .bind(org)
+        .fetch_one(&mut admin)
+        .await
+        .expect("count");
+    assert_eq!(
+        left,
+        total - 12 + 3,
+        "the newer records and one per step remain"
+    );
+
+    // The application can neither write a checkpoint nor purge outside a clinic's transaction.
+    let mut tx = s.t.db.job_tenant(a.org).await.expect("tx");
+    let forged = sqlx::query(
+        "INSERT INTO access_log_checkpoints (org_id, through_seq, hash)
+         VALUES ($1, 99, sha256('x'))",
+    )
+    .bind(org)
+    .execute(tx.conn())
+    .await;
+    let code = |e: &sqlx::Error| {
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned())
+    };
+    assert_eq!(
+        forged.as_ref().err().and_then(code).as_deref(),
+        Some("42501"),
+        "{forged:?}"
+    );
+    drop(tx);
+    let mut app = s.t.app_conn().await;
+    let outside = sqlx::query("SELECT app.purge_access_log(10, 'forged')")
+        .execute(&mut app)
+        .await;
+    assert_eq!(
+        outside.as_ref().err().and_then(code).as_deref(),
+        Some("42501"),
+        "{outside:?}"
+    );
+
+    // A superuser removing the checkpoint (or the first record left) breaks the chain.
+    sqlx::query("DELETE FROM access_log_checkpoints WHERE org_id = $1")
+        .bind(org)
+        .execute(&mut admin)
+        .await
+        .expect("tamper");
+    let broken = broken_chains(&mut admin).await;
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(
+        (broken[0].0, broken[0].1, broken[0].2.as_str()),
+        (org, 13, "a record is missing before it")
     );
 }
