@@ -550,6 +550,20 @@ impl TenantTx {
         if ids.is_empty() {
             return Ok(0);
         }
+        // What keeps its history without the call (explicitly: on Citus these foreign keys
+        // cannot null themselves, migrations/0025).
+        for detach in [
+            "UPDATE appointments SET call_id = NULL WHERE org_id = $1 AND call_id = ANY($2)",
+            "UPDATE inbox_messages SET call_id = NULL WHERE org_id = $1 AND call_id = ANY($2)",
+            "UPDATE credit_transactions SET call_id = NULL WHERE org_id = $1 AND call_id = ANY($2)",
+            "UPDATE cold_call_logs SET call_id = NULL WHERE org_id = $1 AND call_id = ANY($2)",
+        ] {
+            sqlx::query(detach)
+                .bind(org)
+                .bind(&ids)
+                .execute(self.conn())
+                .await?;
+        }
         let purged = sqlx::query!(
             "DELETE FROM calls WHERE org_id = $1 AND id = ANY($2) RETURNING id, contact_id",
             org,

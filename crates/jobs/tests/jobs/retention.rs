@@ -325,6 +325,28 @@ async fn the_purge_removes_exactly_what_is_due_and_nothing_held_or_of_another_cl
     let in_flight = call(&s, &mut admin, org, p, 400, "queued", false).await;
     let held_call = call(&s, &mut admin, org, p, 400, "stored", true).await;
     let of_held = call(&s, &mut admin, org, Some(held_patient), 400, "stored", true).await;
+    // What names the oldest call and keeps its history without it.
+    let booked: Uuid = sqlx::query_scalar(
+        "INSERT INTO appointments (org_id, contact_id, call_id, resource, starts_at, ends_at)
+         VALUES ($1, $2, $3, 'purge-test', now() - interval '399 days',
+                 now() - interval '399 days' + interval '30 minutes')
+         RETURNING id",
+    )
+    .bind(org)
+    .bind(patient)
+    .bind(old)
+    .fetch_one(&mut admin)
+    .await
+    .expect("appointment");
+    sqlx::query(
+        "INSERT INTO credit_transactions (org_id, call_id, amount_cents, reason)
+         VALUES ($1, $2, -12, 'call') RETURNING 1",
+    )
+    .bind(org)
+    .bind(old)
+    .execute(&mut admin)
+    .await
+    .expect("credit");
     let sent = sms(&mut admin, org, p, 40, "delivered").await;
     let queued = sms(&mut admin, org, p, 40, "queued").await;
     let fresh = sms(&mut admin, org, p, 5, "sent").await;
@@ -386,6 +408,21 @@ async fn the_purge_removes_exactly_what_is_due_and_nothing_held_or_of_another_cl
         call_state(&mut admin, old).await,
         None,
         "past every retention"
+    );
+    let kept: (Option<Uuid>, i64) = sqlx::query_as(
+        "SELECT (SELECT call_id FROM appointments WHERE id = $1),
+                (SELECT count(*) FROM credit_transactions WHERE org_id = $2 AND amount_cents = -12
+                    AND call_id IS NULL)",
+    )
+    .bind(booked)
+    .bind(org)
+    .fetch_one(&mut admin)
+    .await
+    .expect("kept");
+    assert_eq!(
+        kept,
+        (None, 1),
+        "the appointment and the charge keep their history"
     );
     assert_eq!(
         call_state(&mut admin, mid).await,
