@@ -16,6 +16,7 @@ pub mod contacts;
 pub mod crypto;
 pub mod demo;
 pub mod dnc;
+pub mod erase;
 pub mod idempotency;
 pub mod integrations;
 pub mod invitations;

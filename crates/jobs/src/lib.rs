@@ -25,6 +25,7 @@ pub mod calendar_sync;
 pub mod dialer;
 mod download;
 pub mod egress;
+pub mod erase;
 pub mod job;
 pub mod media_hosts;
 mod metrics;

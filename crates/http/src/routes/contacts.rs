@@ -223,9 +223,73 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// How many of each an erasure removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Erasure {
+    /// The contact's id, which now resolves to nothing.
+    pub contact_id: ContactId,
+    pub calls: usize,
+    /// Removed from storage.
+    pub recordings: usize,
+    pub appointments: usize,
+    pub sms: usize,
+    /// Texts and messages left with the agent, in the inbox.
+    pub messages: usize,
+    pub leads: usize,
+    pub campaign_targets: usize,
+    pub campaign_calls: usize,
+}
+
+/// Admins only: erases the patient (GDPR Art. 17), everything the clinic holds about them:
+/// the contact, every call of it or from its number with transcripts and recordings,
+/// appointments, SMS and messages, leads and campaign calls of the number. Kept: the
+/// do-not-call entry and consent trail of the number, the clinic's charges (without the
+/// call), and the access log (ids only) with a record of the erasure. Refused under a legal
+/// hold. (docs/RETENTION.md, "A patient's erasure".)
+#[utoipa::path(post, path = "/contacts/{id}/erase", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 200, body = Erasure), (status = 409, description = "`legal_hold`: the contact or one of its calls is under a legal hold", body = crate::openapi::ErrorBody)))]
+pub async fn erase(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    Tenant(mut tx): Tenant,
+    AppPath(id): AppPath<ContactId>,
+) -> Result<Json<Erasure>, ApiError> {
+    ApiError::require_admin(tx.membership(), "only admins erase a patient")?;
+    use voxanne_jobs::erase::{erase_contact, ErasePatientError};
+    let erased = match erase_contact(&mut tx, state.recordings.as_ref(), id, |_| {}).await {
+        Ok(Some(erased)) => erased,
+        Ok(None) => return Err(missing(tx.membership(), id)),
+        Err(ErasePatientError::Held) => {
+            return Err(ApiError::Conflict {
+                code: "legal_hold",
+                message: "this contact, or one of its calls, is under a legal hold; an admin must \
+                          release it first"
+                    .into(),
+            })
+        }
+        Err(ErasePatientError::Db(e)) => return Err(e.into()),
+        Err(e @ ErasePatientError::Storage(_)) => {
+            tracing::warn!(error = %e, "an erasure could not remove a recording");
+            return Err(ApiError::Unavailable);
+        }
+        Err(e @ ErasePatientError::Foreign(_)) => return Err(ApiError::internal(e)),
+    };
+    tx.commit().await?;
+    Ok(Json(Erasure {
+        contact_id: id,
+        calls: erased.calls,
+        recordings: erased.recordings,
+        appointments: erased.appointments,
+        sms: erased.sms,
+        messages: erased.messages,
+        leads: erased.leads,
+        campaign_targets: erased.campaign_targets,
+        campaign_calls: erased.campaign_calls,
+    }))
+}
+
 /// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
 pub fn routes() -> OpenApiRouter<crate::AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
+        .routes(routes!(erase))
 }

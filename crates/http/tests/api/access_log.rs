@@ -35,6 +35,7 @@ const PATIENT_DATA: &[&str] = &[
     "get /api/v1/contacts/{id}",
     "patch /api/v1/contacts/{id}",
     "delete /api/v1/contacts/{id}",
+    "post /api/v1/contacts/{id}/erase",
     "get /api/v1/leads",
     "post /api/v1/leads/import",
     "get /api/v1/leads/{id}",
@@ -252,7 +253,7 @@ async fn every_patient_data_route_leaves_an_access_record_and_every_route_is_cla
         let expected: &[&str] = match op.method {
             "get" => &["read", "list", "export"],
             "delete" => &["delete"],
-            _ => &["create", "update", "delete"],
+            _ => &["create", "update", "delete", "erase"],
         };
         assert!(
             mine.iter()

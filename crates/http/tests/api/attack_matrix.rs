@@ -58,7 +58,7 @@ async fn a_whale_clinic_on_a_worker_of_its_own_keeps_its_attack_matrix() {
     // Four rounds in one minute would exceed a clinic's budget of security events (60 a
     // minute, the rest counted): the earlier rounds' events are made older than a minute.
     let mut admin = app.t.admin().await;
-    let age = "UPDATE security_events SET created_at = created_at - interval '2 minutes'";
+    let age = "UPDATE security_events SET created_at = now() - interval '2 minutes'";
     sqlx::query(age).execute(&mut admin).await.expect("aged");
     attack_references(&app, &a, &b, &doc).await;
     sqlx::query(age).execute(&mut admin).await.expect("aged");

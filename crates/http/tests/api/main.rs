@@ -15,6 +15,7 @@ mod campaign_calls;
 mod contacts_campaigns_dnc;
 mod dashboard;
 mod edge;
+mod erase;
 mod generated_client;
 mod hostile_input;
 mod knowledge_base_sms;
