@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// A patient's rights: erasure.
+    Patient {
+        #[command(subcommand)]
+        command: PatientCommand,
+    },
     /// A clinic's Vapi account.
     Vapi {
         #[command(subcommand)]
@@ -126,6 +131,20 @@ enum OrgCommand {
         /// The owner's email address, for the dashboard.
         #[arg(long)]
         owner_email: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PatientCommand {
+    /// Erase everything the clinic holds about one contact, recordings included (as
+    /// `POST /api/v1/contacts/{id}/erase`; docs/RETENTION.md). Refused under a legal hold.
+    Erase {
+        /// The clinic.
+        #[arg(long)]
+        org: OrgId,
+        /// The contact.
+        #[arg(long)]
+        contact: voxanne_domain::ContactId,
     },
 }
 
@@ -247,6 +266,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Patient {
+            command: PatientCommand::Erase { org, contact },
+        } => erase_patient(&config, org, contact).await,
         Command::Vapi {
             command: VapiCommand::Sync { org, json },
         } => {
@@ -467,6 +489,72 @@ fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectS
     };
     voxanne_http::storage::open(&location)
         .with_context(|| format!("opening the recordings storage at {location}"))
+}
+
+/// `voxanne patient erase`: one tenant transaction of the clinic, as the CLI, with each step
+/// on stderr as it happens.
+async fn erase_patient(
+    config: &Config,
+    org: OrgId,
+    contact: voxanne_domain::ContactId,
+) -> anyhow::Result<()> {
+    use voxanne_jobs::erase::{erase_contact, ErasePatientError, Progress};
+    let store = open_storage(config)?;
+    let database = database::open(config).await?;
+    let erased = async {
+        let mut tx = database
+            .db
+            .job_tenant(org)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the clinic {org}: {e}"))?;
+        tx.set_actor(voxanne_db::ActorKind::Cli);
+        tx.set_origin("cli:patient erase", None, None);
+        let progress = |step: Progress<'_>| match step {
+            Progress::Found(scope) => eprintln!(
+                "found: {} calls ({} recordings), {} appointments, {} SMS, {} messages, {} leads, \
+                 {} campaign targets, {} campaign calls",
+                scope.calls.len(),
+                scope.recordings.len(),
+                scope.appointments.len(),
+                scope.sms.len(),
+                scope.messages.len(),
+                scope.leads.len(),
+                scope.campaign_targets.len(),
+                scope.campaign_calls.len()
+            ),
+            Progress::Recording(done, total) => {
+                eprintln!("recordings removed from storage: {done}/{total}")
+            }
+            Progress::Rows(_) => eprintln!("rows removed; committing"),
+        };
+        let erased = match erase_contact(&mut tx, store.as_ref(), contact, progress).await {
+            Ok(Some(erased)) => erased,
+            Ok(None) => anyhow::bail!("the clinic {org} has no contact {contact}"),
+            Err(ErasePatientError::Held) => anyhow::bail!(
+                "the contact, or one of its calls, is under a legal hold: release it first \
+                 (DELETE /api/v1/legal-holds/{{id}})"
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        tx.commit().await?;
+        anyhow::Ok(erased)
+    }
+    .await;
+    database.shutdown().await;
+    let erased = erased?;
+    println!(
+        "erased contact {contact}: {} calls, {} recordings, {} appointments, {} SMS, {} messages, \
+         {} leads, {} campaign targets, {} campaign calls",
+        erased.calls,
+        erased.recordings,
+        erased.appointments,
+        erased.sms,
+        erased.messages,
+        erased.leads,
+        erased.campaign_targets,
+        erased.campaign_calls
+    );
+    Ok(())
 }
 
 /// The background jobs `serve` and `worker` run.

@@ -679,3 +679,82 @@ fn vapi_sync_points_a_clinics_vapi_numbers_at_the_public_url() {
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn patient_erase_removes_a_contact_shows_its_progress_and_is_refused_under_a_hold() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (url, admin) = runtime.block_on(voxanne_testkit::empty_database_url());
+    let data = data_dir();
+    let run = |args: &[&str]| {
+        let mut command = voxanne(data.path());
+        command.env("DATABASE_URL", &url).env(
+            "VOXANNE_JWT_SECRET",
+            "an-operator-provided-secret-of-some-length",
+        );
+        command.args(args).output().expect("voxanne")
+    };
+    let seeded = run(&["demo"]);
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let sql = |sql: &str| {
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect_with(&admin)
+                .await
+                .expect("admin");
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_all(&mut conn)
+                .await
+                .expect(sql)
+        })
+    };
+    // A demo patient with calls, and a hold on it.
+    let picked = sql("SELECT c.org_id::text || ' ' || c.id::text FROM contacts c
+          WHERE EXISTS (SELECT 1 FROM calls k WHERE k.org_id = c.org_id AND k.contact_id = c.id)
+          ORDER BY c.org_id, c.id LIMIT 1");
+    let (org, contact) = picked[0].split_once(' ').expect("a patient");
+    let (org, contact) = (org.to_owned(), contact.to_owned());
+    let hold = format!(
+        "INSERT INTO legal_holds (org_id, contact_id, reason)
+         VALUES ('{org}', '{contact}', 'Counsel') RETURNING id::text"
+    );
+    sql(&hold);
+
+    let args = ["patient", "erase", "--org", &org, "--contact", &contact];
+    let refused = run(&args);
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success());
+    assert!(stderr.contains("legal hold"), "{stderr}");
+
+    sql("DELETE FROM legal_holds RETURNING id::text");
+    let erased = run(&args);
+    let stderr = String::from_utf8_lossy(&erased.stderr).to_string();
+    assert!(erased.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("found: ") && stderr.contains("committing"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&erased.stdout).to_string();
+    assert!(
+        stdout.starts_with(&format!("erased contact {contact}: ")),
+        "{stdout}"
+    );
+    let check = format!(
+        "SELECT (SELECT count(*) FROM contacts WHERE id = '{contact}')::text || ' ' ||
+                (SELECT count(*) FROM calls WHERE contact_id = '{contact}')::text || ' ' ||
+                (SELECT string_agg(actor_kind || ':' || action || ':' || via, ',') FROM access_log
+                  WHERE subject_id = '{contact}' AND action = 'erase')"
+    );
+    assert_eq!(sql(&check), ["0 0 cli:erase:cli:patient erase"]);
+    // Again: there is no such contact now.
+    let again = run(&args);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("has no contact"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
