@@ -17,10 +17,12 @@ use crate::{Action, DbError, TenantTx};
 use uuid::Uuid;
 use voxanne_domain::ContactId;
 
-/// What an erasure covers, found by [`TenantTx::erasure_scope`].
+/// What is one patient's: what an erasure removes and an export holds (module docs), found by
+/// [`TenantTx::erasure_scope`] or [`TenantTx::export_scope`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErasureScope {
+pub struct PatientScope {
     pub contact: ContactId,
+    pub phone: Option<String>,
     pub calls: Vec<Uuid>,
     /// The storage keys of the calls' recordings.
     pub recordings: Vec<String>,
@@ -60,12 +62,13 @@ impl From<sqlx::Error> for EraseError {
 }
 
 impl TenantTx {
-    /// Everything of contact `id` (module docs), its rows locked; `None` when the clinic has no
-    /// such contact. Refused while a legal hold covers the contact or any of its calls.
+    /// Everything of contact `id` (module docs), the contact and its calls locked; `None` when
+    /// the clinic has no such contact. Refused while a legal hold covers the contact or any of
+    /// its calls.
     pub async fn erasure_scope(
         &mut self,
         id: ContactId,
-    ) -> Result<Option<ErasureScope>, EraseError> {
+    ) -> Result<Option<PatientScope>, EraseError> {
         self.lock_purge().await?;
         let org = self.org().as_uuid();
         let contact = id.as_uuid();
@@ -89,24 +92,70 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        let recordings = calls
-            .iter()
-            .filter_map(|c| c.recording_path.clone())
+        let calls = calls
+            .into_iter()
+            .map(|c| (c.id, c.recording_path))
             .collect();
-        let calls: Vec<Uuid> = calls.into_iter().map(|c| c.id).collect();
+        let scope = self.scope_around(id, phone, calls).await?;
         let held = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM legal_holds
                                WHERE org_id = $1 AND (contact_id = $2 OR call_id = ANY($3)))
                    AS "held!""#,
             org,
             contact,
-            &calls
+            &scope.calls
         )
         .fetch_one(self.conn())
         .await?;
         if held {
             return Err(EraseError::Held);
         }
+        Ok(Some(scope))
+    }
+
+    /// Everything of contact `id`, as [`TenantTx::erasure_scope`] finds it, without locking
+    /// anything (for an export); `None` when the clinic has no such contact.
+    pub async fn export_scope(&mut self, id: ContactId) -> Result<Option<PatientScope>, DbError> {
+        let org = self.org().as_uuid();
+        let contact = id.as_uuid();
+        let Some(phone) = sqlx::query_scalar!(
+            "SELECT phone FROM contacts WHERE org_id = $1 AND id = $2",
+            org,
+            contact
+        )
+        .fetch_optional(self.conn())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let calls = sqlx::query!(
+            "SELECT id, recording_path FROM calls
+              WHERE org_id = $1 AND (contact_id = $2 OR from_number = $3 OR to_number = $3)
+              ORDER BY id",
+            org,
+            contact,
+            phone.as_deref()
+        )
+        .fetch_all(self.conn())
+        .await?;
+        let calls = calls
+            .into_iter()
+            .map(|c| (c.id, c.recording_path))
+            .collect();
+        Ok(Some(self.scope_around(id, phone, calls).await?))
+    }
+
+    /// The rest of a patient's scope, from its contact, number and calls.
+    async fn scope_around(
+        &mut self,
+        id: ContactId,
+        phone: Option<String>,
+        calls: Vec<(Uuid, Option<String>)>,
+    ) -> Result<PatientScope, DbError> {
+        let org = self.org().as_uuid();
+        let contact = id.as_uuid();
+        let recordings = calls.iter().filter_map(|(_, path)| path.clone()).collect();
+        let calls: Vec<Uuid> = calls.into_iter().map(|(id, _)| id).collect();
         let appointments = sqlx::query_scalar!(
             "SELECT id FROM appointments
               WHERE org_id = $1 AND (contact_id = $2 OR call_id = ANY($3)) ORDER BY id",
@@ -174,8 +223,9 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        Ok(Some(ErasureScope {
+        Ok(PatientScope {
             contact: id,
+            phone,
             calls,
             recordings,
             appointments,
@@ -184,12 +234,12 @@ impl TenantTx {
             leads,
             campaign_targets,
             campaign_calls,
-        }))
+        })
     }
 
     /// Removes the rows of `scope` (its recordings already gone from storage), each table
     /// before what it refers to, and records the erasure.
-    pub async fn erase(&mut self, scope: &ErasureScope) -> Result<Erased, EraseError> {
+    pub async fn erase(&mut self, scope: &PatientScope) -> Result<Erased, EraseError> {
         let org = self.org().as_uuid();
         let s = scope;
         let removals: [(&str, &[Uuid]); 10] = [
@@ -270,5 +320,78 @@ impl TenantTx {
             campaign_targets: s.campaign_targets.len(),
             campaign_calls: s.campaign_calls.len(),
         })
+    }
+}
+
+/// The tables of an export, each with the rows of `scope` it holds (`$1` the clinic, `$2` the
+/// ids, `$3` the number), in the archive's order.
+fn export_queries(scope: &PatientScope) -> Vec<(&'static str, &'static str, Vec<Uuid>)> {
+    let s = scope;
+    let by_id = |table: &'static str, ids: &[Uuid]| (table, "id = ANY($2)", ids.to_vec());
+    let mut subjects = vec![s.contact.as_uuid()];
+    for ids in [&s.calls, &s.appointments, &s.sms, &s.messages] {
+        subjects.extend_from_slice(ids);
+    }
+    vec![
+        by_id("contacts", &[s.contact.as_uuid()]),
+        by_id("calls", &s.calls),
+        (
+            "call_transcript_lines",
+            "call_id = ANY($2)",
+            s.calls.clone(),
+        ),
+        by_id("appointments", &s.appointments),
+        by_id("sms_confirmation_logs", &s.sms),
+        by_id("inbox_messages", &s.messages),
+        by_id("leads", &s.leads),
+        by_id("campaign_targets", &s.campaign_targets),
+        by_id("cold_call_logs", &s.campaign_calls),
+        ("consent_records", "phone = $3", vec![]),
+        ("dnc_list", "phone = $3", vec![]),
+        (
+            "legal_holds",
+            "(contact_id = ($2)[1] OR call_id = ANY($2[2:]))",
+            [vec![s.contact.as_uuid()], s.calls.clone()].concat(),
+        ),
+        (
+            "access_log",
+            "(subject_id = ANY($2) OR patients && $2[1:1])",
+            subjects,
+        ),
+    ]
+}
+
+impl TenantTx {
+    /// Every row of `scope`, table by table, as JSON objects with all their columns (what an
+    /// export holds), and an access record of the export.
+    pub async fn patient_rows(
+        &mut self,
+        scope: &PatientScope,
+    ) -> Result<Vec<(&'static str, Vec<serde_json::Value>)>, DbError> {
+        let org = self.org().as_uuid();
+        let mut tables = Vec::new();
+        for (table, filter, ids) in export_queries(scope) {
+            // Dynamic: the tables and filters above, with the clinic's id first.
+            let sql = format!(
+                "SELECT to_jsonb(t) FROM {table} t WHERE t.org_id = $1 AND {filter}
+                  ORDER BY coalesce(to_jsonb(t) ->> 'created_at', to_jsonb(t) ->> 'at'),
+                           to_jsonb(t) ->> 'id'"
+            );
+            let rows: Vec<serde_json::Value> = sqlx::query_scalar(&sql)
+                .bind(org)
+                .bind(&ids)
+                .bind(scope.phone.as_deref())
+                .fetch_all(self.conn())
+                .await?;
+            tables.push((table, rows));
+        }
+        let contact = scope.contact.as_uuid();
+        self.note_access(
+            subject::CONTACT,
+            Some(contact),
+            Action::Export,
+            Some(contact),
+        );
+        Ok(tables)
     }
 }

@@ -64,7 +64,7 @@ pub async fn erase_contact(
 /// A step of [`erase_contact`].
 #[derive(Debug, Clone, Copy)]
 pub enum Progress<'a> {
-    Found(&'a voxanne_db::erase::ErasureScope),
+    Found(&'a voxanne_db::erase::PatientScope),
     Recording(usize, usize),
     Rows(&'a Erased),
 }

@@ -26,6 +26,7 @@ pub mod dialer;
 mod download;
 pub mod egress;
 pub mod erase;
+pub mod export;
 pub mod job;
 pub mod media_hosts;
 mod metrics;

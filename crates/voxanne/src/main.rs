@@ -146,6 +146,19 @@ enum PatientCommand {
         #[arg(long)]
         contact: voxanne_domain::ContactId,
     },
+    /// Write everything the clinic holds about one contact to a zip archive (as
+    /// `GET /api/v1/contacts/{id}/export`): its rows table by table, and its recordings.
+    Export {
+        /// The clinic.
+        #[arg(long)]
+        org: OrgId,
+        /// The contact.
+        #[arg(long)]
+        contact: voxanne_domain::ContactId,
+        /// The archive to write (not overwritten if it exists).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -269,6 +282,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Patient {
             command: PatientCommand::Erase { org, contact },
         } => erase_patient(&config, org, contact).await,
+        Command::Patient {
+            command: PatientCommand::Export { org, contact, out },
+        } => export_patient(&config, org, contact, &out).await,
         Command::Vapi {
             command: VapiCommand::Sync { org, json },
         } => {
@@ -553,6 +569,61 @@ async fn erase_patient(
         erased.leads,
         erased.campaign_targets,
         erased.campaign_calls
+    );
+    Ok(())
+}
+
+/// `voxanne patient export`: the archive is written next to `out`, then moved into place, with
+/// its progress on stderr.
+async fn export_patient(
+    config: &Config,
+    org: OrgId,
+    contact: voxanne_domain::ContactId,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use voxanne_jobs::export::{export_contact, ExportProgress};
+    anyhow::ensure!(!out.exists(), "{} exists already", out.display());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let dir = tempfile::tempdir_in(&parent)
+        .with_context(|| format!("writing in {}", parent.display()))?;
+    let store = open_storage(config)?;
+    let database = database::open(config).await?;
+    let exported = async {
+        let mut tx = database
+            .db
+            .job_tenant(org)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the clinic {org}: {e}"))?;
+        tx.set_actor(voxanne_db::ActorKind::Cli);
+        tx.set_origin("cli:patient export", None, None);
+        let progress = |step: ExportProgress| match step {
+            ExportProgress::Rows { rows, recordings } => {
+                eprintln!("read {rows} rows; {recordings} recordings to copy")
+            }
+            ExportProgress::Recording { done, total, bytes } => {
+                eprintln!("recordings copied: {done}/{total} ({bytes} bytes)")
+            }
+            ExportProgress::Written { bytes } => eprintln!("archive written: {bytes} bytes"),
+        };
+        match export_contact(tx, store.as_ref(), contact, dir.path(), progress).await? {
+            Some(exported) => anyhow::Ok(exported),
+            None => anyhow::bail!("the clinic {org} has no contact {contact}"),
+        }
+    }
+    .await;
+    database.shutdown().await;
+    let exported = exported?;
+    std::fs::rename(&exported.path, out)
+        .with_context(|| format!("moving the archive to {}", out.display()))?;
+    println!(
+        "{}: {} rows, {} recordings, {} bytes",
+        out.display(),
+        exported.rows,
+        exported.recordings,
+        exported.bytes
     );
     Ok(())
 }

@@ -286,10 +286,74 @@ pub async fn erase(
     }))
 }
 
+/// Admins only: everything the clinic holds about the patient (GDPR Art. 15) as one zip
+/// archive: `manifest.json`, one JSON file per table with the patient's rows, and
+/// `recordings/`. Its size is sent first (`Content-Length`), so a client shows its progress.
+/// The export is recorded in the access log.
+#[utoipa::path(get, path = "/contacts/{id}/export", tag = "contacts", params(("id" = Uuid, Path)), responses((status = 200, description = "the archive", content_type = "application/zip", body = Vec<u8>)))]
+pub async fn export(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    Tenant(tx): Tenant,
+    AppPath(id): AppPath<ContactId>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use voxanne_jobs::export::{export_contact, ExportError};
+    ApiError::require_admin(tx.membership(), "only admins export a patient")?;
+    let m = *tx.membership();
+    let dir = tempfile::tempdir().map_err(ApiError::internal)?;
+    let exported = match export_contact(tx, state.recordings.as_ref(), id, dir.path(), |_| {}).await
+    {
+        Ok(Some(exported)) => exported,
+        Ok(None) => return Err(missing(&m, id)),
+        Err(ExportError::Db(e)) => return Err(e.into()),
+        Err(e @ ExportError::Storage(_)) => {
+            tracing::warn!(error = %e, "an export could not read a recording");
+            return Err(ApiError::Unavailable);
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    // Open, the file outlives its directory (removed when this returns).
+    let file = tokio::fs::File::open(&exported.path)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(dir);
+    let body = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/zip".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_LENGTH,
+                exported.bytes.to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"patient-{id}.zip\""),
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
 /// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).
 pub fn routes() -> OpenApiRouter<crate::AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
         .routes(routes!(erase))
+        .routes(routes!(export))
 }

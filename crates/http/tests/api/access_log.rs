@@ -36,6 +36,7 @@ const PATIENT_DATA: &[&str] = &[
     "patch /api/v1/contacts/{id}",
     "delete /api/v1/contacts/{id}",
     "post /api/v1/contacts/{id}/erase",
+    "get /api/v1/contacts/{id}/export",
     "get /api/v1/leads",
     "post /api/v1/leads/import",
     "get /api/v1/leads/{id}",

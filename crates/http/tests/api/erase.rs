@@ -263,3 +263,167 @@ async fn erasing_a_patient_removes_exactly_their_data_and_the_agent_forgets_the_
     let again = app.post(&path, &owner, &json!({})).await;
     assert_eq!(again.status, 404, "{:?}", again.body);
 }
+
+/// The entries of a zip archive, by name.
+fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip archive");
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).expect("entry");
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("read");
+            (entry.name().expect("a name").to_string(), data)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_patients_export_holds_their_data_and_nobody_elses_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    for c in [&a, &b] {
+        let mut tx = app.t.db.tenant(c.org, c.owner).await.expect("tx");
+        voxanne_testkit::fill_remaining_tables(&mut tx).await;
+        tx.commit().await.expect("commit");
+    }
+    let owner = app.token(a.owner, Some(a.org));
+    let org = a.org.as_uuid();
+    let mut ids = Vec::new();
+    for (name, phone) in [("Pat Export", PHONE), ("Other Person", "+14155550778")] {
+        let r = app
+            .post(
+                "/api/v1/contacts",
+                &owner,
+                &json!({"name": name, "phone": phone}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        ids.push(
+            r.body["id"]
+                .as_str()
+                .expect("id")
+                .parse::<Uuid>()
+                .expect("uuid"),
+        );
+    }
+    let (contact, other) = (ids[0], ids[1]);
+    let mut calls = Vec::new();
+    for who in [contact, other] {
+        let call = exec(
+            &app,
+            "INSERT INTO calls (org_id, contact_id, direction, status, from_number, to_number,
+                                started_at, recording_status, recording_path, transcript)
+             SELECT $1, $2, 'inbound', 'completed', phone, '+14155550100', now(), 'stored',
+                    $1::text || '/recordings/' || $3::text || '.wav', 'Transcript of ' || name
+               FROM contacts WHERE id = $2
+             RETURNING id",
+            &[org, who, Uuid::new_v4()],
+        )
+        .await;
+        let key: String = {
+            let mut admin = app.t.admin().await;
+            sqlx::query_scalar("SELECT recording_path FROM calls WHERE id = $1")
+                .bind(call)
+                .fetch_one(&mut admin)
+                .await
+                .expect("path")
+        };
+        let file = app.storage.path().join(&key);
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, format!("RIFF {key}")).expect("write");
+        calls.push((call, key));
+    }
+    exec(
+        &app,
+        "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, contact_id)
+         VALUES ($1, 'sms', 'message', '+14155550777', 'Please send my records', $2) RETURNING id",
+        &[org, contact],
+    )
+    .await;
+    let before = app.data_snapshot(a.org).await;
+    let other_before = app.snapshot(b.org).await;
+
+    let path = format!("/api/v1/contacts/{contact}/export");
+    let staff = app.token(a.staff, Some(a.org));
+    assert_eq!(app.get_as(&path, &staff).await.status, 403);
+    let theirs = app.get_as(&path, &app.token(b.owner, Some(b.org))).await;
+    assert_eq!(theirs.status, 404, "{:?}", theirs.body);
+
+    let r = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let length: usize = r.headers()["content-length"]
+        .to_str()
+        .expect("length")
+        .parse()
+        .expect("a number");
+    let bytes = r.bytes().await.expect("body");
+    assert_eq!(bytes.len(), length);
+    let entries = unzip(&bytes);
+
+    let json = |name: &str| -> Value {
+        serde_json::from_slice(entries.get(name).unwrap_or_else(|| panic!("no {name}")))
+            .expect("json")
+    };
+    assert_eq!(json("manifest.json")["contact_id"], json!(contact));
+    let contacts = json("contacts.json");
+    assert_eq!(contacts.as_array().map(Vec::len), Some(1));
+    assert_eq!(contacts[0]["name"], "Pat Export");
+    let exported_calls = json("calls.json");
+    assert_eq!(exported_calls.as_array().map(Vec::len), Some(1));
+    assert_eq!(exported_calls[0]["transcript"], "Transcript of Pat Export");
+    assert_eq!(
+        json("inbox_messages.json")[0]["body"],
+        "Please send my records"
+    );
+    let recording = calls[0].1.rsplit('/').next().expect("name");
+    assert_eq!(
+        entries
+            .get(&format!("recordings/{recording}"))
+            .map(Vec::as_slice),
+        Some(format!("RIFF {}", calls[0].1).as_bytes())
+    );
+    assert!(
+        json("access_log.json")
+            .as_array()
+            .expect("records")
+            .iter()
+            .any(|r| r["subject_id"] == json!(contact)),
+        "the access records about the patient"
+    );
+    // Nobody else's data: not the other patient's, nor the other clinic's.
+    let foreign = [
+        other.to_string(),
+        "+14155550778".to_owned(),
+        "Other Person".to_owned(),
+        calls[1].0.to_string(),
+        b.org.to_string(),
+    ];
+    for (name, data) in &entries {
+        let text = String::from_utf8_lossy(data);
+        for f in &foreign {
+            assert!(!text.contains(f.as_str()), "{name} holds {f}");
+        }
+    }
+
+    // Nothing changed, but for the access log, which has the export.
+    assert_eq!(app.data_snapshot(a.org).await, before);
+    assert_eq!(app.snapshot(b.org).await, other_before);
+    let mut admin = app.t.admin().await;
+    let records: Vec<(String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT action, subject_id FROM access_log
+          WHERE org_id = $1 AND via = 'GET /api/v1/contacts/{id}/export'",
+    )
+    .bind(org)
+    .fetch_all(&mut admin)
+    .await
+    .expect("records");
+    assert_eq!(records, [("export".to_owned(), Some(contact))]);
+}

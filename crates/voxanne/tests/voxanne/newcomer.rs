@@ -681,7 +681,7 @@ fn vapi_sync_points_a_clinics_vapi_numbers_at_the_public_url() {
 }
 
 #[test]
-fn patient_erase_removes_a_contact_shows_its_progress_and_is_refused_under_a_hold() {
+fn patient_export_and_erase_from_the_command_line_show_their_progress_and_respect_a_hold() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (url, admin) = runtime.block_on(voxanne_testkit::empty_database_url());
     let data = data_dir();
@@ -722,6 +722,30 @@ fn patient_erase_removes_a_contact_shows_its_progress_and_is_refused_under_a_hol
          VALUES ('{org}', '{contact}', 'Counsel') RETURNING id::text"
     );
     sql(&hold);
+
+    // The export first: an archive, with its progress, never over an existing file.
+    let out = data.path().join("patient.zip");
+    let out_arg = out.display().to_string();
+    let export = [
+        "patient",
+        "export",
+        "--org",
+        &org,
+        "--contact",
+        &contact,
+        "--out",
+        &out_arg,
+    ];
+    let exported = run(&export);
+    let stderr = String::from_utf8_lossy(&exported.stderr).to_string();
+    assert!(exported.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rows;") && stderr.contains("archive written"),
+        "{stderr}"
+    );
+    let archive = std::fs::read(&out).expect("the archive");
+    assert!(archive.starts_with(b"PK\x03\x04"), "not a zip archive");
+    assert!(!run(&export).status.success(), "overwrote the archive");
 
     let args = ["patient", "erase", "--org", &org, "--contact", &contact];
     let refused = run(&args);
