@@ -1,5 +1,5 @@
-//! Erasing one patient (GDPR Art. 17): everything the clinic holds about a contact, across every
-//! table, inside the clinic's tenant transaction. What is the patient's: the contact; every call
+//! One patient's data, to export (GDPR Art. 15) or erase (Art. 17): everything the clinic holds
+//! about a contact, across every table, inside the clinic's tenant transaction. What is the patient's: the contact; every call
 //! of it or from or to its number, with its transcript lines; their appointments and holds; the
 //! SMS of those appointments or to the number, and the patient's messages; leads of the number,
 //! their campaign targets and campaign calls. Kept: the do-not-call entry and the consent trail
@@ -10,7 +10,9 @@
 //! [`TenantTx::erasure_scope`] finds it all (and the recordings to remove from storage) under
 //! the clinic's purge lock, so that no legal hold is placed meanwhile;
 //! [`TenantTx::erase`] then removes the rows. The caller removes the recordings between the
-//! two, in the same transaction (voxanne_jobs::erase).
+//! two, in the same transaction (voxanne_jobs::erase). [`TenantTx::export_scope`] finds the
+//! same without locking, and [`TenantTx::patient_rows`] reads its rows for an export
+//! (voxanne_jobs::export).
 
 use crate::access::subject;
 use crate::{Action, DbError, TenantTx};
