@@ -47,8 +47,14 @@ async fn a_client_generated_from_the_document_reads_and_writes_through_the_live_
     let document = serde_json::to_vec_pretty(&voxanne_http::openapi()).expect("the document");
     std::fs::write(&spec, document).expect("writing the document");
     let config = dir.path().join("generator.yml");
-    // No formatter run afterwards (it is not part of what is tested).
-    std::fs::write(&config, "post_hooks: []\n").expect("writing the generator config");
+    // No formatter run afterwards (it is not part of what is tested). A patient's export is a
+    // zip archive, which the generator models as the bytes it is when told so (its
+    // `content_type_overrides` setting).
+    std::fs::write(
+        &config,
+        "post_hooks: []\ncontent_type_overrides:\n  application/zip: application/octet-stream\n",
+    )
+    .expect("writing the generator config");
 
     let generated = run(Command::new(venv.join("bin/openapi-python-client"))
         .args(["generate", "--meta", "none", "--path"])
