@@ -558,6 +558,7 @@ impl TenantTx {
             "UPDATE credit_transactions SET call_id = NULL WHERE org_id = $1 AND call_id = ANY($2)",
             "UPDATE cold_call_logs SET call_id = NULL WHERE org_id = $1 AND call_id = ANY($2)",
         ] {
+            // Dynamic: the statements above, each with the clinic and the calls.
             sqlx::query(detach)
                 .bind(org)
                 .bind(&ids)
