@@ -64,9 +64,9 @@ impl From<sqlx::Error> for EraseError {
 }
 
 impl TenantTx {
-    /// Everything of contact `id` (module docs), the contact and its calls locked; `None` when
-    /// the clinic has no such contact. Refused while a legal hold covers the contact or any of
-    /// its calls.
+    /// Everything of contact `id` (module docs), the contact locked (so that nothing new is
+    /// linked to it meanwhile); `None` when the clinic has no such contact. Refused while a
+    /// legal hold covers the contact or any of its calls.
     pub async fn erasure_scope(
         &mut self,
         id: ContactId,
@@ -74,31 +74,19 @@ impl TenantTx {
         self.lock_purge().await?;
         let org = self.org().as_uuid();
         let contact = id.as_uuid();
-        let Some(phone) = sqlx::query_scalar!(
-            "SELECT phone FROM contacts WHERE org_id = $1 AND id = $2 FOR UPDATE",
+        let locked = sqlx::query_scalar!(
+            "SELECT id FROM contacts WHERE org_id = $1 AND id = $2 FOR UPDATE",
             org,
             contact
         )
         .fetch_optional(self.conn())
-        .await?
-        else {
+        .await?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+        let Some(scope) = self.export_scope(id).await? else {
             return Ok(None);
         };
-        let calls = sqlx::query!(
-            "SELECT id, recording_path FROM calls
-              WHERE org_id = $1 AND (contact_id = $2 OR from_number = $3 OR to_number = $3)
-              ORDER BY id FOR UPDATE",
-            org,
-            contact,
-            phone.as_deref()
-        )
-        .fetch_all(self.conn())
-        .await?;
-        let calls = calls
-            .into_iter()
-            .map(|c| (c.id, c.recording_path))
-            .collect();
-        let scope = self.scope_around(id, phone, calls).await?;
         let held = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM legal_holds
                                WHERE org_id = $1 AND (contact_id = $2 OR call_id = ANY($3)))
@@ -115,8 +103,8 @@ impl TenantTx {
         Ok(Some(scope))
     }
 
-    /// Everything of contact `id`, as [`TenantTx::erasure_scope`] finds it, without locking
-    /// anything (for an export); `None` when the clinic has no such contact.
+    /// Everything of contact `id` (module docs), locking nothing; `None` when the clinic has no
+    /// such contact.
     pub async fn export_scope(&mut self, id: ContactId) -> Result<Option<PatientScope>, DbError> {
         let org = self.org().as_uuid();
         let contact = id.as_uuid();
@@ -140,24 +128,11 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        let calls = calls
-            .into_iter()
-            .map(|c| (c.id, c.recording_path))
+        let recordings = calls
+            .iter()
+            .filter_map(|c| c.recording_path.clone())
             .collect();
-        Ok(Some(self.scope_around(id, phone, calls).await?))
-    }
-
-    /// The rest of a patient's scope, from its contact, number and calls.
-    async fn scope_around(
-        &mut self,
-        id: ContactId,
-        phone: Option<String>,
-        calls: Vec<(Uuid, Option<String>)>,
-    ) -> Result<PatientScope, DbError> {
-        let org = self.org().as_uuid();
-        let contact = id.as_uuid();
-        let recordings = calls.iter().filter_map(|(_, path)| path.clone()).collect();
-        let calls: Vec<Uuid> = calls.into_iter().map(|(id, _)| id).collect();
+        let calls: Vec<Uuid> = calls.into_iter().map(|c| c.id).collect();
         let appointments = sqlx::query_scalar!(
             "SELECT id FROM appointments
               WHERE org_id = $1 AND (contact_id = $2 OR call_id = ANY($3)) ORDER BY id",
@@ -225,7 +200,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        Ok(PatientScope {
+        Ok(Some(PatientScope {
             contact: id,
             phone,
             calls,
@@ -236,7 +211,7 @@ impl TenantTx {
             leads,
             campaign_targets,
             campaign_calls,
-        })
+        }))
     }
 
     /// Removes the rows of `scope` (its recordings already gone from storage), each table

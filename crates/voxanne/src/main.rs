@@ -507,6 +507,22 @@ fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectS
         .with_context(|| format!("opening the recordings storage at {location}"))
 }
 
+/// A tenant transaction of `org` for an operator's command: its access records name the CLI
+/// and `via`.
+async fn cli_tenant(
+    db: &voxanne_db::Db,
+    org: OrgId,
+    via: &str,
+) -> anyhow::Result<voxanne_db::TenantTx> {
+    let mut tx = db
+        .job_tenant(org)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the clinic {org}: {e}"))?;
+    tx.set_actor(voxanne_db::ActorKind::Cli);
+    tx.set_origin(via, None, None);
+    Ok(tx)
+}
+
 /// `voxanne patient erase`: one tenant transaction of the clinic, as the CLI, with each step
 /// on stderr as it happens.
 async fn erase_patient(
@@ -518,13 +534,7 @@ async fn erase_patient(
     let store = open_storage(config)?;
     let database = database::open(config).await?;
     let erased = async {
-        let mut tx = database
-            .db
-            .job_tenant(org)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening the clinic {org}: {e}"))?;
-        tx.set_actor(voxanne_db::ActorKind::Cli);
-        tx.set_origin("cli:patient erase", None, None);
+        let mut tx = cli_tenant(&database.db, org, "cli:patient erase").await?;
         let progress = |step: Progress<'_>| match step {
             Progress::Found(scope) => eprintln!(
                 "found: {} calls ({} recordings), {} appointments, {} SMS, {} messages, {} leads, \
@@ -592,13 +602,7 @@ async fn export_patient(
     let store = open_storage(config)?;
     let database = database::open(config).await?;
     let exported = async {
-        let mut tx = database
-            .db
-            .job_tenant(org)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening the clinic {org}: {e}"))?;
-        tx.set_actor(voxanne_db::ActorKind::Cli);
-        tx.set_origin("cli:patient export", None, None);
+        let tx = cli_tenant(&database.db, org, "cli:patient export").await?;
         let progress = |step: ExportProgress| match step {
             ExportProgress::Rows { rows, recordings } => {
                 eprintln!("read {rows} rows; {recordings} recordings to copy")

@@ -30,15 +30,21 @@ async fn exec(app: &TestApp, sql: &str, binds: &[Uuid]) -> Uuid {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-#[tokio::test]
-async fn erasing_a_patient_removes_exactly_their_data_and_the_agent_forgets_the_number() {
-    let app = TestApp::spawn().await;
-    let [a, b] = app.clinics().await;
-    for c in [&a, &b] {
+/// The demo clinics, with a row in every tenant table.
+async fn filled(app: &TestApp) -> [voxanne_db::demo::DemoClinic; 2] {
+    let clinics = app.clinics().await;
+    for c in &clinics {
         let mut tx = app.t.db.tenant(c.org, c.owner).await.expect("tx");
         voxanne_testkit::fill_remaining_tables(&mut tx).await;
         tx.commit().await.expect("commit");
     }
+    clinics
+}
+
+#[tokio::test]
+async fn erasing_a_patient_removes_exactly_their_data_and_the_agent_forgets_the_number() {
+    let app = TestApp::spawn().await;
+    let [a, b] = filled(&app).await;
     let owner = app.token(a.owner, Some(a.org));
     let created = app
         .post(
@@ -281,12 +287,7 @@ fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
 #[tokio::test]
 async fn a_patients_export_holds_their_data_and_nobody_elses_and_changes_nothing() {
     let app = TestApp::spawn().await;
-    let [a, b] = app.clinics().await;
-    for c in [&a, &b] {
-        let mut tx = app.t.db.tenant(c.org, c.owner).await.expect("tx");
-        voxanne_testkit::fill_remaining_tables(&mut tx).await;
-        tx.commit().await.expect("commit");
-    }
+    let [a, b] = filled(&app).await;
     let owner = app.token(a.owner, Some(a.org));
     let org = a.org.as_uuid();
     let mut ids = Vec::new();
