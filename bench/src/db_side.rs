@@ -45,7 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             ended_at, duration_seconds, transcript, summary)
          SELECT $1, 'inbound', 'completed', '+14155551001', '+14155550100',
                 now() - make_interval(mins => i), now() - make_interval(mins => i) + interval '2 minutes',
-                120, repeat('Caller: I would like an appointment. ', 20), 'Asked for an appointment.'
+                120, '\\x00'::bytea || convert_to(repeat('Caller: I would like an appointment. ', 20), 'UTF8'),
+                '\\x00'::bytea || convert_to('Asked for an appointment.', 'UTF8')
            FROM generate_series(1, $2) i",
     )
     .bind(a.org.as_uuid())

@@ -17,6 +17,18 @@ const WHALE_SHARE: f64 = 0.1;
 /// Calls per `COPY` message.
 const CHUNK: u64 = 20_000;
 
+/// `text` as a patient text column stores text that is not sealed (migrations/0033: the byte
+/// 0, then the text), written as COPY's text format writes a bytea. The data set is made
+/// without the server's keys, so its calls are as an upgraded database's are before the
+/// sealing job reached them: read the same way, without the cost of opening them.
+fn copy_stored_plain(text: &str) -> String {
+    let mut out = String::from("\\\\x00");
+    for b in text.bytes() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 pub fn org_id(i: u64) -> Uuid {
     Uuid::parse_str(&format!("00000000-0000-4000-8000-{}", ID_BASE + i)).expect("a uuid")
 }
@@ -112,7 +124,12 @@ pub async fn grow(
                          duration_seconds, transcript, summary) FROM STDIN",
         )
         .await?;
-    let mut buf = String::with_capacity(CHUNK as usize * 400);
+    let transcript = copy_stored_plain(
+        "Caller: I would like to book a check-up next week, mornings if possible. \
+         Agent: Tuesday at 9:30 is free with Dr. Lee. Caller: That works, thank you.",
+    );
+    let summary = copy_stored_plain("Booked a check-up.");
+    let mut buf = String::with_capacity(CHUNK as usize * 600);
     let mut in_buf = 0;
     for (clinic, had, add) in todo {
         let org = org_id(clinic);
@@ -128,10 +145,7 @@ pub async fn grow(
             };
             writeln!(
                 buf,
-                "{org}\t{direction}\t{status}\t+1415555{:04}\t+14155550100\t{}\t{}\t{}\t\
-                 Caller: I would like to book a check-up next week, mornings if possible. \
-                 Agent: Tuesday at 9:30 is free with Dr. Lee. Caller: That works, thank you.\t\
-                 Booked a check-up.",
+                "{org}\t{direction}\t{status}\t+1415555{:04}\t+14155550100\t{}\t{}\t{}\t{transcript}\t{summary}",
                 k % 10_000,
                 started.format("%Y-%m-%d %H:%M:%S+00"),
                 ended.format("%Y-%m-%d %H:%M:%S+00"),
@@ -142,7 +156,7 @@ pub async fn grow(
                 copy.send(std::mem::take(&mut buf).into_bytes()).await?;
                 bar.inc(in_buf);
                 in_buf = 0;
-                buf.reserve(CHUNK as usize * 400);
+                buf.reserve(CHUNK as usize * 600);
             }
         }
     }

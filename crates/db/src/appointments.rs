@@ -2,7 +2,8 @@
 //! database's job (migrations/0006_booking.sql); this module names its refusals.
 
 use crate::access::subject;
-use crate::rows::{query_row, tenant_row};
+use crate::encrypted::APPOINTMENT_NOTES;
+use crate::rows::{query_row, tenant_row, FromStored};
 use crate::sms_confirmations::Confirm;
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
@@ -13,9 +14,10 @@ use voxanne_domain::{
     AppointmentId, AppointmentStatus, CallId, ContactId, HoldId, OrgId, ServiceId,
 };
 
-/// A row of `appointments` (the API's view is the HTTP layer's).
+/// A row of `appointments` (the API's view is the HTTP layer's), its notes opened;
+/// `Appointment<Vec<u8>>` as stored, sealed (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Appointment {
+pub struct Appointment<Text = String> {
     pub id: AppointmentId,
     pub org_id: OrgId,
     pub contact_id: Option<ContactId>,
@@ -28,18 +30,41 @@ pub struct Appointment {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub status: AppointmentStatus,
-    pub notes: Option<String>,
+    pub notes: Option<Text>,
     /// When the patient confirmed it (answered "C" to a confirmation or reminder).
     pub confirmed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+type StoredAppointment = Appointment<Vec<u8>>;
+
+impl FromStored<StoredAppointment> for Appointment {
+    fn from_stored(tx: &TenantTx, a: StoredAppointment) -> Result<Self, DbError> {
+        Ok(Appointment {
+            notes: tx.open_opt(APPOINTMENT_NOTES, a.id.as_uuid(), a.notes)?,
+            id: a.id,
+            org_id: a.org_id,
+            contact_id: a.contact_id,
+            call_id: a.call_id,
+            hold_id: a.hold_id,
+            resource: a.resource,
+            service_id: a.service_id,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            status: a.status,
+            confirmed_at: a.confirmed_at,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        })
+    }
+}
+
 /// `query_as!` for [`Appointment`]: the column list goes between the first two SQL pieces.
 macro_rules! appointment_query {
     ($($query:tt)*) => {
         query_row!(
-            Appointment,
+            StoredAppointment,
             r#"id, org_id, contact_id AS "contact_id: ContactId", call_id AS "call_id: CallId",
                hold_id AS "hold_id: HoldId", resource, service_id AS "service_id: ServiceId",
                starts_at, ends_at, status AS "status: AppointmentStatus", notes, confirmed_at,
@@ -283,6 +308,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        let rows: Vec<Appointment> = self.from_stored(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }
@@ -308,6 +334,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        let rows = self.from_stored(rows)?;
         self.note_access(
             subject::APPOINTMENT,
             None,
@@ -342,12 +369,14 @@ impl TenantTx {
         self.refuse_calendar_busy(&slot.resource, slot.starts_at, slot.ends_at)
             .await?;
         let org = self.org().as_uuid();
+        let id = Uuid::new_v4();
+        let notes = self.seal_opt(APPOINTMENT_NOTES, id, notes)?;
         let appointment = appointment_query!(
             [
                 "INSERT INTO appointments
-                        (org_id, contact_id, call_id, hold_id, resource, starts_at, ends_at, notes,
-                         service_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        (org_id, id, contact_id, call_id, hold_id, resource, starts_at, ends_at,
+                         notes, service_id)
+                 VALUES ($1, $10, $2, $3, $4, $5, $6, $7, $8, $9)
                  RETURNING ",
                 ""
             ],
@@ -359,11 +388,13 @@ impl TenantTx {
             slot.starts_at,
             slot.ends_at,
             notes,
-            slot.service_id.map(Uuid::from)
+            slot.service_id.map(Uuid::from),
+            id
         )
         .fetch_one(self.conn())
         .await
         .map_err(|e| BookingError::from_db(e, Some(slot)))?;
+        let appointment = Appointment::from_stored(self, appointment)?;
         self.queue_confirmation(
             appointment.id,
             appointment.contact_id,
@@ -403,7 +434,7 @@ impl TenantTx {
         }
         let org = self.org().as_uuid();
         let (set_notes, notes) = match notes {
-            Some(n) => (true, n),
+            Some(n) => (true, self.seal_opt(APPOINTMENT_NOTES, id.as_uuid(), n)?),
             None => (false, None),
         };
         let moved = appointment_query!(
@@ -426,6 +457,7 @@ impl TenantTx {
         .fetch_one(self.conn())
         .await
         .map_err(BookingError::from)?;
+        let moved = Appointment::from_stored(self, moved)?;
         if moved.starts_at != current.starts_at {
             // The patient hears of the new time, in this same transaction.
             self.queue_confirmation(moved.id, moved.contact_id, moved.starts_at, Confirm::Moved)
@@ -466,6 +498,7 @@ impl TenantTx {
         )
         .fetch_one(self.conn())
         .await?;
+        let cancelled = Appointment::from_stored(self, cancelled)?;
         // Its event comes out of the clinic's calendars.
         self.queue_calendar_writes(cancelled.id, &cancelled.resource)
             .await?;
@@ -503,7 +536,7 @@ impl TenantTx {
         id: AppointmentId,
     ) -> Result<Option<Appointment>, DbError> {
         let org = self.org().as_uuid();
-        Ok(appointment_query!(
+        let row = appointment_query!(
             [
                 "SELECT ",
                 " FROM appointments WHERE org_id = $1 AND id = $2 FOR UPDATE"
@@ -512,7 +545,8 @@ impl TenantTx {
             id.as_uuid()
         )
         .fetch_optional(self.conn())
-        .await?)
+        .await?;
+        self.from_stored_opt(row)
     }
 
     /// Unexpired holds, by (starts_at, id), after `after`; up to `limit`.

@@ -641,7 +641,11 @@ impl TenantTx {
             appointment_resource: row.resource,
             starts_at: row.starts_at,
             ends_at: row.ends_at,
-            notes: row.notes,
+            notes: self.open_opt(
+                crate::encrypted::APPOINTMENT_NOTES,
+                appointment.as_uuid(),
+                row.notes,
+            )?,
             contact_name: row.contact_name,
             clinic_name: row.clinic_name,
             time_zone: row.time_zone,

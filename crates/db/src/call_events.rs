@@ -2,6 +2,7 @@
 //! a retried event changes nothing and a late one never moves a call backwards (an ended call
 //! stays ended).
 
+use crate::encrypted::{CALL_SUMMARY, CALL_TRANSCRIPT};
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -34,28 +35,26 @@ impl TenantTx {
         // A status's place in a call's life (queued 0, ringing 1, in progress 2, ended 3):
         // statuses only move up, and only the final report may settle an ended call's status.
         // (Searched CASEs: Citus mis-deparses a simple `CASE x WHEN …` in an upsert.)
-        let id = sqlx::query_scalar!(
+        let row = sqlx::query!(
             "INSERT INTO calls AS c (org_id, provider, provider_call_id, direction, status, from_number,
-                                     to_number, started_at, ended_at, duration_seconds, transcript,
-                                     summary, ended_reason, recording_url, recording_status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, $9, now()), $9, $10, $11, $12, $13, $14,
-                     CASE WHEN $14::text IS NULL THEN 'none' ELSE 'queued' END)
+                                     to_number, started_at, ended_at, duration_seconds,
+                                     ended_reason, recording_url, recording_status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, $9, now()), $9, $10, $11, $12,
+                     CASE WHEN $12::text IS NULL THEN 'none' ELSE 'queued' END)
              ON CONFLICT (org_id, provider, provider_call_id) WHERE provider_call_id IS NOT NULL DO UPDATE SET
                  status = CASE
                      WHEN (CASE WHEN EXCLUDED.status = 'queued' THEN 0 WHEN EXCLUDED.status = 'ringing' THEN 1 WHEN EXCLUDED.status = 'in_progress' THEN 2 ELSE 3 END) > (CASE WHEN c.status = 'queued' THEN 0 WHEN c.status = 'ringing' THEN 1 WHEN c.status = 'in_progress' THEN 2 ELSE 3 END) THEN EXCLUDED.status
-                     WHEN (CASE WHEN EXCLUDED.status = 'queued' THEN 0 WHEN EXCLUDED.status = 'ringing' THEN 1 WHEN EXCLUDED.status = 'in_progress' THEN 2 ELSE 3 END) = 3 AND (CASE WHEN c.status = 'queued' THEN 0 WHEN c.status = 'ringing' THEN 1 WHEN c.status = 'in_progress' THEN 2 ELSE 3 END) = 3 AND $15 THEN EXCLUDED.status
+                     WHEN (CASE WHEN EXCLUDED.status = 'queued' THEN 0 WHEN EXCLUDED.status = 'ringing' THEN 1 WHEN EXCLUDED.status = 'in_progress' THEN 2 ELSE 3 END) = 3 AND (CASE WHEN c.status = 'queued' THEN 0 WHEN c.status = 'ringing' THEN 1 WHEN c.status = 'in_progress' THEN 2 ELSE 3 END) = 3 AND $13 THEN EXCLUDED.status
                      ELSE c.status END,
                  started_at = least(c.started_at, EXCLUDED.started_at),
                  ended_at = coalesce(c.ended_at, EXCLUDED.ended_at),
                  duration_seconds = coalesce(EXCLUDED.duration_seconds, c.duration_seconds),
-                 transcript = coalesce(EXCLUDED.transcript, c.transcript),
-                 summary = coalesce(EXCLUDED.summary, c.summary),
                  ended_reason = coalesce(EXCLUDED.ended_reason, c.ended_reason),
                  recording_url = coalesce(c.recording_url, EXCLUDED.recording_url),
                  recording_status = CASE
                      WHEN c.recording_status = 'none' AND EXCLUDED.recording_url IS NOT NULL THEN 'queued'
                      ELSE c.recording_status END
-             RETURNING c.id",
+             RETURNING c.id, c.transcript, c.summary",
             org,
             e.provider,
             e.provider_call_id,
@@ -66,14 +65,36 @@ impl TenantTx {
             e.started_at,
             e.ended_at,
             e.duration_seconds,
-            e.transcript,
-            e.summary,
             e.ended_reason,
             e.recording_url,
             e.is_final_report
         )
         .fetch_one(self.conn())
         .await?;
+        let id = row.id;
+        // The transcript and summary are sealed for the call's row, whose id the upsert found;
+        // a text the call already has is left as it is (a retried report changes nothing).
+        let changed = |new: &Option<String>, field, stored: Option<Vec<u8>>| {
+            let new = new.as_deref()?;
+            match self.open_opt(field, id, stored) {
+                Ok(Some(current)) if current == new => None,
+                _ => Some(self.seal(field, id, new)),
+            }
+        };
+        let transcript = changed(&e.transcript, CALL_TRANSCRIPT, row.transcript).transpose()?;
+        let summary = changed(&e.summary, CALL_SUMMARY, row.summary).transpose()?;
+        if transcript.is_some() || summary.is_some() {
+            sqlx::query!(
+                "UPDATE calls SET transcript = coalesce($3, transcript), summary = coalesce($4, summary)
+                  WHERE org_id = $1 AND id = $2",
+                org,
+                id,
+                transcript,
+                summary
+            )
+            .execute(self.conn())
+            .await?;
+        }
         // An upsert: the first event creates the call, the later ones change it.
         self.note_access(crate::access::subject::CALL, Some(id), Action::Update, []);
         Ok(id)

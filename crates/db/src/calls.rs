@@ -1,7 +1,8 @@
 //! Calls: the voice agent's inbound and outbound phone calls.
 
 use crate::access::subject;
-use crate::rows::{query_row, tenant_row, After};
+use crate::encrypted::{CALL_SUMMARY, CALL_TRANSCRIPT};
+use crate::rows::{query_row, tenant_row, After, FromStored};
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -9,9 +10,10 @@ use voxanne_domain::{
     CallDirection, CallId, CallStatus, ContactId, OrgId, PhoneNumber, RecordingStatus,
 };
 
-/// A row of `calls` (the API's view of a call is the HTTP layer's).
+/// A row of `calls` (the API's view of a call is the HTTP layer's), its transcript and
+/// summary opened; `Call<Vec<u8>>` as stored, sealed (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Call {
+pub struct Call<Text = String> {
     pub id: CallId,
     pub org_id: OrgId,
     pub contact_id: Option<ContactId>,
@@ -24,16 +26,41 @@ pub struct Call {
     pub duration_seconds: Option<i32>,
     pub recording_status: RecordingStatus,
     pub recording_path: Option<String>,
-    pub transcript: Option<String>,
-    pub summary: Option<String>,
+    pub transcript: Option<Text>,
+    pub summary: Option<Text>,
     pub created_at: DateTime<Utc>,
+}
+
+type StoredCall = Call<Vec<u8>>;
+
+impl FromStored<StoredCall> for Call {
+    fn from_stored(tx: &TenantTx, c: StoredCall) -> Result<Self, DbError> {
+        let id = c.id.as_uuid();
+        Ok(Call {
+            transcript: tx.open_opt(CALL_TRANSCRIPT, id, c.transcript)?,
+            summary: tx.open_opt(CALL_SUMMARY, id, c.summary)?,
+            id: c.id,
+            org_id: c.org_id,
+            contact_id: c.contact_id,
+            direction: c.direction,
+            status: c.status,
+            from_number: c.from_number,
+            to_number: c.to_number,
+            started_at: c.started_at,
+            ended_at: c.ended_at,
+            duration_seconds: c.duration_seconds,
+            recording_status: c.recording_status,
+            recording_path: c.recording_path,
+            created_at: c.created_at,
+        })
+    }
 }
 
 /// `query_as!` for [`Call`]: the column list goes between the first two SQL pieces.
 macro_rules! call_query {
     ($($query:tt)*) => {
         query_row!(
-            Call,
+            StoredCall,
             r#"id, org_id, contact_id AS "contact_id: ContactId",
                direction AS "direction: CallDirection", status AS "status: CallStatus",
                from_number, to_number, started_at, ended_at, duration_seconds,
@@ -58,12 +85,12 @@ tenant_row!(
 macro_rules! call_list_query {
     ($($query:tt)*) => {
         query_row!(
-            Call,
+            StoredCall,
             r#"id, org_id, contact_id AS "contact_id: ContactId",
                direction AS "direction: CallDirection", status AS "status: CallStatus",
                from_number, to_number, started_at, ended_at, duration_seconds,
                recording_status AS "recording_status: RecordingStatus", recording_path,
-               NULL::text AS transcript, summary, created_at"#,
+               NULL::bytea AS transcript, summary, created_at"#,
             $($query)*
         )
     };
@@ -172,6 +199,7 @@ impl TenantTx {
                 .await?
             }
         };
+        let rows: Vec<Call> = self.from_stored(rows)?;
         let patients = rows.iter().filter_map(|c| c.contact_id.map(Uuid::from));
         self.note_access(subject::CALL, None, Action::List, patients);
         Ok(rows)
@@ -186,11 +214,14 @@ impl TenantTx {
         let duration = call
             .ended_at
             .map(|end| (end - call.started_at).num_seconds().max(0) as i32);
+        let id = Uuid::new_v4();
+        let transcript = self.seal_opt(CALL_TRANSCRIPT, id, call.transcript.as_deref())?;
+        let summary = self.seal_opt(CALL_SUMMARY, id, call.summary.as_deref())?;
         let id = sqlx::query_scalar!(
-            r#"INSERT INTO calls (org_id, contact_id, direction, status, from_number, to_number,
+            r#"INSERT INTO calls (org_id, id, contact_id, direction, status, from_number, to_number,
                                   started_at, ended_at, duration_seconds, recording_status,
                                   recording_url, transcript, summary)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+               VALUES ($1, $14, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                RETURNING id AS "id: CallId""#,
             org,
             call.contact_id.map(Uuid::from),
@@ -203,8 +234,9 @@ impl TenantTx {
             duration,
             call.recording_status.as_str(),
             call.recording_url.as_deref(),
-            call.transcript.as_deref(),
-            call.summary.as_deref()
+            transcript,
+            summary,
+            id
         )
         .fetch_one(self.conn())
         .await?;

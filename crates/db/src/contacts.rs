@@ -1,21 +1,39 @@
 //! Contacts: the clinic's patients and callers.
 
-use crate::rows::{query_row, tenant_row, After};
+use crate::encrypted::CONTACT_NOTES;
+use crate::rows::{query_row, tenant_row, After, FromStored};
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use voxanne_domain::{ContactId, PhoneNumber};
 
-/// A row of `contacts` (the API's view of a contact is the HTTP layer's).
+/// A row of `contacts` (the API's view of a contact is the HTTP layer's), its notes opened;
+/// `Contact<Vec<u8>>` as stored, sealed (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Contact {
+pub struct Contact<Text = String> {
     pub id: ContactId,
     pub name: String,
     /// E.164.
     pub phone: Option<String>,
     pub email: Option<String>,
-    pub notes: Option<String>,
+    pub notes: Option<Text>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+type StoredContact = Contact<Vec<u8>>;
+
+impl FromStored<StoredContact> for Contact {
+    fn from_stored(tx: &TenantTx, c: StoredContact) -> Result<Self, DbError> {
+        Ok(Contact {
+            notes: tx.open_opt(CONTACT_NOTES, c.id.as_uuid(), c.notes)?,
+            id: c.id,
+            name: c.name,
+            phone: c.phone,
+            email: c.email,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        })
+    }
 }
 
 /// A contact's writable fields, already validated.
@@ -30,7 +48,7 @@ pub struct ContactFields {
 /// `query_as!` for [`Contact`]: the column list goes between the first two SQL pieces.
 macro_rules! contact_query {
     ($($query:tt)*) => {
-        query_row!(Contact, "id, name, phone, email, notes, created_at, updated_at", $($query)*)
+        query_row!(StoredContact, "id, name, phone, email, notes, created_at, updated_at", $($query)*)
     };
 }
 
@@ -91,26 +109,31 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        let rows: Vec<Contact> = self.from_stored(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }
 
     pub async fn insert_contact(&mut self, fields: &ContactFields) -> Result<Contact, DbError> {
         let org = self.org().as_uuid();
+        let id = uuid::Uuid::new_v4();
+        let notes = self.seal_opt(CONTACT_NOTES, id, fields.notes.as_deref())?;
         let contact = contact_query!(
             [
-                "INSERT INTO contacts (org_id, name, phone, email, notes)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                "INSERT INTO contacts (org_id, id, name, phone, email, notes)
+                 VALUES ($1, $6, $2, $3, $4, $5) RETURNING ",
                 ""
             ],
             org,
             fields.name,
             fields.phone.as_ref().map(PhoneNumber::as_str),
             fields.email,
-            fields.notes
+            notes,
+            id
         )
         .fetch_one(self.conn())
         .await?;
+        let contact = Contact::from_stored(self, contact)?;
         self.note_row(&contact, Action::Create);
         Ok(contact)
     }
@@ -121,6 +144,7 @@ impl TenantTx {
         fields: &ContactFields,
     ) -> Result<Option<Contact>, DbError> {
         let org = self.org().as_uuid();
+        let notes = self.seal_opt(CONTACT_NOTES, id.as_uuid(), fields.notes.as_deref())?;
         let contact = contact_query!(
             [
                 "UPDATE contacts SET name = $3, phone = $4, email = $5, notes = $6, updated_at = now()
@@ -132,10 +156,11 @@ impl TenantTx {
             fields.name,
             fields.phone.as_ref().map(PhoneNumber::as_str),
             fields.email,
-            fields.notes
+            notes
         )
         .fetch_optional(self.conn())
         .await?;
+        let contact: Option<Contact> = self.from_stored_opt(contact)?;
         if let Some(contact) = &contact {
             self.note_row(contact, Action::Update);
         }
@@ -155,6 +180,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
+        let contact: Option<Contact> = self.from_stored_opt(contact)?;
         if let Some(contact) = &contact {
             self.note_row(contact, Action::Read);
         }
@@ -182,7 +208,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
-        match created {
+        match self.from_stored_opt::<_, Contact>(created)? {
             Some(contact) => {
                 self.note_row(&contact, Action::Create);
                 Ok(contact)

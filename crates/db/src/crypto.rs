@@ -18,6 +18,10 @@ use std::fmt;
 
 const NONCE_LEN: usize = 12;
 const KEY_LEN: usize = 32;
+/// The first byte of a stored patient text (migrations/0033): plaintext written before
+/// values were sealed (the encryption job seals it), or a sealed value.
+const STORED_PLAIN: u8 = 0;
+const STORED_SEALED: u8 = 1;
 /// The key id of a `VOXANNE_ENCRYPTION_KEY` given without one.
 pub const DEFAULT_KEY_ID: &str = "k1";
 
@@ -63,6 +67,8 @@ pub enum CryptoError {
     Undecryptable,
     #[error("encryption failed")]
     Seal,
+    #[error("no keyring is configured to seal or open patient data")]
+    NoKeyring,
 }
 
 struct DataKey {
@@ -228,6 +234,45 @@ impl Keyring {
             .map_err(|_| CryptoError::Undecryptable)
     }
 
+    /// `plaintext` sealed for `aad` as one self-describing value, for a column that holds
+    /// patient text: the byte 1, the key id's length and the key id, then `nonce ||
+    /// ciphertext`. Each value names its own key, so a row's columns may be sealed at
+    /// different times and a rotation finds the old ones ([`stored_key_id`]).
+    pub fn seal_stored(&self, plaintext: &[u8], aad: &str) -> Result<Vec<u8>, CryptoError> {
+        let sealed = self.seal(plaintext, aad)?;
+        let id = sealed.key_id.as_bytes();
+        let id_len = u8::try_from(id.len()).map_err(|_| CryptoError::Seal)?;
+        let mut stored = Vec::with_capacity(2 + id.len() + sealed.bytes.len());
+        stored.push(STORED_SEALED);
+        stored.push(id_len);
+        stored.extend_from_slice(id);
+        stored.extend_from_slice(&sealed.bytes);
+        Ok(stored)
+    }
+
+    /// Opens a value of [`Keyring::seal_stored`]'s form, or returns the plaintext of one
+    /// written before values were sealed. Anything else is [`CryptoError::Undecryptable`].
+    pub fn open_stored(&self, stored: &[u8], aad: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        match stored.split_first() {
+            Some((&STORED_PLAIN, plain)) => Ok(Zeroizing::new(plain.to_vec())),
+            Some((&STORED_SEALED, _)) => {
+                let (id, bytes) = split_stored(stored).ok_or(CryptoError::Undecryptable)?;
+                self.open(id, bytes, aad)
+            }
+            _ => Err(CryptoError::Undecryptable),
+        }
+    }
+
+    /// Whether a stored value needs sealing again: plaintext of an older version (not the
+    /// empty text a purge leaves), or a value sealed with a key other than the current one.
+    pub fn needs_resealing(&self, stored: &[u8]) -> bool {
+        match stored {
+            [] | [STORED_PLAIN] => false,
+            [STORED_PLAIN, ..] => true,
+            _ => stored_key_id(stored) != Some(self.current_key_id()),
+        }
+    }
+
     /// A key for `purpose` (e.g. signing OAuth states), derived from the current key:
     /// HMAC-SHA256 keyed with it over the purpose, so it is never the data key itself and each
     /// purpose gets its own. Changes when the current key is rotated.
@@ -239,6 +284,31 @@ impl Keyring {
         mac.update(purpose.as_bytes());
         SecretBox::new(Box::new(mac.finalize().into_bytes().into()))
     }
+}
+
+/// The key id and `nonce || ciphertext` of a sealed stored value.
+fn split_stored(stored: &[u8]) -> Option<(&str, &[u8])> {
+    let (&tag, rest) = stored.split_first()?;
+    let (&id_len, rest) = rest.split_first()?;
+    if tag != STORED_SEALED || rest.len() < usize::from(id_len) {
+        return None;
+    }
+    let (id, bytes) = rest.split_at(usize::from(id_len));
+    Some((std::str::from_utf8(id).ok()?, bytes))
+}
+
+/// The id of the key that sealed a stored value; `None` for plaintext (or a damaged value).
+pub fn stored_key_id(stored: &[u8]) -> Option<&str> {
+    split_stored(stored).map(|(id, _)| id)
+}
+
+/// How a text written before values were sealed is stored (and the empty text a purge
+/// leaves): the byte 0, then the UTF-8 text.
+pub fn stored_plain(text: &str) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(1 + text.len());
+    stored.push(STORED_PLAIN);
+    stored.extend_from_slice(text.as_bytes());
+    stored
 }
 
 #[cfg(test)]
@@ -370,6 +440,63 @@ mod tests {
             other.open("k1", &sealed.bytes, "here"),
             Err(CryptoError::Undecryptable)
         );
+    }
+
+    #[test]
+    fn a_stored_value_names_its_key_and_opens_back_only_where_it_was_sealed() {
+        let r = ring(&key("k1", 1), None);
+        let stored = r
+            .seal_stored(b"knee pain since May", "calls.transcript|o|r")
+            .expect("seal");
+        assert_eq!(&stored[..4], b"\x01\x02k1");
+        assert_eq!(stored_key_id(&stored), Some("k1"));
+        assert!(!stored.windows(4).any(|w| w == b"knee" || w == b"pain"));
+        assert_eq!(
+            r.open_stored(&stored, "calls.transcript|o|r")
+                .expect("open")
+                .as_slice(),
+            b"knee pain since May"
+        );
+        assert_eq!(
+            r.open_stored(&stored, "calls.transcript|other|r"),
+            Err(CryptoError::Undecryptable)
+        );
+        assert!(!r.needs_resealing(&stored));
+
+        // Plaintext of an older version opens as it is and needs sealing; the purged empty
+        // text does not.
+        let plain = stored_plain("knee pain");
+        assert_eq!(
+            r.open_stored(&plain, "any").expect("plain").as_slice(),
+            b"knee pain"
+        );
+        assert!(r.needs_resealing(&plain));
+        assert!(!r.needs_resealing(&stored_plain("")));
+
+        // After a rotation the value opens with the old key and needs sealing again.
+        let rotated = ring(&key("k2", 2), Some(&key("k1", 1)));
+        assert!(rotated.needs_resealing(&stored));
+        assert_eq!(
+            rotated
+                .open_stored(&stored, "calls.transcript|o|r")
+                .expect("old key")
+                .as_slice(),
+            b"knee pain since May"
+        );
+
+        // Damaged or foreign values are refused, never a panic.
+        for bad in [
+            &b""[..],
+            b"\x02abc",
+            b"\x01",
+            b"\x01\x09k1",
+            b"\x01\x02k1short",
+        ] {
+            assert!(
+                r.open_stored(bad, "calls.transcript|o|r").is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

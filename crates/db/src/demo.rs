@@ -243,14 +243,22 @@ async fn seed_clinic(tx: &mut TenantTx, clinic: &DemoClinic) -> Result<(), DbErr
         let starts_at = (now + Duration::days(day as i64 + 1))
             .duration_trunc(Duration::hours(1))
             .unwrap_or(now);
+        let id = Uuid::new_v4();
+        let notes = tx.seal(
+            crate::encrypted::APPOINTMENT_NOTES,
+            id,
+            "Booked by the voice agent",
+        )?;
         sqlx::query!(
-            "INSERT INTO appointments (org_id, contact_id, call_id, starts_at, ends_at, notes)
-             VALUES ($1, $2, $3, $4, $5, 'Booked by the voice agent')",
+            "INSERT INTO appointments (org_id, id, contact_id, call_id, starts_at, ends_at, notes)
+             VALUES ($1, $6, $2, $3, $4, $5, $7)",
             org,
             contact,
             first_call.map(Uuid::from),
             starts_at,
-            starts_at + Duration::minutes(30)
+            starts_at + Duration::minutes(30),
+            id,
+            notes
         )
         .execute(tx.conn())
         .await?;

@@ -15,6 +15,7 @@
 //! (voxanne_jobs::export).
 
 use crate::access::subject;
+use crate::encrypted::FIELDS;
 use crate::{Action, DbError, TenantTx};
 use uuid::Uuid;
 use voxanne_domain::ContactId;
@@ -338,7 +339,41 @@ fn export_queries(scope: &PatientScope) -> Vec<(&'static str, &'static str, Vec<
     ]
 }
 
+/// The bytes of a `bytea` as `to_jsonb` writes it (`\\x` and hex digits).
+fn json_bytea(text: &str) -> Option<Vec<u8>> {
+    let hex = text.strip_prefix("\\x")?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 impl TenantTx {
+    /// `row` of `table` (a JSON object of all its columns) with its sealed patient text
+    /// opened (encrypted.rs): an export holds the text, not the ciphertext.
+    fn open_json_row(&self, table: &str, row: &mut serde_json::Value) -> Result<(), DbError> {
+        let id = row
+            .get("id")
+            .and_then(|id| id.as_str())
+            .and_then(|id| id.parse::<Uuid>().ok());
+        for field in FIELDS.iter().filter(|f| f.table == table) {
+            let (Some(id), Some(value)) = (id, row.get_mut(field.column)) else {
+                continue;
+            };
+            let Some(text) = value.as_str() else {
+                continue;
+            };
+            let stored = json_bytea(text).ok_or_else(|| {
+                DbError::Corrupt(format!("{}.{} is not bytea", field.table, field.column))
+            })?;
+            *value = serde_json::Value::String(self.open(*field, id, &stored)?);
+        }
+        Ok(())
+    }
+
     /// Every row of `scope`, table by table, as JSON objects with all their columns (what an
     /// export holds), and an access record of the export.
     pub async fn patient_rows(
@@ -354,12 +389,15 @@ impl TenantTx {
                   ORDER BY coalesce(to_jsonb(t) ->> 'created_at', to_jsonb(t) ->> 'at'),
                            to_jsonb(t) ->> 'id'"
             );
-            let rows: Vec<serde_json::Value> = sqlx::query_scalar(&sql)
+            let mut rows: Vec<serde_json::Value> = sqlx::query_scalar(&sql)
                 .bind(org)
                 .bind(&ids)
                 .bind(scope.phone.as_deref())
                 .fetch_all(self.conn())
                 .await?;
+            for row in &mut rows {
+                self.open_json_row(table, row)?;
+            }
             tables.push((table, rows));
         }
         let contact = scope.contact.as_uuid();

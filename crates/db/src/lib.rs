@@ -16,6 +16,7 @@ pub mod contacts;
 pub mod crypto;
 pub mod demo;
 pub mod dnc;
+pub mod encrypted;
 pub mod erase;
 pub mod idempotency;
 pub mod integrations;
@@ -33,6 +34,7 @@ pub mod recordings;
 pub mod retention;
 mod rows;
 pub mod scheduling;
+
 pub mod security_events;
 mod slots;
 pub mod sms_confirmations;
@@ -202,6 +204,9 @@ pub struct Db {
     /// Whether the database is in an episode of unavailability: logged once when it starts
     /// and once when it ends, not once per request.
     unavailable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Seals and opens patient text (encrypted.rs); without one, patient text can be neither
+    /// written nor read.
+    keyring: Option<std::sync::Arc<crypto::Keyring>>,
 }
 
 impl Db {
@@ -261,7 +266,18 @@ impl Db {
             distributed,
             access: access_writer::AccessWriter::start(writer_pool),
             unavailable: Default::default(),
+            keyring: None,
         })
+    }
+
+    /// The handle, sealing and opening patient text with `keyring`.
+    pub fn with_keyring(mut self, keyring: std::sync::Arc<crypto::Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    pub(crate) fn keyring(&self) -> Option<&std::sync::Arc<crypto::Keyring>> {
+        self.keyring.as_ref()
     }
 
     pub(crate) fn slots(&self) -> &std::sync::Arc<slots::OrgSlots> {

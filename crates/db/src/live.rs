@@ -2,6 +2,7 @@
 //! screen: the final lines the voice platform streams, kept in order with their call.
 
 use crate::access::subject;
+use crate::encrypted::TRANSCRIPT_LINE;
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use voxanne_domain::{CallDirection, CallId, CallStatus};
@@ -48,16 +49,19 @@ impl TenantTx {
         if text.is_empty() {
             return Ok(None);
         }
+        let id = uuid::Uuid::new_v4();
+        let sealed = self.seal(TRANSCRIPT_LINE, id, &text)?;
         let call = sqlx::query_scalar!(
-            r#"INSERT INTO call_transcript_lines (org_id, call_id, role, text)
-               SELECT c.org_id, c.id, $4, $5 FROM calls c
+            r#"INSERT INTO call_transcript_lines (org_id, id, call_id, role, text)
+               SELECT c.org_id, $6, c.id, $4, $5 FROM calls c
                 WHERE c.org_id = $1 AND c.provider = $2 AND c.provider_call_id = $3
                RETURNING call_id AS "call_id: CallId""#,
             org,
             provider,
             provider_call_id,
             role,
-            text
+            sealed,
+            id
         )
         .fetch_optional(self.conn())
         .await?;
@@ -89,7 +93,7 @@ impl TenantTx {
             self.note_access(subject::TRANSCRIPT, None, Action::List, []);
         }
         let lines = sqlx::query!(
-            r#"SELECT call_id AS "call_id!: CallId", seq AS "seq!", role AS "role!",
+            r#"SELECT id AS "id!", call_id AS "call_id!: CallId", seq AS "seq!", role AS "role!",
                       text AS "text!", created_at AS "created_at!" FROM (
                  SELECT l.*, row_number() OVER (PARTITION BY l.call_id ORDER BY l.seq DESC) AS n
                    FROM call_transcript_lines l
@@ -101,18 +105,23 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        let mut opened = Vec::with_capacity(lines.len());
+        for l in lines {
+            let line = TranscriptLine {
+                id: l.seq,
+                text: self.open(TRANSCRIPT_LINE, l.id, &l.text)?,
+                role: l.role,
+                created_at: l.created_at,
+            };
+            opened.push((l.call_id, line));
+        }
         Ok(calls
             .into_iter()
             .map(|c| LiveCall {
-                lines: lines
+                lines: opened
                     .iter()
-                    .filter(|l| l.call_id == c.id)
-                    .map(|l| TranscriptLine {
-                        id: l.seq,
-                        role: l.role.clone(),
-                        text: l.text.clone(),
-                        created_at: l.created_at,
-                    })
+                    .filter(|(call, _)| *call == c.id)
+                    .map(|(_, line)| line.clone())
                     .collect(),
                 id: c.id,
                 direction: c.direction,

@@ -4,7 +4,8 @@
 //! (`voxanne_domain::messages`); this module reads and writes the rows.
 
 use crate::access::subject;
-use crate::rows::{query_row, tenant_row, After};
+use crate::encrypted::{INBOX_BODY, INBOX_REPLY, SMS_BODY};
+use crate::rows::{query_row, tenant_row, After, FromStored};
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
@@ -57,18 +58,19 @@ pub fn default_quiet_hours() -> QuietHours {
     }
 }
 
-/// A row of `inbox_messages`.
+/// A row of `inbox_messages`, its body and reply opened; `InboxMessage<Vec<u8>>` as stored,
+/// sealed (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
-pub struct InboxMessage {
+pub struct InboxMessage<Text = String> {
     pub id: InboxMessageId,
     pub channel: InboxChannel,
     pub kind: InboxKind,
     pub status: InboxStatus,
     pub from_number: String,
     pub to_number: Option<String>,
-    pub body: String,
+    pub body: Text,
     pub caller_name: Option<String>,
-    pub reply: Option<String>,
+    pub reply: Option<Text>,
     pub contact_id: Option<ContactId>,
     pub appointment_id: Option<AppointmentId>,
     pub reply_to_sms_id: Option<SmsId>,
@@ -77,10 +79,35 @@ pub struct InboxMessage {
     pub created_at: DateTime<Utc>,
 }
 
+type StoredInboxMessage = InboxMessage<Vec<u8>>;
+
+impl FromStored<StoredInboxMessage> for InboxMessage {
+    fn from_stored(tx: &TenantTx, m: StoredInboxMessage) -> Result<Self, DbError> {
+        let id = m.id.as_uuid();
+        Ok(InboxMessage {
+            body: tx.open(INBOX_BODY, id, &m.body)?,
+            reply: tx.open_opt(INBOX_REPLY, id, m.reply)?,
+            id: m.id,
+            channel: m.channel,
+            kind: m.kind,
+            status: m.status,
+            from_number: m.from_number,
+            to_number: m.to_number,
+            caller_name: m.caller_name,
+            contact_id: m.contact_id,
+            appointment_id: m.appointment_id,
+            reply_to_sms_id: m.reply_to_sms_id,
+            call_id: m.call_id,
+            handled_at: m.handled_at,
+            created_at: m.created_at,
+        })
+    }
+}
+
 macro_rules! inbox_query {
     ($($query:tt)*) => {
         query_row!(
-            InboxMessage,
+            StoredInboxMessage,
             r#"id, channel AS "channel: InboxChannel", kind AS "kind: InboxKind",
                status AS "status: InboxStatus", from_number, to_number, body, caller_name, reply,
                contact_id AS "contact_id: ContactId", appointment_id AS "appointment_id: AppointmentId",
@@ -317,17 +344,20 @@ impl TenantTx {
                     practitioner: facts.practitioner.as_deref(),
                 },
             );
+            let id = Uuid::new_v4();
+            let body = self.seal(SMS_BODY, id, &body)?;
             sqlx::query!(
                 "INSERT INTO sms_confirmation_logs
-                        (org_id, appointment_id, to_number, body, appointment_starts_at, kind,
+                        (org_id, id, appointment_id, to_number, body, appointment_starts_at, kind,
                          scheduled_for, next_attempt_at)
-                 VALUES ($1, $2, $3, $4, $5, 'reminder', $6, $6)",
+                 VALUES ($1, $7, $2, $3, $4, $5, 'reminder', $6, $6)",
                 org,
                 appointment_id.as_uuid(),
                 phone,
                 body,
                 starts_at,
-                due
+                due,
+                id
             )
             .execute(self.conn())
             .await?;
@@ -489,10 +519,12 @@ impl TenantTx {
     ) -> Result<InboundOutcome, DbError> {
         let org = self.org().as_uuid();
         let body: String = text.body.chars().take(MAX_BODY_CHARS).collect();
+        let new_id = Uuid::new_v4();
+        let sealed = self.seal(INBOX_BODY, new_id, &body)?;
         let inserted = sqlx::query_scalar!(
-            r#"INSERT INTO inbox_messages (org_id, channel, kind, from_number, to_number, body,
+            r#"INSERT INTO inbox_messages (org_id, id, channel, kind, from_number, to_number, body,
                                            provider_message_id, contact_id)
-               VALUES ($1, 'sms', 'message', $2, $3, $4, $5,
+               VALUES ($1, $6, 'sms', 'message', $2, $3, $4, $5,
                        (SELECT id FROM contacts WHERE org_id = $1 AND phone = $2
                          ORDER BY created_at DESC, id DESC LIMIT 1))
                ON CONFLICT (org_id, provider_message_id) WHERE provider_message_id IS NOT NULL
@@ -501,8 +533,9 @@ impl TenantTx {
             org,
             text.from,
             text.to,
-            body,
-            text.provider_message_id
+            sealed,
+            text.provider_message_id,
+            new_id
         )
         .fetch_optional(self.conn())
         .await?;
@@ -519,9 +552,9 @@ impl TenantTx {
             .fetch_one(self.conn())
             .await?;
             return Ok(InboundOutcome {
+                reply: self.open_opt(INBOX_REPLY, seen.id.as_uuid(), seen.reply)?,
                 message_id: seen.id,
                 kind: seen.kind,
-                reply: seen.reply,
                 repeated: true,
             });
         };
@@ -590,6 +623,7 @@ impl TenantTx {
             }
             _ => InboxStatus::Done,
         };
+        let sealed_reply = self.seal_opt(INBOX_REPLY, message_id.as_uuid(), reply.as_deref())?;
         // now() outside the CASE (see set_inbox_status).
         sqlx::query!(
             "UPDATE inbox_messages
@@ -600,7 +634,7 @@ impl TenantTx {
             message_id.as_uuid(),
             kind.as_str(),
             status.as_str(),
-            reply.as_deref(),
+            sealed_reply,
             appointment,
             answered
         )
@@ -645,10 +679,13 @@ impl TenantTx {
         } else {
             InboxKind::Message
         };
+        let id = Uuid::new_v4();
+        let body = body.chars().take(MAX_BODY_CHARS).collect::<String>();
+        let body = self.seal(INBOX_BODY, id, &body)?;
         let id = sqlx::query_scalar!(
-            r#"INSERT INTO inbox_messages (org_id, channel, kind, from_number, to_number, body,
+            r#"INSERT INTO inbox_messages (org_id, id, channel, kind, from_number, to_number, body,
                                            caller_name, call_id, contact_id)
-               VALUES ($1, 'call', $2, $3, $4, $5, $6, $7,
+               VALUES ($1, $8, 'call', $2, $3, $4, $5, $6, $7,
                        (SELECT id FROM contacts WHERE org_id = $1 AND phone = $3
                          ORDER BY created_at DESC, id DESC LIMIT 1))
                RETURNING id AS "id: InboxMessageId""#,
@@ -656,9 +693,10 @@ impl TenantTx {
             kind.as_str(),
             from_number,
             to_number,
-            body.chars().take(MAX_BODY_CHARS).collect::<String>(),
+            body,
             caller_name.map(|n| n.chars().take(200).collect::<String>()),
-            call_id.map(Uuid::from)
+            call_id.map(Uuid::from),
+            id
         )
         .fetch_one(self.conn())
         .await?;
@@ -692,6 +730,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        let rows: Vec<InboxMessage> = self.from_stored(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }
@@ -727,6 +766,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
+        let message: Option<InboxMessage> = self.from_stored_opt(message)?;
         if let Some(message) = &message {
             self.note_row(message, Action::Update);
         }

@@ -5,8 +5,9 @@
 //! unknown as none).
 
 use crate::access::subject;
+use crate::encrypted::LEAD_NOTES;
 use crate::recordings::AfterFailure;
-use crate::rows::{query_row, tenant_row, After};
+use crate::rows::{query_row, tenant_row, After, FromStored};
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, NaiveTime, Utc};
 use uuid::Uuid;
@@ -17,9 +18,9 @@ use voxanne_domain::{
     LeadId, PhoneNumber,
 };
 
-/// A row of `leads`.
+/// A row of `leads`, its notes opened; `Lead<Vec<u8>>` as stored, sealed (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lead {
+pub struct Lead<Text = String> {
     pub id: LeadId,
     pub phone: String,
     pub name: String,
@@ -28,15 +29,35 @@ pub struct Lead {
     pub status: LeadStatus,
     pub consent_source: Option<String>,
     pub contact_id: Option<ContactId>,
-    pub notes: String,
+    pub notes: Text,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+type StoredLead = Lead<Vec<u8>>;
+
+impl FromStored<StoredLead> for Lead {
+    fn from_stored(tx: &TenantTx, l: StoredLead) -> Result<Self, DbError> {
+        Ok(Lead {
+            notes: tx.open(LEAD_NOTES, l.id.as_uuid(), &l.notes)?,
+            id: l.id,
+            phone: l.phone,
+            name: l.name,
+            email: l.email,
+            time_zone: l.time_zone,
+            status: l.status,
+            consent_source: l.consent_source,
+            contact_id: l.contact_id,
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+        })
+    }
 }
 
 macro_rules! lead_query {
     ($($query:tt)*) => {
         query_row!(
-            Lead,
+            StoredLead,
             r#"id AS "id: LeadId", phone, name, email, time_zone,
                status AS "status: LeadStatus", consent_source,
                contact_id AS "contact_id: ContactId", notes, created_at, updated_at"#,
@@ -220,6 +241,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        let rows: Vec<Lead> = self.from_stored(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }
@@ -286,6 +308,11 @@ impl TenantTx {
             Some(v) => (true, v.clone()),
             None => (false, None),
         };
+        let notes = patch
+            .notes
+            .as_deref()
+            .map(|n| self.seal(LEAD_NOTES, id.as_uuid(), n))
+            .transpose()?;
         let row = lead_query!(
             [
                 "UPDATE leads SET name = coalesce($3, name),
@@ -304,10 +331,11 @@ impl TenantTx {
             zone_set,
             zone,
             patch.status.map(LeadStatus::as_str),
-            patch.notes
+            notes
         )
         .fetch_optional(self.conn())
         .await?;
+        let row: Option<Lead> = self.from_stored_opt(row)?;
         if let Some(row) = &row {
             self.note_row(row, Action::Update);
         }
@@ -341,6 +369,7 @@ impl TenantTx {
         )
         .fetch_one(self.conn())
         .await?;
+        let lead = Lead::from_stored(self, lead)?;
         self.note_row(&lead, Action::Update);
         Ok(Some((lead, contact.id)))
     }
@@ -367,6 +396,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
+        let rows: Vec<Lead> = self.from_stored(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }

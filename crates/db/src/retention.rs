@@ -458,7 +458,7 @@ impl TenantTx {
             "SELECT d.id, a.contact_id AS \"contact_id?\"
                FROM sms_confirmation_logs d
                LEFT JOIN appointments a ON a.org_id = d.org_id AND a.id = d.appointment_id
-              WHERE d.org_id = $1 AND d.body <> '' AND d.created_at < $2
+              WHERE d.org_id = $1 AND d.body <> '\\x00' AND d.created_at < $2
                 AND d.status NOT IN ('queued', 'sending')
                 AND NOT EXISTS (SELECT 1 FROM legal_holds h
                                  WHERE h.org_id = $1 AND h.contact_id = a.contact_id)
@@ -474,7 +474,7 @@ impl TenantTx {
         let ids: Vec<Uuid> = sent.iter().map(|(id, _)| *id).collect();
         if !ids.is_empty() {
             sqlx::query!(
-                "UPDATE sms_confirmation_logs SET body = '' WHERE org_id = $1 AND id = ANY($2)",
+                "UPDATE sms_confirmation_logs SET body = '\\x00' WHERE org_id = $1 AND id = ANY($2)",
                 org,
                 &ids
             )
@@ -484,7 +484,7 @@ impl TenantTx {
         let due = sqlx::query!(
             "SELECT d.id, d.contact_id FROM inbox_messages d
               WHERE d.org_id = $1 AND d.created_at < $2
-                AND (d.body <> '' OR d.reply IS NOT NULL OR d.caller_name IS NOT NULL)
+                AND (d.body <> '\\x00' OR d.reply IS NOT NULL OR d.caller_name IS NOT NULL)
                 AND NOT EXISTS (SELECT 1 FROM legal_holds h
                                  WHERE h.org_id = $1
                                    AND (h.contact_id = d.contact_id OR h.call_id = d.call_id))
@@ -500,7 +500,7 @@ impl TenantTx {
         let ids: Vec<Uuid> = received.iter().map(|(id, _)| *id).collect();
         if !ids.is_empty() {
             sqlx::query!(
-                "UPDATE inbox_messages SET body = '', reply = NULL, caller_name = NULL
+                "UPDATE inbox_messages SET body = '\\x00', reply = NULL, caller_name = NULL
                   WHERE org_id = $1 AND id = ANY($2)",
                 org,
                 &ids

@@ -51,7 +51,32 @@ pub trait TenantRow: Sized + Send + Unpin {
     ) -> impl Future<Output = Result<bool, DbError>> + Send;
 }
 
+/// How a row read from its table becomes the row type: as it is, or with its sealed patient
+/// text opened in the transaction (encrypted.rs: `Call` from `Call<Vec<u8>>`).
+pub trait FromStored<S>: Sized {
+    fn from_stored(tx: &TenantTx, stored: S) -> Result<Self, DbError>;
+}
+
+impl<T> FromStored<T> for T {
+    fn from_stored(_: &TenantTx, stored: T) -> Result<T, DbError> {
+        Ok(stored)
+    }
+}
+
 impl TenantTx {
+    /// Rows as read from their table, made the row type ([`FromStored`]).
+    pub(crate) fn from_stored<S, T: FromStored<S>>(&self, rows: Vec<S>) -> Result<Vec<T>, DbError> {
+        rows.into_iter().map(|s| T::from_stored(self, s)).collect()
+    }
+
+    /// A row as read from its table, if any, made the row type ([`FromStored`]).
+    pub(crate) fn from_stored_opt<S, T: FromStored<S>>(
+        &self,
+        row: Option<S>,
+    ) -> Result<Option<T>, DbError> {
+        row.map(|s| T::from_stored(self, s)).transpose()
+    }
+
     /// The active org's row `id`, if it has one (another org's row is as absent as none).
     pub async fn find<T: TenantRow>(&mut self, id: T::Id) -> Result<Option<T>, DbError> {
         let row = T::find_in(self, id).await?;
@@ -139,13 +164,15 @@ macro_rules! tenant_row {
                 id: $id,
             ) -> Result<Option<Self>, $crate::DbError> {
                 let org = tx.org().as_uuid();
-                Ok($query!(
+                $query!(
                     ["SELECT ", " FROM ", $table, " WHERE org_id = $1 AND id = $2"],
                     org,
                     id.as_uuid()
                 )
                 .fetch_optional(tx.conn())
-                .await?)
+                .await?
+                .map(|row| $crate::rows::FromStored::from_stored(tx, row))
+                .transpose()
             }
 
             async fn page_in(
@@ -154,7 +181,7 @@ macro_rules! tenant_row {
                 limit: u32,
             ) -> Result<Vec<Self>, $crate::DbError> {
                 let org = tx.org().as_uuid();
-                Ok($query!(
+                let rows = $query!(
                     [
                         "SELECT ",
                         " FROM ",
@@ -168,7 +195,8 @@ macro_rules! tenant_row {
                     i64::from(limit)
                 )
                 .fetch_all(tx.conn())
-                .await?)
+                .await?;
+                tx.from_stored(rows)
             }
 
             async fn delete_in(tx: &mut $crate::TenantTx, id: $id) -> Result<bool, $crate::DbError> {

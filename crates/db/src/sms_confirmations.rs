@@ -3,16 +3,18 @@
 //! here runs in the clinic's tenant transaction; claiming, which spans orgs, is in `system.rs`.
 
 use crate::access::subject;
+use crate::encrypted::SMS_BODY;
 use crate::recordings::AfterFailure;
-use crate::rows::{query_row, tenant_row, After};
+use crate::rows::{query_row, tenant_row, After, FromStored};
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxanne_domain::{confirmation_body, moved_body, AppointmentId, SmsId, SmsStatus};
 
-/// A row of `sms_confirmation_logs` (the API's view is the HTTP layer's).
+/// A row of `sms_confirmation_logs` (the API's view is the HTTP layer's), its body opened;
+/// `SmsConfirmation<Vec<u8>>` as stored, sealed (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SmsConfirmation {
+pub struct SmsConfirmation<Text = String> {
     pub id: voxanne_domain::SmsId,
     pub appointment_id: Option<voxanne_domain::AppointmentId>,
     /// The appointment's start this message confirms (a move is confirmed by a new message).
@@ -20,7 +22,7 @@ pub struct SmsConfirmation {
     pub to_number: String,
     /// The clinic's number it was sent from, once sent.
     pub from_number: Option<String>,
-    pub body: String,
+    pub body: Text,
     /// `confirmation` (of a booking or a move) or `reminder`.
     pub kind: String,
     /// When a reminder is due (kept once it went).
@@ -41,11 +43,35 @@ pub struct SmsConfirmation {
     pub updated_at: DateTime<Utc>,
 }
 
+type StoredSms = SmsConfirmation<Vec<u8>>;
+
+impl FromStored<StoredSms> for SmsConfirmation {
+    fn from_stored(tx: &TenantTx, s: StoredSms) -> Result<Self, DbError> {
+        Ok(SmsConfirmation {
+            body: tx.open(SMS_BODY, s.id.as_uuid(), &s.body)?,
+            id: s.id,
+            appointment_id: s.appointment_id,
+            appointment_starts_at: s.appointment_starts_at,
+            to_number: s.to_number,
+            from_number: s.from_number,
+            kind: s.kind,
+            scheduled_for: s.scheduled_for,
+            provider_message_id: s.provider_message_id,
+            status: s.status,
+            attempts: s.attempts,
+            next_attempt_at: s.next_attempt_at,
+            last_error: s.last_error,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        })
+    }
+}
+
 /// `query_as!` for [`SmsConfirmation`]: the column list goes between the first two pieces.
 macro_rules! sms_query {
     ($($query:tt)*) => {
         query_row!(
-            SmsConfirmation,
+            StoredSms,
             r#"id, appointment_id AS "appointment_id: AppointmentId", appointment_starts_at,
                to_number, from_number, body, kind, scheduled_for, provider_message_id, status AS "status: SmsStatus",
                attempts, next_attempt_at, last_error, created_at, updated_at"#,
@@ -169,15 +195,18 @@ impl TenantTx {
             Confirm::Booked => confirmation_body(&clinic, starts_at, time_zone),
             Confirm::Moved => moved_body(&clinic, starts_at, time_zone),
         };
+        let id = Uuid::new_v4();
+        let body = self.seal(SMS_BODY, id, &body)?;
         let id = sqlx::query_scalar!(
             "INSERT INTO sms_confirmation_logs
-                    (org_id, appointment_id, to_number, body, appointment_starts_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    (org_id, id, appointment_id, to_number, body, appointment_starts_at)
+             VALUES ($1, $6, $2, $3, $4, $5) RETURNING id",
             org,
             appointment_id.as_uuid(),
             phone,
             body,
-            starts_at
+            starts_at,
+            id
         )
         .fetch_one(self.conn())
         .await?;
@@ -186,6 +215,11 @@ impl TenantTx {
         let patient = Some(contact_id.as_uuid());
         self.note_access(subject::SMS, Some(id), Action::Create, patient);
         Ok(Some(id))
+    }
+
+    /// The text of a claimed message (`crate::system::claim_sms`), opened for this clinic.
+    pub fn claimed_sms_body(&self, job: &crate::system::ClaimedSms) -> Result<String, DbError> {
+        self.open(SMS_BODY, job.sms_id.as_uuid(), &job.body)
     }
 
     /// What the worker needs to know before sending message `sms_id` to `to_number` for

@@ -361,15 +361,27 @@ pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbErro
 }
 
 /// An SMS confirmation, claimed for one worker until its lease runs out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClaimedSms {
     pub org_id: OrgId,
     pub sms_id: SmsId,
     pub appointment_id: Option<AppointmentId>,
     pub to_number: String,
-    pub body: String,
+    /// As stored, sealed: opened in the clinic's tenant transaction ([`TenantTx::claimed_sms_body`]).
+    pub body: Vec<u8>,
     /// 1 for the first attempt.
     pub attempt: i32,
+}
+
+impl std::fmt::Debug for ClaimedSms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedSms")
+            .field("org_id", &self.org_id)
+            .field("sms_id", &self.sms_id)
+            .field("appointment_id", &self.appointment_id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Claims the next batch of SMS confirmations to send, shared out round-robin across the
@@ -1042,6 +1054,56 @@ pub async fn claim_retention(
                 calls_days: r.calls_days,
                 access_log_days: r.access_log_days,
             },
+        })
+        .collect())
+}
+
+/// A clinic the encryption job claimed, with where its pass stands (encrypted.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEncryption {
+    pub org_id: OrgId,
+    /// The claim's number: its writes are conditional on it.
+    pub claim: i32,
+    /// The key the pass seals with (the current key when it was claimed).
+    pub key: String,
+    /// Where the pass goes on: an index into [`crate::encrypted::FIELDS`], and the last row done.
+    pub field: usize,
+    pub after: Option<uuid::Uuid>,
+}
+
+/// Claims up to `batch` clinics whose patient text is not known to be sealed with the current
+/// key, through the SECURITY DEFINER `app.claim_encryption` (migrations/0033): ONE statement.
+pub async fn claim_encryption(
+    db: &Db,
+    batch: u32,
+    lease: std::time::Duration,
+) -> Result<Vec<ClaimedEncryption>, DbError> {
+    let key = db
+        .keyring()
+        .ok_or(crate::crypto::CryptoError::NoKeyring)?
+        .current_key_id()
+        .to_owned();
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let lease_ms = lease.as_secs_f64() * 1000.0;
+    let mut one = OneStatement::open(db).await?;
+    let rows = sqlx::query!(
+        r#"SELECT org_id AS "org_id!: OrgId", claim AS "claim!", field AS "field!", after
+             FROM app.claim_encryption($1, $2, $3 * interval '1 millisecond')"#,
+        key,
+        batch,
+        lease_ms
+    )
+    .fetch_all(one.conn())
+    .await?;
+    one.finish().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ClaimedEncryption {
+            org_id: r.org_id,
+            claim: r.claim,
+            key: key.clone(),
+            field: usize::try_from(r.field).unwrap_or(0),
+            after: r.after,
         })
         .collect())
 }

@@ -299,6 +299,8 @@ pub struct TenantTx {
     notes: Notes,
     /// Where the records of a transaction that only read go.
     writer: AccessWriter,
+    /// Seals and opens the org's patient text (encrypted.rs).
+    keyring: Option<std::sync::Arc<crate::crypto::Keyring>>,
     /// A user's transaction holds one of its org's slots on the pool until it ends.
     _slot: Option<crate::slots::OrgSlot>,
 }
@@ -330,6 +332,7 @@ impl TenantTx {
             origin: Origin::new(ActorKind::User, Some(user.as_uuid()), "direct"),
             notes: Notes::default(),
             writer: db.access_writer().clone(),
+            keyring: db.keyring().cloned(),
             _slot: Some(slot),
         })
     }
@@ -361,6 +364,7 @@ impl TenantTx {
             origin: Origin::new(ActorKind::System, None, "job"),
             notes: Notes::default(),
             writer: db.access_writer().clone(),
+            keyring: db.keyring().cloned(),
             _slot: None,
         })
     }
@@ -373,6 +377,7 @@ impl TenantTx {
             origin: Origin::new(ActorKind::User, Some(membership.user.as_uuid()), "direct"),
             notes: Notes::default(),
             writer: db.access_writer().clone(),
+            keyring: db.keyring().cloned(),
             membership,
             _slot: None,
         }
@@ -384,6 +389,10 @@ impl TenantTx {
 
     pub fn org(&self) -> OrgId {
         self.membership.org
+    }
+
+    pub(crate) fn keyring(&self) -> Option<&crate::crypto::Keyring> {
+        self.keyring.as_deref()
     }
 
     /// The connection, inside the tenant transaction: every statement run on it is bound by
@@ -454,6 +463,7 @@ impl TenantTx {
             origin,
             notes,
             writer,
+            keyring: _,
             _slot,
         } = self;
         if notes.only_reads() {

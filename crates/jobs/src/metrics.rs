@@ -46,6 +46,8 @@ pub struct Metrics {
     pub calls: JobCounters,
     /// Retention: rows and recordings purged.
     pub retention: JobCounters,
+    /// Encryption at rest: patient texts encrypted with the current key.
+    pub encryption: JobCounters,
 }
 
 impl Metrics {
@@ -163,6 +165,11 @@ impl Metrics {
                 "voxanne_retention_purged_total",
                 "Recordings, transcripts, SMS bodies and calls purged by this process when their retention ran out.",
                 &self.retention.done,
+            ),
+            (
+                "voxanne_patient_text_encrypted_total",
+                "Patient texts encrypted with the current key by this process (older plaintext, or an older key's).",
+                &self.encryption.done,
             ),
             (
                 "voxanne_campaign_calls_skipped_total",

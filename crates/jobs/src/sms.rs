@@ -186,13 +186,24 @@ impl Job for SmsWorker {
                 return Ok(outcome);
             }
         };
+        // The text is opened here, in the clinic's own transaction; one that does not open
+        // (damaged, or its key is gone) is never sent.
+        let body = match tx.claimed_sms_body(job) {
+            Ok(body) => body,
+            Err(e) => {
+                let error = format!("the message's text cannot be opened: {e}");
+                let outcome = self.sms_failed(&mut tx, job, error, true).await?;
+                tx.commit().await?;
+                return Ok(outcome);
+            }
+        };
         // No transaction is held across the provider's answer.
         tx.commit().await?;
 
         let message = twilio::Message {
             to: &job.to_number,
             from: &from,
-            body: &job.body,
+            body: &body,
             status_callback: self.status_callback.as_deref(),
         };
         let result = twilio::send(&self.http, &self.config.api_url, &credentials, &message).await;

@@ -217,6 +217,65 @@ async fn add_workers(c: &Cluster, database: &str) {
     }
 }
 
+/// The tests' encryption keys: `test2` is current, `test1` is an older key still read (as
+/// after a rotation).
+pub const ENCRYPTION_KEY: &str = "test2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+pub const ENCRYPTION_KEYS_OLD: &str = "test1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+/// The keyring of [`ENCRYPTION_KEY`] and [`ENCRYPTION_KEYS_OLD`]: what every test pool seals
+/// and opens patient text with.
+pub fn keyring() -> std::sync::Arc<voxanne_db::crypto::Keyring> {
+    static KEYRING: std::sync::OnceLock<std::sync::Arc<voxanne_db::crypto::Keyring>> =
+        std::sync::OnceLock::new();
+    KEYRING
+        .get_or_init(|| {
+            std::sync::Arc::new(
+                voxanne_db::crypto::Keyring::from_config(
+                    &secrecy::SecretString::from(ENCRYPTION_KEY),
+                    Some(&secrecy::SecretString::from(ENCRYPTION_KEYS_OLD)),
+                )
+                .expect("the test keyring"),
+            )
+        })
+        .clone()
+}
+
+/// `row` of `table` as the superuser reads it (`to_jsonb(t)`), with its encrypted patient
+/// text (`voxanne_db::encrypted::FIELDS`) opened with [`keyring`]: the text the clinic wrote,
+/// for assertions and snapshots. A value that does not open reads `<does not open>`.
+pub fn open_patient_text(table: &str, row: &mut serde_json::Value) {
+    let uuid = |key: &str| {
+        row.get(key)
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse::<uuid::Uuid>().ok())
+    };
+    let (Some(org), Some(id)) = (uuid("org_id"), uuid("id")) else {
+        return;
+    };
+    let keyring = keyring();
+    for field in voxanne_db::encrypted::FIELDS
+        .iter()
+        .filter(|f| f.table == table)
+    {
+        let Some(value) = row.get_mut(field.column) else {
+            continue;
+        };
+        let Some(hex) = value.as_str().and_then(|v| v.strip_prefix("\\x")) else {
+            continue;
+        };
+        let stored: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        let aad = field.aad(voxanne_domain::OrgId::from(org), id);
+        let text = stored
+            .and_then(|stored| keyring.open_stored(&stored, &aad).ok())
+            .and_then(|plain| String::from_utf8(plain.to_vec()).ok())
+            .unwrap_or_else(|| "<does not open>".to_owned());
+        *value = serde_json::Value::String(text);
+    }
+}
+
 /// A database of its own for one test, migrated, with an application pool.
 pub struct TestDb {
     pub name: String,
@@ -228,7 +287,8 @@ impl TestDb {
         let name = new_database().await;
         let db = Db::connect(app_options(&name), 8)
             .await
-            .expect("connecting as the application role");
+            .expect("connecting as the application role")
+            .with_keyring(keyring());
         Self { name, db }
     }
 
@@ -239,7 +299,8 @@ impl TestDb {
         let name = new_database().await;
         let db = Db::connect_via(pooled_app_options(&name), 8, Pooler::Transaction)
             .await
-            .unwrap_or_else(|e| panic!("connecting through pgbouncer: {e}\n{}", pgbouncer().log()));
+            .unwrap_or_else(|e| panic!("connecting through pgbouncer: {e}\n{}", pgbouncer().log()))
+            .with_keyring(keyring());
         Self { name, db }
     }
 
@@ -253,6 +314,7 @@ impl TestDb {
         )
         .await
         .expect("connecting through pgbouncer")
+        .with_keyring(keyring())
     }
 
     /// Options to log in as the application role through pgbouncer (sqlx's defaults: add
@@ -359,7 +421,8 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
                 now() + interval '7 days'
            FROM organization_members WHERE org_id = $1 LIMIT 1",
         "INSERT INTO call_transcript_lines (org_id, call_id, role, text)
-         SELECT org_id, id, 'user', 'Hello, is that the clinic?' FROM calls WHERE org_id = $1 LIMIT 1",
+         SELECT org_id, id, 'user', '\\x00'::bytea || convert_to('Hello, is that the clinic?', 'UTF8')
+           FROM calls WHERE org_id = $1 LIMIT 1",
         "INSERT INTO locations (org_id, name) VALUES ($1, 'Main street')",
         "INSERT INTO practitioners (org_id, name, resource, location_id)
          SELECT org_id, 'Dr Fill', 'dr-fill', id FROM locations WHERE org_id = $1 LIMIT 1",
@@ -376,7 +439,8 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
            FROM organization_members WHERE org_id = $1 LIMIT 1",
         "INSERT INTO campaigns (org_id, name) VALUES ($1, 'Flu shots')",
         "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body)
-         SELECT org_id, id, '+14155550999', 'See you soon' FROM appointments WHERE org_id = $1 LIMIT 1",
+         SELECT org_id, id, '+14155550999', '\\x00'::bytea || convert_to('See you soon', 'UTF8')
+           FROM appointments WHERE org_id = $1 LIMIT 1",
         "INSERT INTO dnc_list (org_id, phone) VALUES ($1, '+14155550998')",
         "INSERT INTO messaging_settings (org_id, help_text) VALUES ($1, 'Call us on +14155550100.')",
         "INSERT INTO reminder_rules (org_id, minutes_before, service_id)
@@ -385,7 +449,7 @@ pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
          VALUES ($1, '+14155550998', 'sms', false, 'sms_keyword', 'STOP')",
         "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, provider_message_id,
                                      appointment_id, reply_to_sms_id)
-         SELECT org_id, 'sms', 'reschedule_request', to_number, 'R', 'SMfill', appointment_id, id
+         SELECT org_id, 'sms', 'reschedule_request', to_number, '\\x0052', 'SMfill', appointment_id, id
            FROM sms_confirmation_logs WHERE org_id = $1 LIMIT 1",
         "INSERT INTO leads (org_id, phone, name, time_zone, consent_source)
          VALUES ($1, '+14155550997', 'Lee Fill', 'America/Chicago', 'web form')",

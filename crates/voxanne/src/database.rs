@@ -6,6 +6,8 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
+use std::sync::Arc;
+use voxanne_db::crypto::Keyring;
 use voxanne_db::embedded::{ClusterOptions, EmbeddedCluster, ADMIN_ROLE};
 use voxanne_db::migrate::{migrate, APP_ROLE};
 use voxanne_db::Db;
@@ -13,7 +15,9 @@ use voxanne_db::Db;
 pub const EMBEDDED_DATABASE: &str = "voxanne";
 
 pub struct Database {
+    /// The application's pool, sealing and opening patient text with `keyring`.
     pub db: Db,
+    pub keyring: Arc<Keyring>,
     pub cluster: Option<EmbeddedCluster>,
 }
 
@@ -32,6 +36,7 @@ impl Database {
 }
 
 pub async fn open(config: &Config) -> anyhow::Result<Database> {
+    let keyring = Arc::new(crate::secret::encryption_keyring(config)?);
     let pooler = config.db_pooler()?;
     if pooler == voxanne_db::Pooler::Transaction {
         tracing::info!("the application pool is behind a transaction-mode pooler: unnamed statements, no statement cache");
@@ -63,7 +68,11 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
             )
                 .await
                 .context("connecting as voxanne_app (set VOXANNE_APP_DATABASE_URL or VOXANNE_APP_DB_PASSWORD)")?;
-            Ok(Database { db, cluster: None })
+            Ok(Database {
+                db: db.with_keyring(keyring.clone()),
+                keyring,
+                cluster: None,
+            })
         }
         None => {
             let data_dir = config.data_dir.clone();
@@ -75,7 +84,8 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
             let opened = open_embedded(&cluster, config).await;
             match opened {
                 Ok(db) => Ok(Database {
-                    db,
+                    db: db.with_keyring(keyring.clone()),
+                    keyring,
                     cluster: Some(cluster),
                 }),
                 Err(e) => {

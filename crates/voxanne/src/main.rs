@@ -288,11 +288,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vapi {
             command: VapiCommand::Sync { org, json },
         } => {
-            let keyring = secret::encryption_keyring(&config)?;
             let settings = config.vapi()?;
             let database = database::open(&config).await?;
-            let synced =
-                voxanne_http::vapi_sync::sync(&database.db, &keyring, &settings, org, None).await;
+            let synced = voxanne_http::vapi_sync::sync(
+                &database.db,
+                &database.keyring,
+                &settings,
+                org,
+                None,
+            )
+            .await;
             database.shutdown().await;
             let report = synced.map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
@@ -313,11 +318,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo { json, base_url } => {
             let secret = secret::jwt_secret(&config)?;
-            let keyring = secret::encryption_keyring(&config)?;
             let database = database::open(&config).await?;
             let seeded = demo::seed(
                 &database.db,
-                &keyring,
+                &database.keyring,
                 &secret,
                 &config.jwt_audience,
                 &base_url,
@@ -371,11 +375,6 @@ async fn account_for_owner(
 
 async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
     let secret = secret::jwt_secret(config)?;
-    let keyring = Arc::new(secret::encryption_keyring(config)?);
-    tracing::info!(
-        current_key = keyring.current_key_id(),
-        "encryption keys loaded"
-    );
     let auth = JwtVerifier::new(AuthConfig {
         hs256_secret: Some(secret.clone()),
         jwks: config.jwks(),
@@ -384,6 +383,11 @@ async fn serve(config: &Config, args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     let server_config = config.server_config()?;
     let database = database::open(config).await?;
+    let keyring = database.keyring.clone();
+    tracing::info!(
+        current_key = keyring.current_key_id(),
+        "encryption keys loaded"
+    );
     let shutdown = shutdown_signal();
     let result = async {
         let listener = tokio::net::TcpListener::bind(args.addr)
@@ -633,11 +637,11 @@ async fn export_patient(
 }
 
 /// The background jobs `serve` and `worker` run.
-type Workers = [tokio::task::JoinHandle<()>; 7];
+type Workers = [tokio::task::JoinHandle<()>; 8];
 
 /// Starts the background jobs, the recording worker, the SMS sender, the calendar sync, the
-/// calendar event writer, the campaign dialer, the access log sealer and the retention
-/// purge, each until `stop` turns true.
+/// calendar event writer, the campaign dialer, the access log sealer, the retention purge and
+/// the encryption of patient text, each until `stop` turns true.
 #[allow(clippy::too_many_arguments)]
 fn spawn_workers(
     db: &voxanne_db::Db,
@@ -659,6 +663,11 @@ fn spawn_workers(
         db.clone(),
         recordings.clone(),
         voxanne_jobs::RetentionConfig::default(),
+        metrics.clone(),
+    );
+    let encryption = voxanne_jobs::EncryptionJob::new(
+        db.clone(),
+        voxanne_jobs::EncryptionConfig::default(),
         metrics.clone(),
     );
     let recording = voxanne_jobs::Worker::new(
@@ -720,14 +729,19 @@ fn spawn_workers(
     tracing::info!("retention purge started");
     let stopped = until_stopped();
     let retention = tokio::spawn(async move { retention.run(stopped).await });
-    Ok([recording, sms, sync, writer, dialer, sealer, retention])
+    tracing::info!("patient text encryption started");
+    let stopped = until_stopped();
+    let encryption = tokio::spawn(async move { encryption.run(stopped).await });
+    Ok([
+        recording, sms, sync, writer, dialer, sealer, retention, encryption,
+    ])
 }
 
 /// `voxanne worker`: the background jobs alone, until SIGINT or SIGTERM (the batches in
 /// flight are finished first).
 async fn worker(config: &Config) -> anyhow::Result<()> {
-    let keyring = Arc::new(secret::encryption_keyring(config)?);
     let database = database::open(config).await?;
+    let keyring = database.keyring.clone();
     let result = async {
         let shutdown = shutdown_signal();
         let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -422,7 +422,7 @@ async fn a_deleted_contact_leaves_its_calls_appointments_messages_and_leads_with
     .expect("a call and an appointment of the contact");
     for sql in [
         "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, contact_id)
-         VALUES ($1, 'sms', 'message', '+14155550177', 'Thanks', $2)",
+         VALUES ($1, 'sms', 'message', '+14155550177', '\\x00'::bytea || convert_to('Thanks', 'UTF8'), $2)",
         "INSERT INTO leads (org_id, phone, name, time_zone, consent_source, contact_id)
          VALUES ($1, '+14155550177', 'Ida Referred', 'America/Chicago', 'web form', $2)",
     ] {

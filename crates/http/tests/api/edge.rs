@@ -403,7 +403,8 @@ async fn a_database_that_goes_away_is_503_unavailable_with_retry_after_then_serv
         4,
     )
     .await
-    .expect("pool");
+    .expect("pool")
+    .with_keyring(voxanne_testkit::keyring());
     let [a, _] = voxanne_db::demo::seed(&db).await.expect("seed");
     // Count the ERROR lines that announce the episode (the server runs on this thread).
     let errors = Arc::new(AtomicUsize::new(0));

@@ -69,7 +69,7 @@ async fn erasing_a_patient_removes_exactly_their_data_and_the_agent_forgets_the_
         "INSERT INTO calls (org_id, contact_id, direction, status, from_number, to_number,
                             started_at, recording_status, recording_path, transcript)
          VALUES ($1, $2, 'inbound', 'completed', '+14155550777', '+14155550100', now(),
-                 'stored', $1::text || '/recordings/erase-me.wav', 'My knee hurts.')
+                 'stored', $1::text || '/recordings/erase-me.wav', '\\x00'::bytea || convert_to('My knee hurts.', 'UTF8'))
          RETURNING id",
         &[org, contact],
     )
@@ -83,7 +83,7 @@ async fn erasing_a_patient_removes_exactly_their_data_and_the_agent_forgets_the_
     exec(
         &app,
         "INSERT INTO call_transcript_lines (org_id, call_id, role, text)
-         VALUES ($1, $2, 'user', 'My knee hurts.') RETURNING call_id",
+         VALUES ($1, $2, 'user', '\\x00'::bytea || convert_to('My knee hurts.', 'UTF8')) RETURNING call_id",
         &[org, call],
     )
     .await;
@@ -105,14 +105,14 @@ async fn erasing_a_patient_removes_exactly_their_data_and_the_agent_forgets_the_
     let sms = exec(
         &app,
         "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body, status)
-         VALUES ($1, $2, '+14155550777', 'See you on the 21st', 'sent') RETURNING id",
+         VALUES ($1, $2, '+14155550777', '\\x00'::bytea || convert_to('See you on the 21st', 'UTF8'), 'sent') RETURNING id",
         &[org, appointment],
     )
     .await;
     exec(
         &app,
         "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, reply_to_sms_id)
-         VALUES ($1, 'sms', 'message', '+14155550777', 'Can I come earlier?', $2) RETURNING id",
+         VALUES ($1, 'sms', 'message', '+14155550777', '\\x00'::bytea || convert_to('Can I come earlier?', 'UTF8'), $2) RETURNING id",
         &[org, sms],
     )
     .await;
@@ -316,7 +316,8 @@ async fn a_patients_export_holds_their_data_and_nobody_elses_and_changes_nothing
             "INSERT INTO calls (org_id, contact_id, direction, status, from_number, to_number,
                                 started_at, recording_status, recording_path, transcript)
              SELECT $1, $2, 'inbound', 'completed', phone, '+14155550100', now(), 'stored',
-                    $1::text || '/recordings/' || $3::text || '.wav', 'Transcript of ' || name
+                    $1::text || '/recordings/' || $3::text || '.wav',
+                    '\\x00'::bytea || convert_to('Transcript of ' || name, 'UTF8')
                FROM contacts WHERE id = $2
              RETURNING id",
             &[org, who, Uuid::new_v4()],
@@ -338,7 +339,7 @@ async fn a_patients_export_holds_their_data_and_nobody_elses_and_changes_nothing
     exec(
         &app,
         "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, contact_id)
-         VALUES ($1, 'sms', 'message', '+14155550777', 'Please send my records', $2) RETURNING id",
+         VALUES ($1, 'sms', 'message', '+14155550777', '\\x00'::bytea || convert_to('Please send my records', 'UTF8'), $2) RETURNING id",
         &[org, contact],
     )
     .await;

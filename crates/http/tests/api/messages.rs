@@ -113,7 +113,7 @@ async fn set_messaging(app: &TestApp, clinic: &DemoClinic, body: Value) -> Value
 /// The clinic's SMS rows of one kind, oldest first, as the superuser sees them.
 async fn rows(app: &TestApp, clinic: &DemoClinic, kind: &str) -> Vec<Value> {
     let mut admin = app.t.admin().await;
-    sqlx::query_scalar(
+    let mut rows: Vec<Value> = sqlx::query_scalar(
         "SELECT to_jsonb(s) FROM sms_confirmation_logs s WHERE org_id = $1 AND kind = $2
           ORDER BY scheduled_for NULLS FIRST, created_at, id",
     )
@@ -121,7 +121,11 @@ async fn rows(app: &TestApp, clinic: &DemoClinic, kind: &str) -> Vec<Value> {
     .bind(kind)
     .fetch_all(&mut admin)
     .await
-    .expect("rows")
+    .expect("rows");
+    for row in &mut rows {
+        voxanne_testkit::open_patient_text("sms_confirmation_logs", row);
+    }
+    rows
 }
 
 async fn admin_exec(app: &TestApp, sql: &str, bind: &str) {

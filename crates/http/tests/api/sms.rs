@@ -102,13 +102,17 @@ async fn book(app: &TestApp, clinic: &DemoClinic, contact: Option<&str>, day: u3
 /// A clinic's SMS rows, oldest first, as the superuser sees them.
 async fn rows(app: &TestApp, clinic: &DemoClinic) -> Vec<Value> {
     let mut admin = app.t.admin().await;
-    sqlx::query_scalar(
+    let mut rows: Vec<Value> = sqlx::query_scalar(
         "SELECT to_jsonb(s) FROM sms_confirmation_logs s WHERE org_id = $1 ORDER BY created_at, id",
     )
     .bind(clinic.org.as_uuid())
     .fetch_all(&mut admin)
     .await
-    .expect("rows")
+    .expect("rows");
+    for row in &mut rows {
+        voxanne_testkit::open_patient_text("sms_confirmation_logs", row);
+    }
+    rows
 }
 
 async fn only_row(app: &TestApp, clinic: &DemoClinic) -> Value {

@@ -113,7 +113,8 @@ async fn call(
          VALUES ($1, $2, $3, 'inbound', 'completed', '+14155550123', '+14155550100',
                  now() - make_interval(days => $4), now() - make_interval(days => $4),
                  $5, CASE WHEN $5 = 'stored' THEN $6 END,
-                 'I would like to book a cleaning.', 'Booked a cleaning.')",
+                 '\\x00'::bytea || convert_to('I would like to book a cleaning.', 'UTF8'),
+                 '\\x00'::bytea || convert_to('Booked a cleaning.', 'UTF8'))",
     )
     .bind(org)
     .bind(id)
@@ -126,7 +127,7 @@ async fn call(
     .expect("call");
     sqlx::query(
         "INSERT INTO call_transcript_lines (org_id, call_id, role, text)
-         VALUES ($1, $2, 'user', 'My tooth hurts.')",
+         VALUES ($1, $2, 'user', '\\x00'::bytea || convert_to('My tooth hurts.', 'UTF8'))",
     )
     .bind(org)
     .bind(id)
@@ -172,7 +173,7 @@ async fn sms(
     sqlx::query_scalar(
         "INSERT INTO sms_confirmation_logs (org_id, appointment_id, to_number, body, status,
                                             created_at)
-         VALUES ($1, $2, '+14155550123', 'Your cleaning is on Tuesday at 10:00.', $3,
+         VALUES ($1, $2, '+14155550123', '\\x00'::bytea || convert_to('Your cleaning is on Tuesday at 10:00.', 'UTF8'), $3,
                  now() - make_interval(days => $4))
          RETURNING id",
     )
@@ -189,8 +190,8 @@ async fn inbox(admin: &mut PgConnection, org: Uuid, contact: Uuid, days: i32) ->
     sqlx::query_scalar(
         "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, caller_name,
                                      reply, contact_id, created_at)
-         VALUES ($1, 'sms', 'message', '+14155550123', 'Can I move my root canal?', 'Ann',
-                 'We will call you back.', $2, now() - make_interval(days => $3))
+         VALUES ($1, 'sms', 'message', '+14155550123', '\\x00'::bytea || convert_to('Can I move my root canal?', 'UTF8'), 'Ann',
+                 '\\x00'::bytea || convert_to('We will call you back.', 'UTF8'), $2, now() - make_interval(days => $3))
          RETURNING id",
     )
     .bind(org)
@@ -207,7 +208,9 @@ type CallState = (String, Option<String>, Option<String>, Option<String>, i64);
 
 async fn call_state(admin: &mut PgConnection, id: Uuid) -> Option<CallState> {
     sqlx::query_as(
-        "SELECT c.recording_status, c.recording_path, c.transcript, c.summary,
+        "SELECT c.recording_status, c.recording_path,
+                convert_from(substring(c.transcript FROM 2), 'UTF8'),
+                convert_from(substring(c.summary FROM 2), 'UTF8'),
                 (SELECT count(*) FROM call_transcript_lines l
                   WHERE l.org_id = c.org_id AND l.call_id = c.id)
            FROM calls c WHERE c.id = $1",
@@ -228,7 +231,9 @@ async fn object_exists(s: &Setup, org: Uuid, call: Uuid) -> bool {
 }
 
 async fn sms_body(admin: &mut PgConnection, id: Uuid) -> String {
-    sqlx::query_scalar("SELECT body FROM sms_confirmation_logs WHERE id = $1")
+    sqlx::query_scalar(
+        "SELECT convert_from(substring(body FROM 2), 'UTF8') FROM sms_confirmation_logs WHERE id = $1",
+    )
         .bind(id)
         .fetch_one(admin)
         .await
@@ -239,11 +244,15 @@ async fn inbox_state(
     admin: &mut PgConnection,
     id: Uuid,
 ) -> (String, Option<String>, Option<String>) {
-    sqlx::query_as("SELECT body, caller_name, reply FROM inbox_messages WHERE id = $1")
-        .bind(id)
-        .fetch_one(admin)
-        .await
-        .expect("inbox state")
+    sqlx::query_as(
+        "SELECT convert_from(substring(body FROM 2), 'UTF8'), caller_name,
+                convert_from(substring(reply FROM 2), 'UTF8')
+           FROM inbox_messages WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(admin)
+    .await
+    .expect("inbox state")
 }
 
 /// Everything a clinic holds that the purge could touch, as text, and its objects in storage.

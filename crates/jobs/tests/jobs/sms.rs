@@ -29,7 +29,7 @@ async fn queue(t: &TestDb, org: Uuid, n: i32, age_minutes: i32) -> Vec<Uuid> {
     let mut admin = t.admin().await;
     sqlx::query_scalar(
         "INSERT INTO sms_confirmation_logs (org_id, to_number, body, created_at)
-         SELECT $1, '+1415555' || lpad(g::text, 4, '0'), 'See you soon',
+         SELECT $1, '+1415555' || lpad(g::text, 4, '0'), '\\x00'::bytea || convert_to('See you soon', 'UTF8'),
                 now() - make_interval(mins => $3) + g * interval '1 millisecond'
            FROM generate_series(1, $2) g
          RETURNING id",

@@ -32,8 +32,7 @@ pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 pub const AUDIENCE: &str = "authenticated";
 /// The test server's encryption keys: `test2` is current, `test1` is an older key it still
 /// reads (as after a rotation).
-pub const ENCRYPTION_KEY: &str = "test2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
-pub const ENCRYPTION_KEYS_OLD: &str = "test1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+pub use voxanne_testkit::{ENCRYPTION_KEY, ENCRYPTION_KEYS_OLD};
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 pub struct TestApp {
@@ -471,13 +470,17 @@ impl TestApp {
             if table == "access_log" {
                 continue;
             }
-            let rows: Vec<Value> = sqlx::query_scalar(&format!(
+            let mut rows: Vec<Value> = sqlx::query_scalar(&format!(
                 "SELECT to_jsonb(t) FROM {table} t WHERE {column} = $1 ORDER BY to_jsonb(t)::text"
             ))
             .bind(org.as_uuid())
             .fetch_all(&mut admin)
             .await
             .expect("snapshot");
+            // The text the clinic wrote, not its ciphertext (each write seals anew).
+            for row in &mut rows {
+                voxanne_testkit::open_patient_text(&table, row);
+            }
             out.push((table, rows));
         }
         out

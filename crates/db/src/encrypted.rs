@@ -1,0 +1,222 @@
+//! Patient text sealed at rest (migrations/0033): transcripts, summaries, live transcript
+//! lines, contact and appointment notes, SMS bodies and the inbox's messages and replies are
+//! stored sealed with the keyring (`crypto.rs`), each value for its place: the associated
+//! data names the table, the column, the clinic and the row, so a value copied into another
+//! row or another clinic does not open.
+//!
+//! Values are sealed and opened by the tenant transaction only, for its own clinic: the
+//! clinic in the associated data is always the transaction's, never a row's or a caller's.
+
+use crate::crypto::CryptoError;
+use crate::{DbError, TenantTx};
+use uuid::Uuid;
+use voxanne_domain::OrgId;
+
+/// A column that holds sealed patient text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub table: &'static str,
+    pub column: &'static str,
+}
+
+impl Field {
+    const fn new(table: &'static str, column: &'static str) -> Self {
+        Self { table, column }
+    }
+
+    /// The associated data of the field's value in `org`'s row `row`.
+    pub fn aad(self, org: OrgId, row: Uuid) -> String {
+        format!("{}.{}|{org}|{row}", self.table, self.column)
+    }
+}
+
+pub const CALL_TRANSCRIPT: Field = Field::new("calls", "transcript");
+pub const CALL_SUMMARY: Field = Field::new("calls", "summary");
+pub const TRANSCRIPT_LINE: Field = Field::new("call_transcript_lines", "text");
+pub const CONTACT_NOTES: Field = Field::new("contacts", "notes");
+pub const APPOINTMENT_NOTES: Field = Field::new("appointments", "notes");
+pub const SMS_BODY: Field = Field::new("sms_confirmation_logs", "body");
+pub const INBOX_BODY: Field = Field::new("inbox_messages", "body");
+pub const INBOX_REPLY: Field = Field::new("inbox_messages", "reply");
+pub const LEAD_NOTES: Field = Field::new("leads", "notes");
+
+/// Every sealed column, in the order the encryption job goes through them (its progress names a
+/// place in this list, so new fields go at the end).
+pub const FIELDS: [Field; 9] = [
+    CALL_TRANSCRIPT,
+    CALL_SUMMARY,
+    TRANSCRIPT_LINE,
+    CONTACT_NOTES,
+    APPOINTMENT_NOTES,
+    SMS_BODY,
+    INBOX_BODY,
+    INBOX_REPLY,
+    LEAD_NOTES,
+];
+
+impl TenantTx {
+    /// `text` sealed as the value of `field` in this clinic's row `row`.
+    pub(crate) fn seal(&self, field: Field, row: Uuid, text: &str) -> Result<Vec<u8>, DbError> {
+        let keyring = self.keyring().ok_or(CryptoError::NoKeyring)?;
+        Ok(keyring.seal_stored(text.as_bytes(), &field.aad(self.org(), row))?)
+    }
+
+    pub(crate) fn seal_opt(
+        &self,
+        field: Field,
+        row: Uuid,
+        text: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, DbError> {
+        text.map(|text| self.seal(field, row, text)).transpose()
+    }
+
+    /// The text of `field` in this clinic's row `row`, from its stored value. A value that
+    /// does not open (damaged, moved from another row or clinic, or sealed with a key that is
+    /// no longer configured) is an error, never shown.
+    pub(crate) fn open(&self, field: Field, row: Uuid, stored: &[u8]) -> Result<String, DbError> {
+        let keyring = self.keyring().ok_or(CryptoError::NoKeyring)?;
+        let plain = keyring
+            .open_stored(stored, &field.aad(self.org(), row))
+            .inspect_err(|e| {
+                tracing::error!(table = field.table, column = field.column, %row, error = %e,
+                    "a sealed value does not open");
+            })?;
+        String::from_utf8(plain.to_vec())
+            .map_err(|_| DbError::Corrupt(format!("{}.{} is not UTF-8", field.table, field.column)))
+    }
+
+    pub(crate) fn open_opt(
+        &self,
+        field: Field,
+        row: Uuid,
+        stored: Option<Vec<u8>>,
+    ) -> Result<Option<String>, DbError> {
+        stored
+            .map(|stored| self.open(field, row, &stored))
+            .transpose()
+    }
+}
+
+/// What one step of the encryption job did in one field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealStep {
+    /// Rows looked at.
+    pub looked: usize,
+    /// Values sealed (again) with the current key.
+    pub sealed: usize,
+    /// The last row looked at: where the next step goes on. `None`: the field is done.
+    pub after: Option<Uuid>,
+}
+
+impl TenantTx {
+    /// Seals with the current key the values of `field` that need it (plaintext of an older
+    /// version, or sealed with an older key) among this clinic's next `limit` rows after
+    /// `after`, in id order. A value changed meanwhile is left as it is: the write only
+    /// replaces the value it read, and whatever replaced it was sealed with the current key.
+    pub async fn seal_step(
+        &mut self,
+        field: Field,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<SealStep, DbError> {
+        let org = self.org().as_uuid();
+        let Field { table, column } = field;
+        // Dynamic: a table and column of FIELDS, never a caller's text.
+        let rows: Vec<(Uuid, Option<Vec<u8>>)> = sqlx::query_as(&format!(
+            "SELECT id, {column} FROM {table}
+              WHERE org_id = $1 AND ($2::uuid IS NULL OR id > $2)
+              ORDER BY id LIMIT $3"
+        ))
+        .bind(org)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?;
+        let keyring = self.keyring().ok_or(CryptoError::NoKeyring)?;
+        let mut work = Vec::new();
+        for (id, stored) in &rows {
+            let Some(stored) = stored.as_deref() else {
+                continue;
+            };
+            if keyring.needs_resealing(stored) {
+                let text = self.open(field, *id, stored)?;
+                work.push((*id, stored, self.seal(field, *id, &text)?));
+            }
+        }
+        let mut step = SealStep {
+            looked: rows.len(),
+            sealed: 0,
+            after: None,
+        };
+        let update = format!(
+            "UPDATE {table} SET {column} = $4 WHERE org_id = $1 AND id = $2 AND {column} = $3"
+        );
+        for (id, stored, sealed) in work {
+            let done = sqlx::query(&update)
+                .bind(org)
+                .bind(id)
+                .bind(stored)
+                .bind(sealed)
+                .execute(self.conn())
+                .await?;
+            step.sealed += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        if rows.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+            step.after = rows.last().map(|(id, _)| *id);
+        }
+        if step.sealed > 0 {
+            self.note_access(field_subject(field), None, crate::Action::Update, []);
+        }
+        Ok(step)
+    }
+
+    /// Records where claim `claim` of the encryption job stands in this clinic: at `field` (an
+    /// index into [`FIELDS`]) after row `after`; with `field` past the last, every patient
+    /// text of the clinic is sealed with `key`. `release`: the claim ends here. Whether the
+    /// claim still held (if not, another worker has the clinic and nothing is written).
+    pub async fn encryption_progress(
+        &mut self,
+        claim: i32,
+        key: &str,
+        field: usize,
+        after: Option<Uuid>,
+        release: bool,
+    ) -> Result<bool, DbError> {
+        let org = self.org().as_uuid();
+        let done = field >= FIELDS.len();
+        let field = i32::try_from(field).unwrap_or(i32::MAX);
+        let written = sqlx::query!(
+            "UPDATE organizations
+                SET encrypted_with = CASE WHEN $5 THEN encrypt_key ELSE encrypted_with END,
+                    encrypt_key = CASE WHEN $5 THEN NULL ELSE encrypt_key END,
+                    encrypt_field = CASE WHEN $5 THEN NULL ELSE $3::integer END,
+                    encrypt_after = CASE WHEN $5 THEN NULL ELSE $4::uuid END,
+                    encrypt_lease_until = CASE WHEN $5 OR $6 THEN NULL ELSE encrypt_lease_until END
+              WHERE id = $1 AND encrypt_claims = $2 AND encrypt_key = $7",
+            org,
+            claim,
+            field,
+            after,
+            done,
+            release,
+            key
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(written > 0)
+    }
+}
+
+/// The access log's kind of a field's data.
+fn field_subject(field: Field) -> &'static str {
+    use crate::access::subject;
+    match field.table {
+        "calls" | "call_transcript_lines" => subject::TRANSCRIPT,
+        "contacts" => subject::CONTACT,
+        "appointments" => subject::APPOINTMENT,
+        "sms_confirmation_logs" => subject::SMS,
+        "inbox_messages" => subject::INBOX_MESSAGE,
+        _ => subject::LEAD,
+    }
+}
