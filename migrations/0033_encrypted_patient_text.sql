@@ -1,16 +1,16 @@
--- Patient text sealed at rest (crates/db/src/encrypted.rs): transcripts, summaries, live
+-- Patient text encrypted at rest (crates/db/src/encrypted.rs): transcripts, summaries, live
 -- transcript lines, contact, appointment and lead notes, SMS bodies, the inbox's messages and
 -- replies. Each such column becomes bytea and holds one of two forms, told apart by the first
 -- byte:
 --
---   1, the key id's length, the key id, nonce || AES-256-GCM ciphertext: sealed by the
+--   1, the key id's length, the key id, nonce || AES-256-GCM ciphertext: encrypted by the
 --      application with its keyring, for the value's place (table, column, clinic, row);
 --   0, then the UTF-8 text: written before this migration (converted here as it was), or the
 --      empty text a purge leaves.
 --
--- The database never sees a key, so this migration cannot seal: it keeps the old text in the
--- second form, and the encryption job (voxanne_jobs::EncryptionJob) seals it, clinic by clinic. The
--- same job seals again what an older key sealed after the key is rotated.
+-- The database never sees a key, so this migration cannot encrypt: it keeps the old text in
+-- the second form, and the encryption job (voxanne_jobs::EncryptionJob) encrypts it, clinic
+-- by clinic. The same job encrypts again what an older key encrypted after a rotation.
 --
 -- The length limits move to the application (the edge refuses longer text, naming the field):
 -- the stored length is the ciphertext's.
@@ -54,8 +54,8 @@ ALTER TABLE leads
     ADD CONSTRAINT leads_notes_stored CHECK (substring(notes FROM 1 FOR 1) IN ('\x00', '\x01'));
 
 -- The encryption job's state, on the clinic's own row: the key every patient text of the clinic
--- is known to be sealed with (NULL: not known, so the job goes through the clinic), and the
--- progress of a pass under way (the key it seals with, the field it is at and the last row id
+-- is known to be encrypted with (NULL: not known, so the job goes through the clinic), and the
+-- progress of a pass under way (the key it encrypts with, the field it is at and the last row id
 -- it has done), so that a pass resumes where it stopped; the claims so far (a claim's writes
 -- are conditional on its number) and the lease of the one under way.
 ALTER TABLE organizations
@@ -66,7 +66,7 @@ ALTER TABLE organizations
     ADD COLUMN encrypt_claims integer NOT NULL DEFAULT 0 CHECK (encrypt_claims >= 0),
     ADD COLUMN encrypt_lease_until timestamptz;
 
--- Claims up to `p_batch` active clinics whose patient text is not known to be sealed with the
+-- Claims up to `p_batch` active clinics whose patient text is not known to be encrypted with the
 -- key `p_key`, the longest waiting first, each with a lease of `p_lease`; a pass begun with
 -- another key starts again from the beginning. One statement under the claim's advisory lock,
 -- like the other claims (migrations/0027).

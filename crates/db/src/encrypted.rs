@@ -1,10 +1,10 @@
-//! Patient text sealed at rest (migrations/0033): transcripts, summaries, live transcript
+//! Patient text encrypted at rest (migrations/0033): transcripts, summaries, live transcript
 //! lines, contact and appointment notes, SMS bodies and the inbox's messages and replies are
-//! stored sealed with the keyring (`crypto.rs`), each value for its place: the associated
+//! stored encrypted with the keyring (`crypto.rs`), each value for its place: the associated
 //! data names the table, the column, the clinic and the row, so a value copied into another
 //! row or another clinic does not open.
 //!
-//! Values are sealed and opened by the tenant transaction only, for its own clinic: the
+//! Values are encrypted and opened by the tenant transaction only, for its own clinic: the
 //! clinic in the associated data is always the transaction's, never a row's or a caller's.
 
 use crate::crypto::CryptoError;
@@ -12,7 +12,7 @@ use crate::{DbError, TenantTx};
 use uuid::Uuid;
 use voxanne_domain::OrgId;
 
-/// A column that holds sealed patient text.
+/// A column that holds encrypted patient text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
     pub table: &'static str,
@@ -40,7 +40,7 @@ pub const INBOX_BODY: Field = Field::new("inbox_messages", "body");
 pub const INBOX_REPLY: Field = Field::new("inbox_messages", "reply");
 pub const LEAD_NOTES: Field = Field::new("leads", "notes");
 
-/// Every sealed column, in the order the encryption job goes through them (its progress names a
+/// Every encrypted column, in the order the encryption job goes through them (its progress names a
 /// place in this list, so new fields go at the end).
 pub const FIELDS: [Field; 9] = [
     CALL_TRANSCRIPT,
@@ -55,7 +55,7 @@ pub const FIELDS: [Field; 9] = [
 ];
 
 impl TenantTx {
-    /// `text` sealed as the value of `field` in this clinic's row `row`.
+    /// `text` encrypted as the value of `field` in this clinic's row `row`.
     pub(crate) fn seal(&self, field: Field, row: Uuid, text: &str) -> Result<Vec<u8>, DbError> {
         let keyring = self.keyring().ok_or(CryptoError::NoKeyring)?;
         Ok(keyring.seal_stored(text.as_bytes(), &field.aad(self.org(), row))?)
@@ -71,7 +71,7 @@ impl TenantTx {
     }
 
     /// The text of `field` in this clinic's row `row`, from its stored value. A value that
-    /// does not open (damaged, moved from another row or clinic, or sealed with a key that is
+    /// does not open (damaged, moved from another row or clinic, or encrypted with a key that is
     /// no longer configured) is an error, never shown.
     pub(crate) fn open(&self, field: Field, row: Uuid, stored: &[u8]) -> Result<String, DbError> {
         let keyring = self.keyring().ok_or(CryptoError::NoKeyring)?;
@@ -79,7 +79,7 @@ impl TenantTx {
             .open_stored(stored, &field.aad(self.org(), row))
             .inspect_err(|e| {
                 tracing::error!(table = field.table, column = field.column, %row, error = %e,
-                    "a sealed value does not open");
+                    "an encrypted value does not open");
             })?;
         String::from_utf8(plain.to_vec())
             .map_err(|_| DbError::Corrupt(format!("{}.{} is not UTF-8", field.table, field.column)))
@@ -99,26 +99,26 @@ impl TenantTx {
 
 /// What one step of the encryption job did in one field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SealStep {
+pub struct EncryptStep {
     /// Rows looked at.
     pub looked: usize,
-    /// Values sealed (again) with the current key.
-    pub sealed: usize,
+    /// Values encrypted (again) with the current key.
+    pub encrypted: usize,
     /// The last row looked at: where the next step goes on. `None`: the field is done.
     pub after: Option<Uuid>,
 }
 
 impl TenantTx {
     /// Seals with the current key the values of `field` that need it (plaintext of an older
-    /// version, or sealed with an older key) among this clinic's next `limit` rows after
+    /// version, or encrypted with an older key) among this clinic's next `limit` rows after
     /// `after`, in id order. A value changed meanwhile is left as it is: the write only
-    /// replaces the value it read, and whatever replaced it was sealed with the current key.
-    pub async fn seal_step(
+    /// replaces the value it read, and whatever replaced it was encrypted with the current key.
+    pub async fn encrypt_step(
         &mut self,
         field: Field,
         after: Option<Uuid>,
         limit: u32,
-    ) -> Result<SealStep, DbError> {
+    ) -> Result<EncryptStep, DbError> {
         let org = self.org().as_uuid();
         let Field { table, column } = field;
         // Dynamic: a table and column of FIELDS, never a caller's text.
@@ -143,9 +143,9 @@ impl TenantTx {
                 work.push((*id, stored, self.seal(field, *id, &text)?));
             }
         }
-        let mut step = SealStep {
+        let mut step = EncryptStep {
             looked: rows.len(),
-            sealed: 0,
+            encrypted: 0,
             after: None,
         };
         let update = format!(
@@ -159,12 +159,12 @@ impl TenantTx {
                 .bind(sealed)
                 .execute(self.conn())
                 .await?;
-            step.sealed += usize::try_from(done.rows_affected()).unwrap_or(0);
+            step.encrypted += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
         if rows.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
             step.after = rows.last().map(|(id, _)| *id);
         }
-        if step.sealed > 0 {
+        if step.encrypted > 0 {
             self.note_access(field_subject(field), None, crate::Action::Update, []);
         }
         Ok(step)
@@ -172,7 +172,7 @@ impl TenantTx {
 
     /// Records where claim `claim` of the encryption job stands in this clinic: at `field` (an
     /// index into [`FIELDS`]) after row `after`; with `field` past the last, every patient
-    /// text of the clinic is sealed with `key`. `release`: the claim ends here. Whether the
+    /// text of the clinic is encrypted with `key`. `release`: the claim ends here. Whether the
     /// claim still held (if not, another worker has the clinic and nothing is written).
     pub async fn encryption_progress(
         &mut self,

@@ -1,13 +1,14 @@
-//! The encryption job (migrations/0033): every clinic's patient text sealed with the current key,
-//! on the shared job runner. It seals what was stored before values were sealed, and after a
-//! key rotation seals again what the older key sealed, so the older key can then be retired.
+//! The encryption job (migrations/0033): every clinic's patient text encrypted with the
+//! current key, on the shared job runner. It encrypts what was stored before values were
+//! encrypted, and after a key rotation encrypts again what the older key encrypted, so that
+//! the older key can then be retired.
 //!
-//! A claim is one clinic whose text is not known to be sealed with the current key, the
+//! A claim is one clinic whose text is not known to be encrypted with the current key, the
 //! longest waiting first. It goes through the clinic's rows field by field in id order, a
 //! bounded step at a time, each step one tenant transaction that also records where the pass
 //! stands: a pass cut off resumes where it stopped, and a claim does at most `steps` steps, so
 //! every clinic takes its turn whatever the size of the others. When the last field is done
-//! the clinic is known to be sealed with the key, and is not claimed again until the key
+//! the clinic is known to be encrypted with the key, and is not claimed again until the key
 //! changes.
 
 use crate::job::open_tenant;
@@ -49,10 +50,10 @@ impl Default for EncryptionConfig {
 /// What one claim did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EncryptionOutcome {
-    /// Rows looked at and values sealed.
+    /// Rows looked at, and values encrypted with the current key.
     pub looked: usize,
-    pub sealed: usize,
-    /// Every patient text of the clinic is now sealed with the current key.
+    pub encrypted: usize,
+    /// Every patient text of the clinic is now encrypted with the current key.
     pub done: bool,
     /// The claim no longer held, or the clinic is gone or suspended.
     pub abandoned: bool,
@@ -95,9 +96,9 @@ impl EncryptionJob {
                 return Ok(outcome);
             };
             if let Some(&f) = FIELDS.get(field) {
-                let done = tx.seal_step(f, after, self.config.step).await?;
+                let done = tx.encrypt_step(f, after, self.config.step).await?;
                 outcome.looked += done.looked;
-                outcome.sealed += done.sealed;
+                outcome.encrypted += done.encrypted;
                 after = done.after;
                 if after.is_none() {
                     field += 1;
@@ -119,10 +120,10 @@ impl EncryptionJob {
         }
         self.counters()
             .done
-            .add(u64::try_from(outcome.sealed).unwrap_or(0));
-        if outcome.sealed > 0 || outcome.done {
+            .add(u64::try_from(outcome.encrypted).unwrap_or(0));
+        if outcome.encrypted > 0 || outcome.done {
             tracing::info!(org_id = %claim.org_id, key = %claim.key, looked = outcome.looked,
-                sealed = outcome.sealed, done = outcome.done, "patient text sealed");
+                encrypted = outcome.encrypted, done = outcome.done, "patient text encrypted");
         }
         Ok(outcome)
     }

@@ -5,6 +5,7 @@ mod calendar;
 mod cancellation;
 mod distribute;
 mod embedded;
+mod encryption;
 mod isolation;
 mod job_tenant;
 mod migration_data;

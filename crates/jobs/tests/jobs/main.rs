@@ -2,5 +2,6 @@
 
 mod access_seal;
 mod claiming;
+mod encryption;
 mod retention;
 mod sms;
