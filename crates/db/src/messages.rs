@@ -366,6 +366,20 @@ impl TenantTx {
         Ok(queued)
     }
 
+    /// The clinic's contact with number `phone`, if any. (A query of its own: Citus plans no
+    /// subquery inside an INSERT's values.)
+    async fn contact_of_number(&mut self, phone: &str) -> Result<Option<Uuid>, DbError> {
+        let org = self.org().as_uuid();
+        Ok(sqlx::query_scalar!(
+            "SELECT id FROM contacts WHERE org_id = $1 AND phone = $2
+              ORDER BY created_at DESC, id DESC LIMIT 1",
+            org,
+            phone
+        )
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
     /// Whether `phone` is opted out with the clinic now (on its do-not-call list).
     async fn opted_out(&mut self, phone: &str) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
@@ -521,12 +535,11 @@ impl TenantTx {
         let body: String = text.body.chars().take(MAX_BODY_CHARS).collect();
         let new_id = Uuid::new_v4();
         let sealed = self.seal(INBOX_BODY, new_id, &body)?;
+        let contact = self.contact_of_number(text.from).await?;
         let inserted = sqlx::query_scalar!(
             r#"INSERT INTO inbox_messages (org_id, id, channel, kind, from_number, to_number, body,
                                            provider_message_id, contact_id)
-               VALUES ($1, $6, 'sms', 'message', $2, $3, $4, $5,
-                       (SELECT id FROM contacts WHERE org_id = $1 AND phone = $2
-                         ORDER BY created_at DESC, id DESC LIMIT 1))
+               VALUES ($1, $6, 'sms', 'message', $2, $3, $4, $5, $7)
                ON CONFLICT (org_id, provider_message_id) WHERE provider_message_id IS NOT NULL
                DO NOTHING
                RETURNING id AS "id: InboxMessageId""#,
@@ -535,7 +548,8 @@ impl TenantTx {
             text.to,
             sealed,
             text.provider_message_id,
-            new_id
+            new_id,
+            contact
         )
         .fetch_optional(self.conn())
         .await?;
@@ -682,12 +696,11 @@ impl TenantTx {
         let id = Uuid::new_v4();
         let body = body.chars().take(MAX_BODY_CHARS).collect::<String>();
         let body = self.seal(INBOX_BODY, id, &body)?;
+        let contact = self.contact_of_number(from_number).await?;
         let id = sqlx::query_scalar!(
             r#"INSERT INTO inbox_messages (org_id, id, channel, kind, from_number, to_number, body,
                                            caller_name, call_id, contact_id)
-               VALUES ($1, $8, 'call', $2, $3, $4, $5, $6, $7,
-                       (SELECT id FROM contacts WHERE org_id = $1 AND phone = $3
-                         ORDER BY created_at DESC, id DESC LIMIT 1))
+               VALUES ($1, $8, 'call', $2, $3, $4, $5, $6, $7, $9)
                RETURNING id AS "id: InboxMessageId""#,
             org,
             kind.as_str(),
@@ -696,7 +709,8 @@ impl TenantTx {
             body,
             caller_name.map(|n| n.chars().take(200).collect::<String>()),
             call_id.map(Uuid::from),
-            id
+            id,
+            contact
         )
         .fetch_one(self.conn())
         .await?;

@@ -293,27 +293,28 @@ async fn a_value_moved_to_another_row_or_clinic_does_not_open_and_without_keys_n
     // A bug, or someone with the database, copies Ann's encrypted notes over Ben's (same
     // clinic) and over Cai's (another clinic).
     let mut admin = t.admin().await;
-    for target in [sibling.id, other.id] {
-        sqlx::query(
-            "UPDATE contacts SET notes = (SELECT notes FROM contacts WHERE id = $1) WHERE id = $2",
-        )
+    let ann: Vec<u8> = sqlx::query_scalar("SELECT notes FROM contacts WHERE id = $1")
         .bind(source.id.as_uuid())
-        .bind(target.as_uuid())
-        .execute(&mut admin)
+        .fetch_one(&mut admin)
         .await
-        .expect("copy");
+        .expect("Ann's notes");
+    for target in [sibling.id, other.id] {
+        sqlx::query("UPDATE contacts SET notes = $1 WHERE id = $2")
+            .bind(&ann)
+            .bind(target.as_uuid())
+            .execute(&mut admin)
+            .await
+            .expect("copy");
     }
     // And Ann's whole row, id and all, into the other clinic (a row's key is the clinic and
     // the id, so the same id can be another clinic's row).
-    sqlx::query(
-        "INSERT INTO contacts (org_id, id, name, notes)
-         SELECT $2, id, name, notes FROM contacts WHERE id = $1",
-    )
-    .bind(source.id.as_uuid())
-    .bind(b.org.as_uuid())
-    .execute(&mut admin)
-    .await
-    .expect("copy the row");
+    sqlx::query("INSERT INTO contacts (org_id, id, name, notes) VALUES ($1, $2, 'Ann', $3)")
+        .bind(b.org.as_uuid())
+        .bind(source.id.as_uuid())
+        .bind(&ann)
+        .execute(&mut admin)
+        .await
+        .expect("copy the row");
     let undecryptable = |r: Result<Option<Contact>, DbError>| {
         matches!(r, Err(DbError::Crypto(CryptoError::Undecryptable)))
     };
