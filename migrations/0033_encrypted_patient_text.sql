@@ -146,3 +146,19 @@ $$;
 ALTER FUNCTION app.claim_sms(integer, interval) OWNER TO voxanne_system;
 REVOKE ALL ON FUNCTION app.claim_sms(integer, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.claim_sms(integer, interval) TO voxanne_app;
+
+-- The active clinics whose patient text is not yet known to be encrypted with the key `p_key`
+-- (a count only), for /metrics: a rotation is complete when it is 0.
+CREATE FUNCTION app.encryption_backlog(p_key text)
+    RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT count(*) FROM public.organizations o
+             WHERE o.status = 'active' AND o.encrypted_with IS DISTINCT FROM p_key);
+END
+$$;
+ALTER FUNCTION app.encryption_backlog(text) OWNER TO voxanne_system;
+REVOKE ALL ON FUNCTION app.encryption_backlog(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.encryption_backlog(text) TO voxanne_app;

@@ -9,6 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::{Executor, PgConnection};
 use std::fmt::Write as _;
 use uuid::Uuid;
+use voxanne_db::crypto::Keyring;
+use voxanne_db::encrypted::{Field, CALL_SUMMARY, CALL_TRANSCRIPT};
+use voxanne_domain::OrgId;
 
 /// What pgbench adds to a random clinic number to spell its id's last group.
 pub const ID_BASE: u64 = 100_000_000_000;
@@ -17,13 +20,15 @@ const WHALE_SHARE: f64 = 0.1;
 /// Calls per `COPY` message.
 const CHUNK: u64 = 20_000;
 
-/// `text` as a patient text column stores text that is not sealed (migrations/0033: the byte
-/// 0, then the text), written as COPY's text format writes a bytea. The data set is made
-/// without the server's keys, so its calls are as an upgraded database's are before the
-/// sealing job reached them: read the same way, without the cost of opening them.
-fn copy_stored_plain(text: &str) -> String {
-    let mut out = String::from("\\\\x00");
-    for b in text.bytes() {
+/// `text` encrypted as the server stores the column `field` of the clinic's row `id`
+/// (docs/ENCRYPTION.md), written as COPY's text format writes a bytea.
+fn copy_encrypted(keyring: &Keyring, field: Field, org: Uuid, id: Uuid, text: &str) -> String {
+    let stored = keyring
+        .seal_stored(text.as_bytes(), &field.aad(OrgId::from_uuid(org), id))
+        .expect("AES-GCM encrypts any text");
+    let mut out = String::with_capacity(4 + 2 * stored.len());
+    out.push_str("\\\\x");
+    for b in stored {
         let _ = write!(out, "{b:02x}");
     }
     out
@@ -74,9 +79,12 @@ fn shares(clinics: u64, calls: u64) -> Vec<u64> {
 }
 
 /// Grows `have` to `clinics` clinics holding `calls` calls (a tenth the whale's), adding
-/// clinics, their owners and calls; a progress bar on stderr. Ends with ANALYZE.
+/// clinics, their owners and calls, their transcripts and summaries encrypted with `keyring`
+/// as the server's own are (and each clinic marked as encrypted with its key, so the server's
+/// encryption job has nothing to do); a progress bar on stderr. Ends with ANALYZE.
 pub async fn grow(
     admin: &mut PgConnection,
+    keyring: &Keyring,
     have: &Dataset,
     clinics: u64,
     calls: u64,
@@ -120,15 +128,12 @@ pub async fn grow(
     let base = chrono::DateTime::parse_from_rfc3339("2026-12-01T18:00:00Z")?.to_utc();
     let mut copy = admin
         .copy_in_raw(
-            "COPY calls (org_id, direction, status, from_number, to_number, started_at, ended_at,
-                         duration_seconds, transcript, summary) FROM STDIN",
+            "COPY calls (org_id, id, direction, status, from_number, to_number, started_at,
+                         ended_at, duration_seconds, transcript, summary) FROM STDIN",
         )
         .await?;
-    let transcript = copy_stored_plain(
-        "Caller: I would like to book a check-up next week, mornings if possible. \
-         Agent: Tuesday at 9:30 is free with Dr. Lee. Caller: That works, thank you.",
-    );
-    let summary = copy_stored_plain("Booked a check-up.");
+    const TRANSCRIPT: &str = "Caller: I would like to book a check-up next week, mornings if \
+         possible. Agent: Tuesday at 9:30 is free with Dr. Lee. Caller: That works, thank you.";
     let mut buf = String::with_capacity(CHUNK as usize * 600);
     let mut in_buf = 0;
     for (clinic, had, add) in todo {
@@ -143,9 +148,12 @@ pub async fn grow(
                 1 => ("inbound", "missed"),
                 _ => ("inbound", "completed"),
             };
+            let id = Uuid::new_v4();
+            let transcript = copy_encrypted(keyring, CALL_TRANSCRIPT, org, id, TRANSCRIPT);
+            let summary = copy_encrypted(keyring, CALL_SUMMARY, org, id, "Booked a check-up.");
             writeln!(
                 buf,
-                "{org}\t{direction}\t{status}\t+1415555{:04}\t+14155550100\t{}\t{}\t{}\t{transcript}\t{summary}",
+                "{org}\t{id}\t{direction}\t{status}\t+1415555{:04}\t+14155550100\t{}\t{}\t{}\t{transcript}\t{summary}",
                 k % 10_000,
                 started.format("%Y-%m-%d %H:%M:%S+00"),
                 ended.format("%Y-%m-%d %H:%M:%S+00"),
@@ -166,6 +174,12 @@ pub async fn grow(
     }
     copy.finish().await?;
     bar.finish_and_clear();
+    sqlx::query(
+        "UPDATE organizations SET encrypted_with = $1 WHERE encrypted_with IS DISTINCT FROM $1",
+    )
+    .bind(keyring.current_key_id())
+    .execute(&mut *admin)
+    .await?;
     admin.execute("ANALYZE").await?;
     Ok(Dataset { per_clinic: want })
 }

@@ -43,7 +43,11 @@ pub async fn child(plan: &Plan, binary: &Path) -> Result<(), Error> {
             "[suite] distributed mode: {clinics} clinics, {calls} calls in database {}",
             i + 1
         );
-        dataset::grow(&mut admin, &Dataset::default(), clinics, calls).await?;
+        let keyring = voxanne_db::crypto::Keyring::from_config(
+            &SecretString::from(crate::ENCRYPTION_KEY),
+            None,
+        )?;
+        dataset::grow(&mut admin, &keyring, &Dataset::default(), clinics, calls).await?;
         if distributed {
             let name = options.get_database().ok_or("a database name")?.to_owned();
             voxanne_testkit::prepare_for_citus(&name).await;
@@ -81,7 +85,7 @@ pub async fn child(plan: &Plan, binary: &Path) -> Result<(), Error> {
             database_url: url,
             app_database_url: app_url,
             jwt_secret: secret.clone(),
-            encryption_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            encryption_key: crate::ENCRYPTION_KEY.into(),
             data_dir,
         });
     }

@@ -36,6 +36,9 @@ use voxanne_http::auth::{mint_hs256, DevToken};
 use voxanne_testkit::TestDb;
 use wrk::{wrk, Load, Request};
 
+/// The servers' encryption key (a fixed one: the data set is encrypted with it too).
+pub const ENCRYPTION_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
 #[derive(Debug, Parser, serde::Serialize)]
 #[command(name = "suite", about = "Voxanne's benchmark suite")]
 struct Args {
@@ -267,7 +270,7 @@ async fn run(args: Args) -> Result<(), Error> {
         database_url: url(options.get_username()),
         app_database_url: url("voxanne_app"),
         jwt_secret: secret.clone(),
-        encryption_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+        encryption_key: ENCRYPTION_KEY.into(),
         data_dir: dir.path().to_path_buf(),
     };
     let mut b = Bench {
@@ -286,8 +289,13 @@ async fn run(args: Args) -> Result<(), Error> {
         "small scale: {} clinics, {} calls",
         b.plan.small_clinics, b.plan.small_calls
     ));
+    let keyring = voxanne_db::crypto::Keyring::from_config(
+        &SecretString::from(b.config.encryption_key.clone()),
+        None,
+    )?;
     let small = dataset::grow(
         &mut b.admin,
+        &keyring,
         &Dataset::default(),
         b.plan.small_clinics,
         b.plan.small_calls,
@@ -304,7 +312,7 @@ async fn run(args: Args) -> Result<(), Error> {
         b.plan.clinics, b.plan.calls
     ));
     let generating = std::time::Instant::now();
-    let large = dataset::grow(&mut b.admin, &small, b.plan.clinics, b.plan.calls).await?;
+    let large = dataset::grow(&mut b.admin, &keyring, &small, b.plan.clinics, b.plan.calls).await?;
     let generated_in = generating.elapsed();
     if let Some(latency_small) = latency_small {
         let latency_large = latency(&b, &server)?;

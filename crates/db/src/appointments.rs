@@ -308,7 +308,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        let rows: Vec<Appointment> = self.from_stored(rows)?;
+        let rows: Vec<Appointment> = self.opened(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }
@@ -334,7 +334,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        let rows = self.from_stored(rows)?;
+        let rows = self.opened(rows)?;
         self.note_access(
             subject::APPOINTMENT,
             None,
@@ -546,7 +546,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
-        self.from_stored_opt(row)
+        self.opened_opt(row)
     }
 
     /// Unexpired holds, by (starts_at, id), after `after`; up to `limit`.

@@ -199,7 +199,7 @@ impl TenantTx {
                 .await?
             }
         };
-        let rows: Vec<Call> = self.from_stored(rows)?;
+        let rows: Vec<Call> = self.opened(rows)?;
         let patients = rows.iter().filter_map(|c| c.contact_id.map(Uuid::from));
         self.note_access(subject::CALL, None, Action::List, patients);
         Ok(rows)

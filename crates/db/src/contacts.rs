@@ -109,7 +109,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        let rows: Vec<Contact> = self.from_stored(rows)?;
+        let rows: Vec<Contact> = self.opened(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }
@@ -160,7 +160,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
-        let contact: Option<Contact> = self.from_stored_opt(contact)?;
+        let contact: Option<Contact> = self.opened_opt(contact)?;
         if let Some(contact) = &contact {
             self.note_row(contact, Action::Update);
         }
@@ -180,7 +180,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
-        let contact: Option<Contact> = self.from_stored_opt(contact)?;
+        let contact: Option<Contact> = self.opened_opt(contact)?;
         if let Some(contact) = &contact {
             self.note_row(contact, Action::Read);
         }
@@ -208,7 +208,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
-        match self.from_stored_opt::<_, Contact>(created)? {
+        match self.opened_opt::<_, Contact>(created)? {
             Some(contact) => {
                 self.note_row(&contact, Action::Create);
                 Ok(contact)

@@ -744,7 +744,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        let rows: Vec<InboxMessage> = self.from_stored(rows)?;
+        let rows: Vec<InboxMessage> = self.opened(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }
@@ -780,7 +780,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
-        let message: Option<InboxMessage> = self.from_stored_opt(message)?;
+        let message: Option<InboxMessage> = self.opened_opt(message)?;
         if let Some(message) = &message {
             self.note_row(message, Action::Update);
         }

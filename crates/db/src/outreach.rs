@@ -241,7 +241,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        let rows: Vec<Lead> = self.from_stored(rows)?;
+        let rows: Vec<Lead> = self.opened(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }
@@ -335,7 +335,7 @@ impl TenantTx {
         )
         .fetch_optional(self.conn())
         .await?;
-        let row: Option<Lead> = self.from_stored_opt(row)?;
+        let row: Option<Lead> = self.opened_opt(row)?;
         if let Some(row) = &row {
             self.note_row(row, Action::Update);
         }
@@ -396,7 +396,7 @@ impl TenantTx {
         )
         .fetch_all(self.conn())
         .await?;
-        let rows: Vec<Lead> = self.from_stored(rows)?;
+        let rows: Vec<Lead> = self.opened(rows)?;
         self.note_rows(&rows);
         Ok(rows)
     }

@@ -65,12 +65,12 @@ impl<T> FromStored<T> for T {
 
 impl TenantTx {
     /// Rows as read from their table, made the row type ([`FromStored`]).
-    pub(crate) fn from_stored<S, T: FromStored<S>>(&self, rows: Vec<S>) -> Result<Vec<T>, DbError> {
+    pub(crate) fn opened<S, T: FromStored<S>>(&self, rows: Vec<S>) -> Result<Vec<T>, DbError> {
         rows.into_iter().map(|s| T::from_stored(self, s)).collect()
     }
 
     /// A row as read from its table, if any, made the row type ([`FromStored`]).
-    pub(crate) fn from_stored_opt<S, T: FromStored<S>>(
+    pub(crate) fn opened_opt<S, T: FromStored<S>>(
         &self,
         row: Option<S>,
     ) -> Result<Option<T>, DbError> {
@@ -196,7 +196,7 @@ macro_rules! tenant_row {
                 )
                 .fetch_all(tx.conn())
                 .await?;
-                tx.from_stored(rows)
+                tx.opened(rows)
             }
 
             async fn delete_in(tx: &mut $crate::TenantTx, id: $id) -> Result<bool, $crate::DbError> {

@@ -360,6 +360,23 @@ pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbErro
     Ok(rows)
 }
 
+/// The active clinics whose patient text is not yet known to be encrypted with the current
+/// key, through the SECURITY DEFINER `app.encryption_backlog`: for the metrics (a rotation is
+/// complete at 0).
+pub async fn encryption_backlog(db: &Db) -> Result<i64, DbError> {
+    let key = db
+        .keyring()
+        .ok_or(crate::crypto::CryptoError::NoKeyring)?
+        .current_key_id()
+        .to_owned();
+    let mut one = OneStatement::open(db).await?;
+    let n = sqlx::query_scalar!(r#"SELECT app.encryption_backlog($1) AS "n!""#, key)
+        .fetch_one(one.conn())
+        .await?;
+    one.finish().await?;
+    Ok(n)
+}
+
 /// An SMS confirmation, claimed for one worker until its lease runs out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClaimedSms {
@@ -367,7 +384,8 @@ pub struct ClaimedSms {
     pub sms_id: SmsId,
     pub appointment_id: Option<AppointmentId>,
     pub to_number: String,
-    /// As stored, sealed: opened in the clinic's tenant transaction ([`TenantTx::claimed_sms_body`]).
+    /// As stored, encrypted: decrypted in the clinic's tenant transaction
+    /// ([`TenantTx::claimed_sms_body`]).
     pub body: Vec<u8>,
     /// 1 for the first attempt.
     pub attempt: i32,

@@ -80,6 +80,11 @@ impl Metrics {
                 "voxanne_calendar_event_writes{{status=\"{status}\"}} {n}"
             );
         }
+        let backlog = voxanne_db::system::encryption_backlog(db).await?;
+        let _ = writeln!(
+            out,
+            "# HELP voxanne_clinics_awaiting_encryption Active clinics whose patient text is not yet known to be encrypted with the current key (0: a key rotation is complete).\n# TYPE voxanne_clinics_awaiting_encryption gauge\nvoxanne_clinics_awaiting_encryption {backlog}"
+        );
         for (name, help, counter) in [
             (
                 "voxanne_recordings_processed_total",

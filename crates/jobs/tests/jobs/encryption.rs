@@ -153,9 +153,20 @@ async fn old_plaintext_and_an_older_keys_values_are_encrypted_with_the_current_k
         "{before:?}"
     );
 
+    let gauge = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("voxanne_clinics_awaiting_encryption "))
+            .map(str::to_owned)
+    };
+    let metrics = Metrics::default();
+    let rendered = metrics.render(&t.db).await.expect("metrics");
+    assert_eq!(gauge(rendered), Some("2".to_owned()));
+
     // Steps of 3 rows, 2 steps a claim: every clinic takes several claims.
     let job = job(&t, 3, 2);
     let outcomes = drain(&job).await;
+    let rendered = metrics.render(&t.db).await.expect("metrics");
+    assert_eq!(gauge(rendered), Some("0".to_owned()));
     let after = values(&mut admin).await;
     assert!(
         after
