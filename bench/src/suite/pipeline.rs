@@ -15,6 +15,7 @@ use sqlx::Executor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use voxanne_db::crypto::Keyring;
+use voxanne_db::encrypted::SMS_BODY;
 use voxanne_domain::IntegrationProvider;
 
 /// How long the hosts take to answer: a request's network time.
@@ -264,9 +265,31 @@ async fn drain(
                    FROM generate_series(1, $4)"
             }
             Kind::Sms => {
-                "INSERT INTO sms_confirmation_logs (org_id, to_number, body)
-                 SELECT $1, '+1415555' || lpad(g::text, 4, '0'), 'See you soon ' || $2 || $3
-                   FROM generate_series(1, $4) g"
+                // The texts encrypted as the server writes them: the worker decrypts each.
+                let keyring = Keyring::from_config(
+                    &SecretString::from(b.config.encryption_key.clone()),
+                    None,
+                )?;
+                let org = dataset::org_id(clinic);
+                let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
+                let bodies = ids
+                    .iter()
+                    .map(|id| {
+                        let aad = SMS_BODY.aad(voxanne_domain::OrgId::from_uuid(org), *id);
+                        keyring.seal_stored(format!("See you soon {url}{clinic}").as_bytes(), &aad)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                sqlx::query(
+                    "INSERT INTO sms_confirmation_logs (org_id, id, to_number, body)
+                     SELECT $1, t.id, '+1415555' || lpad(t.g::text, 4, '0'), t.body
+                       FROM unnest($2::uuid[], $3::bytea[]) WITH ORDINALITY AS t(id, body, g)",
+                )
+                .bind(org)
+                .bind(&ids)
+                .bind(&bodies)
+                .execute(&mut b.admin)
+                .await?;
+                continue;
             }
         };
         sqlx::query(insert)
