@@ -208,6 +208,103 @@ impl TenantTx {
     }
 }
 
+impl TenantTx {
+    /// The clinic's secrets that an older key encrypted (its providers' credentials, its
+    /// calendars' tokens) encrypted again with the current key; how many rows. Each write
+    /// replaces only what it read: a token refreshed meanwhile was written with the current
+    /// key anyway. (Calendar OAuth states live ten minutes and are left to expire.)
+    pub async fn encrypt_secrets(&mut self) -> Result<usize, DbError> {
+        use crate::calendar_connections::token_aad;
+        use crate::integrations::secrets_aad;
+        let org = self.org();
+        let current = self
+            .keyring()
+            .ok_or(CryptoError::NoKeyring)?
+            .current_key_id()
+            .to_owned();
+        let integrations = sqlx::query!(
+            r#"SELECT provider, secrets_enc AS "secrets_enc!", key_id AS "key_id!"
+                 FROM integration_settings
+                WHERE org_id = $1 AND secrets_enc IS NOT NULL AND key_id IS DISTINCT FROM $2"#,
+            org.as_uuid(),
+            current
+        )
+        .fetch_all(self.conn())
+        .await?;
+        let calendars = sqlx::query!(
+            r#"SELECT id, access_token_enc, refresh_token_enc, key_id AS "key_id!"
+                 FROM calendar_connections
+                WHERE org_id = $1 AND key_id IS DISTINCT FROM $2
+                  AND (access_token_enc IS NOT NULL OR refresh_token_enc IS NOT NULL)"#,
+            org.as_uuid(),
+            current
+        )
+        .fetch_all(self.conn())
+        .await?;
+        let keyring = self.keyring().ok_or(CryptoError::NoKeyring)?;
+        let again = |key_id: &str, bytes: &[u8], aad: &str| -> Result<Vec<u8>, DbError> {
+            let plain = keyring.open(key_id, bytes, aad)?;
+            Ok(keyring.seal(&plain, aad)?.bytes)
+        };
+        let mut integration_work = Vec::new();
+        for row in &integrations {
+            let provider = row
+                .provider
+                .parse()
+                .map_err(|_| DbError::Corrupt(format!("provider `{}`", row.provider)))?;
+            let aad = secrets_aad(org, provider);
+            integration_work.push((row, again(&row.key_id, &row.secrets_enc, &aad)?));
+        }
+        let mut calendar_work = Vec::new();
+        for row in &calendars {
+            let token = |column: &str, bytes: &Option<Vec<u8>>| {
+                bytes
+                    .as_deref()
+                    .map(|b| again(&row.key_id, b, &token_aad(column, org, row.id)))
+                    .transpose()
+            };
+            calendar_work.push((
+                row,
+                token("access_token_enc", &row.access_token_enc)?,
+                token("refresh_token_enc", &row.refresh_token_enc)?,
+            ));
+        }
+        let mut done = 0;
+        for (row, sealed) in integration_work {
+            done += sqlx::query!(
+                "UPDATE integration_settings SET secrets_enc = $3, key_id = $4
+                  WHERE org_id = $1 AND provider = $2 AND key_id = $5 AND secrets_enc = $6",
+                org.as_uuid(),
+                row.provider,
+                sealed,
+                current,
+                row.key_id,
+                row.secrets_enc
+            )
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+        }
+        for (row, access, refresh) in calendar_work {
+            done += sqlx::query!(
+                "UPDATE calendar_connections
+                    SET access_token_enc = $3, refresh_token_enc = $4, key_id = $5
+                  WHERE org_id = $1 AND id = $2 AND key_id = $6",
+                org.as_uuid(),
+                row.id,
+                access,
+                refresh,
+                current,
+                row.key_id
+            )
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+        }
+        Ok(usize::try_from(done).unwrap_or(usize::MAX))
+    }
+}
+
 /// The access log's kind of a field's data.
 fn field_subject(field: Field) -> &'static str {
     use crate::access::subject;

@@ -53,6 +53,8 @@ pub struct EncryptionOutcome {
     /// Rows looked at, and values encrypted with the current key.
     pub looked: usize,
     pub encrypted: usize,
+    /// Rows of secrets (provider credentials, calendar tokens) encrypted with the current key.
+    pub secrets: usize,
     /// Every patient text of the clinic is now encrypted with the current key.
     pub done: bool,
     /// The claim no longer held, or the clinic is gone or suspended.
@@ -104,6 +106,10 @@ impl EncryptionJob {
                     field += 1;
                 }
             }
+            // The pass ends with the clinic's few secrets, in the step that finishes it.
+            if field >= FIELDS.len() {
+                outcome.secrets += tx.encrypt_secrets().await?;
+            }
             let last = field >= FIELDS.len() || step + 1 == self.config.steps.max(1);
             let held = tx
                 .encryption_progress(claim.claim, &claim.key, field, after, last)
@@ -120,10 +126,11 @@ impl EncryptionJob {
         }
         self.counters()
             .done
-            .add(u64::try_from(outcome.encrypted).unwrap_or(0));
-        if outcome.encrypted > 0 || outcome.done {
+            .add(u64::try_from(outcome.encrypted + outcome.secrets).unwrap_or(0));
+        if outcome.encrypted > 0 || outcome.secrets > 0 || outcome.done {
             tracing::info!(org_id = %claim.org_id, key = %claim.key, looked = outcome.looked,
-                encrypted = outcome.encrypted, done = outcome.done, "patient text encrypted");
+                encrypted = outcome.encrypted, secrets = outcome.secrets, done = outcome.done,
+                "patient text and secrets encrypted");
         }
         Ok(outcome)
     }

@@ -403,13 +403,30 @@ pub fn pgbouncer() -> &'static Pgbouncer {
 /// org's own tenant transaction: with `voxanne_db::demo::seed`, every tenant table has rows.
 pub async fn fill_remaining_tables(tx: &mut voxanne_db::TenantTx) {
     let org = tx.org().as_uuid();
+    // A calendar whose token is encrypted as the server stores one.
+    let connection = uuid::Uuid::new_v4();
+    let token = keyring()
+        .seal(
+            b"ya29.fill-token",
+            &voxanne_db::calendar_connections::token_aad("access_token_enc", tx.org(), connection),
+        )
+        .expect("encrypting a token");
+    sqlx::query(
+        "INSERT INTO calendar_connections (org_id, id, provider, account_email, access_token_enc, key_id)
+         VALUES ($1, $2, 'google', 'desk@clinic.example', $3, $4) RETURNING 1",
+    )
+    .bind(org)
+    .bind(connection)
+    .bind(token.bytes)
+    .bind(token.key_id)
+    .fetch_all(tx.conn())
+    .await
+    .expect("a calendar connection");
     let statements = [
         "INSERT INTO appointment_holds (org_id, starts_at, ends_at, expires_at)
          VALUES ($1, now() + interval '3 days', now() + interval '3 days 30 minutes', now() + interval '5 minutes')",
         "INSERT INTO access_log (org_id, actor_kind, subject_kind, action, via)
          VALUES ($1, 'system', 'calls', 'list', 'test kit')",
-        "INSERT INTO calendar_connections (org_id, provider, account_email, access_token_enc, key_id)
-         VALUES ($1, 'google', 'desk@clinic.example', '\\x00', 'k1')",
         "INSERT INTO calendar_busy (org_id, connection_id, starts_at, ends_at)
          SELECT org_id, id, now() + interval '4 days', now() + interval '4 days 1 hour'
            FROM calendar_connections WHERE org_id = $1 LIMIT 1",

@@ -121,10 +121,11 @@ async fn old_plaintext_and_an_older_keys_values_are_encrypted_with_the_current_k
     .await
     .expect("plaintext transcripts");
     // Values from before a rotation: written by a server whose current key was `test1`.
-    let before_rotation =
+    let old_keyring = Arc::new(
         Keyring::from_config(&secrecy::SecretString::from(ENCRYPTION_KEYS_OLD), None)
-            .expect("old keyring");
-    let old_db = t.db.clone().with_keyring(Arc::new(before_rotation));
+            .expect("old keyring"),
+    );
+    let old_db = t.db.clone().with_keyring(old_keyring.clone());
     let mut tx = old_db
         .tenant(clinics[0].org, clinics[0].owner)
         .await
@@ -138,6 +139,34 @@ async fn old_plaintext_and_an_older_keys_values_are_encrypted_with_the_current_k
         })
         .await
         .expect("contact");
+    // And the clinic's secrets: a Twilio account and a calendar's tokens.
+    let secrets: voxanne_db::integrations::Secrets = [(
+        "auth_token".to_owned(),
+        secrecy::SecretString::from("twilio-secret"),
+    )]
+    .into_iter()
+    .collect();
+    tx.put_integration(
+        &old_keyring,
+        voxanne_domain::IntegrationProvider::Twilio,
+        &serde_json::Map::new(),
+        Some(&secrets),
+    )
+    .await
+    .expect("integration");
+    let calendar = tx
+        .insert_calendar_connection(
+            &old_keyring,
+            &voxanne_db::calendar_connections::NewCalendarConnection {
+                provider: voxanne_domain::CalendarProvider::Google,
+                account_email: "front@clinic.example".into(),
+                access_token: secrecy::SecretString::from("ya29.old"),
+                refresh_token: Some(secrecy::SecretString::from("1//old-refresh")),
+                token_expires_at: None,
+            },
+        )
+        .await
+        .expect("calendar");
     tx.commit().await.expect("commit");
 
     let before = values(&mut admin).await;
@@ -216,17 +245,66 @@ async fn old_plaintext_and_an_older_keys_values_are_encrypted_with_the_current_k
     // Done: nothing is claimed until the key changes.
     assert!(drain(&job).await.is_empty());
 
-    // The clinic reads what it wrote before the rotation, now with the current key only.
-    let mut tx =
-        t.db.tenant(clinics[0].org, clinics[0].owner)
-            .await
-            .expect("tenant");
+    // The secrets too, at the end of the clinic's pass.
+    let secrets_done: usize = outcomes.iter().map(|(_, o)| o.secrets).sum();
+    assert_eq!(secrets_done, 2);
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT key_id FROM integration_settings WHERE secrets_enc IS NOT NULL
+         UNION ALL SELECT key_id FROM calendar_connections",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("key ids");
+    assert!(
+        keys.len() >= 3 && keys.iter().all(|k| k == "test2"),
+        "{keys:?}"
+    );
+
+    // The clinic reads what it wrote before the rotation with the current key only.
+    let current_only = Arc::new(
+        Keyring::from_config(
+            &secrecy::SecretString::from(voxanne_testkit::ENCRYPTION_KEY),
+            None,
+        )
+        .expect("keyring"),
+    );
+    let db = t.db.clone().with_keyring(current_only.clone());
+    let mut tx = db
+        .tenant(clinics[0].org, clinics[0].owner)
+        .await
+        .expect("tenant");
     let read = tx
         .find::<Contact>(old.id)
         .await
         .expect("read")
         .expect("contact");
     assert_eq!(read.notes.as_deref(), Some("Noted before the rotation"));
+    let twilio = tx
+        .get_integration(voxanne_domain::IntegrationProvider::Twilio)
+        .await
+        .expect("read")
+        .expect("integration");
+    let opened = twilio
+        .open_secrets(&current_only, clinics[0].org)
+        .expect("secrets");
+    assert_eq!(
+        opened
+            .get("auth_token")
+            .map(secrecy::ExposeSecret::expose_secret),
+        Some("twilio-secret")
+    );
+    let tokens = tx
+        .calendar_tokens(&current_only, calendar.id.as_uuid())
+        .await
+        .expect("read")
+        .expect("tokens");
+    assert_eq!(
+        tokens
+            .refresh_token
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret),
+        Some("1//old-refresh")
+    );
 }
 
 #[tokio::test]
