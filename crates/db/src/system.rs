@@ -360,15 +360,17 @@ pub async fn recording_queue_depth(db: &Db) -> Result<Vec<(String, i64)>, DbErro
     Ok(rows)
 }
 
+/// The id of the key that encrypts everything new.
+fn current_key_id(db: &Db) -> Result<String, DbError> {
+    let keyring = db.keyring().ok_or(crate::crypto::CryptoError::NoKeyring)?;
+    Ok(keyring.current_key_id().to_owned())
+}
+
 /// The active clinics whose patient text is not yet known to be encrypted with the current
 /// key, through the SECURITY DEFINER `app.encryption_backlog`: for the metrics (a rotation is
 /// complete at 0).
 pub async fn encryption_backlog(db: &Db) -> Result<i64, DbError> {
-    let key = db
-        .keyring()
-        .ok_or(crate::crypto::CryptoError::NoKeyring)?
-        .current_key_id()
-        .to_owned();
+    let key = current_key_id(db)?;
     let mut one = OneStatement::open(db).await?;
     let n = sqlx::query_scalar!(r#"SELECT app.encryption_backlog($1) AS "n!""#, key)
         .fetch_one(one.conn())
@@ -1096,11 +1098,7 @@ pub async fn claim_encryption(
     batch: u32,
     lease: std::time::Duration,
 ) -> Result<Vec<ClaimedEncryption>, DbError> {
-    let key = db
-        .keyring()
-        .ok_or(crate::crypto::CryptoError::NoKeyring)?
-        .current_key_id()
-        .to_owned();
+    let key = current_key_id(db)?;
     let batch = i32::try_from(batch).unwrap_or(i32::MAX);
     let lease_ms = lease.as_secs_f64() * 1000.0;
     let mut one = OneStatement::open(db).await?;

@@ -15,6 +15,21 @@ use voxanne_domain::OrgId;
 use voxanne_jobs::{EncryptionConfig, EncryptionJob, EncryptionOutcome, Job, Metrics, Schedule};
 use voxanne_testkit::{keyring, TestDb, ENCRYPTION_KEYS_OLD};
 
+/// A key made current after `test2` (32 bytes of 3).
+const TEST3: &str = "test3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+
+/// A keyring of `current` and the `old` keys (comma-separated).
+fn ring(current: &str, old: Option<&str>) -> Arc<Keyring> {
+    let old = old.map(|o| secrecy::SecretString::from(o.to_owned()));
+    Arc::new(
+        Keyring::from_config(
+            &secrecy::SecretString::from(current.to_owned()),
+            old.as_ref(),
+        )
+        .expect("keyring"),
+    )
+}
+
 /// Every non-empty stored value of every encrypted column, by (column, row): the key that
 /// encrypted it (`None`: stored as plaintext) and its text.
 async fn values(admin: &mut PgConnection) -> BTreeMap<(String, Uuid), (Option<String>, String)> {
@@ -121,10 +136,7 @@ async fn old_plaintext_and_an_older_keys_values_are_encrypted_with_the_current_k
     .await
     .expect("plaintext transcripts");
     // Values from before a rotation: written by a server whose current key was `test1`.
-    let old_keyring = Arc::new(
-        Keyring::from_config(&secrecy::SecretString::from(ENCRYPTION_KEYS_OLD), None)
-            .expect("old keyring"),
-    );
+    let old_keyring = ring(ENCRYPTION_KEYS_OLD, None);
     let old_db = t.db.clone().with_keyring(old_keyring.clone());
     let mut tx = old_db
         .tenant(clinics[0].org, clinics[0].owner)
@@ -261,13 +273,7 @@ async fn old_plaintext_and_an_older_keys_values_are_encrypted_with_the_current_k
     );
 
     // The clinic reads what it wrote before the rotation with the current key only.
-    let current_only = Arc::new(
-        Keyring::from_config(
-            &secrecy::SecretString::from(voxanne_testkit::ENCRYPTION_KEY),
-            None,
-        )
-        .expect("keyring"),
-    );
+    let current_only = ring(voxanne_testkit::ENCRYPTION_KEY, None);
     let db = t.db.clone().with_keyring(current_only.clone());
     let mut tx = db
         .tenant(clinics[0].org, clinics[0].owner)
@@ -315,16 +321,8 @@ async fn a_new_key_starts_a_new_pass_after_which_the_older_keys_can_be_retired()
     drain(&job).await;
 
     // The key is rotated: `test3` is current, `test2` and `test1` still read.
-    let rotated = Keyring::from_config(
-        &secrecy::SecretString::from("test3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="),
-        Some(&secrecy::SecretString::from(format!(
-            "{},{}",
-            voxanne_testkit::ENCRYPTION_KEY,
-            ENCRYPTION_KEYS_OLD
-        ))),
-    )
-    .expect("rotated keyring");
-    let db = t.db.clone().with_keyring(Arc::new(rotated));
+    let older = format!("{},{ENCRYPTION_KEYS_OLD}", voxanne_testkit::ENCRYPTION_KEY);
+    let db = t.db.clone().with_keyring(ring(TEST3, Some(&older)));
     let job = EncryptionJob::new(
         db.clone(),
         EncryptionConfig {
@@ -370,11 +368,7 @@ async fn a_new_key_starts_a_new_pass_after_which_the_older_keys_can_be_retired()
     assert_eq!(read.notes.as_deref(), Some("Written after the rotation"));
     drop(tx);
     // Every value is now the new key's: a server that no longer has the older keys reads all.
-    let only_new = Keyring::from_config(
-        &secrecy::SecretString::from("test3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="),
-        None,
-    )
-    .expect("keyring");
+    let only_new = ring(TEST3, None);
     for (column, org_id, id, bytes) in {
         let mut all = Vec::new();
         for f in FIELDS {
