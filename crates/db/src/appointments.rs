@@ -15,7 +15,7 @@ use voxanne_domain::{
 };
 
 /// A row of `appointments` (the API's view is the HTTP layer's), its notes opened;
-/// `Appointment<Vec<u8>>` as stored, sealed (encrypted.rs).
+/// `Appointment<Vec<u8>>` as stored, encrypted (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appointment<Text = String> {
     pub id: AppointmentId,

@@ -72,7 +72,7 @@ impl TenantTx {
         .fetch_one(self.conn())
         .await?;
         let id = row.id;
-        // The transcript and summary are sealed for the call's row, whose id the upsert found;
+        // The transcript and summary are encrypted for the call's row, whose id the upsert found;
         // a text the call already has is left as it is (a retried report changes nothing).
         let changed = |new: &Option<String>, field, stored: Option<Vec<u8>>| {
             let new = new.as_deref()?;

@@ -11,7 +11,7 @@ use voxanne_domain::{
 };
 
 /// A row of `calls` (the API's view of a call is the HTTP layer's), its transcript and
-/// summary opened; `Call<Vec<u8>>` as stored, sealed (encrypted.rs).
+/// summary opened; `Call<Vec<u8>>` as stored, encrypted (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call<Text = String> {
     pub id: CallId,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use voxanne_domain::{ContactId, PhoneNumber};
 
 /// A row of `contacts` (the API's view of a contact is the HTTP layer's), its notes opened;
-/// `Contact<Vec<u8>>` as stored, sealed (encrypted.rs).
+/// `Contact<Vec<u8>>` as stored, encrypted (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contact<Text = String> {
     pub id: ContactId,

@@ -352,8 +352,8 @@ fn json_bytea(text: &str) -> Option<Vec<u8>> {
 }
 
 impl TenantTx {
-    /// `row` of `table` (a JSON object of all its columns) with its sealed patient text
-    /// opened (encrypted.rs): an export holds the text, not the ciphertext.
+    /// `row` of `table` (a JSON object of all its columns) with its encrypted patient text
+    /// decrypted (encrypted.rs): an export holds the text, not the ciphertext.
     fn open_json_row(&self, table: &str, row: &mut serde_json::Value) -> Result<(), DbError> {
         let id = row
             .get("id")

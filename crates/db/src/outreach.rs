@@ -18,7 +18,7 @@ use voxanne_domain::{
     LeadId, PhoneNumber,
 };
 
-/// A row of `leads`, its notes opened; `Lead<Vec<u8>>` as stored, sealed (encrypted.rs).
+/// A row of `leads`, its notes opened; `Lead<Vec<u8>>` as stored, encrypted (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lead<Text = String> {
     pub id: LeadId,

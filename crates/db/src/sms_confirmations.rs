@@ -12,7 +12,7 @@ use uuid::Uuid;
 use voxanne_domain::{confirmation_body, moved_body, AppointmentId, SmsId, SmsStatus};
 
 /// A row of `sms_confirmation_logs` (the API's view is the HTTP layer's), its body opened;
-/// `SmsConfirmation<Vec<u8>>` as stored, sealed (encrypted.rs).
+/// `SmsConfirmation<Vec<u8>>` as stored, encrypted (encrypted.rs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SmsConfirmation<Text = String> {
     pub id: voxanne_domain::SmsId,
