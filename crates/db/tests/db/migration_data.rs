@@ -1,7 +1,11 @@
-//! What migration 0018 does to a clinic's data: the schema as it was before (0001-0017)
-//! with appointments, holds and linked calendars on free-text resources, then every
-//! migration applied. Nothing is lost, every resource in use (and `default`) becomes a
-//! practitioner of its own clinic only, and what was booked still books the same.
+//! What migrations do to a clinic's data already there: the schema as it was before, with
+//! rows in it, then every migration applied.
+//!
+//! - 0018: appointments, holds and linked calendars on free-text resources. Nothing is lost,
+//!   every resource in use (and `default`) becomes a practitioner of its own clinic only, and
+//!   what was booked still books the same.
+//! - 0033: patient text in plain columns. Every text is kept, reads back through the clinic's
+//!   transaction, and is then encrypted by the encryption step.
 
 use sqlx::{Connection, PgConnection, Row};
 use std::path::Path;
@@ -165,4 +169,170 @@ async fn every_resource_in_use_becomes_a_practitioner_of_its_own_clinic_and_noth
     .await
     .expect("grant");
     assert!(!granted, "voxanne_system kept INSERT on practitioners");
+}
+
+/// The stored value of `field` in row `id`.
+async fn stored(
+    conn: &mut PgConnection,
+    field: voxanne_db::encrypted::Field,
+    id: Uuid,
+) -> Option<Vec<u8>> {
+    let sql = format!("SELECT {} FROM {} WHERE id = $1", field.column, field.table);
+    sqlx::query_scalar(&sql)
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .expect("stored")
+}
+
+/// What migration 0033 does to patient text written before it: every text is kept (as the
+/// older form, byte 0 then the text), reads back through the clinic's transaction, and the
+/// encryption step then encrypts it with the current key.
+#[tokio::test]
+async fn patient_text_from_before_0033_is_kept_readable_and_then_encrypted() {
+    use voxanne_db::encrypted::FIELDS;
+    let (_url, admin) = voxanne_testkit::empty_database_url().await;
+    let before = migrations_through(32);
+    let migrator = sqlx::migrate::Migrator::new(before.path())
+        .await
+        .expect("migrations 1-32");
+    voxanne_db::migrate::migrate_with(&admin, None, &migrator)
+        .await
+        .expect("migrating to 0032");
+
+    let mut conn = PgConnection::connect_with(&admin).await.expect("admin");
+    let (org, contact, call, appointment) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let sms = Uuid::new_v4();
+    for (sql, what) in [
+        ("INSERT INTO organizations (id, name) VALUES ($1, 'Old clinic')", "org"),
+        (
+            "INSERT INTO contacts (org_id, id, name, phone, notes)
+             VALUES ($1, $2, 'Ann', '+14155550111', 'Ann: allergic to penicillin')",
+            "contact",
+        ),
+        (
+            "INSERT INTO calls (org_id, id, contact_id, direction, status, from_number, to_number,
+                                started_at, transcript, summary)
+             VALUES ($1, $3, $2, 'inbound', 'completed', '+14155550111', '+14155550100', now(),
+                     'Caller: my tooth hurts — ça fait mal', 'Toothache')",
+            "call",
+        ),
+        (
+            "INSERT INTO call_transcript_lines (org_id, call_id, role, text)
+             VALUES ($1, $3, 'user', 'My tooth hurts')",
+            "line",
+        ),
+        (
+            "INSERT INTO appointments (org_id, id, contact_id, starts_at, ends_at, notes)
+             VALUES ($1, $4, $2, now() + interval '2 days', now() + interval '2 days 30 minutes',
+                     'Bring the x-rays')",
+            "appointment",
+        ),
+        (
+            "INSERT INTO sms_confirmation_logs (org_id, id, appointment_id, to_number, body)
+             VALUES ($1, $5, $4, '+14155550111', 'See you on Tuesday')",
+            "sms",
+        ),
+        (
+            "INSERT INTO inbox_messages (org_id, channel, kind, from_number, body, reply, contact_id)
+             VALUES ($1, 'sms', 'message', '+14155550111', 'Can I come earlier?', 'We will call you', $2)",
+            "inbox",
+        ),
+        (
+            "INSERT INTO leads (org_id, phone, name, notes) VALUES ($1, '+14155550112', 'Lee', 'Prefers mornings')",
+            "lead",
+        ),
+        (
+            "INSERT INTO leads (org_id, phone, name) VALUES ($1, '+14155550113', 'Lou')",
+            "lead without notes",
+        ),
+    ] {
+        sqlx::query(sql)
+            .bind(org)
+            .bind(contact)
+            .bind(call)
+            .bind(appointment)
+            .bind(sms)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    let mut texts_before = Vec::new();
+    for f in FIELDS {
+        let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM {} ORDER BY id",
+            f.column, f.table
+        ))
+        .fetch_all(&mut conn)
+        .await
+        .expect("texts");
+        texts_before.extend(rows.into_iter().map(|(id, text)| (f, id, text)));
+    }
+    conn.close().await.expect("close");
+
+    voxanne_db::migrate::migrate(&admin, None)
+        .await
+        .expect("applying 0033 onto the data");
+
+    // Kept: each value is the older form of exactly its text.
+    let mut conn = PgConnection::connect_with(&admin).await.expect("admin");
+    let keyring = voxanne_testkit::keyring();
+    for (f, id, text) in &texts_before {
+        let value = stored(&mut conn, *f, *id).await;
+        let expected = text.as_deref().map(voxanne_db::crypto::stored_plain);
+        assert_eq!(value, expected, "{f:?} {id}");
+    }
+
+    // Read through the clinic's transaction, then encrypted by the encryption step.
+    let app = admin.clone().username(voxanne_db::migrate::APP_ROLE);
+    let db = voxanne_db::Db::connect(app, 2)
+        .await
+        .expect("app pool")
+        .with_keyring(keyring.clone());
+    let org_id = voxanne_domain::OrgId::from_uuid(org);
+    let mut tx = db.job_tenant(org_id).await.expect("tenant");
+    let read = tx
+        .find::<voxanne_db::calls::Call>(call.into())
+        .await
+        .expect("read")
+        .expect("call");
+    assert_eq!(
+        read.transcript.as_deref(),
+        Some("Caller: my tooth hurts — ça fait mal")
+    );
+    for f in FIELDS {
+        let step = tx.encrypt_step(f, None, 100).await.expect("encrypting");
+        assert_eq!(step.after, None, "{f:?}: one step does it");
+    }
+    tx.commit().await.expect("commit");
+    for (f, id, text) in &texts_before {
+        let value = stored(&mut conn, *f, *id).await;
+        match (text, value) {
+            (None, None) => {}
+            // A lead without notes holds the empty text, which stays as it is.
+            (Some(text), Some(value)) if text.is_empty() => {
+                assert_eq!(value, voxanne_db::crypto::stored_plain(""), "{f:?}")
+            }
+            (Some(text), Some(value)) => {
+                assert_eq!(voxanne_db::crypto::stored_key_id(&value), Some("test2"));
+                let opened = keyring
+                    .open_stored(&value, &f.aad(org_id, *id))
+                    .expect("opens");
+                assert_eq!(opened.as_slice(), text.as_bytes(), "{f:?}");
+            }
+            other => panic!("{f:?} {id}: {other:?}"),
+        }
+    }
+    let mut tx = db.job_tenant(org_id).await.expect("tenant");
+    let read = tx
+        .find::<voxanne_db::contacts::Contact>(contact.into())
+        .await
+        .expect("read")
+        .expect("contact");
+    assert_eq!(read.notes.as_deref(), Some("Ann: allergic to penicillin"));
 }
