@@ -97,6 +97,18 @@ impl TenantTx {
     }
 }
 
+/// The bytes of a `bytea` as `to_jsonb` writes it (`\\x` and hex digits).
+pub fn json_bytea(text: &str) -> Option<Vec<u8>> {
+    let hex = text.strip_prefix("\\x")?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// What one step of the encryption job did in one field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EncryptStep {

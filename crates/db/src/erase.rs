@@ -339,18 +339,6 @@ fn export_queries(scope: &PatientScope) -> Vec<(&'static str, &'static str, Vec<
     ]
 }
 
-/// The bytes of a `bytea` as `to_jsonb` writes it (`\\x` and hex digits).
-fn json_bytea(text: &str) -> Option<Vec<u8>> {
-    let hex = text.strip_prefix("\\x")?;
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 impl TenantTx {
     /// `row` of `table` (a JSON object of all its columns) with its encrypted patient text
     /// decrypted (encrypted.rs): an export holds the text, not the ciphertext.
@@ -366,7 +354,7 @@ impl TenantTx {
             let Some(text) = value.as_str() else {
                 continue;
             };
-            let stored = json_bytea(text).ok_or_else(|| {
+            let stored = crate::encrypted::json_bytea(text).ok_or_else(|| {
                 DbError::Corrupt(format!("{}.{} is not bytea", field.table, field.column))
             })?;
             *value = serde_json::Value::String(self.open(*field, id, &stored)?);

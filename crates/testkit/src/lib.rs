@@ -260,13 +260,9 @@ pub fn open_patient_text(table: &str, row: &mut serde_json::Value) {
         let Some(value) = row.get_mut(field.column) else {
             continue;
         };
-        let Some(hex) = value.as_str().and_then(|v| v.strip_prefix("\\x")) else {
+        let Some(stored) = value.as_str().map(voxanne_db::encrypted::json_bytea) else {
             continue;
         };
-        let stored: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect();
         let aad = field.aad(voxanne_domain::OrgId::from(org), id);
         let text = stored
             .and_then(|stored| keyring.open_stored(&stored, &aad).ok())
