@@ -42,6 +42,11 @@ pub const LEAD_NOTES: Field = Field::new("leads", "notes");
 
 /// Every encrypted column, in the order the encryption job goes through them (its progress names a
 /// place in this list, so new fields go at the end).
+/// The encryption job's phase after the text [`FIELDS`]: the clinic's recordings
+/// (`crates/jobs/src/encryption.rs`). Migration 0034 resumes finished clinics here, by number.
+pub const RECORDINGS: usize = FIELDS.len();
+const _: () = assert!(RECORDINGS == 9, "migrations/0034 names this phase 9");
+
 pub const FIELDS: [Field; 9] = [
     CALL_TRANSCRIPT,
     CALL_SUMMARY,
@@ -183,8 +188,8 @@ impl TenantTx {
     }
 
     /// Records where claim `claim` of the encryption job stands in this clinic: at `field` (an
-    /// index into [`FIELDS`]) after row `after`; with `field` past the last, every patient
-    /// text of the clinic is encrypted with `key`. `release`: the claim ends here. Whether the
+    /// index into [`FIELDS`], then [`RECORDINGS`]) after row `after`; with `field` past the
+    /// recordings, every patient text and recording of the clinic is encrypted with `key`. `release`: the claim ends here. Whether the
     /// claim still held (if not, another worker has the clinic and nothing is written).
     pub async fn encryption_progress(
         &mut self,
@@ -195,7 +200,7 @@ impl TenantTx {
         release: bool,
     ) -> Result<bool, DbError> {
         let org = self.org().as_uuid();
-        let done = field >= FIELDS.len();
+        let done = field > RECORDINGS;
         let field = i32::try_from(field).unwrap_or(i32::MAX);
         let written = sqlx::query!(
             "UPDATE organizations

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod demo;
 pub mod dnc;
 pub mod encrypted;
+pub mod envelope;
 pub mod erase;
 pub mod idempotency;
 pub mod integrations;
@@ -276,7 +277,8 @@ impl Db {
         self
     }
 
-    pub(crate) fn keyring(&self) -> Option<&std::sync::Arc<crypto::Keyring>> {
+    /// The keyring that encrypts and opens patient data, if one is attached.
+    pub fn keyring(&self) -> Option<&std::sync::Arc<crypto::Keyring>> {
         self.keyring.as_ref()
     }
 

@@ -4,6 +4,7 @@
 use crate::access::subject;
 use crate::{Action, DbError, TenantTx};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 use voxanne_domain::CallId;
 
 /// How a failed attempt ends.
@@ -16,28 +17,30 @@ pub enum AfterFailure {
 }
 
 impl TenantTx {
-    /// Marks the call's recording stored at `path`, if this claim (`attempt`) still holds it,
-    /// and clears its failure record. Returns whether it did: `false` when the lease was lost
+    /// Marks the call's recording stored at `path`, its data key encrypted with the keyring's
+    /// key `key_id`, if this claim (`attempt`) still holds it, and clears its failure record. Returns whether it did: `false` when the lease was lost
     /// (another worker took the job over, or the call is gone).
     pub async fn recording_stored(
         &mut self,
         call_id: CallId,
         attempt: i32,
         path: &str,
+        key_id: &str,
     ) -> Result<bool, DbError> {
         self.note_access(subject::RECORDING, Some(call_id.into()), Action::Create, []);
         let org = self.org().as_uuid();
         let call_id = call_id.as_uuid();
         let updated = sqlx::query!(
             "UPDATE calls
-                SET recording_status = 'stored', recording_path = $3,
+                SET recording_status = 'stored', recording_path = $3, recording_key_id = $5,
                     recording_lease_until = NULL, recording_next_attempt_at = NULL
               WHERE org_id = $1 AND id = $2 AND recording_status = 'processing'
                 AND recording_attempts = $4",
             org,
             call_id,
             path,
-            attempt
+            attempt,
+            key_id
         )
         .execute(self.conn())
         .await?
@@ -156,5 +159,55 @@ impl TenantTx {
             .await?;
         }
         Ok(updated)
+    }
+
+    /// Up to `limit` of the clinic's stored recordings whose objects are not known to be
+    /// encrypted with the key `current`, after call `after` in id order (the encryption job).
+    pub async fn recordings_to_encrypt(
+        &mut self,
+        current: &str,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<(CallId, String)>, DbError> {
+        let rows = sqlx::query!(
+            r#"SELECT id, recording_path AS "path!" FROM calls
+                WHERE org_id = $1 AND recording_status = 'stored' AND recording_path IS NOT NULL
+                  AND recording_key_id IS DISTINCT FROM $2 AND id > $3
+                ORDER BY id LIMIT $4"#,
+            self.org().as_uuid(),
+            current,
+            after.unwrap_or(Uuid::nil()),
+            i64::from(limit)
+        )
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (CallId::from_uuid(r.id), r.path))
+            .collect())
+    }
+
+    /// Records that the call's object at `path` is now encrypted with the key `key_id`.
+    /// `false` when the call no longer has that recording stored (erased or purged while the
+    /// object was written again): the caller deletes what it wrote.
+    pub async fn recording_encrypted(
+        &mut self,
+        call_id: CallId,
+        path: &str,
+        key_id: &str,
+    ) -> Result<bool, DbError> {
+        self.note_access(subject::RECORDING, Some(call_id.into()), Action::Update, []);
+        let updated = sqlx::query!(
+            "UPDATE calls SET recording_key_id = $4
+              WHERE org_id = $1 AND id = $2 AND recording_status = 'stored' AND recording_path = $3",
+            self.org().as_uuid(),
+            call_id.as_uuid(),
+            path,
+            key_id
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
     }
 }

@@ -395,6 +395,12 @@ impl TenantTx {
         self.keyring.as_deref()
     }
 
+    /// The keyring of the transaction's pool, for opening the clinic's recordings after it
+    /// commits.
+    pub fn shared_keyring(&self) -> Option<std::sync::Arc<crate::crypto::Keyring>> {
+        self.keyring.clone()
+    }
+
     /// The connection, inside the tenant transaction: every statement run on it is bound by
     /// the org's row level security.
     pub fn conn(&mut self) -> TxConn<'_> {

@@ -5,8 +5,12 @@ use crate::error::ApiError;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use futures_util::TryStreamExt;
+use object_store::ObjectStore;
+use std::sync::Arc;
+use voxanne_db::crypto::Keyring;
+use voxanne_domain::OrgId;
+use voxanne_jobs::objects;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -69,25 +73,35 @@ fn content_type(key: &str) -> &'static str {
     }
 }
 
-/// Streams the object at `key`, without holding it in memory.
-pub async fn stream(store: &dyn ObjectStore, key: &str) -> Result<Response, ApiError> {
-    let path = Path::parse(key).map_err(ApiError::internal)?;
-    let object = match store.get(&path).await {
-        Ok(object) => object,
+/// Streams `org`'s recording at `key` as audio, opened as it streams (`voxanne_jobs::objects`),
+/// without holding it in memory. Its length is sent first, so a player shows its progress.
+pub async fn stream(
+    store: &dyn ObjectStore,
+    keyring: Arc<Keyring>,
+    org: OrgId,
+    key: &str,
+) -> Result<Response, ApiError> {
+    let audio = match objects::read(store, keyring, org, key).await {
+        Ok(audio) => audio,
         // The row says stored, the object is gone: for the caller, there is no recording.
-        Err(object_store::Error::NotFound { .. }) => {
+        Err(e) if e.is_not_found() => {
             tracing::warn!(%key, "a stored recording is missing from storage");
             return Err(ApiError::NoRecording);
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
-    let size = object.meta.size;
+    let kind = content_type(key);
+    let key = key.to_owned();
+    let chunks = audio.chunks.inspect_err(move |e| {
+        // The header opened, a later chunk did not: the response ends short of its length.
+        tracing::error!(%key, error = %e, "a stored recording failed while it was streamed");
+    });
     Ok((
         [
-            (header::CONTENT_TYPE, content_type(key).to_owned()),
-            (header::CONTENT_LENGTH, size.to_string()),
+            (header::CONTENT_TYPE, kind.to_owned()),
+            (header::CONTENT_LENGTH, audio.len.to_string()),
         ],
-        Body::from_stream(object.into_stream()),
+        Body::from_stream(chunks),
     )
         .into_response())
 }

@@ -1,22 +1,19 @@
 //! Downloading a recording from its provider and streaming it into object storage: the
 //! clinic's credentials only to its provider's media hosts, redirects followed by hand, one
-//! deadline for the whole transfer, a size limit, and a body that must be complete. A failed
-//! transfer leaves no object.
+//! deadline for the whole transfer, a size limit, and a body that must be complete, encrypted
+//! as it arrives. A failed transfer leaves no object.
 
 use crate::egress;
 use crate::media_hosts::MediaHosts;
+use crate::objects::SealedUpload;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayloadMut, WriteMultipart};
+use object_store::ObjectStore;
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
+use voxanne_db::crypto::Keyring;
+use voxanne_domain::OrgId;
 
-/// Part size of a multipart upload: S3's minimum for every part but the last. A body that
-/// ends within the first part is stored with a single PUT.
-pub const PART_BYTES: usize = 5 * 1024 * 1024;
-/// Parts uploading at once per download: one uploads while the next one fills, so a download
-/// holds at most about two parts in memory whatever its size.
-const PARTS_IN_FLIGHT: usize = 2;
 const MAX_REDIRECTS: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
@@ -124,125 +121,77 @@ pub fn content_type(response: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Streams the body of `response` into `store` at `path`: one PUT when it fits in a part,
-/// else a multipart upload, with at most [`PARTS_IN_FLIGHT`] parts in memory. A body over
-/// `max_bytes` or shorter than its Content-Length aborts the upload, so no object appears.
-/// Returns the bytes stored.
+/// Streams the body of `response` into `store` at `path`, encrypted for `org` with the
+/// keyring's current key (`objects::SealedUpload`): one PUT when it fits in a part, else a
+/// multipart upload, with at most two parts in memory. A body over `max_bytes` or shorter
+/// than its Content-Length aborts the upload, so no object appears. Returns the bytes of
+/// audio stored.
 pub async fn store(
     mut response: reqwest::Response,
     store: &dyn ObjectStore,
     path: &Path,
     max_bytes: u64,
+    keyring: &Keyring,
+    org: OrgId,
 ) -> Result<u64, DownloadError> {
     let expected = response.content_length();
     if expected.is_some_and(|n| n > max_bytes) {
         return Err(DownloadError::TooLarge(max_bytes));
     }
-    let mut transfer = Transfer {
-        first: PutPayloadMut::new().with_block_size(64 * 1024),
-        upload: None,
-        got: 0,
-    };
-    let streamed = transfer
-        .stream(&mut response, store, path, expected, max_bytes)
-        .await;
-    let Transfer { first, upload, got } = transfer;
-    match (streamed, upload) {
-        (Ok(()), None) => {
-            store
-                .put(path, first.freeze())
-                .await
-                .map_err(|e| DownloadError::Storage(error_chain(&e)))?;
-        }
-        (Ok(()), Some(upload)) => {
-            // `finish` aborts the upload itself when a part or the completion fails.
+    let mut upload = SealedUpload::new(store, path, keyring, org)
+        .await
+        .map_err(|e| DownloadError::Storage(error_chain(&e)))?;
+    match stream(&mut response, &mut upload, expected, max_bytes).await {
+        Ok(got) => {
             upload
                 .finish()
                 .await
                 .map_err(|e| DownloadError::Storage(error_chain(&e)))?;
+            Ok(got)
         }
-        (Err(e), upload) => {
-            if let Some(upload) = upload {
-                if let Err(abort) = upload.abort().await {
-                    tracing::warn!(%path, error = %abort, "aborting a recording upload failed; the orphan sweep will not see its parts");
-                }
+        Err(e) => {
+            upload.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// The body into `upload`; the bytes of it.
+async fn stream(
+    response: &mut reqwest::Response,
+    upload: &mut SealedUpload<'_>,
+    expected: Option<u64>,
+    max_bytes: u64,
+) -> Result<u64, DownloadError> {
+    let mut got = 0u64;
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(match expected {
+                    Some(expected) if got < expected && !e.is_timeout() => {
+                        DownloadError::Truncated { got, expected }
+                    }
+                    _ => DownloadError::Http(error_chain(&e)),
+                });
             }
-            return Err(e);
+        };
+        got += chunk.len() as u64;
+        if got > max_bytes {
+            return Err(DownloadError::TooLarge(max_bytes));
+        }
+        upload
+            .write(&chunk)
+            .await
+            .map_err(|e| DownloadError::Storage(error_chain(&e)))?;
+    }
+    if let Some(expected) = expected {
+        if got != expected {
+            return Err(DownloadError::Truncated { got, expected });
         }
     }
     Ok(got)
-}
-
-struct Transfer {
-    /// The body until it outgrows one part.
-    first: PutPayloadMut,
-    /// Started once it does.
-    upload: Option<WriteMultipart>,
-    got: u64,
-}
-
-impl Transfer {
-    async fn stream(
-        &mut self,
-        response: &mut reqwest::Response,
-        store: &dyn ObjectStore,
-        path: &Path,
-        expected: Option<u64>,
-        max_bytes: u64,
-    ) -> Result<(), DownloadError> {
-        loop {
-            let chunk = match response.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(match expected {
-                        Some(expected) if self.got < expected && !e.is_timeout() => {
-                            DownloadError::Truncated {
-                                got: self.got,
-                                expected,
-                            }
-                        }
-                        _ => DownloadError::Http(error_chain(&e)),
-                    });
-                }
-            };
-            self.got += chunk.len() as u64;
-            if self.got > max_bytes {
-                return Err(DownloadError::TooLarge(max_bytes));
-            }
-            if let Some(upload) = &mut self.upload {
-                // Back pressure: the download waits while the store is behind.
-                upload
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| DownloadError::Storage(error_chain(&e)))?;
-                // Copied, not pushed: a pushed chunk would pin the client's whole read buffer.
-                upload.write(&chunk);
-                continue;
-            }
-            self.first.extend_from_slice(&chunk);
-            if self.first.content_length() >= PART_BYTES {
-                let multipart = store
-                    .put_multipart(path)
-                    .await
-                    .map_err(|e| DownloadError::Storage(error_chain(&e)))?;
-                let mut upload = WriteMultipart::new_with_chunk_size(multipart, PART_BYTES);
-                for block in std::mem::take(&mut self.first).freeze().iter() {
-                    upload.put(block.clone());
-                }
-                self.upload = Some(upload);
-            }
-        }
-        if let Some(expected) = expected {
-            if self.got != expected {
-                return Err(DownloadError::Truncated {
-                    got: self.got,
-                    expected,
-                });
-            }
-        }
-        Ok(())
-    }
 }
 
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

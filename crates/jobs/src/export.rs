@@ -2,19 +2,20 @@
 //! zip archive. `manifest.json` says what it is; one JSON file per table holds that table's
 //! rows of the patient with all their columns (the scope of an erasure, voxanne_db::erase, and
 //! the number's consent trail and do-not-call entry, the legal holds and the access records
-//! about the patient); `recordings/` holds the calls' recordings as stored. The API's
+//! about the patient); `recordings/` holds the calls' recordings, decrypted. The API's
 //! `GET /contacts/{id}/export` and `voxanne patient export` both run this.
 //!
 //! The rows are read in one tenant transaction of the clinic, which then commits (recording the
-//! export) before the recordings are copied, each streamed from storage to a file, so memory
-//! stays a chunk whatever their size. The archive is written to a directory the caller gives.
+//! export) before the recordings are copied, each streamed from storage and decrypted to a
+//! file, so memory stays a chunk whatever their size. The archive is written to a directory the caller gives.
 
+use crate::objects::{self, ObjectError};
 use futures_util::StreamExt;
-use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
+use voxanne_db::crypto::CryptoError;
 use voxanne_db::{DbError, TenantTx};
 use voxanne_domain::ContactId;
 
@@ -23,7 +24,7 @@ pub enum ExportError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("reading a recording from storage: {0}")]
-    Storage(#[from] object_store::Error),
+    Storage(#[from] ObjectError),
     #[error("writing the archive: {0}")]
     Io(#[from] std::io::Error),
     #[error("writing the archive: {0}")]
@@ -71,6 +72,9 @@ pub async fn export_contact(
     };
     let tables = tx.patient_rows(&scope).await?;
     let org = tx.org();
+    let keyring = tx
+        .shared_keyring()
+        .ok_or(DbError::from(CryptoError::NoKeyring))?;
     tx.commit().await?;
     let rows = tables.iter().map(|(_, rows)| rows.len()).sum();
     let total = scope.recordings.len();
@@ -90,9 +94,9 @@ pub async fn export_contact(
         let name = key.rsplit('/').next().unwrap_or(key).to_owned();
         let file = dir.join(format!("recording-{done}"));
         let mut out = tokio::fs::File::create(&file).await?;
-        match store.get(&StorePath::from(key.as_str())).await {
-            Ok(object) => {
-                let mut chunks = object.into_stream();
+        match objects::read(store, keyring.clone(), org, key).await {
+            Ok(audio) => {
+                let mut chunks = audio.chunks;
                 while let Some(chunk) = chunks.next().await {
                     let chunk = chunk?;
                     bytes += chunk.len() as u64;
@@ -102,7 +106,7 @@ pub async fn export_contact(
                 copied.push((format!("recordings/{name}"), file));
             }
             // The row says stored, the object is gone: the archive says so in its manifest.
-            Err(object_store::Error::NotFound { .. }) => {
+            Err(e) if e.is_not_found() => {
                 tracing::warn!(%key, "an exported recording is missing from storage");
             }
             Err(e) => return Err(e.into()),

@@ -31,6 +31,7 @@ pub mod export;
 pub mod job;
 pub mod media_hosts;
 mod metrics;
+pub mod objects;
 pub mod recordings;
 pub mod retention;
 pub mod sms;
@@ -41,11 +42,12 @@ pub use access_seal::{AccessLogSealer, SealConfig};
 pub use calendar_events::{CalendarWriter, WriteOutcome};
 pub use calendar_sync::{CalendarSync, CalendarSyncConfig, SyncOutcome};
 pub use dialer::{DialOutcome, Dialer, DialerConfig};
-pub use download::{Credentials, DownloadError, PART_BYTES};
+pub use download::{Credentials, DownloadError};
 pub use encryption::{EncryptionConfig, EncryptionJob, EncryptionOutcome};
 pub use job::{backoff_delay, Claim, Failure, Job, Schedule};
 pub use media_hosts::MediaHosts;
 pub use metrics::{JobCounters, Metrics};
+pub use objects::PART_BYTES;
 pub use recordings::{
     http_client, object_key, remove_org_objects, Outcome, SweepReport, Worker, WorkerConfig,
 };
@@ -62,4 +64,6 @@ pub enum JobError {
     Tenant(#[from] TenantError),
     #[error(transparent)]
     Storage(#[from] object_store::Error),
+    #[error(transparent)]
+    Object(#[from] objects::ObjectError),
 }

@@ -1,5 +1,6 @@
 //! The recording job: a call whose `recording_status` is `queued` has its recording
-//! downloaded from the provider and stored in object storage under its org's prefix.
+//! downloaded from the provider and stored in object storage under its org's prefix,
+//! encrypted for the clinic as it arrives (`objects.rs`).
 //!
 //! Idempotence: an object's key is a function of the call (`{org}/recordings/{call}.{ext}`),
 //! so running a job twice overwrites one object rather than storing two. An orphan sweep
@@ -176,7 +177,11 @@ impl Job for Worker {
         };
         let outcome = match result {
             Ok(path) => {
-                if tx.recording_stored(job.call_id, job.attempt, &path).await? {
+                let key_id = self.keyring.current_key_id();
+                if tx
+                    .recording_stored(job.call_id, job.attempt, &path, key_id)
+                    .await?
+                {
                     self.metrics.recordings.done.inc();
                     Outcome::Stored { path }
                 } else {
@@ -335,7 +340,15 @@ impl Worker {
         let content_type = download::content_type(&response);
         let key = object_key(org, job.call_id, url, content_type.as_deref());
         let path = Path::parse(&key).map_err(|e| DownloadError::Storage(e.to_string()))?;
-        download::store(response, self.store.as_ref(), &path, self.config.max_bytes).await?;
+        download::store(
+            response,
+            self.store.as_ref(),
+            &path,
+            self.config.max_bytes,
+            &self.keyring,
+            org,
+        )
+        .await?;
         Ok(key)
     }
 

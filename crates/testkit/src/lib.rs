@@ -240,6 +240,19 @@ pub fn keyring() -> std::sync::Arc<voxanne_db::crypto::Keyring> {
         .clone()
 }
 
+/// The audio of a recording object as the server stores it (`voxanne_db::envelope`),
+/// `org`'s at `key`, opened with [`keyring`]. Panics unless the object is encrypted and opens
+/// for that place: a test that reads stored recordings also checks they are encrypted.
+pub fn open_recording(org: voxanne_domain::OrgId, key: &str, object: &[u8]) -> Vec<u8> {
+    let header = voxanne_db::envelope::Header::of_object(object).expect("a recording's header");
+    assert!(
+        header.is_some(),
+        "the recording {key} is stored unencrypted"
+    );
+    voxanne_db::envelope::open_object(&keyring(), org, key, object)
+        .expect("the recording opens for its clinic and key")
+}
+
 /// `row` of `table` as the superuser reads it (`to_jsonb(t)`), with its encrypted patient
 /// text (`voxanne_db::encrypted::FIELDS`) opened with [`keyring`]: the text the clinic wrote,
 /// for assertions and snapshots. A value that does not open reads `<does not open>`.

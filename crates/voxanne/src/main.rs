@@ -667,6 +667,7 @@ fn spawn_workers(
     );
     let encryption = voxanne_jobs::EncryptionJob::new(
         db.clone(),
+        recordings.clone(),
         voxanne_jobs::EncryptionConfig::default(),
         metrics.clone(),
     );

@@ -6,6 +6,7 @@
 //!   what was booked still books the same.
 //! - 0033: patient text in plain columns. Every text is kept, reads back through the clinic's
 //!   transaction, and is then encrypted by the encryption step.
+//! - 0034: clinics the encryption job had finished resume at their recordings.
 
 use sqlx::{Connection, PgConnection, Row};
 use std::path::Path;
@@ -335,4 +336,104 @@ async fn patient_text_from_before_0033_is_kept_readable_and_then_encrypted() {
         .expect("read")
         .expect("contact");
     assert_eq!(read.notes.as_deref(), Some("Ann: allergic to penicillin"));
+}
+
+/// What migration 0034 does to clinics the encryption job had finished: their pass resumes at
+/// the recordings phase, with the key it had finished with, so the job encrypts their stored
+/// recordings without going over their text again; a pass under way keeps its place.
+#[tokio::test]
+async fn clinics_finished_before_0034_resume_at_their_recordings() {
+    let (_url, admin) = voxanne_testkit::empty_database_url().await;
+    let before = migrations_through(33);
+    let migrator = sqlx::migrate::Migrator::new(before.path())
+        .await
+        .expect("migrations 1-33");
+    voxanne_db::migrate::migrate_with(&admin, None, &migrator)
+        .await
+        .expect("migrating to 0033");
+    let mut conn = PgConnection::connect_with(&admin).await.expect("admin");
+    let (done, under_way, call, place) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    sqlx::query(
+        "INSERT INTO organizations (id, name, encrypted_with) VALUES ($1, 'Done', 'test2')",
+    )
+    .bind(done)
+    .execute(&mut conn)
+    .await
+    .expect("done clinic");
+    sqlx::query(
+        "INSERT INTO organizations (id, name, encrypt_key, encrypt_field, encrypt_after)
+         VALUES ($1, 'Under way', 'test2', 3, $2)",
+    )
+    .bind(under_way)
+    .bind(place)
+    .execute(&mut conn)
+    .await
+    .expect("clinic under way");
+    sqlx::query(
+        "INSERT INTO calls (org_id, id, direction, status, from_number, to_number, started_at,
+                            recording_status, recording_path)
+         VALUES ($1, $2, 'inbound', 'completed', '+14155550111', '+14155550100', now(),
+                 'stored', $1::text || '/recordings/' || $2::text || '.wav')",
+    )
+    .bind(done)
+    .bind(call)
+    .execute(&mut conn)
+    .await
+    .expect("call");
+    conn.close().await.expect("close");
+
+    voxanne_db::migrate::migrate(&admin, None)
+        .await
+        .expect("applying 0034 onto the data");
+    let mut conn = PgConnection::connect_with(&admin).await.expect("admin");
+    let state = |id: Uuid| {
+        sqlx::query(
+            "SELECT encrypted_with, encrypt_key, encrypt_field, encrypt_after
+               FROM organizations WHERE id = $1",
+        )
+        .bind(id)
+    };
+    let row = state(done).fetch_one(&mut conn).await.expect("done");
+    assert_eq!(row.get::<Option<String>, _>(0), None);
+    assert_eq!(row.get::<Option<String>, _>(1).as_deref(), Some("test2"));
+    assert_eq!(
+        row.get::<Option<i32>, _>(2),
+        Some(i32::try_from(voxanne_db::encrypted::RECORDINGS).expect("small"))
+    );
+    assert_eq!(row.get::<Option<Uuid>, _>(3), None);
+    let row = state(under_way)
+        .fetch_one(&mut conn)
+        .await
+        .expect("under way");
+    assert_eq!(row.get::<Option<i32>, _>(2), Some(3));
+    assert_eq!(row.get::<Option<Uuid>, _>(3), Some(place));
+    let key_id: Option<String> =
+        sqlx::query_scalar("SELECT recording_key_id FROM calls WHERE id = $1")
+            .bind(call)
+            .fetch_one(&mut conn)
+            .await
+            .expect("key id");
+    assert_eq!(key_id, None, "not known to be encrypted");
+
+    // The job's claim, with the same current key, goes on from there.
+    let app = admin.clone().username(voxanne_db::migrate::APP_ROLE);
+    let db = voxanne_db::Db::connect(app, 2)
+        .await
+        .expect("app pool")
+        .with_keyring(voxanne_testkit::keyring());
+    let mut claims =
+        voxanne_db::system::claim_encryption(&db, 5, std::time::Duration::from_secs(60))
+            .await
+            .expect("claim");
+    claims.sort_by_key(|c| c.org_id.as_uuid() != done);
+    assert_eq!(claims.len(), 2);
+    assert_eq!(claims[0].org_id.as_uuid(), done);
+    assert_eq!(claims[0].field, voxanne_db::encrypted::RECORDINGS);
+    assert_eq!(claims[0].after, None);
+    assert_eq!((claims[1].field, claims[1].after), (3, Some(place)));
 }

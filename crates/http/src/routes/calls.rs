@@ -168,6 +168,8 @@ pub async fn recording(
     };
     let patient = call.contact_id.map(Into::into);
     tx.note_access(subject::RECORDING, Some(id.into()), Action::Read, patient);
+    // The recording opens for the transaction's clinic only.
+    let org = tx.org();
     tx.commit().await?;
     // Keys are `{org_id}/recordings/...`: a key outside the org's prefix is a bug, not data.
     if !key.starts_with(&format!("{}/", call.org_id)) {
@@ -175,7 +177,7 @@ pub async fn recording(
             "recording key {key} is outside its org's prefix"
         )));
     }
-    crate::storage::stream(state.recordings.as_ref(), &key).await
+    crate::storage::stream(state.recordings.as_ref(), state.keyring.clone(), org, &key).await
 }
 
 /// This resource's routes, each with its OpenAPI operation (registered under `/api/v1`).

@@ -333,7 +333,16 @@ async fn a_patients_export_holds_their_data_and_nobody_elses_and_changes_nothing
         };
         let file = app.storage.path().join(&key);
         std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&file, format!("RIFF {key}")).expect("write");
+        // Stored as the worker stores it: encrypted for the clinic (the archive holds the
+        // audio).
+        let object = voxanne_db::envelope::seal_object(
+            &voxanne_testkit::keyring(),
+            voxanne_domain::OrgId::from_uuid(org),
+            &key,
+            format!("RIFF {key}").as_bytes(),
+        )
+        .expect("seal");
+        std::fs::write(&file, object).expect("write");
         calls.push((call, key));
     }
     exec(

@@ -97,6 +97,81 @@ async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_
 }
 
 #[tokio::test]
+async fn a_stored_recording_is_encrypted_for_its_clinic_and_a_copy_elsewhere_does_not_open() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let a_call = queue(&app, a.org, &[provider.url("ok", "a1")]).await[0];
+    let b_call = queue(&app, b.org, &[provider.url("ok", "b1")]).await[0];
+    let w = worker(&app, config());
+    drain(&app, &w).await;
+    let audio = audio_for("/ok/a1.wav");
+    let a_path = call_state(&app, a_call).await.1.expect("stored");
+    let b_path = call_state(&app, b_call).await.1.expect("stored");
+
+    // In storage: ciphertext under the current key, none of the audio in the clear.
+    let stored = std::fs::read(app.storage.path().join(&a_path)).expect("read");
+    assert!(!stored.windows(16).any(|w| w == &audio[audio.len() - 16..]));
+    assert_eq!(
+        voxanne_testkit::open_recording(a.org, &a_path, &stored),
+        audio
+    );
+    let mut admin = app.t.admin().await;
+    let key_id: Option<String> =
+        sqlx::query_scalar("SELECT recording_key_id FROM calls WHERE id = $1")
+            .bind(a_call)
+            .fetch_one(&mut admin)
+            .await
+            .expect("key id");
+    assert_eq!(key_id.as_deref(), Some("test2"));
+
+    // Served as audio, its exact length announced first.
+    let get = |id: Uuid, token: String| {
+        let client = app.client.clone();
+        let url = format!("{}/api/v1/calls/{id}/recording", app.base);
+        async move {
+            let r = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get");
+            let length = r
+                .headers()
+                .get("content-length")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            (
+                r.status().as_u16(),
+                length,
+                r.bytes().await.map(|b| b.to_vec()),
+            )
+        }
+    };
+    let (status, length, bytes) = get(a_call, app.token(a.owner, Some(a.org))).await;
+    assert_eq!(status, 200);
+    assert_eq!(length, Some(audio.len().to_string()));
+    assert_eq!(bytes.expect("body"), audio);
+
+    // A's object copied over B's (a mistaken sync, a tampered bucket): B's call finds it, and
+    // it does not open there. B gets an error, never A's audio.
+    std::fs::copy(
+        app.storage.path().join(&a_path),
+        app.storage.path().join(&b_path),
+    )
+    .expect("copy");
+    let (status, _, bytes) = get(b_call, app.token(b.owner, Some(b.org))).await;
+    assert_eq!(status, 500);
+    let bytes = bytes.unwrap_or_default();
+    assert!(
+        !bytes.windows(16).any(|w| w == &audio[..16]),
+        "A's audio reached B"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+}
+
+#[tokio::test]
 async fn a_provider_that_fails_twice_then_succeeds_ends_stored_after_retries() {
     let app = TestApp::spawn().await;
     let [a, _] = app.clinics().await;
@@ -730,8 +805,16 @@ async fn a_large_recording_is_written_to_storage_while_it_downloads_and_stored_i
         "one object, no staging left"
     );
     let stored = std::fs::read(app.storage.path().join(&path)).expect("read");
-    assert_eq!(stored.len(), size);
-    assert_eq!(sha256_hex(&stored), sha256_hex(&big_audio(size)));
+    // Encrypted for the clinic: the audio's size plus a header and a tag per 64 KiB chunk.
+    let header = voxanne_db::envelope::Header::of_object(&stored)
+        .expect("header")
+        .expect("encrypted");
+    assert_eq!(
+        stored.len() as u64,
+        header.len() as u64 + voxanne_db::envelope::sealed_len(size as u64)
+    );
+    let audio = voxanne_testkit::open_recording(a.org, &path, &stored);
+    assert_eq!(sha256_hex(&audio), sha256_hex(&big_audio(size)));
 }
 
 #[tokio::test]

@@ -22,6 +22,10 @@ struct S3 {
     uploads: HashMap<String, Upload>,
     next_upload: u64,
     calls: HashMap<&'static str, usize>,
+    /// The server-side encryption each object-creating request asked for: the operation and
+    /// its `x-amz-server-side-encryption`, `…-aws-kms-key-id` and `…-bucket-key-enabled`
+    /// headers.
+    encryption: Vec<(&'static str, [Option<String>; 3])>,
 }
 
 struct Upload {
@@ -157,10 +161,35 @@ async fn s3(
     method: Method,
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut guard = state.lock().expect("lock");
     let state: &mut S3 = &mut guard;
+    // SSE headers as the PutObject and CreateMultipartUpload references define them
+    // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html,
+    // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html).
+    let creates = match method {
+        Method::PUT if !query.contains_key("partNumber") => Some("PutObject"),
+        Method::POST if query.contains_key("uploads") => Some("CreateMultipartUpload"),
+        _ => None,
+    };
+    if let Some(operation) = creates {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        state.encryption.push((
+            operation,
+            [
+                header("x-amz-server-side-encryption"),
+                header("x-amz-server-side-encryption-aws-kms-key-id"),
+                header("x-amz-server-side-encryption-bucket-key-enabled"),
+            ],
+        ));
+    }
     if let Some(response) = multipart(state, &method, &path, &query, &body) {
         return response;
     }
@@ -387,10 +416,16 @@ async fn a_large_recording_is_uploaded_to_s3_in_parts_and_stored_intact_a_small_
     }
     {
         let s3 = s3.lock().expect("lock");
-        let large = &s3.objects[&keys[0]];
+        // Stored encrypted for the clinic, under the key the store is given (the prefix is
+        // the store's).
+        let open = |n: usize| {
+            let key = keys[n].trim_start_matches("clinic-audio/voxanne/");
+            voxanne_testkit::open_recording(a.org, key, &s3.objects[&keys[n]])
+        };
+        let large = open(0);
         assert_eq!(large.len(), size);
-        assert_eq!(sha256_hex(large), sha256_hex(&big_audio(size)));
-        assert_eq!(s3.objects[&keys[1]], audio_for("/ok/small.wav"));
+        assert_eq!(sha256_hex(&large), sha256_hex(&big_audio(size)));
+        assert_eq!(open(1), audio_for("/ok/small.wav"));
         // 20 MiB and a bit in 5 MiB parts: five parts, one upload; the small one in one PUT.
         assert_eq!(
             (
@@ -464,6 +499,63 @@ async fn an_s3_upload_over_the_size_limit_or_cut_short_is_aborted_and_leaves_no_
         "each upload was started while streaming, and aborted"
     );
     assert!(s3.uploads.is_empty(), "parts left behind in the bucket");
+}
+
+/// The S3 store's server-side encryption settings (the `AWS_SERVER_SIDE_ENCRYPTION`,
+/// `AWS_SSE_KMS_KEY_ID` and `AWS_SSE_BUCKET_KEY_ENABLED` variables, here given to the builder
+/// by the same names) reach every request that creates an object, the single PUT and the
+/// multipart upload alike; recordings are encrypted by Voxanne underneath as well.
+#[tokio::test]
+async fn server_side_encryption_settings_reach_every_upload() {
+    let (endpoint, s3) = fake_s3().await;
+    let config = |name: &str| name.parse().expect("an S3 setting");
+    let builder = AmazonS3Builder::new()
+        .with_endpoint(&endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("test-key")
+        .with_secret_access_key("test-secret")
+        .with_config(config("aws_server_side_encryption"), "aws:kms")
+        .with_config(
+            config("aws_sse_kms_key_id"),
+            "arn:aws:kms:us-east-1:111122223333:key/clinic-audio",
+        )
+        .with_config(config("aws_sse_bucket_key_enabled"), "true");
+    let store =
+        voxanne_http::storage::open_with("s3://clinic-audio/voxanne", builder).expect("s3 store");
+    let app = TestApp::spawn_on(None, Some(store.clone())).await;
+    let [a, _] = app.clinics().await;
+    quiet_demo_queue(&app).await;
+    let provider = Provider::spawn().await;
+    let size = 6 * 1024 * 1024;
+    let ids = queue(
+        &app,
+        a.org,
+        &[
+            provider.big_url("big", size, "large"),
+            provider.url("ok", "small"),
+        ],
+    )
+    .await;
+    let w = worker_on(&app, store, large_config(64 * 1024 * 1024));
+    drain(&app, &w).await;
+    for id in &ids {
+        assert_eq!(call_state(&app, *id).await.0, "stored");
+    }
+    let s3 = s3.lock().expect("lock");
+    let asked = [
+        Some("aws:kms".to_owned()),
+        Some("arn:aws:kms:us-east-1:111122223333:key/clinic-audio".to_owned()),
+        Some("true".to_owned()),
+    ];
+    let mut operations: Vec<&str> = s3.encryption.iter().map(|(op, _)| *op).collect();
+    operations.sort_unstable();
+    assert_eq!(operations, ["CreateMultipartUpload", "PutObject"]);
+    assert!(
+        s3.encryption.iter().all(|(_, headers)| *headers == asked),
+        "{:?}",
+        s3.encryption
+    );
 }
 
 async fn voxanne_jobs_list(

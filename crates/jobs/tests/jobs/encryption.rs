@@ -3,6 +3,8 @@
 //! time; the text stays what it was, a pass resumes where it stopped, and a clinic done is not
 //! claimed again until the key changes.
 
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use voxanne_db::contacts::{Contact, ContactFields};
 use voxanne_db::crypto::{stored_key_id, Keyring};
 use voxanne_db::demo;
 use voxanne_db::encrypted::FIELDS;
+use voxanne_db::Db;
 use voxanne_domain::OrgId;
 use voxanne_jobs::{EncryptionConfig, EncryptionJob, EncryptionOutcome, Job, Metrics, Schedule};
 use voxanne_testkit::{keyring, TestDb, ENCRYPTION_KEYS_OLD};
@@ -82,8 +85,19 @@ async fn notes_of(admin: &mut PgConnection, contact: Uuid) -> Vec<u8> {
 }
 
 fn job(t: &TestDb, step: u32, steps: u32) -> EncryptionJob {
+    job_on(&t.db, Arc::new(InMemory::new()), step, steps, 10)
+}
+
+fn job_on(
+    db: &Db,
+    store: Arc<dyn ObjectStore>,
+    step: u32,
+    steps: u32,
+    recordings_step: u32,
+) -> EncryptionJob {
     EncryptionJob::new(
-        t.db.clone(),
+        db.clone(),
+        store,
         EncryptionConfig {
             schedule: Schedule {
                 batch: 4,
@@ -91,6 +105,7 @@ fn job(t: &TestDb, step: u32, steps: u32) -> EncryptionJob {
             },
             step,
             steps,
+            recordings_step,
         },
         Arc::new(Metrics::default()),
     )
@@ -323,18 +338,7 @@ async fn a_new_key_starts_a_new_pass_after_which_the_older_keys_can_be_retired()
     // The key is rotated: `test3` is current, `test2` and `test1` still read.
     let older = format!("{},{ENCRYPTION_KEYS_OLD}", voxanne_testkit::ENCRYPTION_KEY);
     let db = t.db.clone().with_keyring(ring(TEST3, Some(&older)));
-    let job = EncryptionJob::new(
-        db.clone(),
-        EncryptionConfig {
-            schedule: Schedule {
-                batch: 4,
-                ..Schedule::default()
-            },
-            step: 500,
-            steps: 20,
-        },
-        Arc::new(Metrics::default()),
-    );
+    let job = job_on(&db, Arc::new(InMemory::new()), 500, 20, 10);
     let claims = job.claim().await.expect("claim");
     assert_eq!(claims.len(), 2, "every clinic again: {claims:?}");
     assert!(claims.iter().all(|c| c.field == 0 && c.after.is_none()));

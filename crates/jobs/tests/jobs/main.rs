@@ -3,5 +3,6 @@
 mod access_seal;
 mod claiming;
 mod encryption;
+mod recording_encryption;
 mod retention;
 mod sms;

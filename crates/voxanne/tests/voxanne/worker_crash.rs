@@ -55,6 +55,8 @@ impl Worker {
             .env("DATABASE_URL", url)
             .env("VOXANNE_DATA_DIR", data)
             .env("VOXANNE_STORAGE_DIR", storage)
+            // The test kit's key, so the test opens what the worker stores.
+            .env("VOXANNE_ENCRYPTION_KEY", voxanne_testkit::ENCRYPTION_KEY)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -232,6 +234,14 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice() {
     for path in &paths {
         let file = storage.path().join(path);
         let bytes = std::fs::read(&file).unwrap_or_else(|_| panic!("{path} is not in storage"));
-        assert!(bytes.starts_with(b"RIFF recording "), "{path}");
+        // Stored encrypted for its clinic (the key's first segment), opening to the audio.
+        let org: uuid::Uuid = path
+            .split('/')
+            .next()
+            .and_then(|o| o.parse().ok())
+            .expect("org");
+        let audio =
+            voxanne_testkit::open_recording(voxanne_domain::OrgId::from_uuid(org), path, &bytes);
+        assert!(audio.starts_with(b"RIFF recording "), "{path}");
     }
 }
