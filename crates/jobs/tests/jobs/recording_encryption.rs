@@ -200,6 +200,44 @@ async fn recordings_stored_plain_or_under_an_older_key_are_encrypted_with_the_cu
         .collect();
     assert_eq!(bytes, audio(1));
 
+    // A byte damaged in the second chunk: the header opens, the first chunk streams, and the
+    // stream then ends with an error instead of other bytes.
+    let mut damaged = get(store.as_ref(), &plain_b).await.expect("stored");
+    let at = damaged.len() - envelope::CHUNK;
+    damaged[at] ^= 1;
+    put(store.as_ref(), &plain_b, damaged).await;
+    let read = objects::read(store.as_ref(), voxanne_testkit::keyring(), b.org, &plain_b)
+        .await
+        .expect("the header opens");
+    let chunks: Vec<_> = futures_util::StreamExt::collect(read.chunks).await;
+    let good: Vec<u8> = chunks
+        .iter()
+        .take_while(|c| c.is_ok())
+        .flat_map(|c| c.as_ref().expect("ok").to_vec())
+        .collect();
+    assert!(
+        chunks.last().is_some_and(|c| c.is_err()),
+        "no error at the end"
+    );
+    assert!(
+        good.len() < AUDIO_LEN && audio(4).starts_with(&good),
+        "{}",
+        good.len()
+    );
+    // And one moved to another clinic's key fails before anything streams.
+    let moved = format!("{}/recordings/{}.wav", b.org, Uuid::new_v4());
+    put(
+        store.as_ref(),
+        &moved,
+        get(store.as_ref(), &plain_a).await.expect("a"),
+    )
+    .await;
+    assert!(
+        objects::read(store.as_ref(), voxanne_testkit::keyring(), b.org, &moved)
+            .await
+            .is_err()
+    );
+
     // Done: nothing is claimed again until the key changes.
     assert_eq!(drain(&job(&t.db, store)).await, (0, 0));
 }
