@@ -29,6 +29,27 @@ fn stored_files(app: &TestApp) -> Vec<String> {
     out
 }
 
+/// `GET /calls/{id}/recording` as `token`: the status, the announced length and the body.
+async fn fetch_recording(app: &TestApp, id: Uuid, token: &str) -> (u16, Option<String>, Vec<u8>) {
+    let r = app
+        .client
+        .get(format!("{}/api/v1/calls/{id}/recording", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    let length = r
+        .headers()
+        .get("content-length")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let status = r.status().as_u16();
+    (
+        status,
+        length,
+        r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+    )
+}
+
 #[tokio::test]
 async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_to_their_clinic_only(
 ) {
@@ -63,19 +84,10 @@ async fn recordings_of_two_clinics_are_stored_under_their_own_prefix_and_served_
     let a_token = app.token(a.owner, Some(a.org));
     let b_token = app.token(b.owner, Some(b.org));
     let fetch = |id: Uuid, token: String| {
-        let client = app.client.clone();
-        let url = format!("{}/api/v1/calls/{id}/recording", app.base);
+        let app = &app;
         async move {
-            let r = client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("get");
-            (
-                r.status().as_u16(),
-                r.bytes().await.expect("bytes").to_vec(),
-            )
+            let (status, _, bytes) = fetch_recording(app, id, &token).await;
+            (status, bytes)
         }
     };
     let (status, bytes) = fetch(a_calls[0], a_token.clone()).await;
@@ -127,31 +139,11 @@ async fn a_stored_recording_is_encrypted_for_its_clinic_and_a_copy_elsewhere_doe
     assert_eq!(key_id.as_deref(), Some("test2"));
 
     // Served as audio, its exact length announced first.
-    let get = |id: Uuid, token: String| {
-        let client = app.client.clone();
-        let url = format!("{}/api/v1/calls/{id}/recording", app.base);
-        async move {
-            let r = client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("get");
-            let length = r
-                .headers()
-                .get("content-length")
-                .map(|v| v.to_str().expect("ascii").to_owned());
-            (
-                r.status().as_u16(),
-                length,
-                r.bytes().await.map(|b| b.to_vec()),
-            )
-        }
-    };
-    let (status, length, bytes) = get(a_call, app.token(a.owner, Some(a.org))).await;
+    let (status, length, bytes) =
+        fetch_recording(&app, a_call, &app.token(a.owner, Some(a.org))).await;
     assert_eq!(status, 200);
     assert_eq!(length, Some(audio.len().to_string()));
-    assert_eq!(bytes.expect("body"), audio);
+    assert_eq!(bytes, audio);
 
     // A's object copied over B's (a mistaken sync, a tampered bucket): B's call finds it, and
     // it does not open there. B gets an error, never A's audio.
@@ -160,9 +152,8 @@ async fn a_stored_recording_is_encrypted_for_its_clinic_and_a_copy_elsewhere_doe
         app.storage.path().join(&b_path),
     )
     .expect("copy");
-    let (status, _, bytes) = get(b_call, app.token(b.owner, Some(b.org))).await;
+    let (status, _, bytes) = fetch_recording(&app, b_call, &app.token(b.owner, Some(b.org))).await;
     assert_eq!(status, 500);
-    let bytes = bytes.unwrap_or_default();
     assert!(
         !bytes.windows(16).any(|w| w == &audio[..16]),
         "A's audio reached B"

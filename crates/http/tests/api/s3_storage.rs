@@ -261,6 +261,16 @@ async fn s3(
     }
 }
 
+/// The S3 client's settings for the fake at `endpoint`.
+fn s3_builder(endpoint: &str) -> AmazonS3Builder {
+    AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("test-key")
+        .with_secret_access_key("test-secret")
+}
+
 async fn fake_s3() -> (String, Objects) {
     let objects: Objects = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -279,12 +289,7 @@ async fn fake_s3() -> (String, Objects) {
 #[tokio::test]
 async fn recordings_in_s3_compatible_storage_are_stored_under_the_prefix_served_and_erased() {
     let (endpoint, objects) = fake_s3().await;
-    let s3 = AmazonS3Builder::new()
-        .with_endpoint(&endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_access_key_id("test-key")
-        .with_secret_access_key("test-secret");
+    let s3 = s3_builder(&endpoint);
     let store =
         voxanne_http::storage::open_with("s3://clinic-audio/voxanne", s3).expect("s3 store");
     let app = TestApp::spawn_on(None, Some(store.clone())).await;
@@ -378,12 +383,7 @@ async fn recordings_in_s3_compatible_storage_are_stored_under_the_prefix_served_
 /// The fake S3, and the store over it that the server and the worker use.
 async fn s3_store() -> (Objects, Arc<dyn object_store::ObjectStore>) {
     let (endpoint, objects) = fake_s3().await;
-    let s3 = AmazonS3Builder::new()
-        .with_endpoint(&endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_access_key_id("test-key")
-        .with_secret_access_key("test-secret");
+    let s3 = s3_builder(&endpoint);
     let store =
         voxanne_http::storage::open_with("s3://clinic-audio/voxanne", s3).expect("s3 store");
     (objects, store)
@@ -509,12 +509,7 @@ async fn an_s3_upload_over_the_size_limit_or_cut_short_is_aborted_and_leaves_no_
 async fn server_side_encryption_settings_reach_every_upload() {
     let (endpoint, s3) = fake_s3().await;
     let config = |name: &str| name.parse().expect("an S3 setting");
-    let builder = AmazonS3Builder::new()
-        .with_endpoint(&endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_access_key_id("test-key")
-        .with_secret_access_key("test-secret")
+    let builder = s3_builder(&endpoint)
         .with_config(config("aws_server_side_encryption"), "aws:kms")
         .with_config(
             config("aws_sse_kms_key_id"),
