@@ -191,7 +191,8 @@ const NAV = [
   ["/", "Today"], ["/live", "Live"], ["/calls", "Calls"], ["/appointments", "Appointments"],
   ["/contacts", "Contacts"], ["/dnc", "Do not call"], ["/knowledge-base", "Knowledge base"],
   ["/settings", "Agent"], ["/members", "Members"],
-  ["/integrations", "Integrations", "admin"], ["/security", "Security", "admin"],
+  ["/integrations", "Integrations", "admin"], ["/access-log", "Access log", "admin"],
+  ["/security", "Security", "admin"],
 ];
 
 function activeRole() {
@@ -697,7 +698,9 @@ route("/contacts/:id", async ({ id }) => {
     h("h2", {}, "Calls"),
     calls.data.length ? h("table", {}, h("tbody", {}, calls.data.map(callRow)))
       : h("p", { class: "muted" }, "No calls."),
-    h("h2", {}, "Appointments"), appointmentTable(appointments.data));
+    h("h2", {}, "Appointments"), appointmentTable(appointments.data),
+    ["owner", "admin"].includes(activeRole())
+      ? h("p", {}, h("a", { href: `/access-log?patient=${c.id}` }, "Who has seen this patient's data")) : null);
 });
 
 function appointmentTable(list) {
@@ -894,6 +897,82 @@ route("/integrations", async () => {
     calendars.length ? h("table", {}, h("tbody", {}, calendars.map((c) => h("tr", {},
       h("td", {}, c.provider), h("td", {}, c.account_email), h("td", {}, c.resource || ""),
       h("td", {}, badge(c.status || "active")))))) : h("p", { class: "muted" }, "No calendar linked."));
+});
+
+// ---- The access log (admins) ----
+
+const SUBJECTS = {
+  contact: "contact", call: "call", transcript: "transcript", recording: "recording",
+  appointment: "appointment", hold: "hold", inbox_message: "message", sms: "SMS",
+  consent: "consent", lead: "lead", campaign_target: "campaign target", cold_call: "campaign call",
+  legal_hold: "legal hold", access_log: "access log",
+};
+
+route("/access-log", async (_, query) => {
+  loading("Access log");
+  const members = await api("GET", "/api/v1/members?limit=100");
+  const names = new Map(members.data.map((m) => [m.user_id, m.display_name || m.email || m.user_id]));
+  const patient = query.get("patient");
+  const patientName = patient
+    ? await api("GET", `/api/v1/contacts/${encodeURIComponent(patient)}`).then((c) => c.name, () => null)
+    : null;
+  const filters = h("form", { class: "row", role: "search", "aria-label": "Filter the access log" },
+    patient ? h("input", { type: "hidden", name: "patient", value: patient }) : null,
+    h("div", {}, h("label", { for: "f-user" }, "Member"),
+      h("select", { id: "f-user", name: "user" },
+        h("option", { value: "" }, "Anyone"),
+        members.data.map((m) => h("option", { value: m.user_id, selected: query.get("user") === m.user_id },
+          names.get(m.user_id))))),
+    h("div", {}, h("label", { for: "f-from" }, "From"),
+      h("input", { id: "f-from", name: "from", type: "date", value: query.get("from") || "" })),
+    h("div", {}, h("label", { for: "f-to" }, "To"),
+      h("input", { id: "f-to", name: "to", type: "date", value: query.get("to") || "" })),
+    h("div", {}, h("button", { type: "submit" }, "Filter")));
+  filters.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    for (const [k, v] of new FormData(filters)) if (v) q.set(k, v);
+    go(`/access-log${q.toString() ? "?" + q : ""}`);
+  });
+  const q = new URLSearchParams();
+  for (const k of ["patient", "user", "from", "to"]) if (query.get(k)) q.set(k, query.get(k));
+  const exportLink = h("a", { href: `/api/v1/access-log/export${q.toString() ? "?" + q : ""}`, download: "access-log.csv" },
+    "Export as CSV");
+  const tbody = h("tbody", {});
+  const table = h("table", {}, h("thead", {}, h("tr", {},
+    h("th", { scope: "col" }, "When"), h("th", { scope: "col" }, "Who"), h("th", { scope: "col" }, "What"),
+    h("th", { scope: "col", class: "optional" }, "How"), h("th", { scope: "col", class: "optional" }, "From"))), tbody);
+  const more = h("button", { type: "button", class: "secondary" }, "Load more");
+  const status = h("p", { role: "status" }, "Loading…");
+  show("Access log",
+    h("p", { class: "muted" }, patient
+      ? [`Every read and change of ${patientName || "this patient"}'s data. `,
+        h("a", { href: "/access-log" }, "The whole clinic")]
+      : "Every read and change of patient data at this clinic: by members, the voice agent, background jobs and operators."),
+    filters, h("p", {}, exportLink), status, table, more);
+  more.hidden = true;
+  q.set("limit", "50");
+  const who = (r) => r.actor_kind === "user"
+    ? (names.get(r.actor_id) || "a former member")
+    : { agent: "the voice agent", system: "Voxanne", cli: "an operator" }[r.actor_kind] || r.actor_kind;
+  let cursor = null;
+  async function page() {
+    if (cursor) q.set("cursor", cursor);
+    const r = await api("GET", `/api/v1/access-log?${q}`);
+    tbody.append(...r.data.map((e) => h("tr", {},
+      h("td", {}, when(e.at)), h("td", {}, who(e)),
+      h("td", {}, `${e.action} ${SUBJECTS[e.subject_kind] || e.subject_kind}`),
+      h("td", { class: "optional" }, h("code", {}, e.via)),
+      h("td", { class: "optional" }, e.client_addr || ""))));
+    cursor = r.next_cursor;
+    more.hidden = !cursor;
+    status.textContent = tbody.children.length ? "" : "Nothing recorded.";
+  }
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try { await page(); } finally { more.disabled = false; }
+  });
+  await page();
 });
 
 // ---- Security events (admins) ----

@@ -33,6 +33,7 @@ pub const PAGES: &[&str] = &[
     "/knowledge-base",
     "/settings",
     "/integrations",
+    "/access-log",
     "/security",
 ];
 

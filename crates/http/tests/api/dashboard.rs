@@ -1,8 +1,9 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver) against a real server
 //! and database: sign in, see one's own clinic's calls and never another's, play a stored
 //! recording, the one not-found page for another clinic's id, a write without the CSRF token
-//! refused inside the browser, an invitation taken from its link. Screenshots of each screen,
-//! at desktop and phone width, go to `target/screenshots/`.
+//! refused inside the browser, an invitation taken from its link, the access log an admin reads
+//! (and staff cannot). Screenshots of each screen, at desktop and phone width, go to
+//! `target/screenshots/`.
 
 use crate::support::browser::Browser;
 use crate::support::*;
@@ -428,5 +429,110 @@ async fn a_simulated_call_appears_live_with_its_transcript_and_ends_into_its_pag
     browser.click("main li a").await;
     browser.wait_text("main h1", "Call of").await;
     browser.wait_text("main", "+14155559876").await;
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn an_admin_sees_who_read_a_patients_data_and_staff_do_not_see_the_access_log() {
+    let app = TestApp::spawn().await;
+    let [a, b] = app.clinics().await;
+    let owner = app.token(a.owner, Some(a.org));
+    let first = |list: Value| {
+        list["data"][0]["id"]
+            .as_str()
+            .expect("a contact")
+            .to_owned()
+    };
+    let ada = first(app.get_as("/api/v1/contacts?q=Ada", &owner).await.body);
+    let bea = first(
+        app.get_as("/api/v1/contacts?q=Bea", &app.token(b.owner, Some(b.org)))
+            .await
+            .body,
+    );
+    let browser = Browser::start().await;
+    sign_in_as(&browser, &app, "Clinic A owner").await;
+
+    // The owner opens Ada's page: that read is in the log (written a moment later)…
+    browser.open(&format!("{}/contacts/{ada}", app.base)).await;
+    browser.wait_text("main h2", "Appointments").await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = app
+            .get_as(
+                &format!("/api/v1/access-log?patient={ada}&limit=100"),
+                &owner,
+            )
+            .await;
+        let read = log.body["data"].as_array().is_some_and(|records| {
+            records.iter().any(|r| {
+                r["action"] == "read"
+                    && r["subject_kind"] == "contact"
+                    && r["actor_id"] == json!(a.owner.as_uuid())
+                    && r["via"]
+                        .as_str()
+                        .is_some_and(|v| v.contains("/contacts/{id}"))
+            })
+        });
+        if read {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", log.body);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // …and the page's link shows it, by name, with the route it went through.
+    browser.click("main a[href^='/access-log?patient=']").await;
+    assert_eq!(browser.heading().await, "Access log");
+    browser
+        .wait_text("main p", "Every read and change of Ada Lovelace's data")
+        .await;
+    let row = browser.wait_text("tbody tr", "read contact").await;
+    assert!(row.contains("Clinic A owner"), "{row}");
+    let whats = browser.texts("tbody td:nth-child(3)").await;
+    assert!(!whats.is_empty(), "{whats:?}");
+    browser.screenshots("access-log").await;
+    assert_eq!(browser.accessibility_problems().await, Vec::<String>::new());
+
+    // The export link downloads the same selection as CSV.
+    let csv = browser
+        .run_async(
+            "const done = arguments[arguments.length - 1];
+             const a = [...document.querySelectorAll('main a')].find((l) => l.textContent === 'Export as CSV');
+             fetch(a.href).then(async (r) => done({status: r.status, type: r.headers.get('content-type'),
+                                                   href: a.getAttribute('href'), body: await r.text()}));",
+        )
+        .await;
+    assert_eq!(csv["status"], 200, "{csv}");
+    assert!(
+        csv["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("text/csv")),
+        "{csv}"
+    );
+    assert_eq!(
+        csv["href"],
+        json!(format!("/api/v1/access-log/export?patient={ada}"))
+    );
+    let body = csv["body"].as_str().expect("csv");
+    assert!(body.lines().count() > 1 && body.contains(&ada), "{body}");
+
+    // Another clinic's patient: nothing of theirs, and nothing of A's.
+    browser
+        .open(&format!("{}/access-log?patient={bea}", app.base))
+        .await;
+    browser.wait_text("main h1", "Access log").await;
+    browser
+        .wait_text("main [role=status]", "Nothing recorded.")
+        .await;
+    assert!(browser.texts("tbody tr").await.is_empty());
+    sign_out(&browser).await;
+
+    // Staff: no such page in the navigation, and the log refused if asked for.
+    sign_in_as(&browser, &app, "Clinic A staff").await;
+    let nav = browser.texts("nav a").await;
+    assert!(nav.iter().all(|l| l != "Access log"), "{nav:?}");
+    browser.open(&format!("{}/access-log", app.base)).await;
+    browser
+        .wait_text("main", "only admins read the access log")
+        .await;
     browser.quit().await;
 }
