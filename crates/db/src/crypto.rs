@@ -74,11 +74,21 @@ pub enum CryptoError {
 struct DataKey {
     id: String,
     key: SecretBox<[u8; KEY_LEN]>,
+    /// The key's expanded schedule, made once: a list page opens a value per row.
+    cipher: Aes256Gcm,
 }
 
 impl DataKey {
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.key.expose_secret()))
+    fn new(id: &str, key: [u8; KEY_LEN]) -> Self {
+        Self {
+            id: id.to_owned(),
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)),
+            key: SecretBox::new(Box::new(key)),
+        }
+    }
+
+    fn cipher(&self) -> &Aes256Gcm {
+        &self.cipher
     }
 }
 
@@ -134,10 +144,7 @@ fn parse_key(text: &str, default_id: Option<&str>, source: &str) -> Result<DataK
             source_name,
             len: bytes.len(),
         })?;
-    Ok(DataKey {
-        id: id.to_owned(),
-        key: SecretBox::new(Box::new(key)),
-    })
+    Ok(DataKey::new(id, key))
 }
 
 impl Keyring {
