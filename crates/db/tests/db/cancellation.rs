@@ -51,7 +51,8 @@ async fn a_tenant_transaction_cancelled_at_any_await_leaves_its_connection_clean
     let [a, b] = demo::seed(&t.db).await.expect("seeding");
     let db = Db::connect(t.app_options(), 1).await.expect("pool of one");
     let mut cancelled = 0;
-    for pause_us in [0, 50, 200, 1000] {
+    // The longest pause lets even a slow opening (Citus, a loaded machine) finish.
+    for pause_us in [0, 50, 200, 1000, 20_000] {
         for polls in 1..=12 {
             let round = format!("cancelled after {polls} polls, {pause_us} µs apart");
             let pause = Duration::from_micros(pause_us);
@@ -81,8 +82,8 @@ async fn a_tenant_transaction_cancelled_at_any_await_leaves_its_connection_clean
     // The schedule really cut requests short, and let others finish: both outcomes were met
     // (how many of each depends on the machine's speed).
     assert!(
-        (4..48).contains(&cancelled),
-        "{cancelled} of 48 requests were cancelled"
+        (4..60).contains(&cancelled),
+        "{cancelled} of 60 requests were cancelled"
     );
 }
 
