@@ -63,12 +63,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bare = dir.path().join("bare.sql");
     std::fs::write(&bare, format!("{page}\n"))?;
     // As the application sends it: one batch opens the transaction, sets the context and
-    // checks the membership; then the query; then COMMIT.
+    // checks the membership; then the query; then COMMIT. (`\;` joins statements into one
+    // message for pgbench, one round trip, as the application's batch is; `;` ends one.)
     let tenant = dir.path().join("tenant.sql");
     std::fs::write(
         &tenant,
         format!(
-            "BEGIN; SELECT role, status, now() = statement_timestamp() AS fresh FROM app.enter_tenant('{}', '{}');\n{page}\nCOMMIT;\n",
+            "BEGIN \\; SELECT role, status, now() = statement_timestamp() AS fresh FROM app.enter_tenant('{}', '{}');\n{page}\nCOMMIT;\n",
             a.org, a.owner
         ),
     )?;
@@ -77,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(
         &set_local,
         format!(
-            "BEGIN; SET LOCAL app.org_id = '{}'; SET LOCAL app.user_id = '{}'; SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership();\n{page}\nCOMMIT;\n",
+            "BEGIN \\; SET LOCAL app.org_id = '{}' \\; SET LOCAL app.user_id = '{}' \\; SELECT role, status, now() = statement_timestamp() AS fresh FROM app.current_membership();\n{page}\nCOMMIT;\n",
             a.org, a.owner
         ),
     )?;
@@ -86,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(
         &unchecked,
         format!(
-            "BEGIN; SET LOCAL app.org_id = '{}'; SET LOCAL app.user_id = '{}';\n{page}\nCOMMIT;\n",
+            "BEGIN \\; SET LOCAL app.org_id = '{}' \\; SET LOCAL app.user_id = '{}';\n{page}\nCOMMIT;\n",
             a.org, a.owner
         ),
     )?;

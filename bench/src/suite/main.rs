@@ -16,6 +16,7 @@
 //!
 //! `bench/run [--smoke] [--clinics N] [--calls N] [--seconds S] [--rounds R]`
 
+mod cpu;
 mod dataset;
 mod distributed;
 mod pipeline;
@@ -70,6 +71,15 @@ struct Args {
     /// to a temp dir unless --out says where.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Another build of `voxanne` (e.g. a change's), measured in scenario 1 beside this one,
+    /// interleaved round by round: its throughput and CPU per request against this build's.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// After scenario 1, one more 16-connection run of the list with `pg_stat_statements`
+    /// reset before it: where the database's time per request goes, statement by statement
+    /// (printed with the progress, not in the report; the test kit's clusters load it).
+    #[arg(long)]
+    statements: bool,
     /// Scenario 9's own process (the suite starts it in the test kit's Citus mode).
     #[arg(long, hide = true)]
     distributed_child: bool,
@@ -92,6 +102,10 @@ struct Plan {
     latency_connections: u32,
     /// The scenarios to run; empty: all.
     only: Vec<String>,
+    /// A second build measured beside this one in scenario 1 (`--compare`).
+    compare: Option<PathBuf>,
+    /// Statement by statement after scenario 1 (`--statements`).
+    statements: bool,
 }
 
 impl Plan {
@@ -117,6 +131,8 @@ impl Plan {
             rotation: (small_clinics - 1).min(100),
             latency_connections: 4,
             only: args.only.clone(),
+            compare: args.compare.clone(),
+            statements: args.statements,
         }
     }
 
@@ -213,6 +229,14 @@ impl Bench {
             ),
         )?;
         Ok(path)
+    }
+
+    /// The pid of the cluster's postmaster (the parent of a backend), for reading its CPU.
+    async fn postmaster(&mut self) -> Result<u32, Error> {
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut self.admin)
+            .await?;
+        cpu::parent(u32::try_from(backend)?).ok_or_else(|| "no postmaster in /proc".into())
     }
 
     fn progress(&self, what: &str) {
@@ -326,9 +350,12 @@ async fn run(args: Args) -> Result<(), Error> {
     }
 
     if b.plan.wants("1") || b.plan.wants("2") {
-        let (ceiling, isolation) = ceiling(&b, &server).await?;
+        let (ceiling, isolation) = ceiling(&mut b, &server).await?;
         scenarios.push(ceiling);
         scenarios.push(isolation);
+        if b.plan.statements {
+            statements(&mut b, &server).await?;
+        }
     }
     let peak_rss = server.peak_rss_kib().unwrap_or(0);
     if b.plan.wants("5") {
@@ -552,7 +579,7 @@ fn scale_scenario(
 
 /// Scenarios 1 and 2: pgbench's bare page and tenant transaction, and the API, at 16 and 64
 /// connections, interleaved.
-async fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
+async fn ceiling(b: &mut Bench, server: &Server) -> Result<(Scenario, Scenario), Error> {
     let peer = Server::start_peer(&b.config, Path::new("bench/peer"), &b.t.admin_options()).await?;
     if let Err(why) = &peer {
         eprintln!("[suite] the Express peer is skipped: {why}");
@@ -562,18 +589,36 @@ async fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Err
         "SELECT {COLUMNS} FROM calls WHERE org_id = {org} ORDER BY started_at DESC, id DESC LIMIT 26;"
     );
     let bare = b.script("bare.sql", &page)?;
-    // What the application sends for a user's request (crates/db/src/tenant.rs).
+    // What the application sends for a user's request (crates/db/src/tenant.rs): `\;` has
+    // pgbench send BEGIN and app.enter_tenant as one message, the application's batch.
     let tenant = b.script(
         "tenant.sql",
         &format!(
-            "BEGIN; SELECT role, status, now() = statement_timestamp() AS fresh \
+            "BEGIN \\; SELECT role, status, now() = statement_timestamp() AS fresh \
              FROM app.enter_tenant({org}, '00000000-0000-4000-9000-:c');\n{page}\nCOMMIT;"
         ),
     )?;
+    let postmaster = b.postmaster().await?;
+    let b = &*b;
     let superuser = b.t.admin_options().get_username().to_owned();
     let tokens = b.rotation()?;
+    let compared = match &b.plan.compare {
+        Some(binary) => {
+            let mut config = b.config.clone();
+            config.binary = std::path::absolute(binary)?;
+            Some(Server::start(&config).await?)
+        }
+        None => None,
+    };
     let connections = [16_u32, 64];
-    let mut best = [[0.0_f64; 4]; 2];
+    let mut best = [[0.0_f64; 5]; 2];
+    // CPU seconds per request of each variant (the least of the rounds), for the rows that
+    // say where a request's cost goes.
+    let mut spent = [[cpu::Spent {
+        server: f64::MAX,
+        database: f64::MAX,
+    }; 5]; 2];
+    let seconds = f64::from(b.plan.seconds);
     for round in 1..=b.plan.rounds {
         for (c, &n) in connections.iter().enumerate() {
             b.progress(&format!(
@@ -581,23 +626,42 @@ async fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Err
                 b.plan.rounds
             ));
             let options = b.t.admin_options();
+            let database = |script: &Path, role: &str| {
+                cpu::around(None, postmaster, || {
+                    pgbench(&options, role, script, n, b.plan.seconds)
+                })
+                .map(|(tps, spent)| (tps, tps * seconds, spent))
+            };
+            let api = |server: &Server| {
+                cpu::around(Some(server.pid()), postmaster, || b.wrk(server, &tokens, n))
+                    .map(|(load, spent)| (load.per_second(), load.requests as f64, spent))
+            };
             let runs = [
-                pgbench(&options, &superuser, &bare, n, b.plan.seconds)?,
-                pgbench(&options, "voxanne_app", &tenant, n, b.plan.seconds)?,
-                b.wrk(server, &tokens, n)?.per_second(),
+                database(&bare, &superuser)?,
+                database(&tenant, "voxanne_app")?,
+                api(server)?,
                 match &peer {
-                    Ok(peer) => b.wrk(peer, &tokens, n)?.per_second(),
-                    Err(_) => 0.0,
+                    Ok(peer) => api(peer)?,
+                    Err(_) => (0.0, 0.0, cpu::Spent::default()),
+                },
+                match &compared {
+                    Some(other) => api(other)?,
+                    None => (0.0, 0.0, cpu::Spent::default()),
                 },
             ];
-            for (slot, value) in best[c].iter_mut().zip(runs) {
-                *slot = slot.max(value);
+            for (v, (rate, count, used)) in runs.into_iter().enumerate() {
+                best[c][v] = best[c][v].max(rate);
+                if count > 0.0 {
+                    let least = &mut spent[c][v];
+                    least.server = least.server.min(used.server / count);
+                    least.database = least.database.min(used.database / count);
+                }
             }
         }
     }
     let mut rows = Vec::new();
     for (c, &n) in connections.iter().enumerate() {
-        let [bare, tenant, api, express] = best[c];
+        let [bare, tenant, api, express, _] = best[c];
         rows.push(
             Row::new(
                 format!("pgbench: the page's SELECT alone, superuser, {n} connections"),
@@ -634,6 +698,65 @@ async fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Err
                 "×",
             ));
         }
+    }
+    // Where a request's CPU goes (µs, from /proc; the load generators' own not counted).
+    for (c, &n) in connections.iter().enumerate() {
+        let us = |seconds: f64| seconds * 1e6;
+        let [_, tenant, api, express, _] = spent[c];
+        rows.push(Row::new(
+            format!("CPU per request, {n} connections: database, pgbench's tenant transaction"),
+            us(tenant.database),
+            "µs",
+        ));
+        rows.push(
+            Row::new(
+                format!("CPU per request, {n} connections: database, Voxanne's"),
+                us(api.database),
+                "µs",
+            )
+            .ratio(us(tenant.database)),
+        );
+        rows.push(Row::new(
+            format!("CPU per request, {n} connections: server, Voxanne"),
+            us(api.server),
+            "µs",
+        ));
+        if peer.is_ok() {
+            rows.push(Row::new(
+                format!("CPU per request, {n} connections: server, Express"),
+                us(express.server),
+                "µs",
+            ));
+        }
+    }
+    if let Some(binary) = &b.plan.compare {
+        let name = binary.display();
+        for (c, &n) in connections.iter().enumerate() {
+            let us = |seconds: f64| seconds * 1e6;
+            let (this, other) = (spent[c][2], spent[c][4]);
+            rows.push(
+                Row::new(format!("{name}, {n} connections"), best[c][4], "req/s").ratio(best[c][2]),
+            );
+            rows.push(
+                Row::new(
+                    format!("{name}: server CPU per request, {n} connections"),
+                    us(other.server),
+                    "µs",
+                )
+                .ratio(us(this.server)),
+            );
+            rows.push(
+                Row::new(
+                    format!("{name}: database CPU per request, {n} connections"),
+                    us(other.database),
+                    "µs",
+                )
+                .ratio(us(this.database)),
+            );
+        }
+    }
+    if let Some(other) = compared {
+        other.stop()?;
     }
     let peer_note = match &peer {
         Ok(_) => " The peer: Express and node-postgres (`bench/peer`, one Node.js process, a pool \
@@ -674,6 +797,54 @@ async fn ceiling(b: &Bench, server: &Server) -> Result<(Scenario, Scenario), Err
         output: None,
     };
     Ok((ceiling, isolation))
+}
+
+/// `--statements`: the list under 16 connections, then pgbench's tenant transaction (the
+/// script of scenario 1), each with `pg_stat_statements` reset before it; the statements that
+/// took the database's time, per request of the run.
+async fn statements(b: &mut Bench, server: &Server) -> Result<(), Error> {
+    let tokens = b.rotation()?;
+    b.admin
+        .execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await?;
+    let tenant = b.dir.path().join("tenant.sql");
+    for variant in ["Voxanne", "pgbench's tenant transaction"] {
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&mut b.admin)
+            .await?;
+        let requests = if variant == "Voxanne" {
+            b.wrk(server, &tokens, 16)?.requests as f64
+        } else {
+            let options = b.t.admin_options();
+            pgbench(&options, "voxanne_app", &tenant, 16, b.plan.seconds)?
+                * f64::from(b.plan.seconds)
+        }
+        .max(1.0);
+        let rows: Vec<(String, i64, i64, f64, f64)> = sqlx::query_as(
+            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 110), calls, plans,
+                    total_exec_time, total_plan_time
+               FROM pg_stat_statements
+              WHERE userid = 'voxanne_app'::regrole
+              ORDER BY total_exec_time + total_plan_time DESC LIMIT 12",
+        )
+        .fetch_all(&mut b.admin)
+        .await?;
+        b.progress(&format!(
+            "{variant}: statements of {requests:.0} requests (per request: calls, plans, \
+             µs executing, µs planning):"
+        ));
+        for (query, calls, plans, exec, plan) in rows {
+            let per = |v: f64| v / requests;
+            eprintln!(
+                "  {:5.2} {:5.2} {:7.1} {:7.1}  {query}",
+                per(calls as f64),
+                per(plans as f64),
+                per(exec) * 1e3,
+                per(plan) * 1e3
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The clinic whose calendar the booking scenario fills: open around the clock (in UTC), so
@@ -893,7 +1064,19 @@ async fn rls_bypass(
 /// the writer's transactions carried. Then how fast the sealer chains what the rounds wrote.
 async fn access_log_cost(b: &mut Bench, server: &Server) -> Result<Scenario, Error> {
     let tokens = b.rotation()?;
+    let postmaster = b.postmaster().await?;
     let mut best = [0.0_f64; 2];
+    // The least CPU per request of the rounds, with the records and without.
+    let mut spent = [cpu::Spent {
+        server: f64::MAX,
+        database: f64::MAX,
+    }; 2];
+    let mut least = |slot: usize, (load, used): (Load, cpu::Spent)| {
+        let n = load.requests.max(1) as f64;
+        spent[slot].server = spent[slot].server.min(used.server / n);
+        spent[slot].database = spent[slot].database.min(used.database / n);
+        load.per_second()
+    };
     let mut shared = (0.0_f64, 0.0_f64);
     for round in 1..=b.plan.rounds {
         b.progress(&format!("access log, round {round}/{}", b.plan.rounds));
@@ -901,7 +1084,12 @@ async fn access_log_cost(b: &mut Bench, server: &Server) -> Result<Scenario, Err
             server.metric("voxanne_access_writer_batches_total").await?,
             server.metric("voxanne_access_writer_records_total").await?,
         );
-        best[0] = best[0].max(b.wrk(server, &tokens, 16)?.per_second());
+        let load = |b: &Bench| {
+            cpu::around(Some(server.pid()), postmaster, || {
+                b.wrk(server, &tokens, 16)
+            })
+        };
+        best[0] = best[0].max(least(0, load(b)?));
         shared.0 += server.metric("voxanne_access_writer_batches_total").await? - before.0;
         shared.1 += server.metric("voxanne_access_writer_records_total").await? - before.1;
         b.admin
@@ -909,11 +1097,11 @@ async fn access_log_cost(b: &mut Bench, server: &Server) -> Result<Scenario, Err
                 "CREATE RULE bench_no_access_log AS ON INSERT TO access_log DO INSTEAD NOTHING",
             )
             .await?;
-        let measured = b.wrk(server, &tokens, 16);
+        let measured = load(b);
         b.admin
             .execute("DROP RULE bench_no_access_log ON access_log")
             .await?;
-        best[1] = best[1].max(measured?.per_second());
+        best[1] = best[1].max(least(1, measured?));
     }
     b.progress("sealing the access log");
     let unsealed: i64 = sqlx::query_scalar("SELECT count(*) FROM access_log WHERE seq IS NULL")
@@ -932,6 +1120,22 @@ async fn access_log_cost(b: &mut Bench, server: &Server) -> Result<Scenario, Err
     }
     let sealed_per_second = sealed as f64 / sealing.elapsed().as_secs_f64().max(1e-9);
     let written_per_second = best[0];
+    // CPU per request (µs), with the records against without.
+    let cpu_rows = [
+        ("database", spent[1].database, spent[0].database),
+        ("server", spent[1].server, spent[0].server),
+    ]
+    .into_iter()
+    .flat_map(|(who, without, with)| {
+        [("not written", without), ("written", with)].map(|(how, seconds)| {
+            Row::new(
+                format!("{who} CPU per request, records {how}"),
+                seconds * 1e6,
+                "µs",
+            )
+            .ratio(without * 1e6)
+        })
+    });
     Ok(Scenario {
         id: "10",
         title: "The access log's cost",
@@ -949,13 +1153,18 @@ async fn access_log_cost(b: &mut Bench, server: &Server) -> Result<Scenario, Err
         rows: vec![
             Row::new("records not written", best[1], "req/s").ratio(best[1]),
             Row::new("records written", best[0], "req/s").ratio(best[1]),
+        ]
+        .into_iter()
+        .chain(cpu_rows)
+        .chain([
             Row::new(
                 "records per writing transaction",
                 shared.1 / shared.0.max(1.0),
                 "records",
             ),
             Row::new("sealed", sealed_per_second, "records/s").ratio(written_per_second),
-        ],
+        ])
+        .collect(),
         output: None,
     })
 }

@@ -103,6 +103,11 @@ impl Process {
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+
     pub async fn start(config: &ServerConfig) -> Result<Self, Box<dyn std::error::Error>> {
         let free_port = || -> std::io::Result<u16> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?
