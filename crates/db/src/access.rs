@@ -296,7 +296,10 @@ impl TenantTx {
                  FROM access_log
                 WHERE org_id = $1
                   AND ($2::uuid IS NULL
-                       OR (subject_kind = 'contact' AND subject_id = $2) OR patients @> ARRAY[$2])
+                       OR (subject_kind = 'contact' AND subject_id = $2)
+                       -- Sealed records by their index of patients, the others apart (0035).
+                       OR (seq IS NOT NULL AND patients @> ARRAY[$2])
+                       OR (seq IS NULL AND patients @> ARRAY[$2]))
                   AND ($3::uuid IS NULL OR actor_id = $3)
                   AND ($4::timestamptz IS NULL OR at >= $4)
                   AND ($5::timestamptz IS NULL OR at < $5)

@@ -333,7 +333,9 @@ fn export_queries(scope: &PatientScope) -> Vec<(&'static str, &'static str, Vec<
         ),
         (
             "access_log",
-            "(subject_id = ANY($2) OR patients && $2[1:1])",
+            // Sealed records by their index of patients, the others apart (migration 0035).
+            "(subject_id = ANY($2) OR (seq IS NOT NULL AND patients && $2[1:1]) \
+              OR (seq IS NULL AND patients && $2[1:1]))",
             subjects,
         ),
     ]

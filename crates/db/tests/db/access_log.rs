@@ -3,8 +3,10 @@
 
 use sqlx::PgConnection;
 use uuid::Uuid;
+use voxanne_db::access::{AccessFilter, AccessRecord};
 use voxanne_db::demo::{self, DemoClinic};
 use voxanne_db::system::seal_access_log;
+use voxanne_db::Action;
 use voxanne_db::Db;
 use voxanne_testkit::TestDb;
 
@@ -400,4 +402,89 @@ async fn the_writer_adds_a_users_record_only_to_a_clinic_they_are_a_member_of() 
     .await
     .expect("privilege");
     assert!(!public);
+}
+
+/// `clinic`'s records about `patient`, as its owner reads the log.
+async fn about(db: &Db, clinic: &DemoClinic, patient: Uuid) -> Vec<AccessRecord> {
+    let mut tx = db.tenant(clinic.org, clinic.owner).await.expect("tx");
+    let filter = AccessFilter {
+        patient: Some(patient),
+        ..Default::default()
+    };
+    let records = tx
+        .list_access_log(&filter, None, 100, Action::List)
+        .await
+        .expect("the log");
+    tx.commit().await.expect("commit");
+    records
+}
+
+/// A page of calls names its callers in its one record; the log filtered by one of them finds
+/// that record before the sealer has sealed it and after (migration 0035 indexes the patients
+/// of sealed records only, and the query asks for the unsealed ones apart).
+#[tokio::test]
+async fn a_patient_named_only_in_a_lists_record_is_found_sealed_or_not() {
+    let t = TestDb::new().await;
+    let [a, _] = seeded(&t).await;
+    list_calls(&t.db, &a)
+        .await
+        .expect("the page and its record");
+    let mut admin = t.admin().await;
+    let patient: Uuid = sqlx::query_scalar(
+        "SELECT patients[1] FROM access_log
+          WHERE org_id = $1 AND action = 'list' AND patients IS NOT NULL",
+    )
+    .bind(a.org.as_uuid())
+    .fetch_one(&mut admin)
+    .await
+    .expect("the list's record names patients");
+    let the_list = |records: &[AccessRecord]| {
+        records
+            .iter()
+            .filter(|r| r.subject_kind == "call" && r.action == "list")
+            .map(|r| r.seq)
+            .collect::<Vec<_>>()
+    };
+
+    let unsealed = about(&t.db, &a, patient).await;
+    assert_eq!(the_list(&unsealed), [None], "{unsealed:?}");
+
+    while seal_access_log(&t.db, 100, 1000).await.expect("seal") > 0 {}
+    let sealed = about(&t.db, &a, patient).await;
+    let seqs = the_list(&sealed);
+    assert!(
+        seqs.len() == 1 && seqs[0].is_some(),
+        "the sealed list's record: {sealed:?}"
+    );
+    // The sealed record is in the index of patients, which a query for sealed records uses.
+    let sql = format!(
+        "SELECT id FROM access_log WHERE seq IS NOT NULL AND patients @> ARRAY['{patient}'::uuid]"
+    );
+    sqlx::raw_sql("BEGIN; SET LOCAL enable_seqscan = off")
+        .execute(&mut admin)
+        .await
+        .expect("no sequential scan");
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
+        .fetch_all(&mut admin)
+        .await
+        .expect("the plan");
+    let plan = plan.join("\n");
+    // (On Citus the shards plan the query, and the SET LOCAL stays on the coordinator.)
+    assert!(
+        t.db.distributed() || plan.contains("access_log_patients_idx"),
+        "{plan}"
+    );
+    let found: Vec<Uuid> = sqlx::query_scalar(&sql)
+        .fetch_all(&mut admin)
+        .await
+        .expect("by the index");
+    let list = sealed
+        .iter()
+        .find(|r| r.subject_kind == "call")
+        .expect("the list's record");
+    assert!(found.contains(&list.id), "{found:?}");
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut admin)
+        .await
+        .expect("rollback");
 }
