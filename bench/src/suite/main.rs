@@ -75,9 +75,10 @@ struct Args {
     /// interleaved round by round: its throughput and CPU per request against this build's.
     #[arg(long)]
     compare: Option<PathBuf>,
-    /// After scenario 1, one more 16-connection run of the list with `pg_stat_statements`
-    /// reset before it: where the database's time per request goes, statement by statement
-    /// (printed with the progress, not in the report; the test kit's clusters load it).
+    /// After scenario 1, one more 16-connection run of the list and one of pgbench's tenant
+    /// transaction, each with `pg_stat_statements` reset before it: where the database's time
+    /// per request goes, statement by statement (printed with the progress, not in the
+    /// report; the test kit's clusters load it).
     #[arg(long)]
     statements: bool,
     /// Scenario 9's own process (the suite starts it in the test kit's Citus mode).
